@@ -1,0 +1,221 @@
+/*!
+Offscreen targets: a colour and a depth texture plus a buffer to read the colour back, all
+sized together and rebuilt together by [`OffscreenTarget::resize`].
+*/
+use std::sync::mpsc;
+
+use lockstep_scene::Scene;
+
+use crate::draw::{DEPTH_FORMAT, PassTarget};
+use crate::{DrawList, GpuContext, Image, RenderError, Renderer};
+
+/// Largest width or height lockstep accepts for a target, whatever the device allows.
+pub const MAX_TARGET_SIZE: u32 = 16384;
+
+/// Colour format of offscreen targets: 8-bit sRGB, what PNG files hold.
+pub const OFFSCREEN_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Rgba8UnormSrgb;
+
+/// A render target in GPU memory whose pixels can be read back.
+pub struct OffscreenTarget {
+    width: u32,
+    height: u32,
+    color: wgpu::Texture,
+    color_view: wgpu::TextureView,
+    depth_view: wgpu::TextureView,
+    readback: wgpu::Buffer,
+    /// Bytes per row in `readback`: wgpu requires multiples of 256.
+    padded_row: u32,
+}
+
+impl OffscreenTarget {
+    /// The colour format renderers for this target must be built with.
+    pub const FORMAT: wgpu::TextureFormat = OFFSCREEN_FORMAT;
+
+    /// Creates a `width` × `height` target; zero or oversized dimensions are refused.
+    pub fn new(gpu: &GpuContext, width: u32, height: u32) -> Result<Self, RenderError> {
+        let limit = gpu
+            .device
+            .limits()
+            .max_texture_dimension_2d
+            .min(MAX_TARGET_SIZE);
+        if width == 0 || height == 0 {
+            return Err(RenderError::TargetSize {
+                width,
+                height,
+                reason: "width and height must be at least 1".into(),
+            });
+        }
+        if width > limit || height > limit {
+            return Err(RenderError::TargetSize {
+                width,
+                height,
+                reason: format!("the largest supported side is {limit} pixels"),
+            });
+        }
+        let size = wgpu::Extent3d {
+            width,
+            height,
+            depth_or_array_layers: 1,
+        };
+        let texture = |label, format, usage| {
+            gpu.device.create_texture(&wgpu::TextureDescriptor {
+                label: Some(label),
+                size,
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format,
+                usage,
+                view_formats: &[],
+            })
+        };
+        let color = texture(
+            "offscreen colour",
+            OFFSCREEN_FORMAT,
+            wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::COPY_SRC,
+        );
+        let depth = texture(
+            "offscreen depth",
+            DEPTH_FORMAT,
+            wgpu::TextureUsages::RENDER_ATTACHMENT,
+        );
+        let padded_row = (width * 4).div_ceil(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT)
+            * wgpu::COPY_BYTES_PER_ROW_ALIGNMENT;
+        let readback = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("offscreen read-back"),
+            size: padded_row as u64 * height as u64,
+            usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
+            mapped_at_creation: false,
+        });
+        Ok(OffscreenTarget {
+            width,
+            height,
+            color_view: color.create_view(&Default::default()),
+            depth_view: depth.create_view(&Default::default()),
+            color,
+            readback,
+            padded_row,
+        })
+    }
+
+    /// Width in pixels.
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    /// Height in pixels.
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// Width / height.
+    pub fn aspect(&self) -> f32 {
+        self.width as f32 / self.height as f32
+    }
+
+    /// Rebuilds the size-bound textures and buffer.
+    pub fn resize(&mut self, gpu: &GpuContext, width: u32, height: u32) -> Result<(), RenderError> {
+        if (width, height) != (self.width, self.height) {
+            *self = OffscreenTarget::new(gpu, width, height)?;
+        }
+        Ok(())
+    }
+
+    /// Draws `list` covering the whole target, clearing it first, and submits the work.
+    /// With `read_back`, the pixels are copied to the read-back buffer in the same submission
+    /// (then call [`OffscreenTarget::read_into`]).
+    pub fn render(
+        &self,
+        gpu: &GpuContext,
+        renderer: &mut Renderer,
+        scene: &Scene,
+        list: &DrawList,
+        read_back: bool,
+    ) -> Result<wgpu::SubmissionIndex, RenderError> {
+        let mut encoder = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("offscreen frame"),
+            });
+        renderer.draw(
+            gpu,
+            scene,
+            list,
+            &mut encoder,
+            PassTarget {
+                color: &self.color_view,
+                depth: &self.depth_view,
+                viewport: None,
+                clear: true,
+            },
+        )?;
+        if read_back {
+            self.encode_copy(&mut encoder);
+        }
+        let index = gpu.queue.submit([encoder.finish()]);
+        gpu.check_errors()?;
+        Ok(index)
+    }
+
+    fn encode_copy(&self, encoder: &mut wgpu::CommandEncoder) {
+        encoder.copy_texture_to_buffer(
+            self.color.as_image_copy(),
+            wgpu::TexelCopyBufferInfo {
+                buffer: &self.readback,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: 0,
+                    bytes_per_row: Some(self.padded_row),
+                    rows_per_image: Some(self.height),
+                },
+            },
+            self.color.size(),
+        );
+    }
+
+    /// Waits for a frame submitted by [`OffscreenTarget::render`] with `read_back` and copies
+    /// its pixels (RGBA8 sRGB, rows top to bottom) into `out`, reusing its allocation.
+    pub fn read_into(&self, gpu: &GpuContext, out: &mut Vec<u8>) -> Result<(), RenderError> {
+        let slice = self.readback.slice(..);
+        let (tx, rx) = mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            // The receiver lives until recv below returns; a failed send cannot happen.
+            let _ = tx.send(r);
+        });
+        gpu.wait_idle()?;
+        rx.recv()
+            .map_err(|_| RenderError::Gpu("read-back was never answered".into()))?
+            .map_err(|e| RenderError::Gpu(format!("cannot map read-back buffer: {e}")))?;
+        {
+            let data = slice
+                .get_mapped_range()
+                .map_err(|e| RenderError::Gpu(format!("cannot read mapped buffer: {e}")))?;
+            let row = (self.width * 4) as usize;
+            out.clear();
+            out.reserve(row * self.height as usize);
+            for y in 0..self.height as usize {
+                let start = y * self.padded_row as usize;
+                out.extend_from_slice(&data[start..start + row]);
+            }
+        }
+        self.readback.unmap();
+        gpu.check_errors()
+    }
+
+    /// Draws `list`, reads the result back and returns it as an image.
+    pub fn render_to_image(
+        &self,
+        gpu: &GpuContext,
+        renderer: &mut Renderer,
+        scene: &Scene,
+        list: &DrawList,
+    ) -> Result<Image, RenderError> {
+        self.render(gpu, renderer, scene, list, true)?;
+        let mut pixels = Vec::new();
+        self.read_into(gpu, &mut pixels)?;
+        Ok(Image {
+            width: self.width,
+            height: self.height,
+            rgba8: pixels,
+        })
+    }
+}

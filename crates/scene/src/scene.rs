@@ -1,0 +1,430 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use glam::Mat4;
+
+use crate::{
+    Color, Material, MaterialId, Mesh, MeshId, Node, NodeContent, NodeId, SceneError, Texture,
+    TextureId, Transform,
+};
+
+/// The scene graph.
+///
+/// Nodes, meshes, materials and textures are stored behind `Arc`; edits go through
+/// `Arc::make_mut`, so a cloned `Scene` shares all data either side has not touched since.
+#[derive(Debug, Clone)]
+pub struct Scene {
+    /// Slot `i` holds node `NodeId(i)`; removed nodes leave `None` so ids stay stable.
+    nodes: Vec<Option<Arc<Node>>>,
+    names: HashMap<Arc<str>, NodeId>,
+    roots: Vec<NodeId>,
+    meshes: Vec<Arc<Mesh>>,
+    materials: Vec<Arc<Material>>,
+    textures: Vec<Arc<Texture>>,
+    /// Colour of pixels no object covers.
+    pub background: Color,
+    /// Light that reaches every lit surface regardless of direction.
+    pub ambient: Color,
+    /// The camera node views are taken from when the caller gives none.
+    pub active_camera: Option<NodeId>,
+}
+
+impl Default for Scene {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Scene {
+    /// An empty scene with a dark grey background and dim ambient light.
+    pub fn new() -> Self {
+        Scene {
+            nodes: Vec::new(),
+            names: HashMap::new(),
+            roots: Vec::new(),
+            meshes: Vec::new(),
+            materials: Vec::new(),
+            textures: Vec::new(),
+            background: Color::rgb(0.02, 0.02, 0.03),
+            ambient: Color::rgb(0.08, 0.08, 0.09),
+            active_camera: None,
+        }
+    }
+
+    /// Adds a mesh and returns its id.
+    pub fn add_mesh(&mut self, mesh: Mesh) -> MeshId {
+        self.meshes.push(Arc::new(mesh));
+        MeshId(self.meshes.len() as u32 - 1)
+    }
+
+    /// Adds a texture and returns its id.
+    pub fn add_texture(&mut self, texture: Texture) -> TextureId {
+        self.textures.push(Arc::new(texture));
+        TextureId(self.textures.len() as u32 - 1)
+    }
+
+    /// Adds a material; its texture, if any, must already be in this scene.
+    pub fn add_material(&mut self, material: Material) -> Result<MaterialId, SceneError> {
+        if let Some(t) = material.texture {
+            self.texture(t)?;
+        }
+        self.materials.push(Arc::new(material));
+        Ok(MaterialId(self.materials.len() as u32 - 1))
+    }
+
+    /// The mesh with this id.
+    pub fn mesh(&self, id: MeshId) -> Result<&Arc<Mesh>, SceneError> {
+        self.meshes
+            .get(id.0 as usize)
+            .ok_or(SceneError::UnknownMesh(id.0))
+    }
+
+    /// The material with this id.
+    pub fn material(&self, id: MaterialId) -> Result<&Arc<Material>, SceneError> {
+        self.materials
+            .get(id.0 as usize)
+            .ok_or(SceneError::UnknownMaterial(id.0))
+    }
+
+    /// The texture with this id.
+    pub fn texture(&self, id: TextureId) -> Result<&Arc<Texture>, SceneError> {
+        self.textures
+            .get(id.0 as usize)
+            .ok_or(SceneError::UnknownTexture(id.0))
+    }
+
+    /// Replaces a material (e.g. a colour change); nodes using it see the change.
+    pub fn set_material(&mut self, id: MaterialId, material: Material) -> Result<(), SceneError> {
+        if let Some(t) = material.texture {
+            self.texture(t)?;
+        }
+        let slot = self
+            .materials
+            .get_mut(id.0 as usize)
+            .ok_or(SceneError::UnknownMaterial(id.0))?;
+        *slot = Arc::new(material);
+        Ok(())
+    }
+
+    /// Number of meshes.
+    pub fn mesh_count(&self) -> usize {
+        self.meshes.len()
+    }
+
+    /// Number of materials.
+    pub fn material_count(&self) -> usize {
+        self.materials.len()
+    }
+
+    /// Number of textures.
+    pub fn texture_count(&self) -> usize {
+        self.textures.len()
+    }
+
+    /// Adds `node` under `parent` (or as a root) and returns its new id.
+    ///
+    /// The node's own `parent` and `children` fields are ignored: structure is set here.
+    pub fn add(&mut self, mut node: Node, parent: Option<NodeId>) -> Result<NodeId, SceneError> {
+        if let Some(p) = parent {
+            self.node(p)?;
+        }
+        if let Some(name) = &node.name
+            && self.names.contains_key(name)
+        {
+            return Err(SceneError::DuplicateName(name.to_string()));
+        }
+        match node.content {
+            NodeContent::Mesh { mesh, material } => {
+                self.mesh(mesh)?;
+                self.material(material)?;
+            }
+            NodeContent::Empty | NodeContent::Light(_) | NodeContent::Camera(_) => {}
+        }
+        let id = NodeId(self.nodes.len() as u32);
+        node.parent = parent;
+        node.children.clear();
+        if let Some(name) = &node.name {
+            self.names.insert(name.clone(), id);
+        }
+        self.nodes.push(Some(Arc::new(node)));
+        match parent {
+            Some(p) => self.node_mut(p)?.children.push(id),
+            None => self.roots.push(id),
+        }
+        Ok(id)
+    }
+
+    /// Removes a node and its whole subtree; their ids are never reused.
+    pub fn remove(&mut self, id: NodeId) -> Result<(), SceneError> {
+        let parent = self.node(id)?.parent;
+        match parent {
+            Some(p) => self.node_mut(p)?.children.retain(|c| *c != id),
+            None => self.roots.retain(|c| *c != id),
+        }
+        let mut stack = vec![id];
+        while let Some(n) = stack.pop() {
+            if let Some(node) = self.nodes.get_mut(n.0 as usize).and_then(Option::take) {
+                if let Some(name) = &node.name {
+                    self.names.remove(name);
+                }
+                stack.extend_from_slice(&node.children);
+            }
+        }
+        if self.active_camera.is_some_and(|c| self.node(c).is_err()) {
+            self.active_camera = None;
+        }
+        Ok(())
+    }
+
+    /// Moves a node (with its subtree) under a new parent, or to the roots.
+    pub fn set_parent(&mut self, id: NodeId, parent: Option<NodeId>) -> Result<(), SceneError> {
+        self.node(id)?;
+        if let Some(p) = parent {
+            let mut cur = Some(p);
+            while let Some(c) = cur {
+                if c == id {
+                    return Err(SceneError::Cycle {
+                        node: id,
+                        parent: p,
+                    });
+                }
+                cur = self.node(c)?.parent;
+            }
+        }
+        let old = self.node(id)?.parent;
+        match old {
+            Some(o) => self.node_mut(o)?.children.retain(|c| *c != id),
+            None => self.roots.retain(|c| *c != id),
+        }
+        match parent {
+            Some(p) => self.node_mut(p)?.children.push(id),
+            None => self.roots.push(id),
+        }
+        self.node_mut(id)?.parent = parent;
+        Ok(())
+    }
+
+    /// The node with this id.
+    pub fn node(&self, id: NodeId) -> Result<&Node, SceneError> {
+        self.nodes
+            .get(id.0 as usize)
+            .and_then(Option::as_deref)
+            .ok_or(SceneError::UnknownNode(id))
+    }
+
+    /// Mutable access to a node; copies its data first if a snapshot still shares it.
+    ///
+    /// Renaming through this reference is not tracked: use [`Scene::rename`].
+    pub fn node_mut(&mut self, id: NodeId) -> Result<&mut Node, SceneError> {
+        self.nodes
+            .get_mut(id.0 as usize)
+            .and_then(Option::as_mut)
+            .map(Arc::make_mut)
+            .ok_or(SceneError::UnknownNode(id))
+    }
+
+    /// Sets a node's transform relative to its parent.
+    pub fn set_transform(&mut self, id: NodeId, transform: Transform) -> Result<(), SceneError> {
+        self.node_mut(id)?.transform = transform;
+        Ok(())
+    }
+
+    /// Shows or hides a node and its subtree.
+    pub fn set_visible(&mut self, id: NodeId, visible: bool) -> Result<(), SceneError> {
+        self.node_mut(id)?.visible = visible;
+        Ok(())
+    }
+
+    /// Gives a node a new unique name, or none.
+    pub fn rename(&mut self, id: NodeId, name: Option<&str>) -> Result<(), SceneError> {
+        if let Some(n) = name
+            && let Some(other) = self.names.get(n)
+            && *other != id
+        {
+            return Err(SceneError::DuplicateName(n.to_string()));
+        }
+        let new: Option<Arc<str>> = name.map(Arc::from);
+        let old = std::mem::replace(&mut self.node_mut(id)?.name, new.clone());
+        if let Some(o) = old {
+            self.names.remove(&o);
+        }
+        if let Some(n) = new {
+            self.names.insert(n, id);
+        }
+        Ok(())
+    }
+
+    /// The node with this name.
+    pub fn find(&self, name: &str) -> Option<NodeId> {
+        self.names.get(name).copied()
+    }
+
+    /// Root nodes in insertion order.
+    pub fn roots(&self) -> &[NodeId] {
+        &self.roots
+    }
+
+    /// Number of live nodes.
+    pub fn node_count(&self) -> usize {
+        self.nodes.iter().filter(|n| n.is_some()).count()
+    }
+
+    /// Live nodes with their ids, in id order.
+    pub fn nodes(&self) -> impl Iterator<Item = (NodeId, &Node)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.as_deref().map(|n| (NodeId(i as u32), n)))
+    }
+
+    /// The matrix taking points from the node's frame to world space.
+    pub fn world_transform(&self, id: NodeId) -> Result<Mat4, SceneError> {
+        let mut m = Mat4::IDENTITY;
+        let mut cur = Some(id);
+        while let Some(c) = cur {
+            let n = self.node(c)?;
+            m = n.transform.to_matrix() * m;
+            cur = n.parent;
+        }
+        Ok(m)
+    }
+
+    /// Visits every visible node depth-first, parents before children, with its world matrix.
+    /// Hidden nodes are skipped with their subtrees. `stack` is scratch space, kept by the
+    /// caller so that a per-frame traversal allocates nothing once warm.
+    pub fn visit_visible(
+        &self,
+        stack: &mut Vec<(NodeId, Mat4)>,
+        mut visit: impl FnMut(NodeId, &Node, &Mat4),
+    ) {
+        stack.clear();
+        stack.extend(self.roots.iter().rev().map(|r| (*r, Mat4::IDENTITY)));
+        while let Some((id, parent_world)) = stack.pop() {
+            let Some(node) = self.nodes.get(id.0 as usize).and_then(Option::as_deref) else {
+                continue;
+            };
+            if !node.visible {
+                continue;
+            }
+            let world = parent_world * node.transform.to_matrix();
+            visit(id, node, &world);
+            stack.extend(node.children.iter().rev().map(|c| (*c, world)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Camera, Color};
+    use glam::{Quat, Vec3};
+
+    fn scene_with_cube() -> (Scene, MeshId, MaterialId) {
+        let mut s = Scene::new();
+        let mesh = s.add_mesh(Mesh::cube(1.0));
+        let mat = s.add_material(Material::lit(Color::WHITE)).unwrap();
+        (s, mesh, mat)
+    }
+
+    #[test]
+    fn world_transform_composes_parents() {
+        let (mut s, mesh, mat) = scene_with_cube();
+        let a = s
+            .add(
+                Node::empty().named("a").with_transform(
+                    Transform::from_translation(Vec3::new(1.0, 0.0, 0.0))
+                        .with_rotation(Quat::from_rotation_y(std::f32::consts::FRAC_PI_2)),
+                ),
+                None,
+            )
+            .unwrap();
+        let b = s
+            .add(
+                Node::mesh(mesh, mat)
+                    .named("b")
+                    .with_transform(Transform::from_translation(Vec3::new(0.0, 0.0, 2.0))),
+                Some(a),
+            )
+            .unwrap();
+        let p = s.world_transform(b).unwrap().transform_point3(Vec3::ZERO);
+        // Rotating +Z by 90° about Y gives +X: 1 + 2 = 3 on X.
+        assert!(p.abs_diff_eq(Vec3::new(3.0, 0.0, 0.0), 1e-5), "{p}");
+        let mut seen = Vec::new();
+        s.visit_visible(&mut Vec::new(), |id, _, w| {
+            seen.push((id, w.transform_point3(Vec3::ZERO)))
+        });
+        assert_eq!(seen.len(), 2);
+        assert!(seen[1].1.abs_diff_eq(p, 1e-5));
+    }
+
+    #[test]
+    fn names_are_unique_and_ids_stable() {
+        let (mut s, _, _) = scene_with_cube();
+        let a = s.add(Node::empty().named("x"), None).unwrap();
+        assert_eq!(
+            s.add(Node::empty().named("x"), None),
+            Err(SceneError::DuplicateName("x".into()))
+        );
+        let b = s.add(Node::empty().named("y"), Some(a)).unwrap();
+        s.remove(a).unwrap();
+        assert_eq!(s.find("y"), None);
+        assert_eq!(s.node(b).err(), Some(SceneError::UnknownNode(b)));
+        let c = s.add(Node::empty().named("x"), None).unwrap();
+        assert!(c.0 > b.0, "ids are never reused");
+        assert_eq!(s.node_count(), 1);
+    }
+
+    #[test]
+    fn hidden_subtrees_are_not_visited() {
+        let (mut s, _, _) = scene_with_cube();
+        let a = s.add(Node::empty(), None).unwrap();
+        s.add(Node::empty(), Some(a)).unwrap();
+        let c = s
+            .add(Node::camera(Camera::perspective(1.0, 1.0, 0.1, 10.0)), None)
+            .unwrap();
+        s.set_visible(a, false).unwrap();
+        let mut seen = Vec::new();
+        s.visit_visible(&mut Vec::new(), |id, _, _| seen.push(id));
+        assert_eq!(seen, vec![c]);
+    }
+
+    #[test]
+    fn reparenting_refuses_cycles() {
+        let (mut s, _, _) = scene_with_cube();
+        let a = s.add(Node::empty(), None).unwrap();
+        let b = s.add(Node::empty(), Some(a)).unwrap();
+        assert_eq!(
+            s.set_parent(a, Some(b)),
+            Err(SceneError::Cycle { node: a, parent: b })
+        );
+        s.set_parent(b, None).unwrap();
+        assert_eq!(s.roots(), &[a, b]);
+    }
+
+    #[test]
+    fn clones_share_untouched_nodes() {
+        let (mut s, _, _) = scene_with_cube();
+        let a = s.add(Node::empty(), None).unwrap();
+        let b = s.add(Node::empty(), None).unwrap();
+        let snap = s.clone();
+        s.set_transform(a, Transform::from_translation(Vec3::X))
+            .unwrap();
+        let shared = |id: NodeId| std::ptr::eq(s.node(id).unwrap(), snap.node(id).unwrap());
+        assert!(!shared(a), "edited node was copied");
+        assert!(shared(b), "untouched node is shared");
+        assert_eq!(snap.node(a).unwrap().transform, Transform::IDENTITY);
+    }
+
+    #[test]
+    fn materials_must_name_known_textures() {
+        let mut s = Scene::new();
+        assert_eq!(
+            s.add_material(Material::lit(Color::WHITE).with_texture(TextureId(3))),
+            Err(SceneError::UnknownTexture(3))
+        );
+        assert!(matches!(
+            s.add(Node::mesh(MeshId(0), MaterialId(0)), None),
+            Err(SceneError::UnknownMesh(0))
+        ));
+    }
+}
