@@ -22,7 +22,7 @@ pub use camera::{Camera, Frustum};
 pub use color::Color;
 pub use error::SceneError;
 pub use light::{Light, LightKind};
-pub use material::{Material, MaterialId, Texture, TextureId};
+pub use material::{Material, MaterialId, Texture, TextureFilter, TextureId};
 pub use mesh::{Aabb, Mesh, MeshId, Vertex};
 pub use node::{Node, NodeContent, NodeId};
 pub use scene::Scene;

@@ -55,6 +55,16 @@ impl Material {
     }
 }
 
+/// How a texture is filtered between texels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TextureFilter {
+    /// Trilinear: smooth magnification, mipmapped minification.
+    #[default]
+    Linear,
+    /// Nearest texel, nearest mip level: crisp pixel art, UI, test patterns.
+    Nearest,
+}
+
 /// An RGBA8 image, stored sRGB-encoded as image files are.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Texture {
@@ -66,6 +76,8 @@ pub struct Texture {
     pub height: u32,
     /// `width * height` RGBA8 pixels, rows top to bottom; shared, never copied per frame.
     pub rgba8: Arc<[u8]>,
+    /// Filtering when sampled.
+    pub filter: TextureFilter,
 }
 
 impl Texture {
@@ -93,7 +105,14 @@ impl Texture {
             width,
             height,
             rgba8,
+            filter: TextureFilter::Linear,
         })
+    }
+
+    /// Sets the filter.
+    pub fn with_filter(mut self, filter: TextureFilter) -> Self {
+        self.filter = filter;
+        self
     }
 
     /// A checkerboard of `cells` × `cells` squares of two colours, `size` pixels wide.

@@ -10,7 +10,7 @@ mod resources;
 use std::collections::HashMap;
 use std::mem::size_of;
 
-use lockstep_scene::{MeshId, Scene, TextureId};
+use lockstep_scene::{MeshId, Scene, TextureFilter, TextureId};
 
 use crate::cull::{DrawList, PipelineKind};
 use crate::raw::{GlobalsRaw, InstanceRaw, LightRaw, MAX_LIGHTS, VertexRaw};
@@ -39,7 +39,8 @@ pub struct Renderer {
     globals: wgpu::Buffer,
     globals_bind_group: wgpu::BindGroup,
     material_layout: wgpu::BindGroupLayout,
-    sampler: wgpu::Sampler,
+    linear: wgpu::Sampler,
+    nearest: wgpu::Sampler,
     /// Bound for materials without a texture: one white texel, so one shader serves both.
     white: wgpu::BindGroup,
     instances: wgpu::Buffer,
@@ -147,16 +148,28 @@ impl Renderer {
                 resource: globals.as_entire_binding(),
             }],
         });
-        let sampler = device.create_sampler(&wgpu::SamplerDescriptor {
-            label: Some("base colour"),
-            address_mode_u: wgpu::AddressMode::Repeat,
-            address_mode_v: wgpu::AddressMode::Repeat,
-            address_mode_w: wgpu::AddressMode::Repeat,
-            mag_filter: wgpu::FilterMode::Linear,
-            min_filter: wgpu::FilterMode::Linear,
-            mipmap_filter: wgpu::MipmapFilterMode::Linear,
-            ..Default::default()
-        });
+        let sampler = |label, filter, mipmap_filter| {
+            device.create_sampler(&wgpu::SamplerDescriptor {
+                label: Some(label),
+                address_mode_u: wgpu::AddressMode::Repeat,
+                address_mode_v: wgpu::AddressMode::Repeat,
+                address_mode_w: wgpu::AddressMode::Repeat,
+                mag_filter: filter,
+                min_filter: filter,
+                mipmap_filter,
+                ..Default::default()
+            })
+        };
+        let linear = sampler(
+            "linear",
+            wgpu::FilterMode::Linear,
+            wgpu::MipmapFilterMode::Linear,
+        );
+        let nearest = sampler(
+            "nearest",
+            wgpu::FilterMode::Nearest,
+            wgpu::MipmapFilterMode::Nearest,
+        );
         let white_texture = device.create_texture(&wgpu::TextureDescriptor {
             label: Some("white"),
             size: wgpu::Extent3d {
@@ -182,7 +195,7 @@ impl Renderer {
             white_texture.size(),
         );
         let white_view = white_texture.create_view(&Default::default());
-        let white = material_bind_group(device, &material_layout, &white_view, &sampler, "white");
+        let white = material_bind_group(device, &material_layout, &white_view, &linear, "white");
         let instance_capacity = 256;
         Renderer {
             lit,
@@ -190,7 +203,8 @@ impl Renderer {
             globals,
             globals_bind_group,
             material_layout,
-            sampler,
+            linear,
+            nearest,
             white,
             instances: instance_buffer(device, instance_capacity),
             instance_capacity,
@@ -224,11 +238,15 @@ impl Renderer {
                     .get(&t)
                     .is_none_or(|g| !std::sync::Arc::ptr_eq(&g.source, texture));
                 if stale {
+                    let sampler = match texture.filter {
+                        TextureFilter::Linear => &self.linear,
+                        TextureFilter::Nearest => &self.nearest,
+                    };
                     let g = GpuTexture::new(
                         device,
                         &gpu.queue,
                         &self.material_layout,
-                        &self.sampler,
+                        sampler,
                         texture,
                     )?;
                     self.textures.insert(t, g);

@@ -1,6 +1,7 @@
 /*!
 glTF 2.0 import: node hierarchy with names and TRS transforms, triangle meshes, base-colour
-factors and textures (any texture-coordinate set), unlit materials and perspective cameras.
+factors and textures (any texture-coordinate set; nearest or linear filtering), unlit materials
+and perspective cameras.
 
 The file is parsed and converted completely before the scene is touched, so a file that fails
 anywhere leaves the scene as it was. What lockstep cannot draw faithfully (points and lines,
@@ -16,7 +17,7 @@ use glam::{Quat, Vec2, Vec3};
 use gltf::mesh::Mode;
 use lockstep_scene::{
     Camera, Color, Material, Mesh, Node, NodeContent, NodeId, Scene, SceneError, Texture,
-    Transform, Vertex,
+    TextureFilter, Transform, Vertex,
 };
 
 /// A glTF file that could not be imported, and why.
@@ -179,7 +180,7 @@ fn convert(path: &Path) -> Result<Model, ImportErrorKind> {
 
     // Textures, converted on first use by a material's base colour.
     let mut textures = Vec::new();
-    let mut texture_of_image: HashMap<usize, usize> = HashMap::new();
+    let mut converted: HashMap<usize, usize> = HashMap::new();
     let mut materials = Vec::new();
     let mut uv_set_of_material = Vec::new();
     for (i, m) in doc.materials().enumerate() {
@@ -200,8 +201,9 @@ fn convert(path: &Path) -> Result<Model, ImportErrorKind> {
         let mut uv_set = 0;
         if let Some(info) = pbr.base_color_texture() {
             uv_set = info.tex_coord();
-            let image = info.texture().source().index();
-            let t = match texture_of_image.get(&image) {
+            let gltf_texture = info.texture();
+            let image = gltf_texture.source().index();
+            let t = match converted.get(&gltf_texture.index()) {
                 Some(t) => *t,
                 None => {
                     let data = images.get(image).ok_or_else(|| {
@@ -212,8 +214,15 @@ fn convert(path: &Path) -> Result<Model, ImportErrorKind> {
                         .nth(image)
                         .and_then(|im| im.name().map(str::to_string))
                         .unwrap_or_else(|| format!("image {image}"));
-                    textures.push(to_texture(&name, data)?);
-                    texture_of_image.insert(image, textures.len() - 1);
+                    let nearest = gltf_texture.sampler().mag_filter()
+                        == Some(gltf::texture::MagFilter::Nearest);
+                    let filter = if nearest {
+                        TextureFilter::Nearest
+                    } else {
+                        TextureFilter::Linear
+                    };
+                    textures.push(to_texture(&name, data)?.with_filter(filter));
+                    converted.insert(gltf_texture.index(), textures.len() - 1);
                     textures.len() - 1
                 }
             };
