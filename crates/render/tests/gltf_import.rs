@@ -13,11 +13,11 @@ use serde_json::{Value, json};
 /// Packs a JSON document and a binary buffer into a GLB container.
 fn glb(doc: &Value, bin: &[u8]) -> Vec<u8> {
     let mut json = serde_json::to_vec(doc).unwrap();
-    while json.len() % 4 != 0 {
+    while !json.len().is_multiple_of(4) {
         json.push(b' ');
     }
     let mut bin = bin.to_vec();
-    while bin.len() % 4 != 0 {
+    while !bin.len().is_multiple_of(4) {
         bin.push(0);
     }
     let total = 12 + 8 + json.len() + 8 + bin.len();
@@ -62,7 +62,7 @@ fn quad_buffers() -> (Vec<u8>, Value, Value, usize) {
     let mut bin = Vec::new();
     let mut views = Vec::new();
     for part in [&positions, &uvs, &indices, &png] {
-        while bin.len() % 4 != 0 {
+        while !bin.len().is_multiple_of(4) {
             bin.push(0);
         }
         views.push(json!({"buffer": 0, "byteOffset": bin.len(), "byteLength": part.len()}));
