@@ -1,1 +1,33 @@
-//! placeholder
+/*!
+lockstep: several computers render one 3D scene together, frame-locked.
+
+This crate is the facade applications depend on: it re-exports the scene graph
+([`scene`]) and the renderer ([`render`]), and holds the built-in demo scene ([`demo`]). The
+`lockstep` binary (the CLI) lives here too.
+
+```
+use lockstep::prelude::*;
+
+let mut scene = Scene::new();
+let cube = scene.add_mesh(Mesh::cube(1.0));
+let red = scene.add_material(Material::unlit(Color::rgb(1.0, 0.0, 0.0))).unwrap();
+let id = scene.add(Node::mesh(cube, red).named("box"), None).unwrap();
+assert_eq!(scene.find("box"), Some(id));
+```
+*/
+#![deny(missing_docs)]
+
+pub mod demo;
+pub mod stats;
+
+pub use lockstep_render as render;
+pub use lockstep_scene as scene;
+
+/// The names most applications need.
+pub mod prelude {
+    pub use crate::render::{BackendChoice, DrawList, GpuContext, OffscreenTarget, Renderer, View};
+    pub use crate::scene::glam::{Quat, Vec3};
+    pub use crate::scene::{
+        Camera, Color, Frustum, Light, Material, Mesh, Node, NodeId, Scene, Texture, Transform,
+    };
+}

@@ -1,11 +1,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use glam::Mat4;
+use glam::{Mat4, Vec3};
 
 use crate::{
-    Color, Material, MaterialId, Mesh, MeshId, Node, NodeContent, NodeId, SceneError, Texture,
-    TextureId, Transform,
+    Aabb, Color, Material, MaterialId, Mesh, MeshId, Node, NodeContent, NodeId, SceneError,
+    Texture, TextureId, Transform,
 };
 
 /// The scene graph.
@@ -289,6 +289,27 @@ impl Scene {
         Ok(m)
     }
 
+    /// The world-space box around every visible mesh, or `None` if no mesh is visible.
+    pub fn world_bounds(&self) -> Option<Aabb> {
+        let mut corners = Vec::new();
+        self.visit_visible(&mut Vec::new(), |_, node, world| {
+            if let NodeContent::Mesh { mesh, .. } = node.content
+                && let Ok(m) = self.mesh(mesh)
+            {
+                let (lo, hi) = (m.bounds.min, m.bounds.max);
+                for i in 0..8 {
+                    let c = Vec3::new(
+                        if i & 1 == 0 { lo.x } else { hi.x },
+                        if i & 2 == 0 { lo.y } else { hi.y },
+                        if i & 4 == 0 { lo.z } else { hi.z },
+                    );
+                    corners.push(world.transform_point3(c));
+                }
+            }
+        });
+        (!corners.is_empty()).then(|| Aabb::from_points(corners))
+    }
+
     /// Visits every visible node depth-first, parents before children, with its world matrix.
     /// Hidden nodes are skipped with their subtrees. `stack` is scratch space, kept by the
     /// caller so that a per-frame traversal allocates nothing once warm.
@@ -386,6 +407,29 @@ mod tests {
         let mut seen = Vec::new();
         s.visit_visible(&mut Vec::new(), |id, _, _| seen.push(id));
         assert_eq!(seen, vec![c]);
+    }
+
+    #[test]
+    fn world_bounds_cover_visible_meshes_only() {
+        let (mut s, mesh, mat) = scene_with_cube();
+        assert_eq!(s.world_bounds(), None);
+        s.add(
+            Node::mesh(mesh, mat).with_transform(Transform::from_translation(Vec3::X * 4.0)),
+            None,
+        )
+        .unwrap();
+        let hidden = s
+            .add(
+                Node::mesh(mesh, mat).with_transform(Transform::from_translation(Vec3::Y * 50.0)),
+                None,
+            )
+            .unwrap();
+        s.set_visible(hidden, false).unwrap();
+        let b = s.world_bounds().unwrap();
+        assert_eq!(
+            (b.min, b.max),
+            (Vec3::new(3.5, -0.5, -0.5), Vec3::new(4.5, 0.5, 0.5))
+        );
     }
 
     #[test]

@@ -1,0 +1,220 @@
+/*!
+The CLI's low layer: clap structs that hold validated values (sizes, vectors, angles), and the
+dispatch to one module per command.
+*/
+mod bench;
+mod render;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use lockstep::render::{BackendChoice, GpuContext, MAX_TARGET_SIZE};
+use lockstep::scene::glam::Vec3;
+
+/// Frame-locked cluster rendering.
+#[derive(Debug, Parser)]
+#[command(name = "lockstep", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Render a scene offscreen and write PNG files.
+    Render(render::RenderArgs),
+    /// Measure performance; every benchmark prints ratios measured side by side in one run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Frames per second and ms per frame of Cull + Draw, with and without read-back.
+    Render(bench::BenchRenderArgs),
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Render(args) => render::run(args),
+        Command::Bench(BenchCommand::Render(args)) => bench::run_render(args),
+    }
+}
+
+/// Options every command that renders takes.
+#[derive(Debug, Args)]
+struct GpuArgs {
+    /// Graphics API: auto (Vulkan, else GL), vulkan or gl.
+    #[arg(long, default_value = "auto", value_parser = parse_backend)]
+    backend: BackendChoice,
+}
+
+impl GpuArgs {
+    /// Opens the device and says which adapter was chosen.
+    fn open(&self) -> Result<GpuContext> {
+        let gpu = GpuContext::new(self.backend)?;
+        eprintln!("adapter: {}", gpu.summary);
+        Ok(gpu)
+    }
+}
+
+fn parse_backend(s: &str) -> Result<BackendChoice, String> {
+    BackendChoice::from_str(s)
+}
+
+/// A target size `WxH`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Size {
+    width: u32,
+    height: u32,
+}
+
+impl FromStr for Size {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (w, h) = s
+            .split_once(['x', 'X'])
+            .ok_or_else(|| format!("'{s}' is not WIDTHxHEIGHT (e.g. 640x360)"))?;
+        let dim = |v: &str, what: &str| {
+            v.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{what} '{v}' in '{s}' is not a whole number"))
+        };
+        let (width, height) = (dim(w, "width")?, dim(h, "height")?);
+        if width == 0 || height == 0 {
+            return Err(format!("'{s}': width and height must be at least 1"));
+        }
+        if width > MAX_TARGET_SIZE || height > MAX_TARGET_SIZE {
+            return Err(format!(
+                "'{s}': the largest supported side is {MAX_TARGET_SIZE} pixels"
+            ));
+        }
+        Ok(Size { width, height })
+    }
+}
+
+/// A point `X,Y,Z` of finite numbers.
+fn parse_vec3(s: &str) -> Result<Vec3, String> {
+    let parts: Vec<&str> = s.split(',').collect();
+    if parts.len() != 3 {
+        return Err(format!(
+            "'{s}' is not X,Y,Z (three numbers separated by commas)"
+        ));
+    }
+    let mut v = [0f32; 3];
+    for (slot, part) in v.iter_mut().zip(&parts) {
+        *slot = part
+            .trim()
+            .parse::<f32>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .ok_or_else(|| format!("'{part}' in '{s}' is not a finite number"))?;
+    }
+    Ok(Vec3::from_array(v))
+}
+
+/// A vertical field of view in degrees, strictly between 0 and 180.
+fn parse_fov(s: &str) -> Result<f32, String> {
+    let v: f32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of degrees"))?;
+    if !(v > 0.0 && v < 180.0) {
+        return Err(format!(
+            "{v}° is not a field of view: it must lie strictly between 0 and 180"
+        ));
+    }
+    Ok(v)
+}
+
+/// A whole number within `lo..=hi`, named in the error.
+fn ranged(s: &str, lo: u64, hi: u64) -> Result<u64, String> {
+    let v: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a whole number"))?;
+    if v < lo || v > hi {
+        return Err(format!("{v} is out of range: expected {lo} to {hi}"));
+    }
+    Ok(v)
+}
+
+/// The path for frame `frame` of `count`: the path itself for a single frame, else
+/// `stem-NNNN.ext`.
+fn frame_path(base: &std::path::Path, frame: u64, count: u64) -> PathBuf {
+    if count <= 1 {
+        return base.to_path_buf();
+    }
+    let stem = base
+        .file_stem()
+        .map(|s| s.to_string_lossy())
+        .unwrap_or_default();
+    let name = match base.extension() {
+        Some(ext) => format!("{stem}-{frame:04}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{frame:04}"),
+    };
+    base.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_and_refuse_with_reasons() {
+        assert_eq!(
+            "640x360".parse(),
+            Ok(Size {
+                width: 640,
+                height: 360
+            })
+        );
+        assert_eq!(
+            "8X4".parse(),
+            Ok(Size {
+                width: 8,
+                height: 4
+            })
+        );
+        assert!(Size::from_str("0x5").unwrap_err().contains("at least 1"));
+        assert!(
+            Size::from_str("99999x5")
+                .unwrap_err()
+                .contains("largest supported side")
+        );
+        assert!(Size::from_str("640").unwrap_err().contains("WIDTHxHEIGHT"));
+        assert!(Size::from_str("ax5").unwrap_err().contains("width 'a'"));
+        assert!(
+            Size::from_str("-1x5")
+                .unwrap_err()
+                .contains("not a whole number")
+        );
+    }
+
+    #[test]
+    fn vectors_angles_and_ranges() {
+        assert_eq!(parse_vec3("1, 2.5,-3"), Ok(Vec3::new(1.0, 2.5, -3.0)));
+        assert!(parse_vec3("1,2").unwrap_err().contains("X,Y,Z"));
+        assert!(parse_vec3("1,nan,2").unwrap_err().contains("'nan'"));
+        assert!(parse_vec3("1,inf,2").is_err());
+        assert_eq!(parse_fov("60"), Ok(60.0));
+        assert!(parse_fov("0").is_err() && parse_fov("180").is_err() && parse_fov("x").is_err());
+        assert_eq!(ranged("5", 1, 10), Ok(5));
+        assert!(ranged("0", 1, 10).unwrap_err().contains("expected 1 to 10"));
+    }
+
+    #[test]
+    fn frame_paths_number_only_sequences() {
+        let p = std::path::Path::new("out/shot.png");
+        assert_eq!(frame_path(p, 0, 1), PathBuf::from("out/shot.png"));
+        assert_eq!(frame_path(p, 7, 10), PathBuf::from("out/shot-0007.png"));
+        assert_eq!(
+            frame_path(std::path::Path::new("x"), 2, 3),
+            PathBuf::from("x-0002")
+        );
+    }
+}

@@ -1,0 +1,337 @@
+//! The `lockstep` binary end to end: real processes, asserting on exit codes, error texts,
+//! PNG pixels and JSON.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn lockstep(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .args(args)
+        .output()
+        .expect("run lockstep")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts a failed run: exit code 2, the expected text on stderr, and no panic.
+fn assert_refused(args: &[&str], expected: &[&str]) {
+    let o = lockstep(args);
+    let err = stderr(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{args:?} must exit 2; stderr: {err}"
+    );
+    for e in expected {
+        assert!(err.contains(e), "{args:?}: stderr lacks '{e}': {err}");
+    }
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+}
+
+fn load(path: &Path) -> image::RgbaImage {
+    image::open(path).unwrap().to_rgba8()
+}
+
+#[test]
+fn render_writes_the_demo_at_the_requested_size_and_names_the_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo.png");
+    let o = lockstep(&[
+        "render",
+        "--size",
+        "320x180",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("adapter: ") && err.contains("backend Vulkan"),
+        "{err}"
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("320x180, frame 0"), "{stdout}");
+    let img = load(&out);
+    assert_eq!(img.dimensions(), (320, 180));
+    // A real scene, not a cleared target: many distinct colours, and the sky above the back
+    // wall shows the demo's background colour.
+    let distinct: std::collections::HashSet<_> = img.pixels().map(|p| p.0).collect();
+    assert!(distinct.len() > 500, "only {} colours", distinct.len());
+    assert_eq!(img.get_pixel(160, 2).0, [18, 22, 34, 255]);
+}
+
+#[test]
+fn two_processes_render_the_same_frame_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.png");
+    let b = dir.path().join("b.png");
+    for p in [&a, &b] {
+        let o = lockstep(&[
+            "render",
+            "--size",
+            "160x90",
+            "--frames",
+            "1",
+            "--out",
+            p.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_eq!(load(&a).into_raw(), load(&b).into_raw());
+}
+
+#[test]
+fn frames_are_numbered_animated_and_frame_zero_matches_a_single_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let seq = dir.path().join("seq.png");
+    let one = dir.path().join("one.png");
+    let o = lockstep(&[
+        "render",
+        "--size",
+        "160x90",
+        "--frames",
+        "3",
+        "--out",
+        seq.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = lockstep(&["render", "--size", "160x90", "--out", one.to_str().unwrap()]);
+    assert!(o.status.success());
+    let frames: Vec<_> = (0..3)
+        .map(|i| load(&dir.path().join(format!("seq-{i:04}.png"))).into_raw())
+        .collect();
+    assert!(!seq.exists(), "a sequence writes numbered files only");
+    assert_eq!(frames[0], load(&one).into_raw());
+    assert_ne!(frames[0], frames[1], "the demo animates");
+    assert_ne!(frames[1], frames[2]);
+}
+
+#[test]
+fn eye_look_at_and_fov_move_the_camera() {
+    let dir = tempfile::tempdir().unwrap();
+    let render = |name: &str, extra: &[&str]| {
+        let p = dir.path().join(name);
+        let mut args = vec!["render", "--size", "160x90", "--out", p.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let o = lockstep(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        load(&p).into_raw()
+    };
+    let base = render("base.png", &[]);
+    // The default eye and target, given explicitly, change nothing.
+    assert_eq!(
+        base,
+        render("same.png", &["--eye", "0,1.7,4.5", "--look-at", "0,1.1,-1"])
+    );
+    assert_ne!(base, render("eye.png", &["--eye", "-2,1,3"]));
+    assert_ne!(base, render("fov.png", &["--fov", "90"]));
+    // Looking straight down must not produce a degenerate camera (all background).
+    let down = render("down.png", &["--eye", "0,8,0", "--look-at", "0,0,0"]);
+    let bg = [18u8, 22, 34, 255];
+    assert!(down.chunks(4).filter(|p| *p != bg).count() > 1000);
+}
+
+#[test]
+fn a_gltf_file_renders_framed_by_the_camera() {
+    let dir = tempfile::tempdir().unwrap();
+    // A red unlit triangle pair (a quad) far from the origin: framing must find it.
+    let gltf = r#"{
+      "asset": {"version": "2.0"},
+      "extensionsUsed": ["KHR_materials_unlit"],
+      "scenes": [{"nodes": [0]}],
+      "nodes": [{"name": "far quad", "mesh": 0, "translation": [40, 10, -30]}],
+      "meshes": [{"primitives": [{"attributes": {"POSITION": 0}, "material": 0}]}],
+      "materials": [{"pbrMetallicRoughness": {"baseColorFactor": [1, 0, 0, 1]},
+                     "extensions": {"KHR_materials_unlit": {}}}],
+      "accessors": [{"bufferView": 0, "componentType": 5126, "count": 6, "type": "VEC3",
+                     "min": [-1, -1, 0], "max": [1, 1, 0]}],
+      "bufferViews": [{"buffer": 0, "byteLength": 72}],
+      "buffers": [{"byteLength": 72, "uri": "quad.bin"}]
+    }"#;
+    let quad: [f32; 18] = [
+        -1., -1., 0., 1., -1., 0., 1., 1., 0., -1., -1., 0., 1., 1., 0., -1., 1., 0.,
+    ];
+    std::fs::write(
+        dir.path().join("quad.bin"),
+        quad.iter()
+            .flat_map(|f| f.to_le_bytes())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let model = dir.path().join("quad.gltf");
+    std::fs::write(&model, gltf).unwrap();
+    let out = dir.path().join("model.png");
+    let o = lockstep(&[
+        "render",
+        "--scene",
+        model.to_str().unwrap(),
+        "--size",
+        "200x100",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = load(&out);
+    assert_eq!(
+        img.get_pixel(100, 50).0,
+        [255, 0, 0, 255],
+        "the model is centred"
+    );
+    assert_eq!(
+        img.get_pixel(2, 2).0,
+        [18, 22, 34, 255],
+        "and does not fill the frame"
+    );
+}
+
+#[test]
+fn bench_render_reports_json_with_both_modes() {
+    let o = lockstep(&[
+        "bench",
+        "render",
+        "--json",
+        "--frames",
+        "3",
+        "--size",
+        "64x64",
+        "--instances",
+        "10",
+        "--triangles",
+        "2000",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is JSON");
+    assert_eq!(v["instances"], 10);
+    assert_eq!(v["width"], 64);
+    let per = v["triangles_per_instance"].as_u64().unwrap();
+    assert_eq!(v["triangles"].as_u64().unwrap(), per * 10);
+    assert!(
+        (150..=260).contains(&per),
+        "about 2000 / 10 per instance: {per}"
+    );
+    let modes: Vec<&str> = v["modes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["mode"].as_str().unwrap())
+        .collect();
+    assert_eq!(modes, ["no_readback", "readback"]);
+    for m in v["modes"].as_array().unwrap() {
+        assert_eq!(m["count"], 3);
+        assert!(m["fps"].as_f64().unwrap() > 0.0);
+        assert!(m["p95_ms"].as_f64().unwrap() >= m["median_ms"].as_f64().unwrap());
+    }
+    assert!(v["readback_cost_ratio"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bad_arguments_are_refused_with_exit_code_2() {
+    assert_refused(
+        &["render", "--size", "0x10", "--out", "x.png"],
+        &["--size", "'0x10': width and height must be at least 1"],
+    );
+    assert_refused(
+        &["render", "--size", "100000x10", "--out", "x.png"],
+        &["largest supported side is 16384"],
+    );
+    assert_refused(
+        &["render", "--size", "big", "--out", "x.png"],
+        &["'big' is not WIDTHxHEIGHT"],
+    );
+    assert_refused(
+        &["render", "--backend", "metal", "--out", "x.png"],
+        &["unknown backend 'metal'"],
+    );
+    assert_refused(
+        &["render", "--fov", "180", "--out", "x.png"],
+        &["--fov", "strictly between 0 and 180"],
+    );
+    assert_refused(
+        &["render", "--eye", "1,2", "--out", "x.png"],
+        &["--eye", "'1,2' is not X,Y,Z"],
+    );
+    assert_refused(
+        &["render", "--frames", "0", "--out", "x.png"],
+        &["--frames", "expected 1 to 100000"],
+    );
+    assert_refused(
+        &[
+            "render",
+            "--eye",
+            "1,1,1",
+            "--look-at",
+            "1,1,1",
+            "--out",
+            "x.png",
+        ],
+        &["--eye and --look-at are the same point"],
+    );
+    assert_refused(&["render"], &["--out"]);
+    assert_refused(
+        &["bench", "render", "--instances", "50", "--triangles", "10"],
+        &["--triangles 10 is less than --instances 50"],
+    );
+}
+
+#[test]
+fn bad_model_files_are_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.png");
+    let missing = dir.path().join("missing.glb");
+    assert_refused(
+        &[
+            "render",
+            "--scene",
+            missing.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[&format!(
+            "error: {}: cannot read file: No such file or directory",
+            missing.display()
+        )],
+    );
+    let corrupt = dir.path().join("corrupt.glb");
+    std::fs::write(&corrupt, b"glTF\x02\x00\x00\x00\xff\x00\x00\x00garbage").unwrap();
+    assert_refused(
+        &[
+            "render",
+            "--scene",
+            corrupt.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[&format!("{}: not a valid glTF 2.0 file", corrupt.display())],
+    );
+    let points = dir.path().join("points.gltf");
+    std::fs::write(&points, r#"{"asset":{"version":"2.0"},"scenes":[{"nodes":[0]}],"nodes":[{"mesh":0}],
+      "meshes":[{"primitives":[{"attributes":{"POSITION":0},"mode":0}]}],
+      "accessors":[{"bufferView":0,"componentType":5126,"count":1,"type":"VEC3","min":[0,0,0],"max":[0,0,0]}],
+      "bufferViews":[{"buffer":0,"byteLength":12}],
+      "buffers":[{"byteLength":12,"uri":"data:application/octet-stream;base64,AAAAAAAAAAAAAAAA"}]}"#).unwrap();
+    assert_refused(
+        &[
+            "render",
+            "--scene",
+            points.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &["unsupported glTF feature: primitive 0 of mesh 0 is drawn as Points"],
+    );
+    assert!(!out.exists(), "no image is written after an error");
+}
+
+#[test]
+fn an_unwritable_output_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, b"x").unwrap();
+    let out = blocker.join("sub").join("o.png");
+    assert_refused(
+        &["render", "--size", "32x32", "--out", out.to_str().unwrap()],
+        &[&format!("cannot write image {}", out.display())],
+    );
+}
