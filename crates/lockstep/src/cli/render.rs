@@ -9,7 +9,7 @@ use lockstep::demo::{DEFAULT_EYE, DEFAULT_LOOK_AT, Demo};
 use lockstep::render::import::load_gltf;
 use lockstep::render::{DrawList, OffscreenTarget, Renderer, View};
 use lockstep::scene::glam::Vec3;
-use lockstep::scene::{Camera, Color, Light, Node, NodeContent, NodeId, Scene, Transform};
+use lockstep::scene::{Camera, Color, Light, Node, NodeContent, Scene, Transform};
 
 use super::{GpuArgs, Size, frame_path, parse_fov, parse_vec3, ranged};
 
@@ -47,15 +47,16 @@ pub struct RenderArgs {
 
 /// What to draw and how to move it between frames.
 enum Source {
-    Demo(Box<Demo>),
-    Model { scene: Scene, camera: NodeId },
+    Demo(Demo),
+    /// A loaded model; its camera is the scene's active camera.
+    Model(Scene),
 }
 
 impl Source {
     fn scene(&self) -> &Scene {
         match self {
             Source::Demo(d) => &d.scene,
-            Source::Model { scene, .. } => scene,
+            Source::Model(scene) => scene,
         }
     }
 }
@@ -74,11 +75,15 @@ pub fn run(args: RenderArgs) -> Result<()> {
             args.eye.unwrap_or(DEFAULT_EYE),
             args.look_at.unwrap_or(DEFAULT_LOOK_AT),
         )?;
-        Source::Demo(Box::new(demo))
+        Source::Demo(demo)
     } else {
-        let (scene, camera) =
-            model_scene(Path::new(&args.scene), fov, aspect, args.eye, args.look_at)?;
-        Source::Model { scene, camera }
+        Source::Model(model_scene(
+            Path::new(&args.scene),
+            fov,
+            aspect,
+            args.eye,
+            args.look_at,
+        )?)
     };
 
     let gpu = args.gpu.open()?;
@@ -93,7 +98,9 @@ pub fn run(args: RenderArgs) -> Result<()> {
         let scene = source.scene();
         let camera = match &source {
             Source::Demo(d) => d.camera(),
-            Source::Model { camera, .. } => *camera,
+            Source::Model(scene) => scene
+                .active_camera
+                .context("the model scene has no camera")?,
         };
         list.cull(scene, &View::from_camera(scene, camera)?, frame)?;
         target.render(&gpu, &mut renderer, scene, &list, true)?;
@@ -122,7 +129,7 @@ fn model_scene(
     aspect: f32,
     eye: Option<Vec3>,
     look_at: Option<Vec3>,
-) -> Result<(Scene, NodeId)> {
+) -> Result<Scene> {
     let mut scene = Scene::new();
     scene.background = Color::from_srgb8(18, 22, 34);
     let report = load_gltf(path, &mut scene, None)?;
@@ -161,5 +168,5 @@ fn model_scene(
         None,
     )?;
     scene.active_camera = Some(id);
-    Ok((scene, id))
+    Ok(scene)
 }
