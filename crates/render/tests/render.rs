@@ -306,3 +306,21 @@ fn zero_and_absurd_target_sizes_are_refused() {
         );
     }
 }
+
+#[test]
+fn each_backend_can_be_chosen_and_reports_itself() {
+    use lockstep_render::{BackendChoice, GpuContext};
+    let vk = GpuContext::new(BackendChoice::Vulkan).expect("Vulkan (mesa-vulkan-drivers)");
+    assert_eq!(vk.summary.backend, "Vulkan");
+    let gl = GpuContext::new(BackendChoice::Gl).expect("GL (Mesa EGL)");
+    assert_eq!(gl.summary.backend, "Gl");
+    // Auto prefers Vulkan when it exists.
+    assert_eq!(
+        GpuContext::new(BackendChoice::Auto)
+            .unwrap()
+            .summary
+            .backend,
+        "Vulkan"
+    );
+    assert!(!vk.summary.name.is_empty() && !vk.summary.device_type.is_empty());
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, then formatting, lints, every test on the
+# default backend (Vulkan; lavapipe without a GPU), and the rendering tests again on GL.
+# Nothing is skipped: a missing driver fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== tests (default backend)"
+cargo test --workspace --locked
+echo "== rendering tests on the GL backend"
+LOCKSTEP_TEST_BACKEND=gl cargo test --locked -p lockstep-render --tests
+echo "== all tests passed"
