@@ -1,0 +1,699 @@
+/*!
+The validated cluster file. [`ClusterConfig::load`] parses the TOML (unknown keys refused),
+expands tiled walls and Panda-style screens into corner screens, and checks everything that
+can be checked before a cluster starts. Each problem becomes one [`ConfigError`] pointing at
+the offending value; all of them are reported together.
+*/
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use glam::{Quat, Vec3};
+
+use crate::error::Locator;
+use crate::raw::{RawCluster, RawScreen, RawWall, S};
+use crate::screen::{Eye, PandaLens, Screen, ScreenSpace, hpr_to_quat};
+use crate::{ConfigError, ConfigErrors};
+
+/// Largest window side accepted, in pixels.
+pub const MAX_WINDOW_SIZE: u32 = 16384;
+
+/// A host and TCP port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port (never 0).
+    pub port: u16,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// How the two eyes' images reach the viewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StereoMode {
+    /// One image from the head's centre.
+    Mono,
+    /// Each viewport shows one eye (`eye = "left"` or `"right"`), e.g. two projectors with
+    /// polarising filters per wall.
+    Passive,
+    /// Each viewport is split: left half left eye, right half right eye.
+    SideBySide,
+    /// Each viewport is split: top half left eye, bottom half right eye.
+    TopBottom,
+    /// Both eyes in one viewport: red from the left eye, green and blue from the right.
+    Anaglyph,
+}
+
+impl StereoMode {
+    /// The name used in cluster files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StereoMode::Mono => "mono",
+            StereoMode::Passive => "passive",
+            StereoMode::SideBySide => "side-by-side",
+            StereoMode::TopBottom => "top-bottom",
+            StereoMode::Anaglyph => "anaglyph",
+        }
+    }
+
+    fn parse(s: &str) -> Option<StereoMode> {
+        [
+            StereoMode::Mono,
+            StereoMode::Passive,
+            StereoMode::SideBySide,
+            StereoMode::TopBottom,
+            StereoMode::Anaglyph,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == s)
+    }
+}
+
+/// Stereo settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StereoConfig {
+    /// How eyes are separated.
+    pub mode: StereoMode,
+    /// Distance between the eyes, metres.
+    pub eye_separation: f32,
+}
+
+/// Where the viewer's head is, in tracker space; fixed in the file, later moved by tracking.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeadPose {
+    /// Point between the eyes.
+    pub position: Vec3,
+    /// Orientation; the eyes lie along its X axis.
+    pub rotation: Quat,
+}
+
+impl HeadPose {
+    /// The position of `eye` for an eye separation of `separation` metres.
+    pub fn eye_position(&self, eye: Eye, separation: f32) -> Vec3 {
+        self.position + self.rotation * Vec3::X * (eye.side() * separation * 0.5)
+    }
+}
+
+/// A rectangle of a window showing one screen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewportConfig {
+    /// Unique within its window.
+    pub name: String,
+    /// The screen it shows.
+    pub screen: String,
+    /// x, y (from the window's top-left), width, height in pixels.
+    pub rect: [u32; 4],
+    /// The eye it shows (passive stereo), or mono.
+    pub eye: Eye,
+}
+
+/// A window (or offscreen target) of a node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowConfig {
+    /// Unique within its node.
+    pub name: String,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Top-left position on the desktop, if placed.
+    pub position: Option<[i32; 2]>,
+    /// Covers its monitor.
+    pub fullscreen: bool,
+    /// Monitor index for fullscreen windows.
+    pub monitor: Option<u32>,
+    /// Rendered offscreen instead of shown.
+    pub offscreen: bool,
+    /// Viewports in file order.
+    pub viewports: Vec<ViewportConfig>,
+}
+
+/// One render node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConfig {
+    /// Unique name.
+    pub name: String,
+    /// Where its cluster connection listens or dials from.
+    pub endpoint: Endpoint,
+    /// Panda3D `threading-model` string; empty = single-threaded.
+    pub threading_model: String,
+    /// Windows in file order.
+    pub windows: Vec<WindowConfig>,
+}
+
+/// A validated cluster file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Cluster name; part of the handshake.
+    pub name: String,
+    /// Key file, resolved against the cluster file's folder.
+    pub key_file: Option<PathBuf>,
+    /// Where the master listens.
+    pub master: Endpoint,
+    /// Stereo settings.
+    pub stereo: StereoConfig,
+    /// The head pose used until tracking provides one.
+    pub head: HeadPose,
+    /// Every screen, walls expanded into tiles, in file order.
+    pub screens: Vec<Screen>,
+    /// Render nodes in file order.
+    pub nodes: Vec<NodeConfig>,
+}
+
+impl ClusterConfig {
+    /// Reads and validates a cluster file.
+    pub fn load(path: &Path) -> Result<ClusterConfig, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                path: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                message: format!("cannot read cluster file: {e}"),
+            }])
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Validates cluster-file text; `path` is used in messages and to resolve `key_file`.
+    pub fn parse(path: &Path, text: &str) -> Result<ClusterConfig, ConfigErrors> {
+        let loc = Locator { path, text };
+        let raw: RawCluster = toml::from_str(text).map_err(|e| {
+            let at = e.span().map_or(0, |s| s.start);
+            ConfigErrors(vec![loc.at(at, e.message().trim().to_string())])
+        })?;
+        let mut v = Validator {
+            loc,
+            errors: Vec::new(),
+        };
+        let config = v.cluster(raw);
+        v.errors.sort_by_key(|e| (e.line, e.column));
+        if v.errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(v.errors))
+        }
+    }
+
+    /// The node with this name.
+    pub fn node(&self, name: &str) -> Option<&NodeConfig> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The screen with this name.
+    pub fn screen(&self, name: &str) -> Option<&Screen> {
+        self.screens.iter().find(|s| s.name == name)
+    }
+}
+
+struct Validator<'a> {
+    loc: Locator<'a>,
+    errors: Vec<ConfigError>,
+}
+
+/// Remembers where each name was first seen, to report duplicates with both places.
+struct Names(HashMap<String, usize>);
+
+impl Names {
+    fn new() -> Self {
+        Names(HashMap::new())
+    }
+}
+
+impl Validator<'_> {
+    fn err<T>(&mut self, at: &S<T>, message: impl Into<String>) {
+        self.errors.push(self.loc.at(at.span().start, message));
+    }
+
+    fn line_of<T>(&self, at: &S<T>) -> usize {
+        self.loc.at(at.span().start, "").line
+    }
+
+    /// Records `name`; reports it if `names` has it already.
+    fn unique(&mut self, names: &mut Names, name: &S<String>, what: &str) {
+        let n = name.get_ref();
+        if n.trim().is_empty() {
+            self.err(name, format!("{what} name must not be empty"));
+            return;
+        }
+        match names.0.get(n) {
+            Some(first) => {
+                let first = *first;
+                self.err(
+                    name,
+                    format!("duplicate {what} name '{n}' (first used on line {first})"),
+                );
+            }
+            None => {
+                let line = self.line_of(name);
+                names.0.insert(n.clone(), line);
+            }
+        }
+    }
+
+    fn space(&mut self, s: &Option<S<String>>) -> ScreenSpace {
+        match s.as_ref().map(|s| (s, s.get_ref().as_str())) {
+            None | Some((_, "tracker")) => ScreenSpace::Tracker,
+            Some((_, "world")) => ScreenSpace::World,
+            Some((at, other)) => {
+                self.err(
+                    at,
+                    format!("unknown space '{other}': expected \"tracker\" or \"world\""),
+                );
+                ScreenSpace::Tracker
+            }
+        }
+    }
+
+    fn cluster(&mut self, raw: RawCluster) -> ClusterConfig {
+        if raw.name.get_ref().trim().is_empty() {
+            self.err(&raw.name, "cluster name must not be empty");
+        }
+        let master = self.endpoint(&raw.master.host, &raw.master.port, "master");
+        let stereo = match &raw.stereo {
+            None => StereoConfig {
+                mode: StereoMode::Mono,
+                eye_separation: 0.064,
+            },
+            Some(s) => {
+                let mode = StereoMode::parse(s.mode.get_ref()).unwrap_or_else(|| {
+                    self.err(
+                        &s.mode,
+                        format!(
+                            "unknown stereo mode '{}': expected mono, passive, side-by-side, top-bottom or anaglyph",
+                            s.mode.get_ref()
+                        ),
+                    );
+                    StereoMode::Mono
+                });
+                let sep = s.eye_separation.as_ref().map_or(0.064, |e| {
+                    let v = *e.get_ref();
+                    if !(0.0..=0.5).contains(&v) {
+                        self.err(e, format!("eye_separation {v} m is outside 0 to 0.5 m"));
+                    }
+                    v
+                });
+                StereoConfig {
+                    mode,
+                    eye_separation: sep,
+                }
+            }
+        };
+        let head = match &raw.head {
+            None => HeadPose {
+                position: Vec3::new(0.0, 1.7, 0.0),
+                rotation: Quat::IDENTITY,
+            },
+            Some(h) => HeadPose {
+                position: Vec3::from_array(*h.position.get_ref()),
+                rotation: h
+                    .hpr
+                    .as_ref()
+                    .map_or(Quat::IDENTITY, |r| hpr_to_quat(*r.get_ref())),
+            },
+        };
+
+        // Screens, with tiled walls expanded in place of their declaration order.
+        let mut screen_names = Names::new();
+        let mut screens = Vec::new();
+        let mut screen_lines: HashMap<String, usize> = HashMap::new();
+        for s in &raw.screens {
+            self.unique(&mut screen_names, &s.name, "screen");
+            if let Some(screen) = self.screen(s, &head) {
+                screen_lines.insert(screen.name.clone(), self.line_of(&s.name));
+                screens.push(screen);
+            }
+        }
+        for w in &raw.walls {
+            for tile in self.wall(w) {
+                let name = S::new(w.name.span(), tile.name.clone());
+                self.unique(&mut screen_names, &name, "screen");
+                screen_lines.insert(tile.name.clone(), self.line_of(&w.name));
+                screens.push(tile);
+            }
+        }
+
+        // Nodes, windows, viewports.
+        let mut node_names = Names::new();
+        let mut endpoints: HashMap<Endpoint, (String, usize)> = HashMap::new();
+        endpoints.insert(
+            master.clone(),
+            ("the master".into(), self.line_of(&raw.master.host)),
+        );
+        let mut nodes = Vec::new();
+        let mut used_screens: Vec<(S<String>, String)> = Vec::new();
+        for n in &raw.nodes {
+            self.unique(&mut node_names, &n.name, "node");
+            let endpoint = self.endpoint(&n.host, &n.port, &format!("node '{}'", n.name.get_ref()));
+            if endpoint.port != 0 {
+                let line = self.line_of(&n.host);
+                match endpoints.get(&endpoint) {
+                    Some((other, first)) => {
+                        let msg = format!(
+                            "node '{}' uses {endpoint}, as {other} does (line {first}): each needs its own host:port",
+                            n.name.get_ref()
+                        );
+                        self.err(&n.port, msg);
+                    }
+                    None => {
+                        endpoints.insert(
+                            endpoint.clone(),
+                            (format!("node '{}'", n.name.get_ref()), line),
+                        );
+                    }
+                }
+            }
+            let mut window_names = Names::new();
+            let mut windows = Vec::new();
+            for w in &n.windows {
+                self.unique(&mut window_names, &w.name, "window");
+                let [width, height] = *w.size.get_ref();
+                if width == 0 || height == 0 || width > MAX_WINDOW_SIZE || height > MAX_WINDOW_SIZE
+                {
+                    self.err(
+                        &w.size,
+                        format!("window size {width}x{height}: each side must be 1 to {MAX_WINDOW_SIZE} pixels"),
+                    );
+                }
+                let offscreen = w.offscreen.as_ref().is_some_and(|o| *o.get_ref());
+                if offscreen && w.fullscreen {
+                    if let Some(o) = &w.offscreen {
+                        self.err(o, "a window cannot be both offscreen and fullscreen");
+                    }
+                }
+                let mut viewport_names = Names::new();
+                let mut viewports = Vec::new();
+                for vp in &w.viewports {
+                    self.unique(&mut viewport_names, &vp.name, "viewport");
+                    let rect = vp
+                        .rect
+                        .as_ref()
+                        .map_or([0, 0, width, height], |r| *r.get_ref());
+                    let [x, y, rw, rh] = rect;
+                    if let Some(r) = &vp.rect {
+                        if rw == 0 || rh == 0 {
+                            self.err(
+                                r,
+                                format!("viewport '{}' has an empty rectangle", vp.name.get_ref()),
+                            );
+                        } else if x as u64 + rw as u64 > width as u64
+                            || y as u64 + rh as u64 > height as u64
+                        {
+                            self.err(
+                                r,
+                                format!(
+                                    "viewport '{}' [{x}, {y}, {rw}, {rh}] reaches past its {width}x{height} window '{}'",
+                                    vp.name.get_ref(),
+                                    w.name.get_ref()
+                                ),
+                            );
+                        }
+                    }
+                    let eye = self.eye(vp.eye.as_ref(), stereo.mode);
+                    used_screens.push((vp.screen.clone(), vp.name.get_ref().clone()));
+                    viewports.push(crate::ViewportConfig {
+                        name: vp.name.get_ref().clone(),
+                        screen: vp.screen.get_ref().clone(),
+                        rect,
+                        eye,
+                    });
+                }
+                windows.push(WindowConfig {
+                    name: w.name.get_ref().clone(),
+                    width,
+                    height,
+                    position: w.position,
+                    fullscreen: w.fullscreen,
+                    monitor: w.monitor,
+                    offscreen,
+                    viewports,
+                });
+            }
+            nodes.push(NodeConfig {
+                name: n.name.get_ref().clone(),
+                endpoint,
+                threading_model: n
+                    .threading_model
+                    .as_ref()
+                    .map_or(String::new(), |t| t.get_ref().clone()),
+                windows,
+            });
+        }
+        for (screen, viewport) in &used_screens {
+            match screens.iter().find(|s| &s.name == screen.get_ref()) {
+                None => {
+                    let mut known: Vec<&str> = screens.iter().map(|s| s.name.as_str()).collect();
+                    known.sort_unstable();
+                    self.err(
+                        screen,
+                        format!(
+                            "viewport '{viewport}' shows screen '{}', which is not defined (screens: {})",
+                            screen.get_ref(),
+                            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        ),
+                    );
+                }
+                Some(s) => {
+                    // With the head in the file, an eye behind a screen means swapped corners.
+                    let eye = head.position;
+                    let d = crate::projection::off_axis(
+                        s.lower_left,
+                        s.lower_right,
+                        s.upper_left,
+                        eye,
+                        0.1,
+                        10.0,
+                    )
+                    .distance;
+                    if d <= 1e-4 && s.space == ScreenSpace::Tracker {
+                        let line = screen_lines.get(&s.name).copied().unwrap_or(0);
+                        self.err(
+                            screen,
+                            format!(
+                                "the head at {:?} is behind or on screen '{}' (defined on line {line}): its front, lower_right − lower_left × upper_left − lower_left, must face the viewer",
+                                head.position.to_array(),
+                                s.name
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        ClusterConfig {
+            path: self.loc.path.to_path_buf(),
+            name: raw.name.get_ref().clone(),
+            key_file: raw.key_file.as_ref().map(|k| {
+                let base = self.loc.path.parent().unwrap_or(Path::new(""));
+                base.join(k.get_ref())
+            }),
+            master,
+            stereo,
+            head,
+            screens,
+            nodes,
+        }
+    }
+
+    fn endpoint(&mut self, host: &S<String>, port: &S<u16>, who: &str) -> Endpoint {
+        if host.get_ref().trim().is_empty() {
+            self.err(host, format!("{who} has an empty host"));
+        }
+        if *port.get_ref() == 0 {
+            self.err(
+                port,
+                format!("{who} has port 0: choose a port from 1 to 65535"),
+            );
+        }
+        Endpoint {
+            host: host.get_ref().clone(),
+            port: *port.get_ref(),
+        }
+    }
+
+    fn eye(&mut self, eye: Option<&S<String>>, mode: StereoMode) -> Eye {
+        let Some(at) = eye else { return Eye::Mono };
+        let e = match at.get_ref().as_str() {
+            "mono" => Eye::Mono,
+            "left" => Eye::Left,
+            "right" => Eye::Right,
+            other => {
+                self.err(
+                    at,
+                    format!("unknown eye '{other}': expected mono, left or right"),
+                );
+                return Eye::Mono;
+            }
+        };
+        if e != Eye::Mono && mode != StereoMode::Passive {
+            self.err(
+                at,
+                format!(
+                    "eye = \"{}\" needs stereo mode \"passive\"; with \"{}\" viewports are mono and lockstep splits the eyes itself",
+                    e.as_str(),
+                    mode.as_str()
+                ),
+            );
+        }
+        e
+    }
+
+    fn screen(&mut self, s: &RawScreen, head: &HeadPose) -> Option<Screen> {
+        let space = self.space(&s.space);
+        let name = s.name.get_ref().clone();
+        match (&s.lower_left, &s.lower_right, &s.upper_left, &s.camera) {
+            (Some(ll), Some(lr), Some(ul), None) => {
+                let (ll3, lr3, ul3) = (
+                    Vec3::from_array(*ll.get_ref()),
+                    Vec3::from_array(*lr.get_ref()),
+                    Vec3::from_array(*ul.get_ref()),
+                );
+                if let Some(problem) = Screen::rectangle_problem(ll3, lr3, ul3) {
+                    self.err(ll, format!("screen '{name}': {problem}"));
+                    return None;
+                }
+                Some(Screen {
+                    name,
+                    space,
+                    lower_left: ll3,
+                    lower_right: lr3,
+                    upper_left: ul3,
+                })
+            }
+            (None, None, None, Some(cam)) => {
+                let c = cam.get_ref();
+                let lens = match (c.fov, c.film_size, c.focal_length) {
+                    (Some([h, v]), None, None) => {
+                        if !(h > 0.0 && h < 180.0 && v > 0.0 && v < 180.0) {
+                            self.err(cam, format!("screen '{name}': fov [{h}, {v}] must lie strictly between 0 and 180 degrees"));
+                            return None;
+                        }
+                        PandaLens::Fov {
+                            horizontal: h,
+                            vertical: v,
+                        }
+                    }
+                    (None, Some(size), Some(f)) => {
+                        if !(size[0] > 0.0 && size[1] > 0.0 && f > 0.0) {
+                            self.err(
+                                cam,
+                                format!(
+                                    "screen '{name}': film_size and focal_length must be positive"
+                                ),
+                            );
+                            return None;
+                        }
+                        PandaLens::Film {
+                            size,
+                            offset: c.film_offset.unwrap_or([0.0, 0.0]),
+                            focal_length: f,
+                        }
+                    }
+                    _ => {
+                        self.err(
+                            cam,
+                            format!("screen '{name}': camera needs either fov = [h, v], or film_size and focal_length (film_offset optional)"),
+                        );
+                        return None;
+                    }
+                };
+                let distance = c.distance.unwrap_or(1.0);
+                if distance <= 0.0 || !distance.is_finite() {
+                    self.err(cam, format!("screen '{name}': distance must be positive"));
+                    return None;
+                }
+                Some(Screen::from_camera_offset(
+                    name,
+                    space,
+                    head,
+                    Vec3::from_array(c.pos.unwrap_or([0.0; 3])),
+                    c.hpr.unwrap_or([0.0; 3]),
+                    lens,
+                    distance,
+                ))
+            }
+            _ => {
+                self.err(
+                    &s.name,
+                    format!("screen '{name}' needs either all of lower_left, lower_right, upper_left, or a camera (Panda-style offset and lens), not both"),
+                );
+                None
+            }
+        }
+    }
+
+    fn wall(&mut self, w: &RawWall) -> Vec<Screen> {
+        let space = self.space(&w.space);
+        let name = w.name.get_ref();
+        let (rows, cols) = (*w.rows.get_ref(), *w.columns.get_ref());
+        let mut ok = true;
+        for (v, at, what) in [(rows, &w.rows, "rows"), (cols, &w.columns, "columns")] {
+            if !(1..=64).contains(&v) {
+                self.err(at, format!("wall '{name}': {what} = {v}, expected 1 to 64"));
+                ok = false;
+            }
+        }
+        let [tw, th] = *w.tile_size.get_ref();
+        if !(tw > 0.0 && th > 0.0 && tw.is_finite() && th.is_finite()) {
+            self.err(
+                &w.tile_size,
+                format!("wall '{name}': tile_size must be positive"),
+            );
+            ok = false;
+        }
+        let [bx, by] = w.bezel.as_ref().map_or([0.0, 0.0], |b| *b.get_ref());
+        if let Some(b) = &w.bezel
+            && !(bx >= 0.0 && by >= 0.0 && bx.is_finite() && by.is_finite())
+        {
+            self.err(
+                b,
+                format!("wall '{name}': bezel widths must be zero or positive"),
+            );
+            ok = false;
+        }
+        let right = w
+            .right
+            .as_ref()
+            .map_or(Vec3::X, |r| Vec3::from_array(*r.get_ref()));
+        let up =
+            w.up.as_ref()
+                .map_or(Vec3::Y, |u| Vec3::from_array(*u.get_ref()));
+        let ll = Vec3::from_array(*w.lower_left.get_ref());
+        if let Some(problem) = Screen::rectangle_problem(ll, ll + right, ll + up) {
+            let at = w.right.as_ref().or(w.up.as_ref()).unwrap_or(&w.lower_left);
+            self.err(
+                at,
+                format!(
+                    "wall '{name}': right and up {}",
+                    problem.replace("the corners are not a rectangle: ", "")
+                ),
+            );
+            ok = false;
+        }
+        if !ok {
+            return Vec::new();
+        }
+        let (right, up) = (right.normalize(), up.normalize());
+        let mut tiles = Vec::with_capacity((rows * cols) as usize);
+        for row in 0..rows {
+            for col in 0..cols {
+                // Row 0 is the top row; each tile's image sits inside a frame of bezel widths.
+                let x = bx + col as f32 * (tw + 2.0 * bx);
+                let y = by + (rows - 1 - row) as f32 * (th + 2.0 * by);
+                let tile_ll = ll + right * x + up * y;
+                tiles.push(Screen {
+                    name: format!("{name}-r{row}c{col}"),
+                    space,
+                    lower_left: tile_ll,
+                    lower_right: tile_ll + right * tw,
+                    upper_left: tile_ll + up * th,
+                });
+            }
+        }
+        tiles
+    }
+}

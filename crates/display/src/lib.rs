@@ -1,0 +1,28 @@
+/*!
+Display geometry: the cluster file and what each render node derives from it.
+
+- [`ClusterConfig::load`] reads and validates a cluster file (TOML): hosts, windows, viewports,
+  screens (three corners, or a Panda3D-style camera offset and lens), tiled walls with bezels,
+  stereo and the head pose. Every mistake is reported with file, line and column.
+- [`projection::off_axis`] is the generalised perspective projection (Kooima, "Generalized
+  Perspective Projection", 2008): an eye and a screen rectangle give a view matrix and an
+  off-axis frustum.
+- [`ClusterConfig::views`] lists, for one node, every (viewport, eye) it renders with its pixel
+  rectangle, colour mask and projection.
+*/
+#![deny(missing_docs)]
+
+mod config;
+mod error;
+pub mod projection;
+mod raw;
+mod screen;
+mod views;
+
+pub use config::{
+    ClusterConfig, Endpoint, HeadPose, NodeConfig, StereoConfig, StereoMode, ViewportConfig,
+    WindowConfig,
+};
+pub use error::{ConfigError, ConfigErrors};
+pub use screen::{Eye, PandaLens, Screen, ScreenSpace, hpr_to_quat};
+pub use views::{ColorMask, ViewSpec};

@@ -1,0 +1,119 @@
+/*!
+The cluster file as written: serde structs that refuse unknown keys and keep the byte span of
+every value that a later check may need to point at.
+*/
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+pub type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub name: S<String>,
+    pub key_file: Option<S<String>>,
+    pub master: RawEndpoint,
+    #[serde(default)]
+    pub stereo: Option<RawStereo>,
+    #[serde(default)]
+    pub head: Option<RawHead>,
+    #[serde(default)]
+    pub screens: Vec<RawScreen>,
+    #[serde(default)]
+    pub walls: Vec<RawWall>,
+    #[serde(default)]
+    pub nodes: Vec<RawNode>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpoint {
+    pub host: S<String>,
+    pub port: S<u16>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStereo {
+    pub mode: S<String>,
+    pub eye_separation: Option<S<f32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHead {
+    pub position: S<[f32; 3]>,
+    pub hpr: Option<S<[f32; 3]>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScreen {
+    pub name: S<String>,
+    pub space: Option<S<String>>,
+    pub lower_left: Option<S<[f32; 3]>>,
+    pub lower_right: Option<S<[f32; 3]>>,
+    pub upper_left: Option<S<[f32; 3]>>,
+    pub camera: Option<S<RawCamera>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCamera {
+    pub pos: Option<[f32; 3]>,
+    pub hpr: Option<[f32; 3]>,
+    pub fov: Option<[f32; 2]>,
+    pub film_size: Option<[f32; 2]>,
+    pub film_offset: Option<[f32; 2]>,
+    pub focal_length: Option<f32>,
+    pub distance: Option<f32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWall {
+    pub name: S<String>,
+    pub space: Option<S<String>>,
+    pub rows: S<u32>,
+    pub columns: S<u32>,
+    pub tile_size: S<[f32; 2]>,
+    pub bezel: Option<S<[f32; 2]>>,
+    pub lower_left: S<[f32; 3]>,
+    pub right: Option<S<[f32; 3]>>,
+    pub up: Option<S<[f32; 3]>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    pub name: S<String>,
+    pub host: S<String>,
+    pub port: S<u16>,
+    pub threading_model: Option<S<String>>,
+    #[serde(default)]
+    pub windows: Vec<RawWindow>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWindow {
+    pub name: S<String>,
+    pub size: S<[u32; 2]>,
+    pub position: Option<[i32; 2]>,
+    #[serde(default)]
+    pub fullscreen: bool,
+    pub monitor: Option<u32>,
+    #[serde(default)]
+    pub offscreen: Option<S<bool>>,
+    #[serde(default)]
+    pub viewports: Vec<RawViewport>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawViewport {
+    pub name: S<String>,
+    pub screen: S<String>,
+    pub rect: Option<S<[u32; 4]>>,
+    pub eye: Option<S<String>>,
+}

@@ -1,0 +1,309 @@
+//! Cluster files: the samples load, and each mistake is reported with its file, line and column.
+
+use std::path::{Path, PathBuf};
+
+use glam::Vec3;
+use lockstep_display::{ClusterConfig, ColorMask, Eye, StereoMode};
+
+fn sample(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../configs")
+        .join(name)
+}
+
+#[test]
+fn the_cave_sample_has_four_walls_and_nodes() {
+    let c = ClusterConfig::load(&sample("cave.toml")).unwrap();
+    assert_eq!(c.name, "cave");
+    let names: Vec<_> = c.screens.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["left", "front", "right", "floor"]);
+    assert_eq!(c.nodes.len(), 4);
+    assert_eq!(c.head.position, Vec3::new(0.0, 1.7, 0.0));
+    assert!(c.key_file.as_ref().unwrap().ends_with("configs/cave.key"));
+    for s in &c.screens {
+        assert!((s.width() - 3.0).abs() < 1e-6 && (s.height() - 3.0).abs() < 1e-6);
+        // Every wall faces the centre of the cube.
+        assert!(
+            s.normal().dot(Vec3::new(0.0, 1.5, 0.0) - s.center()) > 0.0,
+            "{}",
+            s.name
+        );
+    }
+    let views = c.views("front").unwrap();
+    assert_eq!(views.len(), 1);
+    assert_eq!(views[0].file_stem(), "front-main-wall");
+}
+
+#[test]
+fn the_wall_sample_expands_into_tiles_with_bezel_gaps() {
+    let c = ClusterConfig::load(&sample("wall-3x2.toml")).unwrap();
+    assert_eq!(c.screens.len(), 6);
+    let a = c.screen("wall-r0c0").unwrap();
+    let b = c.screen("wall-r0c1").unwrap();
+    let below = c.screen("wall-r1c0").unwrap();
+    // Images 1.2 m wide, separated by two 5 mm bezels; row 0 is the top row.
+    assert!((b.lower_left.x - a.lower_right.x - 0.01).abs() < 1e-5);
+    assert!((a.lower_left.y - below.upper_left.y - 0.01).abs() < 1e-5);
+    assert!((a.lower_left.x - (-1.815 + 0.005)).abs() < 1e-5);
+    assert!((below.lower_left.y - (0.6 + 0.005)).abs() < 1e-5);
+}
+
+#[test]
+fn the_stereo_sample_renders_one_eye_per_node() {
+    let c = ClusterConfig::load(&sample("stereo.toml")).unwrap();
+    assert_eq!(c.stereo.mode, StereoMode::Passive);
+    let l = &c.views("front-left").unwrap()[0];
+    let r = &c.views("front-right").unwrap()[0];
+    assert_eq!((l.eye, r.eye), (Eye::Left, Eye::Right));
+    assert!((r.eye_position - l.eye_position).abs_diff_eq(Vec3::new(0.064, 0.0, 0.0), 1e-6));
+    assert_eq!(l.file_stem(), "front-left-main-wall-left");
+}
+
+const BASE: &str = r#"name = "t"
+[master]
+host = "127.0.0.1"
+port = 7000
+[[screens]]
+name = "front"
+lower_left = [-1.0, 0.0, -2.0]
+lower_right = [1.0, 0.0, -2.0]
+upper_left = [-1.0, 2.0, -2.0]
+"#;
+
+fn node(name: &str, port: u16, screen: &str, extra_viewport: &str) -> String {
+    format!(
+        "[[nodes]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {port}\n[[nodes.windows]]\nname = \"w\"\nsize = [320, 200]\n[[nodes.windows.viewports]]\nname = \"v\"\nscreen = \"{screen}\"\n{extra_viewport}"
+    )
+}
+
+/// Parses `text`; expects exactly the errors given as (line, part of the message).
+fn assert_errors(text: &str, expected: &[(usize, &str)]) {
+    let err = ClusterConfig::parse(Path::new("test.toml"), text).expect_err("must be refused");
+    let got: Vec<(usize, String)> = err.0.iter().map(|e| (e.line, e.message.clone())).collect();
+    assert_eq!(got.len(), expected.len(), "{err}");
+    for ((line, msg), (want_line, want)) in got.iter().zip(expected) {
+        assert_eq!(line, want_line, "{msg}");
+        assert!(msg.contains(want), "'{msg}' lacks '{want}'");
+    }
+    // The rendered form is compiler-like.
+    let first = err.to_string();
+    assert!(
+        first.starts_with(&format!("test.toml:{}:", expected[0].0)),
+        "{first}"
+    );
+}
+
+#[test]
+fn a_valid_base_file_loads() {
+    let text = format!("{BASE}{}", node("a", 7001, "front", ""));
+    let c = ClusterConfig::parse(Path::new("t.toml"), &text).unwrap();
+    assert_eq!(c.nodes[0].windows[0].viewports[0].rect, [0, 0, 320, 200]);
+}
+
+#[test]
+fn an_unknown_key_names_its_line_and_column() {
+    let text = format!("{BASE}{}colour = \"red\"\n", node("a", 7001, "front", ""));
+    let err = ClusterConfig::parse(Path::new("x.toml"), &text).unwrap_err();
+    assert_eq!(err.0.len(), 1);
+    let e = &err.0[0];
+    assert_eq!((e.line, e.column), (20, 1), "{e}");
+    assert!(e.message.contains("unknown field `colour`"), "{e}");
+}
+
+#[test]
+fn duplicate_names_are_refused_at_the_second_use() {
+    let text = format!(
+        "{BASE}{}{}",
+        node("a", 7001, "front", ""),
+        node("a", 7002, "front", "")
+    );
+    assert_errors(
+        &text,
+        &[(21, "duplicate node name 'a' (first used on line 11)")],
+    );
+    let text = format!(
+        "{BASE}[[screens]]\nname = \"front\"\nlower_left = [0.0, 0.0, 0.0]\nlower_right = [1.0, 0.0, 0.0]\nupper_left = [0.0, 1.0, 0.0]\n"
+    );
+    assert_errors(
+        &text,
+        &[(11, "duplicate screen name 'front' (first used on line 6)")],
+    );
+}
+
+#[test]
+fn corners_that_are_not_a_rectangle_are_refused() {
+    let text = BASE.replace(
+        "upper_left = [-1.0, 2.0, -2.0]",
+        "upper_left = [-0.5, 2.0, -2.0]",
+    );
+    assert_errors(
+        &text,
+        &[(
+            7,
+            "screen 'front': the corners are not a rectangle: the edges meet at 75.96° at lower_left",
+        )],
+    );
+}
+
+#[test]
+fn a_viewport_naming_a_missing_screen_is_refused() {
+    let text = format!("{BASE}{}", node("a", 7001, "frnt", ""));
+    assert_errors(
+        &text,
+        &[(
+            19,
+            "viewport 'v' shows screen 'frnt', which is not defined (screens: front)",
+        )],
+    );
+}
+
+#[test]
+fn a_viewport_outside_its_window_is_refused() {
+    let text = format!(
+        "{BASE}{}",
+        node("a", 7001, "front", "rect = [100, 0, 221, 200]\n")
+    );
+    assert_errors(
+        &text,
+        &[(
+            20,
+            "viewport 'v' [100, 0, 221, 200] reaches past its 320x200 window 'w'",
+        )],
+    );
+}
+
+#[test]
+fn two_nodes_on_one_host_and_port_are_refused() {
+    let text = format!(
+        "{BASE}{}{}",
+        node("a", 7001, "front", ""),
+        node("b", 7001, "front", "")
+    );
+    assert_errors(
+        &text,
+        &[(
+            23,
+            "node 'b' uses 127.0.0.1:7001, as node 'a' does (line 12)",
+        )],
+    );
+    let text = format!("{BASE}{}", node("a", 7000, "front", ""));
+    assert_errors(
+        &text,
+        &[(
+            13,
+            "node 'a' uses 127.0.0.1:7000, as the master does (line 3)",
+        )],
+    );
+}
+
+#[test]
+fn several_mistakes_are_reported_together_in_file_order() {
+    let text = format!(
+        "{BASE}{}{}",
+        node("a", 7001, "nope", "rect = [0, 0, 400, 10]\n"),
+        node("a", 0, "front", "eye = \"left\"\n")
+    );
+    assert_errors(
+        &text,
+        &[
+            (19, "screen 'nope', which is not defined"),
+            (20, "reaches past its 320x200 window"),
+            (22, "duplicate node name 'a'"),
+            (24, "node 'a' has port 0"),
+            (31, "eye = \"left\" needs stereo mode \"passive\""),
+        ],
+    );
+}
+
+#[test]
+fn corners_facing_away_from_the_head_are_refused() {
+    // lower_left and lower_right swapped: the screen's front faces away from the viewer.
+    let text = BASE
+        .replace(
+            "lower_left = [-1.0, 0.0, -2.0]",
+            "lower_left = [1.0, 0.0, -2.0]",
+        )
+        .replace(
+            "lower_right = [1.0, 0.0, -2.0]",
+            "lower_right = [-1.0, 0.0, -2.0]",
+        )
+        .replace(
+            "upper_left = [-1.0, 2.0, -2.0]",
+            "upper_left = [1.0, 2.0, -2.0]",
+        );
+    let text = format!("{text}{}", node("a", 7001, "front", ""));
+    assert_errors(
+        &text,
+        &[(19, "is behind or on screen 'front' (defined on line 6)")],
+    );
+}
+
+#[test]
+fn bad_values_are_explained() {
+    let text = format!("{BASE}[stereo]\nmode = \"interlaced\"\neye_separation = 2.0\n");
+    assert_errors(
+        &text,
+        &[
+            (11, "unknown stereo mode 'interlaced'"),
+            (12, "eye_separation 2 m is outside 0 to 0.5 m"),
+        ],
+    );
+    let text = format!(
+        "{BASE}[[walls]]\nname = \"w\"\nrows = 0\ncolumns = 2\ntile_size = [1.0, -1.0]\nlower_left = [0.0, 0.0, -3.0]\n"
+    );
+    assert_errors(
+        &text,
+        &[
+            (12, "wall 'w': rows = 0, expected 1 to 64"),
+            (14, "tile_size must be positive"),
+        ],
+    );
+    let text = format!("{BASE}[[screens]]\nname = \"p\"\ncamera = {{ fov = [90.0, 200.0] }}\n");
+    assert_errors(
+        &text,
+        &[(12, "fov [90, 200] must lie strictly between 0 and 180")],
+    );
+    let err = ClusterConfig::load(Path::new("/nonexistent/c.toml")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "/nonexistent/c.toml: cannot read cluster file: No such file or directory (os error 2)"
+    );
+}
+
+#[test]
+fn stereo_modes_split_viewports_and_masks() {
+    let with = |mode: &str| {
+        let text = format!(
+            "{BASE}[stereo]\nmode = \"{mode}\"\n{}",
+            node("a", 7001, "front", "")
+        );
+        ClusterConfig::parse(Path::new("t.toml"), &text)
+            .unwrap()
+            .views("a")
+            .unwrap()
+    };
+    let sbs = with("side-by-side");
+    assert_eq!(
+        sbs.iter().map(|v| (v.eye, v.rect)).collect::<Vec<_>>(),
+        [
+            (Eye::Left, [0, 0, 160, 200]),
+            (Eye::Right, [160, 0, 160, 200])
+        ]
+    );
+    let tb = with("top-bottom");
+    assert_eq!(
+        tb.iter().map(|v| v.rect).collect::<Vec<_>>(),
+        [[0, 0, 320, 100], [0, 100, 320, 100]]
+    );
+    let ana = with("anaglyph");
+    assert_eq!(
+        ana.iter().map(|v| (v.eye, v.mask)).collect::<Vec<_>>(),
+        [(Eye::Left, ColorMask::Red), (Eye::Right, ColorMask::Cyan)]
+    );
+    assert_eq!(
+        ana[0].file_stem(),
+        ana[1].file_stem(),
+        "anaglyph eyes share one image"
+    );
+    assert_eq!(with("mono")[0].eye, Eye::Mono);
+}
