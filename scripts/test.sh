@@ -13,5 +13,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests (default backend)"
 cargo test --workspace --locked
 echo "== rendering tests on the GL backend"
-LOCKSTEP_TEST_BACKEND=gl cargo test --locked -p lockstep-render --tests
+# Selected by name within the workspace, so the build above (same feature set) is reused.
+LOCKSTEP_TEST_BACKEND=gl cargo test --workspace --locked --test render --test gltf_import
 echo "== all tests passed"

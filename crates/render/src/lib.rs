@@ -28,4 +28,7 @@ pub use draw::{DEPTH_FORMAT, PassTarget};
 pub use error::RenderError;
 pub use gpu::{AdapterSummary, BackendChoice, GpuContext};
 pub use raw::{InstanceRaw, LightRaw, MAX_LIGHTS};
-pub use target::{MAX_TARGET_SIZE, OFFSCREEN_FORMAT, OffscreenTarget};
+pub use target::{DrawOptions, MAX_TARGET_SIZE, OFFSCREEN_FORMAT, OffscreenTarget};
+
+/// Re-exported so users name wgpu types (e.g. `ColorWrites`) without matching its version.
+pub use wgpu;

@@ -15,6 +15,24 @@ pub const MAX_TARGET_SIZE: u32 = 16384;
 /// Colour format of offscreen targets: 8-bit sRGB, what PNG files hold.
 pub const OFFSCREEN_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Rgba8UnormSrgb;
 
+/// How one view is drawn into a target that may already hold another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrawOptions {
+    /// Clear colour and depth before drawing.
+    pub clear: bool,
+    /// Channels written.
+    pub color_writes: wgpu::ColorWrites,
+}
+
+impl Default for DrawOptions {
+    fn default() -> Self {
+        DrawOptions {
+            clear: true,
+            color_writes: wgpu::ColorWrites::ALL,
+        }
+    }
+}
+
 /// A render target in GPU memory whose pixels can be read back.
 pub struct OffscreenTarget {
     width: u32,
@@ -132,6 +150,21 @@ impl OffscreenTarget {
         list: &DrawList,
         read_back: bool,
     ) -> Result<wgpu::SubmissionIndex, RenderError> {
+        self.render_with(gpu, renderer, scene, list, DrawOptions::default(), read_back)
+    }
+
+    /// Like [`OffscreenTarget::render`], choosing whether to clear first and which channels
+    /// to write: anaglyph stereo draws the left eye into red, then the right eye into green
+    /// and blue of the same image.
+    pub fn render_with(
+        &self,
+        gpu: &GpuContext,
+        renderer: &mut Renderer,
+        scene: &Scene,
+        list: &DrawList,
+        options: DrawOptions,
+        read_back: bool,
+    ) -> Result<wgpu::SubmissionIndex, RenderError> {
         let mut encoder = gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -146,7 +179,8 @@ impl OffscreenTarget {
                 color: &self.color_view,
                 depth: &self.depth_view,
                 viewport: None,
-                clear: true,
+                clear: options.clear,
+                color_writes: options.color_writes,
             },
         )?;
         if read_back {

@@ -30,12 +30,18 @@ pub struct PassTarget<'a> {
     pub viewport: Option<[u32; 4]>,
     /// Whether to clear colour and depth first (the first view of a target does).
     pub clear: bool,
+    /// Channels written: all, or e.g. red for the left eye of anaglyph stereo.
+    pub color_writes: wgpu::ColorWrites,
 }
 
 /// Draws draw lists. One per target format; meshes and textures are uploaded once each.
 pub struct Renderer {
-    lit: wgpu::RenderPipeline,
-    unlit: wgpu::RenderPipeline,
+    shader: wgpu::ShaderModule,
+    layout: wgpu::PipelineLayout,
+    color_format: wgpu::TextureFormat,
+    /// Built on first use for each (pipeline, colour-write mask): most targets only ever
+    /// need the two with every channel.
+    pipelines: HashMap<(PipelineKind, u32), wgpu::RenderPipeline>,
     globals: wgpu::Buffer,
     globals_bind_group: wgpu::BindGroup,
     material_layout: wgpu::BindGroupLayout,
@@ -93,46 +99,6 @@ impl Renderer {
             bind_group_layouts: &[Some(&globals_layout), Some(&material_layout)],
             immediate_size: 0,
         });
-        let pipeline = |label: &str, fragment: &str| {
-            device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
-                label: Some(label),
-                layout: Some(&layout),
-                vertex: wgpu::VertexState {
-                    module: &shader,
-                    entry_point: Some("vs_main"),
-                    compilation_options: Default::default(),
-                    buffers: &[Some(VERTEX_LAYOUT), Some(INSTANCE_LAYOUT)],
-                },
-                primitive: wgpu::PrimitiveState {
-                    topology: wgpu::PrimitiveTopology::TriangleList,
-                    front_face: wgpu::FrontFace::Ccw,
-                    cull_mode: Some(wgpu::Face::Back),
-                    ..Default::default()
-                },
-                depth_stencil: Some(wgpu::DepthStencilState {
-                    format: DEPTH_FORMAT,
-                    depth_write_enabled: Some(true),
-                    depth_compare: Some(wgpu::CompareFunction::Less),
-                    stencil: Default::default(),
-                    bias: Default::default(),
-                }),
-                multisample: Default::default(),
-                fragment: Some(wgpu::FragmentState {
-                    module: &shader,
-                    entry_point: Some(fragment),
-                    compilation_options: Default::default(),
-                    targets: &[Some(wgpu::ColorTargetState {
-                        format: color_format,
-                        blend: None,
-                        write_mask: wgpu::ColorWrites::ALL,
-                    })],
-                }),
-                multiview_mask: None,
-                cache: None,
-            })
-        };
-        let lit = pipeline("lit", "fs_lit");
-        let unlit = pipeline("unlit", "fs_unlit");
 
         let globals = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("globals"),
@@ -197,9 +163,11 @@ impl Renderer {
         let white_view = white_texture.create_view(&Default::default());
         let white = material_bind_group(device, &material_layout, &white_view, &linear, "white");
         let instance_capacity = 256;
-        Renderer {
-            lit,
-            unlit,
+        let mut renderer = Renderer {
+            shader,
+            layout,
+            color_format,
+            pipelines: HashMap::new(),
             globals,
             globals_bind_group,
             material_layout,
@@ -210,7 +178,59 @@ impl Renderer {
             instance_capacity,
             meshes: HashMap::new(),
             textures: HashMap::new(),
+        };
+        for kind in [PipelineKind::Lit, PipelineKind::Unlit] {
+            renderer.ensure_pipeline(device, kind, wgpu::ColorWrites::ALL);
         }
+        renderer
+    }
+
+    fn ensure_pipeline(&mut self, device: &wgpu::Device, kind: PipelineKind, writes: wgpu::ColorWrites) {
+        let key = (kind, writes.bits());
+        if self.pipelines.contains_key(&key) {
+            return;
+        }
+        let (label, fragment) = match kind {
+            PipelineKind::Lit => ("lit", "fs_lit"),
+            PipelineKind::Unlit => ("unlit", "fs_unlit"),
+        };
+        let pipeline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+            label: Some(label),
+            layout: Some(&self.layout),
+            vertex: wgpu::VertexState {
+                module: &self.shader,
+                entry_point: Some("vs_main"),
+                compilation_options: Default::default(),
+                buffers: &[Some(VERTEX_LAYOUT), Some(INSTANCE_LAYOUT)],
+            },
+            primitive: wgpu::PrimitiveState {
+                topology: wgpu::PrimitiveTopology::TriangleList,
+                front_face: wgpu::FrontFace::Ccw,
+                cull_mode: Some(wgpu::Face::Back),
+                ..Default::default()
+            },
+            depth_stencil: Some(wgpu::DepthStencilState {
+                format: DEPTH_FORMAT,
+                depth_write_enabled: Some(true),
+                depth_compare: Some(wgpu::CompareFunction::Less),
+                stencil: Default::default(),
+                bias: Default::default(),
+            }),
+            multisample: Default::default(),
+            fragment: Some(wgpu::FragmentState {
+                module: &self.shader,
+                entry_point: Some(fragment),
+                compilation_options: Default::default(),
+                targets: &[Some(wgpu::ColorTargetState {
+                    format: self.color_format,
+                    blend: None,
+                    write_mask: writes,
+                })],
+            }),
+            multiview_mask: None,
+            cache: None,
+        });
+        self.pipelines.insert(key, pipeline);
     }
 
     /// Uploads what `list` needs and the scene changed since the last frame: meshes and
@@ -293,6 +313,9 @@ impl Renderer {
         target: PassTarget<'_>,
     ) -> Result<(), RenderError> {
         self.prepare(gpu, scene, list)?;
+        for kind in [PipelineKind::Lit, PipelineKind::Unlit] {
+            self.ensure_pipeline(&gpu.device, kind, target.color_writes);
+        }
         let bg = scene.background;
         let (color_load, depth_load) = if target.clear {
             (
@@ -341,10 +364,13 @@ impl Renderer {
         ) = (None, None, None);
         for batch in &list.batches {
             if bound.0 != Some(batch.pipeline) {
-                pass.set_pipeline(match batch.pipeline {
-                    PipelineKind::Lit => &self.lit,
-                    PipelineKind::Unlit => &self.unlit,
-                });
+                let Some(pipeline) = self
+                    .pipelines
+                    .get(&(batch.pipeline, target.color_writes.bits()))
+                else {
+                    continue;
+                };
+                pass.set_pipeline(pipeline);
                 bound.0 = Some(batch.pipeline);
             }
             let texture = scene.material(batch.material)?.texture;
