@@ -2,7 +2,8 @@
 lockstep: several computers render one 3D scene together, frame-locked.
 
 This crate is the facade applications depend on: it re-exports the scene graph
-([`scene`]) and the renderer ([`render`]), and holds the built-in demo scene ([`demo`]). The
+([`scene`]), the renderer ([`render`]) and the display geometry ([`display`]), and holds the
+built-in demo scene ([`demo`]) and the rendering of a node's views ([`node_views`]). The
 `lockstep` binary (the CLI) lives here too.
 
 ```
@@ -18,8 +19,10 @@ assert_eq!(scene.find("box"), Some(id));
 #![deny(missing_docs)]
 
 pub mod demo;
+pub mod node_views;
 pub mod stats;
 
+pub use lockstep_display as display;
 pub use lockstep_render as render;
 pub use lockstep_scene as scene;
 

@@ -18,7 +18,7 @@ pub const OFFSCREEN_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Rgba8Unor
 /// How one view is drawn into a target that may already hold another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DrawOptions {
-    /// Clear colour and depth before drawing.
+    /// Clear the colour before drawing (depth is cleared for every view regardless).
     pub clear: bool,
     /// Channels written.
     pub color_writes: wgpu::ColorWrites,
@@ -150,7 +150,14 @@ impl OffscreenTarget {
         list: &DrawList,
         read_back: bool,
     ) -> Result<wgpu::SubmissionIndex, RenderError> {
-        self.render_with(gpu, renderer, scene, list, DrawOptions::default(), read_back)
+        self.render_with(
+            gpu,
+            renderer,
+            scene,
+            list,
+            DrawOptions::default(),
+            read_back,
+        )
     }
 
     /// Like [`OffscreenTarget::render`], choosing whether to clear first and which channels

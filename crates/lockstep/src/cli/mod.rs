@@ -3,6 +3,8 @@ The CLI's low layer: clap structs that hold validated values (sizes, vectors, an
 dispatch to one module per command.
 */
 mod bench;
+mod config;
+mod layout;
 mod render;
 
 use std::path::PathBuf;
@@ -28,6 +30,9 @@ enum Command {
     /// Measure performance; every benchmark prints ratios measured side by side in one run.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Check, explain, draw or print cluster files.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -41,6 +46,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Render(args) => render::run(args),
         Command::Bench(BenchCommand::Render(args)) => bench::run_render(args),
+        Command::Config(cmd) => config::run(cmd),
     }
 }
 

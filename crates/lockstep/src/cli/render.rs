@@ -1,11 +1,14 @@
 /*!
-`lockstep render`: the demo scene or a glTF file, drawn offscreen to PNG files.
+`lockstep render`: the demo scene or a glTF file, drawn offscreen to PNG files — from a free
+camera, or as one node of a cluster file sees it (one PNG per viewport and eye).
 */
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use lockstep::demo::{DEFAULT_EYE, DEFAULT_LOOK_AT, Demo};
+use lockstep::display::ClusterConfig;
+use lockstep::node_views::render_views;
 use lockstep::render::import::load_gltf;
 use lockstep::render::{DrawList, OffscreenTarget, Renderer, View};
 use lockstep::scene::glam::Vec3;
@@ -23,22 +26,32 @@ pub struct RenderArgs {
     #[arg(long, default_value = "demo")]
     scene: String,
     /// Image size in pixels, WIDTHxHEIGHT.
-    #[arg(long, default_value = "640x360")]
+    #[arg(long, default_value = "640x360", conflicts_with = "config")]
     size: Size,
     /// Camera position X,Y,Z in metres (default: the demo's eye, or framing the model).
-    #[arg(long, value_parser = parse_vec3, allow_hyphen_values = true)]
+    #[arg(long, value_parser = parse_vec3, allow_hyphen_values = true, conflicts_with = "config")]
     eye: Option<Vec3>,
     /// Point the camera looks at, X,Y,Z.
-    #[arg(long = "look-at", value_parser = parse_vec3, allow_hyphen_values = true)]
+    #[arg(long = "look-at", value_parser = parse_vec3, allow_hyphen_values = true, conflicts_with = "config")]
     look_at: Option<Vec3>,
     /// Vertical field of view in degrees.
-    #[arg(long, default_value = "60", value_parser = parse_fov)]
+    #[arg(long, default_value = "60", value_parser = parse_fov, conflicts_with = "config")]
     fov: f32,
     /// Number of frames; frame F shows the animation at F / 60 s. More than one frame writes
     /// OUT-0000.png, OUT-0001.png, …
-    #[arg(long, default_value = "1", value_parser = |s: &str| ranged(s, 1, 100_000))]
+    #[arg(long, default_value = "1", value_parser = |s: &str| ranged(s, 1, 100_000), conflicts_with = "config")]
     frames: u64,
-    /// Output PNG file.
+    /// Render as node NODE of this cluster file sees the scene: one PNG per viewport and eye,
+    /// named NODE-WINDOW-VIEWPORT[-EYE].png, written into the folder --out.
+    #[arg(long, requires = "node")]
+    config: Option<PathBuf>,
+    /// The node of --config to render.
+    #[arg(long, requires = "config")]
+    node: Option<String>,
+    /// With --config: the frame to render (the animation at FRAME / 60 s).
+    #[arg(long, default_value = "0", value_parser = |s: &str| ranged(s, 0, 1 << 40), requires = "config")]
+    frame: u64,
+    /// Output PNG file; with --config, the folder for the PNG files.
     #[arg(long)]
     out: PathBuf,
     #[command(flatten)]
@@ -62,6 +75,9 @@ impl Source {
 }
 
 pub fn run(args: RenderArgs) -> Result<()> {
+    if let (Some(config), Some(node)) = (&args.config, &args.node) {
+        return run_cluster_node(&args, config, node);
+    }
     let aspect = args.size.width as f32 / args.size.height as f32;
     let fov = args.fov.to_radians();
     if let (Some(e), Some(t)) = (args.eye, args.look_at)
@@ -169,4 +185,57 @@ fn model_scene(
     )?;
     scene.active_camera = Some(id);
     Ok(scene)
+}
+
+/// `render --config FILE --node NAME`: the node's views of the demo scene (or a model placed
+/// as it is in the world), one PNG per viewport and eye.
+fn run_cluster_node(args: &RenderArgs, config: &Path, node: &str) -> Result<()> {
+    let cluster = ClusterConfig::load(config)?;
+    let views = cluster.views(node).with_context(|| {
+        let names: Vec<&str> = cluster.nodes.iter().map(|n| n.name.as_str()).collect();
+        format!(
+            "{}: no node named '{node}' (nodes: {})",
+            config.display(),
+            names.join(", ")
+        )
+    })?;
+    if views.is_empty() {
+        bail!(
+            "{}: node '{node}' has no viewports to render",
+            config.display()
+        );
+    }
+    let scene = if args.scene == "demo" {
+        let mut demo = Demo::new(1.0, 1.0).context("building the demo scene")?;
+        demo.animate(args.frame as f64 / FRAME_RATE)?;
+        demo.scene
+    } else {
+        let mut scene = model_scene(
+            Path::new(&args.scene),
+            1.0,
+            1.0,
+            Some(Vec3::Z),
+            Some(Vec3::ZERO),
+        )?;
+        if let Some(camera) = scene.active_camera.take() {
+            scene.remove(camera)?;
+        }
+        scene
+    };
+    let gpu = args.gpu.open()?;
+    let mut renderer = Renderer::new(&gpu, OffscreenTarget::FORMAT);
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create output folder {}", args.out.display()))?;
+    for v in render_views(&gpu, &mut renderer, &scene, &views, args.frame)? {
+        let path = args.out.join(format!("{}.png", v.stem));
+        v.image.write_png(&path)?;
+        println!(
+            "wrote {} ({}x{}, frame {})",
+            path.display(),
+            v.image.width,
+            v.image.height,
+            args.frame
+        );
+    }
+    Ok(())
 }

@@ -28,7 +28,8 @@ pub struct PassTarget<'a> {
     pub depth: &'a wgpu::TextureView,
     /// Pixel rectangle (x, y, width, height) to draw into; `None` for the whole target.
     pub viewport: Option<[u32; 4]>,
-    /// Whether to clear colour and depth first (the first view of a target does).
+    /// Whether to clear the colour first (the first view of a target does); depth is always
+    /// cleared, since it belongs to one view.
     pub clear: bool,
     /// Channels written: all, or e.g. red for the left eye of anaglyph stereo.
     pub color_writes: wgpu::ColorWrites,
@@ -185,7 +186,12 @@ impl Renderer {
         renderer
     }
 
-    fn ensure_pipeline(&mut self, device: &wgpu::Device, kind: PipelineKind, writes: wgpu::ColorWrites) {
+    fn ensure_pipeline(
+        &mut self,
+        device: &wgpu::Device,
+        kind: PipelineKind,
+        writes: wgpu::ColorWrites,
+    ) {
         let key = (kind, writes.bits());
         if self.pipelines.contains_key(&key) {
             return;
@@ -317,19 +323,19 @@ impl Renderer {
             self.ensure_pipeline(&gpu.device, kind, target.color_writes);
         }
         let bg = scene.background;
-        let (color_load, depth_load) = if target.clear {
-            (
-                wgpu::LoadOp::Clear(wgpu::Color {
-                    r: bg.r as f64,
-                    g: bg.g as f64,
-                    b: bg.b as f64,
-                    a: bg.a as f64,
-                }),
-                wgpu::LoadOp::Clear(1.0),
-            )
+        let color_load = if target.clear {
+            wgpu::LoadOp::Clear(wgpu::Color {
+                r: bg.r as f64,
+                g: bg.g as f64,
+                b: bg.b as f64,
+                a: bg.a as f64,
+            })
         } else {
-            (wgpu::LoadOp::Load, wgpu::LoadOp::Load)
+            wgpu::LoadOp::Load
         };
+        // Depth belongs to one view: another eye or viewport drawn before into the same
+        // target must not occlude this one, so depth is cleared for every pass.
+        let depth_load = wgpu::LoadOp::Clear(1.0);
         let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
             label: Some("scene"),
             color_attachments: &[Some(wgpu::RenderPassColorAttachment {
