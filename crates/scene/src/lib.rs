@@ -24,7 +24,7 @@ pub use error::SceneError;
 pub use light::{Light, LightKind};
 pub use material::{Material, MaterialId, Texture, TextureFilter, TextureId};
 pub use mesh::{Aabb, Mesh, MeshId, Vertex};
-pub use node::{Node, NodeContent, NodeId};
+pub use node::{Node, NodeContent, NodeId, node_copies_on_this_thread};
 pub use scene::Scene;
 pub use transform::Transform;
 

@@ -32,8 +32,19 @@ pub enum NodeContent {
     Camera(Camera),
 }
 
+thread_local! {
+    static NODE_COPIES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many times node data was copied on this thread (by `Clone`, which is what
+/// copy-on-write does when a snapshot still shares a node). For tests and statistics: a
+/// snapshot must cost copies in proportion to what changed, not to the scene's size.
+pub fn node_copies_on_this_thread() -> u64 {
+    NODE_COPIES.with(|c| c.get())
+}
+
 /// One node of the scene graph.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct Node {
     /// Unique name within the scene, if any.
     pub name: Option<Arc<str>>,
@@ -49,6 +60,21 @@ pub struct Node {
     pub tint: Color,
     /// Mesh, light, camera or nothing.
     pub content: NodeContent,
+}
+
+impl Clone for Node {
+    fn clone(&self) -> Self {
+        NODE_COPIES.with(|c| c.set(c.get() + 1));
+        Node {
+            name: self.name.clone(),
+            parent: self.parent,
+            children: self.children.clone(),
+            transform: self.transform,
+            visible: self.visible,
+            tint: self.tint,
+            content: self.content.clone(),
+        }
+    }
 }
 
 impl Node {

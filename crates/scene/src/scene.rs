@@ -1,5 +1,6 @@
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use imbl::{HashMap, Vector};
 
 use glam::{Mat4, Vec3};
 
@@ -10,17 +11,20 @@ use crate::{
 
 /// The scene graph.
 ///
-/// Nodes, meshes, materials and textures are stored behind `Arc`; edits go through
-/// `Arc::make_mut`, so a cloned `Scene` shares all data either side has not touched since.
+/// Every collection is a persistent one (`imbl`: chunked trees that share unchanged chunks)
+/// holding `Arc`s, and edits go through `Arc::make_mut`. So cloning a `Scene` — the frame
+/// snapshot that Cull reads while App edits the next frame — costs O(1), and an edit after it
+/// copies only the edited node (plus a few chunks of pointers), never the rest of the scene.
 #[derive(Debug, Clone)]
 pub struct Scene {
     /// Slot `i` holds node `NodeId(i)`; removed nodes leave `None` so ids stay stable.
-    nodes: Vec<Option<Arc<Node>>>,
+    nodes: Vector<Option<Arc<Node>>>,
+    live: usize,
     names: HashMap<Arc<str>, NodeId>,
-    roots: Vec<NodeId>,
-    meshes: Vec<Arc<Mesh>>,
-    materials: Vec<Arc<Material>>,
-    textures: Vec<Arc<Texture>>,
+    roots: Vector<NodeId>,
+    meshes: Vector<Arc<Mesh>>,
+    materials: Vector<Arc<Material>>,
+    textures: Vector<Arc<Texture>>,
     /// Colour of pixels no object covers.
     pub background: Color,
     /// Light that reaches every lit surface regardless of direction.
@@ -39,12 +43,13 @@ impl Scene {
     /// An empty scene with a dark grey background and dim ambient light.
     pub fn new() -> Self {
         Scene {
-            nodes: Vec::new(),
+            nodes: Vector::new(),
+            live: 0,
             names: HashMap::new(),
-            roots: Vec::new(),
-            meshes: Vec::new(),
-            materials: Vec::new(),
-            textures: Vec::new(),
+            roots: Vector::new(),
+            meshes: Vector::new(),
+            materials: Vector::new(),
+            textures: Vector::new(),
             background: Color::rgb(0.02, 0.02, 0.03),
             ambient: Color::rgb(0.08, 0.08, 0.09),
             active_camera: None,
@@ -53,13 +58,13 @@ impl Scene {
 
     /// Adds a mesh and returns its id.
     pub fn add_mesh(&mut self, mesh: Mesh) -> MeshId {
-        self.meshes.push(Arc::new(mesh));
+        self.meshes.push_back(Arc::new(mesh));
         MeshId(self.meshes.len() as u32 - 1)
     }
 
     /// Adds a texture and returns its id.
     pub fn add_texture(&mut self, texture: Texture) -> TextureId {
-        self.textures.push(Arc::new(texture));
+        self.textures.push_back(Arc::new(texture));
         TextureId(self.textures.len() as u32 - 1)
     }
 
@@ -68,7 +73,7 @@ impl Scene {
         if let Some(t) = material.texture {
             self.texture(t)?;
         }
-        self.materials.push(Arc::new(material));
+        self.materials.push_back(Arc::new(material));
         Ok(MaterialId(self.materials.len() as u32 - 1))
     }
 
@@ -146,10 +151,11 @@ impl Scene {
         if let Some(name) = &node.name {
             self.names.insert(name.clone(), id);
         }
-        self.nodes.push(Some(Arc::new(node)));
+        self.nodes.push_back(Some(Arc::new(node)));
+        self.live += 1;
         match parent {
             Some(p) => self.node_mut(p)?.children.push(id),
-            None => self.roots.push(id),
+            None => self.roots.push_back(id),
         }
         Ok(id)
     }
@@ -164,6 +170,7 @@ impl Scene {
         let mut stack = vec![id];
         while let Some(n) = stack.pop() {
             if let Some(node) = self.nodes.get_mut(n.0 as usize).and_then(Option::take) {
+                self.live -= 1;
                 if let Some(name) = &node.name {
                     self.names.remove(name);
                 }
@@ -198,7 +205,7 @@ impl Scene {
         }
         match parent {
             Some(p) => self.node_mut(p)?.children.push(id),
-            None => self.roots.push(id),
+            None => self.roots.push_back(id),
         }
         self.node_mut(id)?.parent = parent;
         Ok(())
@@ -209,6 +216,15 @@ impl Scene {
         self.nodes
             .get(id.0 as usize)
             .and_then(Option::as_deref)
+            .ok_or(SceneError::UnknownNode(id))
+    }
+
+    /// The shared handle of a node's current data: two scenes hold the same version of a
+    /// node exactly when these pointers are equal (what snapshot tests check).
+    pub fn node_shared(&self, id: NodeId) -> Result<&Arc<Node>, SceneError> {
+        self.nodes
+            .get(id.0 as usize)
+            .and_then(Option::as_ref)
             .ok_or(SceneError::UnknownNode(id))
     }
 
@@ -260,13 +276,13 @@ impl Scene {
     }
 
     /// Root nodes in insertion order.
-    pub fn roots(&self) -> &[NodeId] {
-        &self.roots
+    pub fn roots(&self) -> impl DoubleEndedIterator<Item = NodeId> + '_ {
+        self.roots.iter().copied()
     }
 
     /// Number of live nodes.
     pub fn node_count(&self) -> usize {
-        self.nodes.iter().filter(|n| n.is_some()).count()
+        self.live
     }
 
     /// Live nodes with their ids, in id order.
@@ -442,7 +458,35 @@ mod tests {
             Err(SceneError::Cycle { node: a, parent: b })
         );
         s.set_parent(b, None).unwrap();
-        assert_eq!(s.roots(), &[a, b]);
+        assert_eq!(s.roots().collect::<Vec<_>>(), [a, b]);
+    }
+
+    #[test]
+    fn a_snapshot_of_100k_nodes_copies_only_the_edited_node() {
+        let (mut s, mesh, mat) = scene_with_cube();
+        let group = s.add(Node::empty().named("group"), None).unwrap();
+        let mut ids = Vec::new();
+        for i in 0..100_000 {
+            let parent = if i % 2 == 0 { None } else { Some(group) };
+            ids.push(s.add(Node::mesh(mesh, mat), parent).unwrap());
+        }
+        let before = crate::node::node_copies_on_this_thread();
+        let snapshot = s.clone();
+        assert_eq!(crate::node::node_copies_on_this_thread(), before, "a snapshot copies no node");
+        s.set_transform(ids[77_777], Transform::from_translation(Vec3::X)).unwrap();
+        assert_eq!(
+            crate::node::node_copies_on_this_thread() - before,
+            1,
+            "an edit after a snapshot copies exactly the edited node"
+        );
+        // The snapshot still sees the old version; every other node is shared.
+        assert_eq!(snapshot.node(ids[77_777]).unwrap().transform, Transform::IDENTITY);
+        for id in [ids[0], ids[77_776], ids[99_999], group] {
+            assert!(Arc::ptr_eq(s.node_shared(id).unwrap(), snapshot.node_shared(id).unwrap()));
+        }
+        // A second edit of the same node in the same frame copies nothing more.
+        s.set_visible(ids[77_777], false).unwrap();
+        assert_eq!(crate::node::node_copies_on_this_thread() - before, 1);
     }
 
     #[test]
