@@ -12,7 +12,7 @@ use glam::{Quat, Vec3};
 use crate::error::Locator;
 use crate::raw::{RawCluster, RawScreen, RawWall, S};
 use crate::screen::{Eye, PandaLens, Screen, ScreenSpace, hpr_to_quat};
-use crate::{ConfigError, ConfigErrors};
+use crate::{ConfigError, ConfigErrors, ThreadingModel};
 
 /// Largest window side accepted, in pixels.
 pub const MAX_WINDOW_SIZE: u32 = 16384;
@@ -139,8 +139,8 @@ pub struct NodeConfig {
     pub name: String,
     /// Where its cluster connection listens or dials from.
     pub endpoint: Endpoint,
-    /// Panda3D `threading-model` string; empty = single-threaded.
-    pub threading_model: String,
+    /// Which threads run Cull and Draw.
+    pub threading_model: ThreadingModel,
     /// Windows in file order.
     pub windows: Vec<WindowConfig>,
 }
@@ -437,10 +437,13 @@ impl Validator<'_> {
             nodes.push(NodeConfig {
                 name: n.name.get_ref().clone(),
                 endpoint,
-                threading_model: n
-                    .threading_model
-                    .as_ref()
-                    .map_or(String::new(), |t| t.get_ref().clone()),
+                threading_model: match &n.threading_model {
+                    None => ThreadingModel::SingleThreaded,
+                    Some(t) => t.get_ref().parse().unwrap_or_else(|e: String| {
+                        self.err(t, e);
+                        ThreadingModel::SingleThreaded
+                    }),
+                },
                 windows,
             });
         }

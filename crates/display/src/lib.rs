@@ -17,6 +17,7 @@ mod error;
 pub mod projection;
 mod raw;
 mod screen;
+mod threading;
 mod views;
 
 pub use config::{
@@ -25,4 +26,5 @@ pub use config::{
 };
 pub use error::{ConfigError, ConfigErrors};
 pub use screen::{Eye, PandaLens, Screen, ScreenSpace, hpr_to_quat};
+pub use threading::{MAX_THREAD_NAME, ThreadingModel};
 pub use views::{ColorMask, ViewSpec};

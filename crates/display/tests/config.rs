@@ -239,6 +239,15 @@ fn corners_facing_away_from_the_head_are_refused() {
 }
 
 #[test]
+fn a_malformed_threading_model_is_refused_at_its_line() {
+    let text = format!("{BASE}{}", node("a", 7001, "front", "")).replace(
+        "port = 7001\n",
+        "port = 7001\nthreading_model = \"Cull/Draw/Extra\"\n",
+    );
+    assert_errors(&text, &[(14, "threading model 'Cull/Draw/Extra' has 2 '/'")]);
+}
+
+#[test]
 fn bad_values_are_explained() {
     let text = format!("{BASE}[stereo]\nmode = \"interlaced\"\neye_separation = 2.0\n");
     assert_errors(

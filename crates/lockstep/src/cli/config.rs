@@ -168,10 +168,9 @@ fn summary(c: &ClusterConfig) -> String {
                 rows.push(vec![
                     n.name.clone(),
                     n.endpoint.to_string(),
-                    if n.threading_model.is_empty() {
-                        "\"\"".into()
-                    } else {
-                        n.threading_model.clone()
+                    match n.threading_model.to_string() {
+                        s if s.is_empty() => "\"\"".into(),
+                        s => s,
                     },
                     w.name.clone(),
                     format!("{}x{}", w.width, w.height),
