@@ -90,7 +90,9 @@ impl FromStr for ThreadingModel {
                 return Ok(None);
             }
             if name.trim().is_empty() {
-                return Err(format!("threading model '{s}': the {stage} thread name is only whitespace"));
+                return Err(format!(
+                    "threading model '{s}': the {stage} thread name is only whitespace"
+                ));
             }
             if name.trim() != name {
                 return Err(format!(
@@ -98,7 +100,9 @@ impl FromStr for ThreadingModel {
                 ));
             }
             if name.chars().any(char::is_control) {
-                return Err(format!("threading model '{s}': the {stage} thread name contains a control character"));
+                return Err(format!(
+                    "threading model '{s}': the {stage} thread name contains a control character"
+                ));
             }
             if name.len() > MAX_THREAD_NAME {
                 return Err(format!(
@@ -116,7 +120,9 @@ impl FromStr for ThreadingModel {
             (None, None) => ThreadingModel::SingleThreaded,
             (None, Some(draw)) => ThreadingModel::DrawThread { draw },
             (Some(name), None) => ThreadingModel::CullDrawThread { name },
-            (Some(cull), Some(draw)) if cull == draw => ThreadingModel::CullDrawThread { name: cull },
+            (Some(cull), Some(draw)) if cull == draw => {
+                ThreadingModel::CullDrawThread { name: cull }
+            }
             (Some(cull), Some(draw)) => ThreadingModel::ThreeThreads { cull, draw },
         })
     }
@@ -147,11 +153,25 @@ mod tests {
         assert_eq!(m(""), ThreadingModel::SingleThreaded);
         assert_eq!(
             m("Cull/Draw"),
-            ThreadingModel::ThreeThreads { cull: "Cull".into(), draw: "Draw".into() }
+            ThreadingModel::ThreeThreads {
+                cull: "Cull".into(),
+                draw: "Draw".into()
+            }
         );
-        assert_eq!(m("/Draw"), ThreadingModel::DrawThread { draw: "Draw".into() });
+        assert_eq!(
+            m("/Draw"),
+            ThreadingModel::DrawThread {
+                draw: "Draw".into()
+            }
+        );
         for s in ["Cull", "Cull/Cull", "Cull/"] {
-            assert_eq!(m(s), ThreadingModel::CullDrawThread { name: "Cull".into() }, "{s}");
+            assert_eq!(
+                m(s),
+                ThreadingModel::CullDrawThread {
+                    name: "Cull".into()
+                },
+                "{s}"
+            );
         }
         assert_eq!(m("/"), ThreadingModel::SingleThreaded);
         for s in ["", "Cull/Draw", "/Draw", "Cull"] {
@@ -164,7 +184,11 @@ mod tests {
     #[test]
     fn malformed_strings_are_explained() {
         let e = |s: &str| ThreadingModel::from_str(s).unwrap_err();
-        assert!(e("a/b/c").contains("has 2 '/': expected at most one"), "{}", e("a/b/c"));
+        assert!(
+            e("a/b/c").contains("has 2 '/': expected at most one"),
+            "{}",
+            e("a/b/c")
+        );
         assert!(e(" /Draw").contains("Cull thread name is only whitespace"));
         assert!(e("Cull/  ").contains("Draw thread name is only whitespace"));
         assert!(e("Cull /Draw").contains("'Cull ' starts or ends with whitespace"));

@@ -244,7 +244,10 @@ fn a_malformed_threading_model_is_refused_at_its_line() {
         "port = 7001\n",
         "port = 7001\nthreading_model = \"Cull/Draw/Extra\"\n",
     );
-    assert_errors(&text, &[(14, "threading model 'Cull/Draw/Extra' has 2 '/'")]);
+    assert_errors(
+        &text,
+        &[(14, "threading model 'Cull/Draw/Extra' has 2 '/'")],
+    );
 }
 
 #[test]

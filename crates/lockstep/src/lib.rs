@@ -20,6 +20,7 @@ assert_eq!(scene.find("box"), Some(id));
 
 pub mod demo;
 pub mod node_views;
+pub mod pipeline;
 pub mod stats;
 
 pub use lockstep_display as display;

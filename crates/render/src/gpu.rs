@@ -74,6 +74,8 @@ impl fmt::Display for AdapterSummary {
 
 /// The device and queue every renderer of a process shares.
 pub struct GpuContext {
+    /// The instance the adapter came from; window surfaces are created from it.
+    pub instance: wgpu::Instance,
     /// The adapter the device was opened on.
     pub adapter: wgpu::Adapter,
     /// The logical device.
@@ -119,7 +121,7 @@ impl GpuContext {
                 .into_iter()
                 .max_by_key(|a| device_rank(a.get_info().device_type));
             if let Some(adapter) = best {
-                return Self::open(adapter);
+                return Self::open(instance, adapter);
             }
         }
         Err(RenderError::NoAdapter {
@@ -134,7 +136,7 @@ impl GpuContext {
         })
     }
 
-    fn open(adapter: wgpu::Adapter) -> Result<Self, RenderError> {
+    fn open(instance: wgpu::Instance, adapter: wgpu::Adapter) -> Result<Self, RenderError> {
         let info = adapter.get_info();
         let summary = AdapterSummary {
             name: info.name.clone(),
@@ -168,6 +170,7 @@ impl GpuContext {
             }
         }));
         Ok(GpuContext {
+            instance,
             adapter,
             device,
             queue,

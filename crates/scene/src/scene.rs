@@ -472,17 +472,28 @@ mod tests {
         }
         let before = crate::node::node_copies_on_this_thread();
         let snapshot = s.clone();
-        assert_eq!(crate::node::node_copies_on_this_thread(), before, "a snapshot copies no node");
-        s.set_transform(ids[77_777], Transform::from_translation(Vec3::X)).unwrap();
+        assert_eq!(
+            crate::node::node_copies_on_this_thread(),
+            before,
+            "a snapshot copies no node"
+        );
+        s.set_transform(ids[77_777], Transform::from_translation(Vec3::X))
+            .unwrap();
         assert_eq!(
             crate::node::node_copies_on_this_thread() - before,
             1,
             "an edit after a snapshot copies exactly the edited node"
         );
         // The snapshot still sees the old version; every other node is shared.
-        assert_eq!(snapshot.node(ids[77_777]).unwrap().transform, Transform::IDENTITY);
+        assert_eq!(
+            snapshot.node(ids[77_777]).unwrap().transform,
+            Transform::IDENTITY
+        );
         for id in [ids[0], ids[77_776], ids[99_999], group] {
-            assert!(Arc::ptr_eq(s.node_shared(id).unwrap(), snapshot.node_shared(id).unwrap()));
+            assert!(Arc::ptr_eq(
+                s.node_shared(id).unwrap(),
+                snapshot.node_shared(id).unwrap()
+            ));
         }
         // A second edit of the same node in the same frame copies nothing more.
         s.set_visible(ids[77_777], false).unwrap();

@@ -1,0 +1,66 @@
+/*!
+The `App` trait: what user code implements, and what it sees each frame.
+*/
+use lockstep_scene::Scene;
+
+use super::window::{WindowProperties, WindowRequest};
+
+/// User code. lockstep calls `setup` once, then `update` once per frame on the main thread
+/// (the App stage), then `exit`.
+pub trait App {
+    /// Builds the scene before the first frame.
+    fn setup(&mut self, scene: &mut Scene) -> anyhow::Result<()>;
+
+    /// Edits the scene for frame `ctx.frame`. Whatever the scene holds when this returns is
+    /// what Cull and Draw show for that frame, even while later frames are being edited.
+    fn update(&mut self, ctx: &mut FrameContext<'_>) -> anyhow::Result<()>;
+
+    /// Called once after the last frame, whatever ended the run.
+    fn exit(&mut self, _scene: &Scene) {}
+}
+
+/// What the App stage can read and change in one frame.
+pub struct FrameContext<'a> {
+    /// The scene to edit.
+    pub scene: &'a mut Scene,
+    /// Frame number, from 0.
+    pub frame: u64,
+    /// Seconds since the first frame (a fixed step per frame when the run uses one).
+    pub time: f64,
+    /// Seconds since the previous frame.
+    pub dt: f64,
+    /// Keyboard and pointer state of the window (empty offscreen).
+    pub input: &'a InputState,
+    pub(crate) window: &'a mut WindowRequest,
+    pub(crate) applied: &'a WindowProperties,
+    pub(crate) exit: &'a mut bool,
+}
+
+impl FrameContext<'_> {
+    /// Asks Draw to change window properties at its next frame (Panda's `requestProperties`).
+    /// Later requests in the same frame override earlier ones field by field.
+    pub fn request_window(&mut self, request: WindowRequest) {
+        self.window.merge(request);
+    }
+
+    /// The window properties Draw has applied so far (size, title, fullscreen, cursor).
+    pub fn window(&self) -> &WindowProperties {
+        self.applied
+    }
+
+    /// Ends the run after this frame.
+    pub fn request_exit(&mut self) {
+        *self.exit = true;
+    }
+}
+
+/// Keyboard and pointer state, updated from window events before each App stage.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InputState {
+    /// Keys held down, by name (e.g. "a", "Escape", "ArrowLeft").
+    pub keys_down: Vec<String>,
+    /// Pointer position in window pixels, if inside the window.
+    pub cursor: Option<(f64, f64)>,
+    /// Mouse buttons held down ("left", "right", "middle").
+    pub buttons_down: Vec<String>,
+}

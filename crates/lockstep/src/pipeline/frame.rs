@@ -1,0 +1,44 @@
+/*!
+What passes between the stages. Each message owns its data, so a stage never reads what another
+is writing: App hands Cull a [`FrameSnapshot`] (an O(1) clone of the scene), Cull hands Draw a
+[`CulledFrame`].
+*/
+use std::time::Duration;
+
+use lockstep_render::DrawList;
+use lockstep_scene::Scene;
+
+use super::window::WindowRequest;
+
+/// The scene as App left it at the end of frame `frame`.
+pub struct FrameSnapshot {
+    /// Frame number.
+    pub frame: u64,
+    /// The scene, sharing all unchanged data with App's working copy.
+    pub scene: Scene,
+    /// Window changes App asked for this frame.
+    pub window: WindowRequest,
+    /// Time App spent in this frame, and blocked before it.
+    pub app: StageTime,
+}
+
+/// Draw lists for one frame, with the scene they refer to (for meshes and textures).
+pub struct CulledFrame {
+    /// The snapshot Cull read.
+    pub snapshot: FrameSnapshot,
+    /// One list per view.
+    pub lists: Vec<DrawList>,
+    /// Name of the thread Cull ran on.
+    pub cull_thread: std::sync::Arc<str>,
+    /// Time Cull spent on this frame, and blocked before it.
+    pub cull: StageTime,
+}
+
+/// One stage's time on one frame.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTime {
+    /// Working.
+    pub busy: Duration,
+    /// Blocked on the stage before or after it (since finishing the previous frame).
+    pub wait: Duration,
+}

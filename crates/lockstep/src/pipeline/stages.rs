@@ -1,0 +1,388 @@
+/*!
+The three stages. Each is a struct owning its state, so the runner can place it on whichever
+thread the threading model says and move it there.
+*/
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use lockstep_render::{DrawList, GpuContext, Image, OffscreenTarget, Renderer, View};
+use lockstep_scene::Scene;
+
+use super::app::{App, FrameContext, InputState};
+use super::frame::{CulledFrame, FrameSnapshot, StageTime};
+use super::stats::{FrameStats, StageStats, ms};
+use super::window::{WindowProperties, WindowRequest};
+
+/// The applied window properties, written by Draw and read by App. The version lets App skip
+/// the lock (and the copy) on frames where nothing changed.
+pub(crate) struct SharedProperties {
+    version: AtomicU64,
+    props: Mutex<WindowProperties>,
+}
+
+impl SharedProperties {
+    pub fn new(props: WindowProperties) -> Self {
+        SharedProperties {
+            version: AtomicU64::new(1),
+            props: Mutex::new(props),
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut WindowProperties)) {
+        if let Ok(mut p) = self.props.lock() {
+            f(&mut p);
+        }
+        self.version.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// The name of the thread running this code, for statistics.
+fn thread_name() -> Arc<str> {
+    Arc::from(std::thread::current().name().unwrap_or("main"))
+}
+
+/// App: runs the user's `update` and publishes a snapshot per frame.
+pub(crate) struct AppStage<'a> {
+    app: &'a mut dyn App,
+    pub scene: Scene,
+    frame: u64,
+    start: Option<Instant>,
+    last_time: f64,
+    fixed_dt: Option<f64>,
+    frames: Option<u64>,
+    stop: Arc<AtomicBool>,
+    shared: Arc<SharedProperties>,
+    seen_version: u64,
+    applied: WindowProperties,
+    pub input: InputState,
+    request: WindowRequest,
+    exit: bool,
+    /// Time blocked handing the previous snapshot on, charged to the next frame.
+    pub wait: Duration,
+}
+
+impl<'a> AppStage<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        app: &'a mut dyn App,
+        scene: Scene,
+        fixed_dt: Option<f64>,
+        frames: Option<u64>,
+        stop: Arc<AtomicBool>,
+        shared: Arc<SharedProperties>,
+        applied: WindowProperties,
+    ) -> Self {
+        AppStage {
+            app,
+            scene,
+            frame: 0,
+            start: None,
+            last_time: 0.0,
+            fixed_dt,
+            frames,
+            stop,
+            shared,
+            seen_version: 0,
+            applied,
+            input: InputState::default(),
+            request: WindowRequest::default(),
+            exit: false,
+            wait: Duration::ZERO,
+        }
+    }
+
+    /// Frames produced so far.
+    pub fn frames_done(&self) -> u64 {
+        self.frame
+    }
+
+    /// Runs one App frame; `None` once the run should end.
+    pub fn next(&mut self) -> Result<Option<FrameSnapshot>> {
+        if self.exit
+            || self.stop.load(Ordering::Relaxed)
+            || self.frames.is_some_and(|n| self.frame >= n)
+        {
+            return Ok(None);
+        }
+        let t0 = Instant::now();
+        let start = *self.start.get_or_insert(t0);
+        let time = match self.fixed_dt {
+            Some(dt) => self.frame as f64 * dt,
+            None => t0.duration_since(start).as_secs_f64(),
+        };
+        let version = self.shared.version.load(Ordering::Acquire);
+        if version != self.seen_version {
+            if let Ok(p) = self.shared.props.lock() {
+                self.applied.clone_from(&p);
+            }
+            self.seen_version = version;
+        }
+        let mut ctx = FrameContext {
+            scene: &mut self.scene,
+            frame: self.frame,
+            time,
+            dt: time - self.last_time,
+            input: &self.input,
+            window: &mut self.request,
+            applied: &self.applied,
+            exit: &mut self.exit,
+        };
+        self.app
+            .update(&mut ctx)
+            .with_context(|| format!("App update of frame {}", self.frame))?;
+        let snapshot = FrameSnapshot {
+            frame: self.frame,
+            scene: self.scene.clone(),
+            window: std::mem::take(&mut self.request),
+            app: StageTime {
+                busy: t0.elapsed(),
+                wait: std::mem::take(&mut self.wait),
+            },
+        };
+        self.last_time = time;
+        self.frame += 1;
+        Ok(Some(snapshot))
+    }
+
+    /// Calls the user's `exit`.
+    pub fn finish(&mut self) {
+        self.app.exit(&self.scene);
+    }
+}
+
+/// Cull: one draw list per view of the snapshot.
+pub(crate) struct CullStage {
+    /// Lists Draw is done with, reused so Cull allocates nothing once warm.
+    recycled: Receiver<Vec<DrawList>>,
+    thread: Option<Arc<str>>,
+    pub wait: Duration,
+}
+
+impl CullStage {
+    pub fn new(recycled: Receiver<Vec<DrawList>>) -> Self {
+        CullStage {
+            recycled,
+            thread: None,
+            wait: Duration::ZERO,
+        }
+    }
+
+    pub fn run(&mut self, snapshot: FrameSnapshot) -> Result<CulledFrame> {
+        let t0 = Instant::now();
+        let thread = self.thread.get_or_insert_with(thread_name).clone();
+        let mut lists = self.recycled.try_recv().unwrap_or_default();
+        lists.resize_with(1, DrawList::default);
+        let scene = &snapshot.scene;
+        let camera = scene
+            .active_camera
+            .with_context(|| format!("frame {}: the scene has no active camera", snapshot.frame))?;
+        let view = View::from_camera(scene, camera).with_context(|| {
+            format!(
+                "frame {}: the active camera is not a camera node",
+                snapshot.frame
+            )
+        })?;
+        lists[0]
+            .cull(scene, &view, snapshot.frame)
+            .with_context(|| format!("Cull of frame {}", snapshot.frame))?;
+        Ok(CulledFrame {
+            snapshot,
+            lists,
+            cull_thread: thread,
+            cull: StageTime {
+                busy: t0.elapsed(),
+                wait: std::mem::take(&mut self.wait),
+            },
+        })
+    }
+}
+
+/// A captured frame.
+#[derive(Debug, Clone)]
+pub struct CapturedFrame {
+    /// Frame number.
+    pub frame: u64,
+    /// Its pixels.
+    pub image: Image,
+}
+
+/// Which frames Draw reads back, and where they go.
+pub struct Capture {
+    /// Read back frames whose number is a multiple of this (1 = every frame).
+    pub every: u64,
+    /// Where captured frames are sent; if the receiver goes away, Draw stops the run.
+    pub sink: Sender<CapturedFrame>,
+}
+
+/// Where Draw draws.
+pub(crate) enum DrawTarget {
+    Offscreen(OffscreenTarget),
+    Window(super::winit_target::WindowTarget),
+}
+
+/// Draw: uploads, records, submits, presents or reads back.
+pub(crate) struct DrawStage {
+    pub gpu: GpuContext,
+    renderer: Renderer,
+    target: DrawTarget,
+    recycle: Sender<Vec<DrawList>>,
+    stats: Option<Sender<FrameStats>>,
+    capture: Option<Capture>,
+    shared: Arc<SharedProperties>,
+    thread: Option<Arc<str>>,
+    main: Arc<str>,
+    reported_size: (u32, u32),
+    pub wait: Duration,
+}
+
+impl DrawStage {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        gpu: GpuContext,
+        target: DrawTarget,
+        recycle: Sender<Vec<DrawList>>,
+        stats: Option<Sender<FrameStats>>,
+        capture: Option<Capture>,
+        shared: Arc<SharedProperties>,
+    ) -> Self {
+        let format = match &target {
+            DrawTarget::Offscreen(_) => OffscreenTarget::FORMAT,
+            DrawTarget::Window(w) => w.format(),
+        };
+        let renderer = Renderer::new(&gpu, format);
+        let mut stage = DrawStage {
+            gpu,
+            renderer,
+            target,
+            recycle,
+            stats,
+            capture,
+            shared,
+            thread: None,
+            main: Arc::from("main"),
+            reported_size: (0, 0),
+            wait: Duration::ZERO,
+        };
+        stage.reported_size = stage.size();
+        stage
+    }
+
+    fn apply(&mut self, frame: u64, request: &WindowRequest) -> Result<()> {
+        if request.is_empty() {
+            return Ok(());
+        }
+        match &mut self.target {
+            DrawTarget::Offscreen(t) => {
+                if let Some((w, h)) = request.size {
+                    t.resize(&self.gpu, w, h)?;
+                }
+            }
+            DrawTarget::Window(w) => w.request(request),
+        }
+        let size = self.size();
+        self.reported_size = size;
+        self.shared.update(|p| {
+            p.size = size;
+            if let Some(t) = &request.title {
+                p.title.clone_from(t);
+            }
+            p.fullscreen = request.fullscreen.unwrap_or(p.fullscreen);
+            p.cursor_visible = request.cursor_visible.unwrap_or(p.cursor_visible);
+            p.changed_at_frame = frame;
+        });
+        Ok(())
+    }
+
+    fn size(&self) -> (u32, u32) {
+        match &self.target {
+            DrawTarget::Offscreen(t) => (t.width(), t.height()),
+            DrawTarget::Window(w) => w.size(),
+        }
+    }
+
+    pub fn run(&mut self, culled: CulledFrame) -> Result<()> {
+        let t0 = Instant::now();
+        let draw_thread = self.thread.get_or_insert_with(thread_name).clone();
+        let CulledFrame {
+            snapshot,
+            lists,
+            cull_thread,
+            cull,
+        } = culled;
+        let frame = snapshot.frame;
+        self.apply(frame, &snapshot.window)?;
+        let list = &lists[0];
+        match &mut self.target {
+            DrawTarget::Offscreen(target) => {
+                let capture = self
+                    .capture
+                    .as_ref()
+                    .is_some_and(|c| frame.is_multiple_of(c.every.max(1)));
+                target.render(
+                    &self.gpu,
+                    &mut self.renderer,
+                    &snapshot.scene,
+                    list,
+                    capture,
+                )?;
+                if capture {
+                    // The image leaves this thread, so it gets its own buffer.
+                    let mut pixels = Vec::new();
+                    target.read_into(&self.gpu, &mut pixels)?;
+                    let image = Image {
+                        width: target.width(),
+                        height: target.height(),
+                        rgba8: pixels,
+                    };
+                    if let Some(c) = &self.capture
+                        && c.sink.send(CapturedFrame { frame, image }).is_err()
+                    {
+                        bail!("frame {frame}: nobody receives captured frames any more");
+                    }
+                } else {
+                    self.gpu.wait_idle()?;
+                }
+            }
+            DrawTarget::Window(w) => {
+                let size = w.render(&self.gpu, &mut self.renderer, &snapshot.scene, list)?;
+                if size != self.reported_size {
+                    self.reported_size = size;
+                    self.shared.update(|p| p.size = size);
+                }
+            }
+        }
+        let busy = t0.elapsed();
+        if let Some(stats) = &self.stats {
+            let s = &lists[0].stats;
+            let record = FrameStats {
+                frame,
+                app: StageStats {
+                    thread: self.main.clone(),
+                    busy_ms: ms(snapshot.app.busy),
+                    wait_ms: ms(snapshot.app.wait),
+                },
+                cull: StageStats {
+                    thread: cull_thread,
+                    busy_ms: ms(cull.busy),
+                    wait_ms: ms(cull.wait),
+                },
+                draw: StageStats {
+                    thread: draw_thread,
+                    busy_ms: ms(busy),
+                    wait_ms: ms(std::mem::take(&mut self.wait)),
+                },
+                drawn: s.drawn,
+                culled: s.culled,
+                triangles: s.triangles,
+            };
+            // A closed statistics receiver only means nobody reads them any more.
+            let _ = stats.send(record);
+        }
+        // Cull may have ended already; then the lists are simply dropped.
+        let _ = self.recycle.send(lists);
+        Ok(())
+    }
+}

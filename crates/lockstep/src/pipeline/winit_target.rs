@@ -1,0 +1,167 @@
+/*!
+A real window as a Draw target: a winit window with a wgpu surface and its own depth buffer.
+The window lives on the main thread (winit requires it); the surface and this struct move to
+whichever thread runs Draw. Size changes are requested from Draw and picked up when the window
+system has applied them.
+*/
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use lockstep_render::wgpu;
+use lockstep_render::{DEPTH_FORMAT, DrawList, GpuContext, PassTarget, Renderer};
+use lockstep_scene::Scene;
+use winit::window::{Fullscreen, Window};
+
+use super::window::WindowRequest;
+
+pub(crate) struct WindowTarget {
+    window: Arc<Window>,
+    surface: wgpu::Surface<'static>,
+    config: wgpu::SurfaceConfiguration,
+    depth: wgpu::TextureView,
+}
+
+fn depth_view(gpu: &GpuContext, width: u32, height: u32) -> wgpu::TextureView {
+    gpu.device
+        .create_texture(&wgpu::TextureDescriptor {
+            label: Some("window depth"),
+            size: wgpu::Extent3d {
+                width,
+                height,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: DEPTH_FORMAT,
+            usage: wgpu::TextureUsages::RENDER_ATTACHMENT,
+            view_formats: &[],
+        })
+        .create_view(&Default::default())
+}
+
+impl WindowTarget {
+    pub fn new(gpu: &GpuContext, window: Arc<Window>, vsync: bool) -> Result<Self> {
+        let surface = gpu
+            .instance
+            .create_surface(window.clone())
+            .context("cannot create a drawing surface for the window")?;
+        if !gpu.adapter.is_surface_supported(&surface) {
+            bail!(
+                "adapter '{}' cannot present to this window (try --backend vulkan or --offscreen)",
+                gpu.summary.name
+            );
+        }
+        let size = window.inner_size();
+        let (w, h) = (size.width.max(1), size.height.max(1));
+        let mut config = surface
+            .get_default_config(&gpu.adapter, w, h)
+            .context("the window's surface offers no usable configuration")?;
+        let caps = surface.get_capabilities(&gpu.adapter);
+        // An sRGB format, like offscreen targets, so both show the same colours.
+        if let Some(f) = caps.formats.iter().find(|f| f.is_srgb()) {
+            config.format = *f;
+        }
+        config.present_mode = if vsync {
+            wgpu::PresentMode::AutoVsync
+        } else {
+            wgpu::PresentMode::AutoNoVsync
+        };
+        surface.configure(&gpu.device, &config);
+        Ok(WindowTarget {
+            depth: depth_view(gpu, w, h),
+            window,
+            surface,
+            config,
+        })
+    }
+
+    pub fn format(&self) -> wgpu::TextureFormat {
+        self.config.format
+    }
+
+    pub fn size(&self) -> (u32, u32) {
+        (self.config.width, self.config.height)
+    }
+
+    /// Passes App's requests to the window system.
+    pub fn request(&mut self, r: &WindowRequest) {
+        if let Some((w, h)) = r.size {
+            // The new size arrives asynchronously; `render` notices it.
+            let _ = self
+                .window
+                .request_inner_size(winit::dpi::PhysicalSize::new(w.max(1), h.max(1)));
+        }
+        if let Some(t) = &r.title {
+            self.window.set_title(t);
+        }
+        if let Some(f) = r.fullscreen {
+            self.window
+                .set_fullscreen(f.then_some(Fullscreen::Borderless(None)));
+        }
+        if let Some(c) = r.cursor_visible {
+            self.window.set_cursor_visible(c);
+        }
+    }
+
+    fn reconfigure(&mut self, gpu: &GpuContext, w: u32, h: u32) {
+        self.config.width = w;
+        self.config.height = h;
+        self.surface.configure(&gpu.device, &self.config);
+        self.depth = depth_view(gpu, w, h);
+    }
+
+    /// Draws one frame and presents it; returns the size drawn at.
+    pub fn render(
+        &mut self,
+        gpu: &GpuContext,
+        renderer: &mut Renderer,
+        scene: &Scene,
+        list: &DrawList,
+    ) -> Result<(u32, u32)> {
+        use wgpu::CurrentSurfaceTexture;
+        let size = self.window.inner_size();
+        if size.width > 0 && size.height > 0 && (size.width, size.height) != self.size() {
+            self.reconfigure(gpu, size.width, size.height);
+        }
+        let frame = match self.surface.get_current_texture() {
+            CurrentSurfaceTexture::Success(t) | CurrentSurfaceTexture::Suboptimal(t) => t,
+            CurrentSurfaceTexture::Timeout | CurrentSurfaceTexture::Occluded => {
+                return Ok(self.size());
+            }
+            CurrentSurfaceTexture::Outdated | CurrentSurfaceTexture::Lost => {
+                let (w, h) = self.size();
+                self.reconfigure(gpu, w, h);
+                return Ok(self.size());
+            }
+            CurrentSurfaceTexture::Validation => {
+                gpu.check_errors()?;
+                bail!("the window surface reported a validation error");
+            }
+        };
+        let view = frame.texture.create_view(&Default::default());
+        let mut encoder = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("window frame"),
+            });
+        renderer.draw(
+            gpu,
+            scene,
+            list,
+            &mut encoder,
+            PassTarget {
+                color: &view,
+                depth: &self.depth,
+                viewport: None,
+                clear: true,
+                color_writes: wgpu::ColorWrites::ALL,
+            },
+        )?;
+        gpu.queue.submit([encoder.finish()]);
+        self.window.pre_present_notify();
+        gpu.queue.present(frame);
+        gpu.check_errors()?;
+        Ok(self.size())
+    }
+}
