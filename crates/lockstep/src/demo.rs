@@ -289,3 +289,60 @@ mod tests {
         assert_ne!(a.scene.node(id).unwrap().transform, before);
     }
 }
+
+/// The demo as an [`App`](crate::pipeline::App): the scene animates, the camera circles the
+/// room, the image keeps the window's aspect, and Escape ends the run.
+pub struct DemoApp {
+    demo: Option<Demo>,
+    fov_y: f32,
+    /// Circle the camera around the room (else it stays at [`DEFAULT_EYE`]).
+    pub orbit: bool,
+}
+
+impl DemoApp {
+    /// A demo app with vertical field of view `fov_y` (radians).
+    pub fn new(fov_y: f32) -> Self {
+        DemoApp {
+            demo: None,
+            fov_y,
+            orbit: true,
+        }
+    }
+}
+
+impl crate::pipeline::App for DemoApp {
+    fn setup(&mut self, scene: &mut Scene) -> anyhow::Result<()> {
+        let demo = Demo::new(self.fov_y, 16.0 / 9.0)?;
+        *scene = demo.scene.clone();
+        self.demo = Some(demo);
+        Ok(())
+    }
+
+    fn update(&mut self, ctx: &mut crate::pipeline::FrameContext<'_>) -> anyhow::Result<()> {
+        let Some(demo) = self.demo.as_mut() else {
+            anyhow::bail!("DemoApp::update before setup");
+        };
+        if ctx.input.keys_down.iter().any(|k| k == "Escape") {
+            ctx.request_exit();
+        }
+        // The demo's own scene is the working copy; App hands the pipeline the edited one.
+        std::mem::swap(&mut demo.scene, ctx.scene);
+        let result = (|| {
+            demo.animate(ctx.time)?;
+            if self.orbit {
+                let a = ((ctx.time % 60.0) / 60.0) as f32 * TAU;
+                let eye = Vec3::new(4.5 * a.sin(), 1.7, 4.5 * a.cos());
+                demo.look(eye, DEFAULT_LOOK_AT)?;
+            }
+            let (w, h) = ctx.window().size;
+            let aspect = w.max(1) as f32 / h.max(1) as f32;
+            let cam = demo.camera();
+            demo.scene.node_mut(cam)?.content = lockstep_scene::NodeContent::Camera(
+                Camera::perspective(self.fov_y, aspect, 0.05, 100.0),
+            );
+            Ok::<(), SceneError>(())
+        })();
+        std::mem::swap(&mut demo.scene, ctx.scene);
+        Ok(result?)
+    }
+}

@@ -207,3 +207,288 @@ pub fn run_render(args: BenchRenderArgs) -> Result<()> {
     );
     Ok(())
 }
+
+/// Arguments of `lockstep bench pipeline`.
+#[derive(Debug, Args)]
+pub struct BenchPipelineArgs {
+    /// Milliseconds of CPU work the App stage does per frame (simulated user code). Default:
+    /// as long as Cull + Draw take, measured single-threaded before the run.
+    #[arg(long = "app-ms", value_parser = parse_ms)]
+    app_ms: Option<f64>,
+    /// Mesh nodes Cull traverses and tests each frame (outside the view, so never drawn).
+    #[arg(long = "cull-nodes", default_value = "20000", value_parser = |s: &str| ranged(s, 0, 2_000_000))]
+    cull_nodes: u64,
+    /// Triangles Draw renders each frame (one lit sphere).
+    #[arg(long, default_value = "100000", value_parser = |s: &str| ranged(s, 8, 20_000_000))]
+    triangles: u64,
+    /// Target size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "640x360")]
+    size: Size,
+    /// Measured frames per threading model (after 10 warm-up frames).
+    #[arg(long, default_value = "120", value_parser = |s: &str| ranged(s, 2, 100_000))]
+    frames: u64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    gpu: GpuArgs,
+}
+
+fn parse_ms(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of milliseconds"))?;
+    if !(0.0..=1000.0).contains(&v) {
+        return Err(format!("{v} ms is outside 0 to 1000"));
+    }
+    Ok(v)
+}
+
+/// The workload: App burns `app_ms` of CPU and moves a node; Cull walks and tests `nodes`
+/// small cubes, all placed beside the view so that they cost Cull but not Draw; Draw renders
+/// one sphere of about `triangles` triangles. Each stage's cost is thus set by one option.
+struct Workload {
+    app_ms: f64,
+    nodes: u64,
+    triangles: u64,
+    aspect: f32,
+    spinner: Option<lockstep::scene::NodeId>,
+    clock: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
+    warmup: u64,
+}
+
+impl lockstep::pipeline::App for Workload {
+    fn setup(&mut self, s: &mut Scene) -> anyhow::Result<()> {
+        let seg = (1.0 + (1.0 + self.triangles as f64).sqrt())
+            .round()
+            .max(4.0) as u32;
+        let sphere = s.add_mesh(Mesh::uv_sphere(1.0, seg, seg / 2));
+        let cube = s.add_mesh(Mesh::cube(0.02));
+        let mat = s.add_material(Material::lit(Color::from_srgb8(200, 180, 150)))?;
+        self.spinner = Some(s.add(Node::mesh(sphere, mat), None)?);
+        let side = (self.nodes as f64).sqrt().ceil().max(1.0) as u64;
+        for i in 0..self.nodes {
+            let (x, y) = (
+                (i % side) as f32 / side as f32,
+                (i / side) as f32 / side as f32,
+            );
+            // Beside the view (x ≥ 20 m at 4 m distance): tested by Cull, never drawn.
+            let at = Vec3::new(20.0 + x * 6.0, y * 3.4 - 1.7, -0.5);
+            s.add(
+                Node::mesh(cube, mat).with_transform(Transform::from_translation(at)),
+                None,
+            )?;
+        }
+        s.add(
+            Node::light(Light::directional(Color::WHITE, 1.0))
+                .with_transform(Transform::IDENTITY.with_rotation(Quat::from_rotation_x(-0.6))),
+            None,
+        )?;
+        let cam = s.add(
+            Node::camera(Camera::perspective(
+                60f32.to_radians(),
+                self.aspect,
+                0.1,
+                50.0,
+            ))
+            .with_transform(Transform::from_translation(Vec3::new(0.0, 0.0, 4.0))),
+            None,
+        )?;
+        s.active_camera = Some(cam);
+        Ok(())
+    }
+
+    fn update(&mut self, ctx: &mut lockstep::pipeline::FrameContext<'_>) -> anyhow::Result<()> {
+        if ctx.frame >= self.warmup {
+            if let Ok(mut c) = self.clock.lock() {
+                c.push(Instant::now());
+            }
+        }
+        // Simulated application work: real computation for the requested time.
+        let budget = Duration::from_secs_f64(self.app_ms / 1e3);
+        let start = Instant::now();
+        let mut x = ctx.frame;
+        while start.elapsed() < budget {
+            for i in 0..256u64 {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i);
+            }
+            std::hint::black_box(x);
+        }
+        if let Some(id) = self.spinner {
+            let r = Quat::from_rotation_y(ctx.frame as f32 * 0.02);
+            ctx.scene
+                .set_transform(id, Transform::IDENTITY.with_rotation(r))?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ModelResult {
+    threading_model: String,
+    threads: usize,
+    fps: f64,
+    speedup: f64,
+    app_ms: f64,
+    cull_ms: f64,
+    draw_ms: f64,
+    latency_ms: f64,
+    latency_frames: f64,
+    added_latency_frames: f64,
+}
+
+pub fn run_pipeline(args: BenchPipelineArgs) -> Result<()> {
+    use lockstep::pipeline::{self, FrameStats, PipelineConfig};
+    const WARMUP: u64 = 10;
+    let models = ["", "/Draw", "Cull", "Cull/Draw"];
+    let mut results: Vec<ModelResult> = Vec::new();
+    let mut adapter = String::new();
+    let run_model = |model: &str,
+                     app_ms: f64,
+                     frames: u64|
+     -> Result<(Vec<FrameStats>, Vec<Instant>, pipeline::RunReport)> {
+        let clock = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut app = Workload {
+            app_ms,
+            nodes: args.cull_nodes,
+            triangles: args.triangles,
+            aspect: args.size.width as f32 / args.size.height as f32,
+            spinner: None,
+            clock: clock.clone(),
+            warmup: WARMUP,
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<FrameStats>();
+        let mut config = PipelineConfig::offscreen(args.size.width, args.size.height);
+        config.threading = model.parse().map_err(anyhow::Error::msg)?;
+        config.frames = Some(WARMUP + frames);
+        config.backend = args.gpu.backend;
+        config.stats = Some(tx);
+        let report = pipeline::run(&mut app, config)?;
+        let stats: Vec<FrameStats> = rx.try_iter().filter(|s| s.frame >= WARMUP).collect();
+        let times = clock.lock().map(|c| c.clone()).unwrap_or_default();
+        Ok((stats, times, report))
+    };
+    let med = |stats: &[FrameStats], pick: fn(&FrameStats) -> f64| {
+        let v: Vec<Duration> = stats
+            .iter()
+            .map(|s| Duration::from_secs_f64(pick(s) / 1e3))
+            .collect();
+        Summary::of(&v).map_or(0.0, |s| s.median_ms)
+    };
+    let (app_ms, calibrated) = match args.app_ms {
+        Some(ms) => (ms, false),
+        None => {
+            let (stats, _, _) = run_model("", 0.0, 30)?;
+            (
+                med(&stats, |s| s.cull.busy_ms) + med(&stats, |s| s.draw.busy_ms),
+                true,
+            )
+        }
+    };
+    for model in models {
+        let (stats, times, report) = run_model(model, app_ms, args.frames)?;
+        adapter = report.adapter.to_string();
+        let (first, last) = (times.first().copied(), times.last().copied());
+        let fps = match (first, last) {
+            (Some(a), Some(b)) if times.len() > 1 => {
+                (times.len() - 1) as f64 / b.duration_since(a).as_secs_f64()
+            }
+            _ => 0.0,
+        };
+        let med = |pick: fn(&FrameStats) -> f64| med(&stats, pick);
+        let latency_ms = med(|s| s.latency_ms);
+        let latency_frames = latency_ms * fps / 1e3;
+        results.push(ModelResult {
+            threading_model: model.to_string(),
+            threads: report.threading.thread_count(),
+            fps,
+            speedup: 0.0,
+            app_ms: med(|s| s.app.busy_ms),
+            cull_ms: med(|s| s.cull.busy_ms),
+            draw_ms: med(|s| s.draw.busy_ms),
+            latency_ms,
+            latency_frames,
+            added_latency_frames: 0.0,
+        });
+    }
+    let (base_fps, base_latency) = (results[0].fps, results[0].latency_frames);
+    for r in &mut results {
+        r.speedup = if base_fps > 0.0 {
+            r.fps / base_fps
+        } else {
+            0.0
+        };
+        r.added_latency_frames = r.latency_frames - base_latency;
+    }
+    if args.json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            benchmark: &'static str,
+            adapter: String,
+            app_ms: f64,
+            app_ms_calibrated: bool,
+            cull_nodes: u64,
+            triangles: u64,
+            width: u32,
+            height: u32,
+            frames: u64,
+            models: &'a [ModelResult],
+        }
+        let out = Out {
+            benchmark: "pipeline",
+            adapter,
+            app_ms,
+            app_ms_calibrated: calibrated,
+            cull_nodes: args.cull_nodes,
+            triangles: args.triangles,
+            width: args.size.width,
+            height: args.size.height,
+            frames: args.frames,
+            models: &results,
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "lockstep bench pipeline: App {app_ms:.2} ms of work{}, {} nodes to cull, {} triangles, {}x{}, {} frames per model",
+        if calibrated {
+            " (= Cull + Draw, measured)"
+        } else {
+            ""
+        },
+        args.cull_nodes,
+        args.triangles,
+        args.size.width,
+        args.size.height,
+        args.frames
+    );
+    println!("adapter: {adapter}");
+    println!(
+        "{:<12} {:>7} {:>7} {:>9} {:>8} {:>8} {:>8} {:>16} {:>7}",
+        "model",
+        "threads",
+        "fps",
+        "speed-up",
+        "app ms",
+        "cull ms",
+        "draw ms",
+        "latency frames",
+        "added"
+    );
+    for r in &results {
+        println!(
+            "{:<12} {:>7} {:>7.1} {:>8.2}x {:>8.2} {:>8.2} {:>8.2} {:>16.2} {:>+7.2}",
+            format!("\"{}\"", r.threading_model),
+            r.threads,
+            r.fps,
+            r.speedup,
+            r.app_ms,
+            r.cull_ms,
+            r.draw_ms,
+            r.latency_frames,
+            r.added_latency_frames
+        );
+    }
+    Ok(())
+}

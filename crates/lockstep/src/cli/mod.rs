@@ -6,6 +6,7 @@ mod bench;
 mod config;
 mod layout;
 mod render;
+mod run;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -27,6 +28,8 @@ pub struct Cli {
 enum Command {
     /// Render a scene offscreen and write PNG files.
     Render(render::RenderArgs),
+    /// Run the demo (or a model) through the App/Cull/Draw pipeline, in a window or offscreen.
+    Run(run::RunArgs),
     /// Measure performance; every benchmark prints ratios measured side by side in one run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -39,13 +42,17 @@ enum Command {
 enum BenchCommand {
     /// Frames per second and ms per frame of Cull + Draw, with and without read-back.
     Render(bench::BenchRenderArgs),
+    /// The App/Cull/Draw pipeline under every threading model: fps, speed-up, latency.
+    Pipeline(bench::BenchPipelineArgs),
 }
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Render(args) => render::run(args),
+        Command::Run(args) => run::run(args),
         Command::Bench(BenchCommand::Render(args)) => bench::run_render(args),
+        Command::Bench(BenchCommand::Pipeline(args)) => bench::run_pipeline(args),
         Command::Config(cmd) => config::run(cmd),
     }
 }

@@ -139,7 +139,7 @@ pub fn run(args: RenderArgs) -> Result<()> {
 }
 
 /// Loads a model, adds lights if it has none, and a camera framing it unless told where.
-fn model_scene(
+pub(super) fn model_scene(
     path: &Path,
     fov: f32,
     aspect: f32,

@@ -20,6 +20,8 @@ pub struct FrameSnapshot {
     pub window: WindowRequest,
     /// Time App spent in this frame, and blocked before it.
     pub app: StageTime,
+    /// When App finished this frame: Draw measures the frame's latency from here.
+    pub app_done: std::time::Instant,
 }
 
 /// Draw lists for one frame, with the scene they refer to (for meshes and textures).

@@ -141,6 +141,7 @@ impl<'a> AppStage<'a> {
                 busy: t0.elapsed(),
                 wait: std::mem::take(&mut self.wait),
             },
+            app_done: Instant::now(),
         };
         self.last_time = time;
         self.frame += 1;
@@ -377,6 +378,7 @@ impl DrawStage {
                 drawn: s.drawn,
                 culled: s.culled,
                 triangles: s.triangles,
+                latency_ms: ms(snapshot.app_done.elapsed()),
             };
             // A closed statistics receiver only means nobody reads them any more.
             let _ = stats.send(record);

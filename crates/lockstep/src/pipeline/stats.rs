@@ -38,6 +38,8 @@ pub struct FrameStats {
     pub culled: u32,
     /// Triangles submitted.
     pub triangles: u64,
+    /// Milliseconds from App finishing this frame to Draw finishing it.
+    pub latency_ms: f64,
 }
 
 pub(crate) fn ms(d: Duration) -> f64 {
