@@ -268,28 +268,6 @@ fn hue(f: f32) -> Color {
     Color::rgb(r, g, b)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_demo_has_a_few_hundred_instanced_objects_and_animates_deterministically() {
-        let mut a = Demo::new(1.0, 16.0 / 9.0).unwrap();
-        let mut b = Demo::new(1.0, 16.0 / 9.0).unwrap();
-        assert!(a.scene.node_count() > RING_CUBES + 10);
-        a.animate(12.34).unwrap();
-        b.animate(12.34).unwrap();
-        let id = a.scene.find("green ball").unwrap();
-        assert_eq!(
-            a.scene.node(id).unwrap().transform,
-            b.scene.node(id).unwrap().transform
-        );
-        let before = a.scene.node(id).unwrap().transform;
-        a.animate(12.6).unwrap();
-        assert_ne!(a.scene.node(id).unwrap().transform, before);
-    }
-}
-
 /// The demo as an [`App`](crate::pipeline::App): the scene animates, the camera circles the
 /// room, the image keeps the window's aspect, and Escape ends the run.
 pub struct DemoApp {
@@ -344,5 +322,27 @@ impl crate::pipeline::App for DemoApp {
         })();
         std::mem::swap(&mut demo.scene, ctx.scene);
         Ok(result?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_has_a_few_hundred_instanced_objects_and_animates_deterministically() {
+        let mut a = Demo::new(1.0, 16.0 / 9.0).unwrap();
+        let mut b = Demo::new(1.0, 16.0 / 9.0).unwrap();
+        assert!(a.scene.node_count() > RING_CUBES + 10);
+        a.animate(12.34).unwrap();
+        b.animate(12.34).unwrap();
+        let id = a.scene.find("green ball").unwrap();
+        assert_eq!(
+            a.scene.node(id).unwrap().transform,
+            b.scene.node(id).unwrap().transform
+        );
+        let before = a.scene.node(id).unwrap().transform;
+        a.animate(12.6).unwrap();
+        assert_ne!(a.scene.node(id).unwrap().transform, before);
     }
 }
