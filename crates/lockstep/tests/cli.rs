@@ -335,3 +335,161 @@ fn an_unwritable_output_is_an_error_not_a_panic() {
         &[&format!("cannot write image {}", out.display())],
     );
 }
+
+#[test]
+fn run_offscreen_writes_statistics_and_captures_for_the_chosen_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let stats = dir.path().join("stats.json");
+    let caps = dir.path().join("caps");
+    let o = lockstep(&[
+        "run",
+        "--offscreen",
+        "--frames",
+        "12",
+        "--size",
+        "96x54",
+        "--threading-model",
+        "Cull/Draw",
+        "--stats",
+        "--stats-out",
+        stats.to_str().unwrap(),
+        "--capture-every",
+        "5",
+        "--out",
+        caps.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("ran 12 frames"), "{stdout}");
+    assert!(
+        stdout.contains("App@main Cull@Cull Draw@Draw"),
+        "rolling table: {stdout}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    assert_eq!(v["threading_model"], "Cull/Draw");
+    let frames = v["per_frame"].as_array().unwrap();
+    assert_eq!(frames.len(), 12);
+    for (i, f) in frames.iter().enumerate() {
+        assert_eq!(f["frame"], i as u64);
+        assert_eq!(
+            (f["cull"]["thread"].as_str(), f["draw"]["thread"].as_str()),
+            (Some("Cull"), Some("Draw"))
+        );
+        assert!(f["draw"]["busy_ms"].as_f64().unwrap() > 0.0);
+    }
+    let threads: Vec<&str> = v["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["thread"].as_str().unwrap())
+        .collect();
+    assert_eq!(threads, ["main", "Cull", "Draw"]);
+    let mut names: Vec<String> = std::fs::read_dir(&caps)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["frame-000000.png", "frame-000005.png", "frame-000010.png"]
+    );
+    assert_eq!(load(&caps.join("frame-000005.png")).dimensions(), (96, 54));
+}
+
+#[test]
+fn run_refuses_malformed_threading_models_and_a_window_without_display() {
+    assert_refused(
+        &["run", "--offscreen", "--threading-model", "a/b/c"],
+        &["--threading-model", "has 2 '/': expected at most one"],
+    );
+    assert_refused(
+        &["run", "--offscreen", "--threading-model", " /Draw"],
+        &["Cull thread name is only whitespace"],
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .args(["run", "--window", "--frames", "1"])
+        .env_remove("DISPLAY")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--window needs a display: DISPLAY is not set"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn ctrl_c_ends_a_run_cleanly() {
+    let child = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .args([
+            "run",
+            "--offscreen",
+            "--size",
+            "64x36",
+            "--threading-model",
+            "Cull/Draw",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("frames in") && stdout.contains("threading model 'Cull/Draw'"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bench_pipeline_reports_every_model_with_speedup_and_latency() {
+    let o = lockstep(&[
+        "bench",
+        "pipeline",
+        "--json",
+        "--frames",
+        "6",
+        "--size",
+        "64x36",
+        "--app-ms",
+        "2",
+        "--cull-nodes",
+        "100",
+        "--triangles",
+        "500",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["app_ms"], 2.0);
+    assert_eq!(v["app_ms_calibrated"], false);
+    let models: Vec<&str> = v["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["threading_model"].as_str().unwrap())
+        .collect();
+    assert_eq!(models, ["", "/Draw", "Cull", "Cull/Draw"]);
+    let m = v["models"].as_array().unwrap();
+    assert_eq!(m[0]["speedup"], 1.0);
+    assert_eq!(m[0]["added_latency_frames"], 0.0);
+    assert_eq!(
+        m.iter()
+            .map(|x| x["threads"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 2, 2, 3]
+    );
+    for x in m {
+        assert!(
+            x["fps"].as_f64().unwrap() > 0.0 && x["app_ms"].as_f64().unwrap() >= 1.9,
+            "{x}"
+        );
+    }
+}
