@@ -100,12 +100,15 @@ fn screenshot(display: &str) -> Screenshot {
     Screenshot { width, height, rgb }
 }
 
+/// (frame, applied size, applied title) as App saw them at the start of each frame.
+type Seen = Arc<Mutex<Vec<(u64, (u32, u32), String)>>>;
+
 /// A green square in the middle of a dark window; at frame 10 it asks for 400×300 and a new
 /// title, and once Draw reports the new size it takes a screenshot and ends the run.
 struct ResizeApp {
     display: String,
     shot: Arc<Mutex<Option<Screenshot>>>,
-    seen: Arc<Mutex<Vec<(u64, (u32, u32), String)>>>,
+    seen: Seen,
     applied_at: Option<u64>,
 }
 
