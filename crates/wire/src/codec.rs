@@ -1,0 +1,294 @@
+/*!
+Framing: `u32` little-endian payload length, then the postcard-encoded message.
+
+[`Decoder`] buffers received bytes and yields complete messages; it checks an announced length
+against the limit before reserving any memory for it, rejects frames whose payload does not
+decode to exactly one message, and reports a connection that ends mid-frame.
+*/
+use std::io::Read;
+
+use crate::{Message, WireError};
+
+const HEADER: usize = 4;
+
+/// Encodes `msg` as one frame appended to `out` (reusing its allocation).
+pub fn encode_into(msg: &Message<'_>, out: &mut Vec<u8>) -> Result<(), WireError> {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER]);
+    let v = std::mem::take(out);
+    *out = postcard::to_extend(msg, v)
+        .map_err(|e| WireError::Malformed(format!("cannot encode: {e}")))?;
+    let len = out.len() - start - HEADER;
+    let len32 = u32::try_from(len).map_err(|_| WireError::Oversized {
+        len,
+        limit: u32::MAX as usize,
+    })?;
+    out[start..start + HEADER].copy_from_slice(&len32.to_le_bytes());
+    Ok(())
+}
+
+/// Encodes `msg` as one frame.
+pub fn encode(msg: &Message<'_>) -> Result<Vec<u8>, WireError> {
+    let mut out = Vec::new();
+    encode_into(msg, &mut out)?;
+    Ok(out)
+}
+
+/// Turns a byte stream into messages.
+#[derive(Debug)]
+pub struct Decoder {
+    buf: Vec<u8>,
+    /// Start of the first unconsumed byte in `buf`.
+    start: usize,
+    max_frame: usize,
+}
+
+impl Decoder {
+    /// A decoder accepting frames of at most `max_frame` payload bytes.
+    pub fn new(max_frame: usize) -> Self {
+        Decoder {
+            buf: Vec::new(),
+            start: 0,
+            max_frame,
+        }
+    }
+
+    /// Changes the limit (raised after the handshake).
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.max_frame = max_frame;
+    }
+
+    /// Bytes received but not yet returned as messages.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// Drops consumed bytes so the buffer does not grow without end.
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.compact();
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Reads once from `r` straight into the buffer (no intermediate copy); returns the number
+    /// of bytes read, 0 at end of stream.
+    pub fn read_from(&mut self, r: &mut impl Read) -> std::io::Result<usize> {
+        self.compact();
+        let have = self.buf.len();
+        // Read at most what the current frame still needs (or a header), so that an
+        // oversized announcement is refused before its bytes are buffered.
+        let want = match self.announced_len() {
+            Some(len) if len <= self.max_frame => (HEADER + len).saturating_sub(have).max(1),
+            _ => 64 * 1024,
+        }
+        .min(1 << 20);
+        self.buf.resize(have + want, 0);
+        let n = match r.read(&mut self.buf[have..]) {
+            Ok(n) => n,
+            Err(e) => {
+                self.buf.truncate(have);
+                return Err(e);
+            }
+        };
+        self.buf.truncate(have + n);
+        Ok(n)
+    }
+
+    fn announced_len(&self) -> Option<usize> {
+        let b = &self.buf[self.start..];
+        (b.len() >= HEADER).then(|| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    }
+
+    /// The next complete message, `Ok(None)` if more bytes are needed, or the reason the
+    /// stream is unusable (the connection should then be closed).
+    pub fn next_message(&mut self) -> Result<Option<Message<'_>>, WireError> {
+        let Some(len) = self.announced_len() else {
+            return Ok(None);
+        };
+        if len > self.max_frame {
+            return Err(WireError::Oversized {
+                len,
+                limit: self.max_frame,
+            });
+        }
+        if self.buffered() < HEADER + len {
+            return Ok(None);
+        }
+        let from = self.start + HEADER;
+        let to = from + len;
+        self.start = to;
+        let (msg, rest) = postcard::take_from_bytes::<Message<'_>>(&self.buf[from..to])
+            .map_err(|e| WireError::Malformed(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(WireError::Malformed(format!(
+                "{} bytes left over after a {} message",
+                rest.len(),
+                msg.kind()
+            )));
+        }
+        Ok(Some(msg))
+    }
+
+    /// Call at end of stream: an error if a frame was cut off.
+    pub fn finish(&self) -> Result<(), WireError> {
+        match self.buffered() {
+            0 => Ok(()),
+            n => Err(WireError::Truncated { buffered: n }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NodeStats;
+
+    fn samples() -> Vec<Message<'static>> {
+        vec![
+            Message::Hello {
+                magic: crate::MAGIC,
+                version: 1,
+                cluster: "cave",
+                node: "front",
+                nonce: [7; 32],
+            },
+            Message::Challenge {
+                nonce: [1; 32],
+                proof: [2; 32],
+            },
+            Message::Proof { proof: [3; 32] },
+            Message::Welcome { max_frame: 1 << 20 },
+            Message::Refused {
+                reason: "wrong key",
+            },
+            Message::FrameBegin {
+                frame: 42,
+                time: 1234.5678901234,
+                dt: 1.0 / 60.0,
+            },
+            Message::Block {
+                plugin: 3,
+                bytes: &[0, 1, 2, 255],
+            },
+            Message::EndBlock { frame: 42 },
+            Message::SwapReady {
+                frame: 42,
+                stats: NodeStats {
+                    cull_ms: 0.5,
+                    draw_ms: 4.0,
+                    ready_ms: 4.6,
+                },
+            },
+            Message::SwapNow { frame: 42 },
+            Message::Heartbeat { seq: 9 },
+            Message::Shutdown { reason: "operator" },
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips_through_one_stream() {
+        let mut stream = Vec::new();
+        for m in samples() {
+            encode_into(&m, &mut stream).unwrap();
+        }
+        let mut d = Decoder::new(1 << 20);
+        d.push(&stream);
+        for want in samples() {
+            assert_eq!(d.next_message().unwrap(), Some(want));
+        }
+        assert_eq!(d.next_message().unwrap(), None);
+        d.finish().unwrap();
+    }
+
+    #[test]
+    fn frames_split_anywhere_decode_the_same() {
+        let mut stream = Vec::new();
+        for m in samples() {
+            encode_into(&m, &mut stream).unwrap();
+        }
+        for chunk in [1, 2, 3, 5, 7, 64] {
+            let mut d = Decoder::new(1 << 20);
+            let mut got = Vec::new();
+            for piece in stream.chunks(chunk) {
+                d.push(piece);
+                while let Some(m) = d.next_message().unwrap() {
+                    got.push(format!("{m:?}"));
+                }
+            }
+            let want: Vec<String> = samples().iter().map(|m| format!("{m:?}")).collect();
+            assert_eq!(got, want, "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn an_oversized_length_is_refused_before_reading_the_payload() {
+        let mut d = Decoder::new(1024);
+        d.push(&u32::MAX.to_le_bytes());
+        assert_eq!(
+            d.next_message(),
+            Err(WireError::Oversized {
+                len: u32::MAX as usize,
+                limit: 1024
+            })
+        );
+        // read_from never buffers more than a header beyond a frame it will refuse.
+        let mut d = Decoder::new(1024);
+        let mut bytes: &[u8] = &[0xff, 0xff, 0xff, 0x7f, 1, 2, 3, 4, 5, 6, 7, 8];
+        d.read_from(&mut bytes).unwrap();
+        assert!(d.buf.capacity() <= 64 * 1024 + 16);
+        assert!(matches!(d.next_message(), Err(WireError::Oversized { .. })));
+    }
+
+    #[test]
+    fn garbage_trailing_bytes_and_truncation_are_errors() {
+        let mut d = Decoder::new(1024);
+        d.push(&[3, 0, 0, 0, 0xff, 0xff, 0xff]);
+        assert!(matches!(d.next_message(), Err(WireError::Malformed(_))));
+
+        let mut frame = encode(&Message::SwapNow { frame: 1 }).unwrap();
+        frame.push(0);
+        let n = frame.len() as u32 - 4;
+        frame[..4].copy_from_slice(&n.to_le_bytes());
+        let mut d = Decoder::new(1024);
+        d.push(&frame);
+        assert_eq!(
+            d.next_message(),
+            Err(WireError::Malformed(
+                "1 bytes left over after a SwapNow message".into()
+            ))
+        );
+
+        let frame = encode(&Message::Heartbeat { seq: 5 }).unwrap();
+        let mut d = Decoder::new(1024);
+        d.push(&frame[..frame.len() - 1]);
+        assert_eq!(d.next_message(), Ok(None));
+        assert_eq!(
+            d.finish(),
+            Err(WireError::Truncated {
+                buffered: frame.len() - 1
+            })
+        );
+    }
+
+    #[test]
+    fn the_buffer_does_not_grow_with_the_stream() {
+        let frame = encode(&Message::Block {
+            plugin: 1,
+            bytes: &[9; 100],
+        })
+        .unwrap();
+        let mut d = Decoder::new(1024);
+        for _ in 0..10_000 {
+            d.push(&frame);
+            assert!(d.next_message().unwrap().is_some());
+        }
+        assert!(d.buf.capacity() < 4 * frame.len());
+    }
+}

@@ -1,0 +1,37 @@
+/*!
+lockstep's cluster protocol, without any I/O (sans-IO): it turns messages into bytes and bytes
+into messages, enforces size limits, and runs the authenticated handshake as a state machine.
+Sockets, threads and timeouts live in `lockstep-cluster` and `lockstep-launch`; here everything
+is deterministic, so every rule is unit-tested and the decoder can be fuzzed.
+
+- [`codec`]: frames are a `u32` little-endian length and a postcard-encoded [`Message`]. The
+  length is checked against the limit *before* anything is allocated; a frame is encoded once
+  and the same bytes go to every node.
+- [`handshake`]: magic, protocol version, cluster name and node name, then a mutual
+  challenge–response with HMAC-SHA256 over both sides' nonces and the cluster key. A peer that
+  fails any step gets a [`Message::Refused`] with the reason, and nothing else.
+
+Nothing received is ever executed: messages are plain data.
+*/
+#![deny(missing_docs)]
+
+pub mod codec;
+mod error;
+pub mod fuzzing;
+pub mod handshake;
+mod key;
+mod message;
+
+pub use codec::{Decoder, encode, encode_into};
+pub use error::WireError;
+pub use handshake::{ClientHandshake, ServerHandshake};
+pub use key::{ClusterKey, MIN_KEY_LEN, random_nonce};
+pub use message::{MAGIC, Message, NodeStats, PROTOCOL_VERSION};
+
+/// Largest frame a peer may send before it has authenticated: enough for the handshake, too
+/// little for an unauthenticated peer to make us allocate much.
+pub const HANDSHAKE_MAX_FRAME: usize = 1024;
+
+/// Default largest frame after the handshake (scene snapshots for late joiners are the big
+/// ones).
+pub const DEFAULT_MAX_FRAME: usize = 64 * 1024 * 1024;

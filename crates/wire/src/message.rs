@@ -1,0 +1,124 @@
+use serde::{Deserialize, Serialize};
+
+/// The first bytes of every `Hello`.
+pub const MAGIC: [u8; 4] = *b"LKST";
+
+/// Bumped whenever a message changes shape; peers of different versions refuse each other.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// What a node reports with each `SwapReady`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeStats {
+    /// Milliseconds spent in Cull for this frame.
+    pub cull_ms: f32,
+    /// Milliseconds spent in Draw for this frame (before the swap barrier).
+    pub draw_ms: f32,
+    /// Milliseconds from `EndBlock` received to `SwapReady` sent.
+    pub ready_ms: f32,
+}
+
+/// Every message of the protocol. Strings and byte blocks borrow from the receive buffer, so
+/// decoding a frame allocates nothing.
+///
+/// New variants are only ever appended, and any change bumps [`PROTOCOL_VERSION`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Message<'a> {
+    /// Client → server, first: who is calling, and a fresh nonce.
+    Hello {
+        /// Always [`MAGIC`].
+        magic: [u8; 4],
+        /// The client's [`PROTOCOL_VERSION`].
+        version: u16,
+        /// Cluster name from the cluster file.
+        cluster: &'a str,
+        /// The caller's node name.
+        node: &'a str,
+        /// Client nonce.
+        nonce: [u8; 32],
+    },
+    /// Server → client: the server's nonce, and its proof that it knows the key.
+    Challenge {
+        /// Server nonce.
+        nonce: [u8; 32],
+        /// HMAC proving the server knows the key.
+        proof: [u8; 32],
+    },
+    /// Client → server: the client's proof that it knows the key.
+    Proof {
+        /// HMAC proving the client knows the key.
+        proof: [u8; 32],
+    },
+    /// Server → client: accepted; frames up to `max_frame` bytes may follow.
+    Welcome {
+        /// Frame limit for the rest of the session.
+        max_frame: u32,
+    },
+    /// Either way: refused or ending, with the reason; the connection closes after it.
+    Refused {
+        /// Why.
+        reason: &'a str,
+    },
+    /// Master → nodes: frame `frame` starts; the master's clock.
+    FrameBegin {
+        /// Frame number.
+        frame: u64,
+        /// Seconds since the cluster started (f64: exact for years).
+        time: f64,
+        /// Seconds since the previous frame.
+        dt: f64,
+    },
+    /// Master → nodes: one plugin's data for the current frame.
+    Block {
+        /// The plugin's id.
+        plugin: u16,
+        /// Its payload, opaque to the protocol.
+        bytes: &'a [u8],
+    },
+    /// Master → nodes: all blocks of frame `frame` have been sent.
+    EndBlock {
+        /// Frame number.
+        frame: u64,
+    },
+    /// Node → master: frame `frame` is drawn and waits for the swap.
+    SwapReady {
+        /// Frame number.
+        frame: u64,
+        /// The node's timings for it.
+        stats: NodeStats,
+    },
+    /// Master → nodes: every node is ready; present frame `frame` now.
+    SwapNow {
+        /// Frame number.
+        frame: u64,
+    },
+    /// Either way, when no frame is in flight: still alive.
+    Heartbeat {
+        /// Sequence number.
+        seq: u64,
+    },
+    /// Master → nodes: the cluster is stopping.
+    Shutdown {
+        /// Why.
+        reason: &'a str,
+    },
+}
+
+impl Message<'_> {
+    /// The variant's name, for logs and errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Hello { .. } => "Hello",
+            Message::Challenge { .. } => "Challenge",
+            Message::Proof { .. } => "Proof",
+            Message::Welcome { .. } => "Welcome",
+            Message::Refused { .. } => "Refused",
+            Message::FrameBegin { .. } => "FrameBegin",
+            Message::Block { .. } => "Block",
+            Message::EndBlock { .. } => "EndBlock",
+            Message::SwapReady { .. } => "SwapReady",
+            Message::SwapNow { .. } => "SwapNow",
+            Message::Heartbeat { .. } => "Heartbeat",
+            Message::Shutdown { .. } => "Shutdown",
+        }
+    }
+}
