@@ -160,6 +160,110 @@ impl Scene {
         Ok(id)
     }
 
+    /// Adds or replaces node `id` as a replica does: the master chose the id, and this scene
+    /// must use the same one. Slots up to `id` are created empty as needed; the parent, if
+    /// any, must exist. Replacing a node keeps its children (they are replicated separately).
+    pub fn put(&mut self, id: NodeId, mut node: Node) -> Result<(), SceneError> {
+        if let Some(p) = node.parent {
+            if p == id {
+                return Err(SceneError::Cycle {
+                    node: id,
+                    parent: p,
+                });
+            }
+            self.node(p)?;
+        }
+        match node.content {
+            NodeContent::Mesh { mesh, material } => {
+                self.mesh(mesh)?;
+                self.material(material)?;
+            }
+            NodeContent::Empty | NodeContent::Light(_) | NodeContent::Camera(_) => {}
+        }
+        if let Some(name) = &node.name
+            && self.names.get(name).is_some_and(|other| *other != id)
+        {
+            return Err(SceneError::DuplicateName(name.to_string()));
+        }
+        while self.nodes.len() <= id.0 as usize {
+            self.nodes.push_back(None);
+        }
+        let old = self.nodes.get(id.0 as usize).cloned().flatten();
+        match &old {
+            Some(o) => {
+                node.children = o.children.clone();
+                if o.parent != node.parent {
+                    match o.parent {
+                        Some(p) => self.node_mut(p)?.children.retain(|c| *c != id),
+                        None => self.roots.retain(|c| *c != id),
+                    }
+                    match node.parent {
+                        Some(p) => self.node_mut(p)?.children.push(id),
+                        None => self.roots.push_back(id),
+                    }
+                }
+                if let Some(n) = &o.name {
+                    self.names.remove(n);
+                }
+            }
+            None => {
+                node.children.clear();
+                self.live += 1;
+                match node.parent {
+                    Some(p) => self.node_mut(p)?.children.push(id),
+                    None => self.roots.push_back(id),
+                }
+            }
+        }
+        if let Some(n) = &node.name {
+            self.names.insert(n.clone(), id);
+        }
+        self.nodes.set(id.0 as usize, Some(Arc::new(node)));
+        Ok(())
+    }
+
+    /// Reorders a node's children to follow `order` (a replica copying the master's order);
+    /// children missing from `order` keep their relative order after the listed ones.
+    pub fn order_children(&mut self, id: NodeId, order: &[NodeId]) -> Result<(), SceneError> {
+        let node = self.node(id)?;
+        if node.children.as_slice() == order {
+            return Ok(());
+        }
+        let rank = |c: &NodeId| order.iter().position(|o| o == c).unwrap_or(usize::MAX);
+        let mut children = node.children.clone();
+        children.sort_by_key(rank);
+        self.node_mut(id)?.children = children;
+        Ok(())
+    }
+
+    /// Shared handles of every mesh, in id order (for replication, which compares them).
+    pub fn meshes_shared(&self) -> impl Iterator<Item = &Arc<Mesh>> {
+        self.meshes.iter()
+    }
+
+    /// Shared handles of every material, in id order.
+    pub fn materials_shared(&self) -> impl Iterator<Item = &Arc<Material>> {
+        self.materials.iter()
+    }
+
+    /// Shared handles of every texture, in id order.
+    pub fn textures_shared(&self) -> impl Iterator<Item = &Arc<Texture>> {
+        self.textures.iter()
+    }
+
+    /// Live nodes' shared handles with their ids, in id order.
+    pub fn nodes_shared(&self) -> impl Iterator<Item = (NodeId, &Arc<Node>)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.as_ref().map(|n| (NodeId(i as u32), n)))
+    }
+
+    /// Number of node slots (live or removed); the next new node gets this id.
+    pub fn slot_count(&self) -> usize {
+        self.nodes.len()
+    }
+
     /// Removes a node and its whole subtree; their ids are never reused.
     pub fn remove(&mut self, id: NodeId) -> Result<(), SceneError> {
         let parent = self.node(id)?.parent;
@@ -445,6 +549,35 @@ mod tests {
         assert_eq!(
             (b.min, b.max),
             (Vec3::new(3.5, -0.5, -0.5), Vec3::new(4.5, 0.5, 0.5))
+        );
+    }
+
+    #[test]
+    fn put_places_nodes_at_given_ids_like_a_replica() {
+        let (mut s, mesh, mat) = scene_with_cube();
+        s.put(NodeId(5), Node::empty().named("group")).unwrap();
+        let mut child = Node::mesh(mesh, mat).named("box");
+        child.parent = Some(NodeId(5));
+        s.put(NodeId(2), child.clone()).unwrap();
+        assert_eq!(s.node_count(), 2);
+        assert_eq!(s.find("box"), Some(NodeId(2)));
+        assert_eq!(s.node(NodeId(5)).unwrap().children, vec![NodeId(2)]);
+        assert_eq!(s.roots().collect::<Vec<_>>(), [NodeId(5)]);
+        // Replacing keeps children and moves the node between parents.
+        s.put(NodeId(5), Node::empty().named("group2")).unwrap();
+        assert_eq!(s.node(NodeId(5)).unwrap().children, vec![NodeId(2)]);
+        assert_eq!(s.find("group"), None);
+        child.parent = None;
+        s.put(NodeId(2), child).unwrap();
+        assert!(s.node(NodeId(5)).unwrap().children.is_empty());
+        assert_eq!(s.roots().collect::<Vec<_>>(), [NodeId(5), NodeId(2)]);
+        // A later add continues after the highest slot.
+        assert_eq!(s.add(Node::empty(), None).unwrap(), NodeId(6));
+        let mut orphan = Node::empty();
+        orphan.parent = Some(NodeId(40));
+        assert_eq!(
+            s.put(NodeId(7), orphan),
+            Err(SceneError::UnknownNode(NodeId(40)))
         );
     }
 

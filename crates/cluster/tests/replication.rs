@@ -1,0 +1,258 @@
+//! Replication: a replica that applies every change list holds the master's scene, frame after
+//! frame, whatever the edits.
+
+use glam::{Quat, Vec3};
+use lockstep_cluster::{ReplicationError, apply_changes, scene_hash, write_changes};
+use lockstep_scene::{
+    Camera, Color, Light, Material, MaterialId, Mesh, MeshId, Node, NodeId, Scene, Texture,
+    TextureFilter, Transform,
+};
+
+fn master_scene() -> Scene {
+    let mut s = Scene::new();
+    s.background = Color::rgb(0.1, 0.2, 0.3);
+    let tex = s.add_texture(
+        Texture::checker("c", 16, 4, [255, 0, 0, 255], [0, 0, 255, 255])
+            .with_filter(TextureFilter::Nearest),
+    );
+    let cube = s.add_mesh(Mesh::cube(1.0));
+    let ball = s.add_mesh(Mesh::uv_sphere(0.5, 12, 6));
+    let red = s
+        .add_material(Material::lit(Color::rgb(1.0, 0.0, 0.0)))
+        .unwrap();
+    let pic = s
+        .add_material(Material::unlit(Color::WHITE).with_texture(tex))
+        .unwrap();
+    let group = s.add(Node::empty().named("group"), None).unwrap();
+    for i in 0..20 {
+        let n = Node::mesh(
+            if i % 2 == 0 { cube } else { ball },
+            if i % 3 == 0 { pic } else { red },
+        )
+        .named(format!("obj{i}"))
+        .with_transform(Transform::from_translation(Vec3::new(i as f32, 0.0, 0.0)));
+        s.add(n, if i < 10 { Some(group) } else { None }).unwrap();
+    }
+    s.add(
+        Node::light(Light::point(Color::WHITE, 3.0, 10.0)).named("lamp"),
+        None,
+    )
+    .unwrap();
+    let cam = s
+        .add(
+            Node::camera(Camera::perspective(1.0, 1.5, 0.1, 100.0)).named("cam"),
+            None,
+        )
+        .unwrap();
+    s.active_camera = Some(cam);
+    s
+}
+
+/// Sends `cur` relative to `prev` and applies it to `replica`; returns the payload size.
+fn sync(prev: &Scene, cur: &Scene, replica: &mut Scene) -> usize {
+    let mut bytes = Vec::new();
+    let n = write_changes(prev, cur, &mut bytes).unwrap();
+    assert_eq!(apply_changes(replica, &bytes).unwrap(), n);
+    bytes.len()
+}
+
+#[test]
+fn a_full_copy_reproduces_the_scene() {
+    let master = master_scene();
+    let mut replica = Scene::new();
+    sync(&Scene::new(), &master, &mut replica);
+    assert_eq!(scene_hash(&replica), scene_hash(&master));
+    assert_eq!(replica.node_count(), master.node_count());
+    assert_eq!(replica.find("obj7"), master.find("obj7"));
+    assert_eq!(
+        replica
+            .world_transform(replica.find("obj3").unwrap())
+            .unwrap(),
+        master
+            .world_transform(master.find("obj3").unwrap())
+            .unwrap()
+    );
+    assert_eq!(
+        replica
+            .texture(lockstep_scene::TextureId(0))
+            .unwrap()
+            .filter,
+        TextureFilter::Nearest
+    );
+    assert_eq!(
+        replica.mesh(MeshId(1)).unwrap().indices,
+        master.mesh(MeshId(1)).unwrap().indices
+    );
+}
+
+/// xorshift: deterministic edits.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// Prints what differs, to make a failing seed quick to understand.
+fn report_difference(master: &Scene, replica: &Scene) {
+    for (id, n) in master.nodes() {
+        match replica.node(id) {
+            Ok(r) if r == n => {}
+            other => eprintln!("node {id}: master {n:?}\n  replica {other:?}"),
+        }
+    }
+    eprintln!(
+        "counts: master {} nodes, {} materials; replica {} nodes, {} materials",
+        master.node_count(),
+        master.material_count(),
+        replica.node_count(),
+        replica.material_count()
+    );
+}
+
+#[test]
+fn random_edits_keep_the_replica_identical_frame_after_frame() {
+    for seed in [42, 7, 2026] {
+        random_edits(seed, 500);
+    }
+}
+
+fn random_edits(seed: u64, frames: u32) {
+    let mut master = master_scene();
+    let mut replica = Scene::new();
+    sync(&Scene::new(), &master, &mut replica);
+    let mut rng = Rng(seed);
+    for frame in 0..frames {
+        let prev = master.clone();
+        // Removing a subtree can take most of the scene with it: keep some nodes around.
+        while master.node_count() < 10 {
+            master
+                .add(Node::mesh(MeshId(0), MaterialId(0)), None)
+                .unwrap();
+        }
+        let ids: Vec<NodeId> = master.nodes().map(|(id, _)| id).collect();
+        for _ in 0..1 + rng.below(6) {
+            let id = ids[rng.below(ids.len() as u64) as usize];
+            if master.node(id).is_err() {
+                continue;
+            }
+            match rng.below(10) {
+                0..=3 => {
+                    let t = Transform::from_translation(Vec3::new(
+                        rng.below(100) as f32 * 0.1,
+                        frame as f32 * 0.01,
+                        0.0,
+                    ))
+                    .with_rotation(Quat::from_rotation_y(rng.below(360) as f32));
+                    master.set_transform(id, t).unwrap();
+                }
+                4 => master.set_visible(id, rng.below(2) == 0).unwrap(),
+                5 => {
+                    master.node_mut(id).unwrap().tint =
+                        Color::rgb(rng.below(10) as f32 / 10.0, 0.5, 0.5)
+                }
+                6 => {
+                    let n =
+                        Node::mesh(MeshId(rng.below(2) as u32), MaterialId(rng.below(2) as u32));
+                    master.add(n, Some(id)).unwrap();
+                }
+                7 => {
+                    if Some(id) != master.active_camera && master.node_count() > 10 {
+                        master.remove(id).unwrap();
+                    }
+                }
+                8 => {
+                    let other = ids[rng.below(ids.len() as u64) as usize];
+                    let _ = master.set_parent(id, if other == id { None } else { Some(other) });
+                }
+                _ => {
+                    let m = MaterialId(rng.below(master.material_count() as u64) as u32);
+                    master
+                        .set_material(
+                            m,
+                            Material::lit(Color::rgb(0.2, rng.below(10) as f32 / 10.0, 0.7)),
+                        )
+                        .unwrap();
+                    if rng.below(20) == 0 {
+                        let mesh =
+                            master.add_mesh(Mesh::uv_sphere(0.2, 6 + rng.below(6) as u32, 4));
+                        master.add(Node::mesh(mesh, m), None).unwrap();
+                    }
+                }
+            }
+        }
+        if frame % 97 == 0 {
+            master.background = Color::rgb(frame as f32 / 500.0, 0.0, 0.0);
+        }
+        sync(&prev, &master, &mut replica);
+        if scene_hash(&replica) != scene_hash(&master) {
+            report_difference(&master, &replica);
+        }
+        assert_eq!(
+            scene_hash(&replica),
+            scene_hash(&master),
+            "seed {seed}, frame {frame}"
+        );
+    }
+}
+
+#[test]
+fn an_unchanged_frame_and_a_moved_node_cost_few_bytes_even_in_a_large_scene() {
+    let mut master = master_scene();
+    let mesh = MeshId(0);
+    for i in 0..100_000 {
+        master
+            .add(
+                Node::mesh(mesh, MaterialId(0))
+                    .with_transform(Transform::from_translation(Vec3::X * i as f32)),
+                None,
+            )
+            .unwrap();
+    }
+    let mut replica = Scene::new();
+    sync(&Scene::new(), &master, &mut replica);
+    let prev = master.clone();
+    assert!(sync(&prev, &master, &mut replica) <= 2, "nothing changed");
+    let id = master.find("obj4").unwrap();
+    master
+        .set_transform(id, Transform::from_translation(Vec3::Y))
+        .unwrap();
+    let bytes = sync(&prev, &master, &mut replica);
+    assert!(bytes < 60, "one moved node took {bytes} bytes");
+    assert_eq!(scene_hash(&replica), scene_hash(&master));
+}
+
+#[test]
+fn a_replica_that_missed_a_change_or_gets_garbage_reports_it() {
+    let master = master_scene();
+    let mut with_mesh = master.clone();
+    with_mesh.add_mesh(Mesh::cube(2.0));
+    let mut changes = Vec::new();
+    write_changes(&master, &with_mesh, &mut changes).unwrap();
+    // This replica never received the initial scene: the mesh arrives under the wrong id.
+    let mut replica = Scene::new();
+    assert_eq!(
+        apply_changes(&mut replica, &changes),
+        Err(ReplicationError::OutOfStep {
+            kind: "mesh",
+            expected: 2,
+            got: 0
+        })
+    );
+    assert!(matches!(
+        apply_changes(&mut Scene::new(), &[0xff, 0xff, 0xff]),
+        Err(ReplicationError::Malformed(_))
+    ));
+    let mut with_trailing = changes.clone();
+    with_trailing.push(7);
+    assert!(matches!(
+        apply_changes(&mut Scene::new(), &with_trailing),
+        Err(ReplicationError::Malformed(_))
+    ));
+}
