@@ -106,6 +106,18 @@ impl Decoder {
         (b.len() >= HEADER).then(|| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
     }
 
+    /// Whether a whole frame is buffered (an error if the next one is over the limit).
+    pub fn has_frame(&self) -> Result<bool, WireError> {
+        match self.announced_len() {
+            None => Ok(false),
+            Some(len) if len > self.max_frame => Err(WireError::Oversized {
+                len,
+                limit: self.max_frame,
+            }),
+            Some(len) => Ok(self.buffered() >= HEADER + len),
+        }
+    }
+
     /// The next complete message, `Ok(None)` if more bytes are needed, or the reason the
     /// stream is unusable (the connection should then be closed).
     pub fn next_message(&mut self) -> Result<Option<Message<'_>>, WireError> {

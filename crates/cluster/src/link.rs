@@ -1,0 +1,105 @@
+/*!
+A blocking connection: a TCP stream (with `TCP_NODELAY`) pumped through the sans-IO decoder.
+*/
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use lockstep_wire::{Decoder, Message, encode_into};
+
+use crate::ClusterError;
+
+pub(crate) struct Link {
+    pub stream: TcpStream,
+    pub peer: String,
+    decoder: Decoder,
+    out: Vec<u8>,
+}
+
+impl Link {
+    pub fn new(stream: TcpStream, peer: String, max_frame: usize) -> Result<Self, ClusterError> {
+        stream
+            .set_nodelay(true)
+            .map_err(|e| io(&peer, "cannot set TCP_NODELAY", e))?;
+        Ok(Link {
+            stream,
+            peer,
+            decoder: Decoder::new(max_frame),
+            out: Vec::new(),
+        })
+    }
+
+    pub fn set_max_frame(&mut self, n: usize) {
+        self.decoder.set_max_frame(n);
+    }
+
+    pub fn set_timeout(&self, t: Option<Duration>) -> Result<(), ClusterError> {
+        self.stream
+            .set_read_timeout(t)
+            .and_then(|_| self.stream.set_write_timeout(t))
+            .map_err(|e| io(&self.peer, "cannot set a timeout", e))
+    }
+
+    pub fn send(&mut self, msg: &Message<'_>) -> Result<(), ClusterError> {
+        self.out.clear();
+        encode_into(msg, &mut self.out).map_err(|e| wire(&self.peer, e))?;
+        self.stream
+            .write_all(&self.out)
+            .map_err(|e| io(&self.peer, "cannot send", e))
+    }
+
+    /// Waits for the next message (up to the read timeout).
+    pub fn recv(&mut self) -> Result<Message<'_>, ClusterError> {
+        while !self.decoder.has_frame().map_err(|e| wire(&self.peer, e))? {
+            match self.decoder.read_from(&mut self.stream) {
+                Ok(0) => {
+                    let detail = match self.decoder.finish() {
+                        Ok(()) => String::new(),
+                        Err(e) => format!(" ({e})"),
+                    };
+                    return Err(ClusterError::Closed {
+                        peer: self.peer.clone(),
+                        detail,
+                    });
+                }
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(ClusterError::Timeout {
+                        peer: self.peer.clone(),
+                        what: "no message in time".into(),
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io(&self.peer, "cannot receive", e)),
+            }
+        }
+        let peer = self.peer.clone();
+        self.decoder
+            .next_message()
+            .map_err(|e| wire(&peer, e))?
+            .ok_or(ClusterError::Closed {
+                peer,
+                detail: " (no message)".into(),
+            })
+    }
+}
+
+pub(crate) fn io(peer: &str, what: &'static str, source: std::io::Error) -> ClusterError {
+    ClusterError::Io {
+        peer: peer.to_string(),
+        what,
+        source,
+    }
+}
+
+pub(crate) fn wire(peer: &str, source: lockstep_wire::WireError) -> ClusterError {
+    ClusterError::Wire {
+        peer: peer.to_string(),
+        source,
+    }
+}

@@ -1,0 +1,481 @@
+/*!
+The master's side of a session: it accepts render nodes (each authenticated on its own thread,
+so a slow or hostile connection never delays the frame loop), sends every frame as one buffer
+encoded once, and runs the swap barrier.
+*/
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use lockstep_scene::Scene;
+use lockstep_wire::handshake::ServerStep;
+use lockstep_wire::{
+    ClusterKey, HANDSHAKE_MAX_FRAME, Message, NodeStats, ServerHandshake, encode_into, random_nonce,
+};
+
+use crate::link::{Link, io, wire};
+use crate::{ClusterError, ClusterManager, FrameInfo};
+
+/// What happens when a node fails (disconnects or misses the swap deadline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailurePolicy {
+    /// Drop the node, log why, and go on with the others.
+    #[default]
+    Drop,
+    /// Stop the whole cluster.
+    Stop,
+}
+
+/// How the master runs.
+#[derive(Debug, Clone)]
+pub struct MasterConfig {
+    /// Cluster name (must match the nodes').
+    pub cluster: String,
+    /// The shared key.
+    pub key: ClusterKey,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Node names allowed to join; others are refused.
+    pub nodes: Vec<String>,
+    /// How long the barrier waits for a node's `SwapReady`.
+    pub swap_deadline: Duration,
+    /// How long a connecting peer has to complete the handshake.
+    pub handshake_timeout: Duration,
+    /// What a failed node does to the cluster.
+    pub policy: FailurePolicy,
+    /// Frame limit announced to nodes.
+    pub max_frame: u32,
+}
+
+struct Joined {
+    name: String,
+    stream: TcpStream,
+}
+
+enum Event {
+    Ready {
+        node: String,
+        frame: u64,
+        stats: NodeStats,
+    },
+    Lost {
+        node: String,
+        reason: String,
+    },
+}
+
+struct NodeConn {
+    name: String,
+    writer: TcpStream,
+}
+
+/// What one barrier saw.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SwapReport {
+    /// Nodes that presented the frame.
+    pub presented: Vec<String>,
+    /// Nodes dropped at this frame, with the reason.
+    pub dropped: Vec<(String, String)>,
+    /// Each presenting node's stats.
+    pub stats: Vec<(String, NodeStats)>,
+    /// How long the barrier waited.
+    pub waited: Duration,
+}
+
+/// A running master session.
+pub struct Master {
+    config: MasterConfig,
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+    joined: Arc<Mutex<Vec<Joined>>>,
+    events_tx: Sender<Event>,
+    events: Receiver<Event>,
+    nodes: Vec<NodeConn>,
+    /// Nodes seen at least once (a name may join once per session for now).
+    seen: Vec<String>,
+    bytes: Vec<u8>,
+    /// The manager whose plugins write each frame.
+    pub manager: ClusterManager,
+}
+
+impl Master {
+    /// Listens and starts accepting nodes.
+    pub fn start(config: MasterConfig, manager: ClusterManager) -> Result<Master, ClusterError> {
+        let listener = TcpListener::bind(config.listen)
+            .map_err(|e| io(&config.listen.to_string(), "cannot listen", e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| io("listener", "no local address", e))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let joined = Arc::new(Mutex::new(Vec::new()));
+        let accept = {
+            let (stop, joined, config) = (stop.clone(), joined.clone(), config.clone());
+            std::thread::Builder::new()
+                .name("accept".into())
+                .spawn(move || accept_loop(listener, stop, joined, config))
+                .map_err(|e| io("accept", "cannot start the accept thread", e))?
+        };
+        let (events_tx, events) = mpsc::channel();
+        Ok(Master {
+            config,
+            addr,
+            stop,
+            accept: Some(accept),
+            joined,
+            events_tx,
+            events,
+            nodes: Vec::new(),
+            seen: Vec::new(),
+            bytes: Vec::new(),
+            manager,
+        })
+    }
+
+    /// Where the master listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Names of the nodes in the session.
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    /// Takes nodes that finished their handshake into the session (at a frame boundary).
+    fn admit(&mut self) -> Result<bool, ClusterError> {
+        let joined: Vec<Joined> = match self.joined.lock() {
+            Ok(mut j) => j.drain(..).collect(),
+            Err(_) => return Err(ClusterError::Stopped("the accept thread panicked".into())),
+        };
+        let any = !joined.is_empty();
+        for j in joined {
+            let reader = j
+                .stream
+                .try_clone()
+                .map_err(|e| io(&j.name, "cannot clone the socket", e))?;
+            let (name, tx) = (j.name.clone(), self.events_tx.clone());
+            std::thread::Builder::new()
+                .name(format!("from {}", j.name).chars().take(15).collect())
+                .spawn(move || read_loop(reader, name, tx))
+                .map_err(|e| io(&j.name, "cannot start a reader thread", e))?;
+            tracing::info!("node '{}' joined", j.name);
+            if !self.seen.contains(&j.name) {
+                self.seen.push(j.name.clone());
+            }
+            self.nodes.push(NodeConn {
+                name: j.name,
+                writer: j.stream,
+            });
+        }
+        // Cluster-file order, whatever order they connected in: reports read the same each run.
+        let order = &self.config.nodes;
+        self.nodes.sort_by_key(|n| {
+            order
+                .iter()
+                .position(|o| *o == n.name)
+                .unwrap_or(usize::MAX)
+        });
+        Ok(any)
+    }
+
+    /// The start barrier: waits until every node of the configuration has joined.
+    pub fn wait_for_nodes(&mut self, timeout: Duration) -> Result<(), ClusterError> {
+        let start = Instant::now();
+        loop {
+            self.admit()?;
+            let missing: Vec<&String> = self
+                .config
+                .nodes
+                .iter()
+                .filter(|n| !self.nodes.iter().any(|c| &c.name == *n))
+                .collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            if start.elapsed() > timeout {
+                return Err(ClusterError::Timeout {
+                    peer: "start barrier".into(),
+                    what: format!("nodes {missing:?} did not join within {timeout:?}"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn drop_node(
+        &mut self,
+        name: &str,
+        reason: &str,
+        report: &mut SwapReport,
+    ) -> Result<(), ClusterError> {
+        let Some(i) = self.nodes.iter().position(|n| n.name == name) else {
+            return Ok(());
+        };
+        let n = self.nodes.remove(i);
+        let _ = n.writer.shutdown(std::net::Shutdown::Both);
+        tracing::warn!("node '{name}' dropped: {reason}");
+        report.dropped.push((name.to_string(), reason.to_string()));
+        match self.config.policy {
+            FailurePolicy::Drop => Ok(()),
+            FailurePolicy::Stop => Err(ClusterError::Stopped(format!(
+                "node '{name}' failed ({reason}) and the policy is stop"
+            ))),
+        }
+    }
+
+    /// Sends frame `info`: `FrameBegin`, every plugin's block, `EndBlock`, encoded once and
+    /// written to every node. Nodes that cannot take it are dropped.
+    pub fn send_frame(
+        &mut self,
+        info: &FrameInfo,
+        scene: &Scene,
+    ) -> Result<SwapReport, ClusterError> {
+        if self.admit()? {
+            self.manager.resync();
+        }
+        self.bytes.clear();
+        let mut err = None;
+        encode_into(
+            &Message::FrameBegin {
+                frame: info.frame,
+                time: info.time,
+                dt: info.dt,
+            },
+            &mut self.bytes,
+        )
+        .map_err(|e| wire("master", e))?;
+        let bytes = &mut self.bytes;
+        self.manager.write_all(info, scene, |plugin, block| {
+            if let Err(e) = encode_into(
+                &Message::Block {
+                    plugin,
+                    bytes: block,
+                },
+                bytes,
+            ) {
+                err.get_or_insert(e);
+            }
+        })?;
+        if let Some(e) = err {
+            return Err(wire("master", e));
+        }
+        encode_into(&Message::EndBlock { frame: info.frame }, &mut self.bytes)
+            .map_err(|e| wire("master", e))?;
+        let mut report = SwapReport::default();
+        let mut failed = Vec::new();
+        for n in &mut self.nodes {
+            if let Err(e) = n.writer.write_all(&self.bytes) {
+                failed.push((
+                    n.name.clone(),
+                    format!("cannot send frame {}: {e}", info.frame),
+                ));
+            }
+        }
+        for (name, why) in failed {
+            self.drop_node(&name, &why, &mut report)?;
+        }
+        Ok(report)
+    }
+
+    /// The swap barrier of frame `frame`: waits for every node's `SwapReady` until the
+    /// deadline, drops the late or lost ones, then tells the rest to present.
+    pub fn swap(&mut self, frame: u64, report: &mut SwapReport) -> Result<(), ClusterError> {
+        let start = Instant::now();
+        let deadline = start + self.config.swap_deadline;
+        let mut waiting: Vec<String> = self.node_names();
+        while !waiting.is_empty() {
+            let now = Instant::now();
+            let event = match self
+                .events
+                .recv_timeout(deadline.saturating_duration_since(now))
+            {
+                Ok(e) => e,
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(ClusterError::Stopped("event channel closed".into()));
+                }
+            };
+            match event {
+                Event::Ready {
+                    node,
+                    frame: f,
+                    stats,
+                } if f == frame => {
+                    if let Some(i) = waiting.iter().position(|w| *w == node) {
+                        waiting.remove(i);
+                        report.stats.push((node, stats));
+                    }
+                }
+                // A late answer to an earlier frame: that node was already handled.
+                Event::Ready { .. } => {}
+                Event::Lost { node, reason } => {
+                    waiting.retain(|w| *w != node);
+                    self.drop_node(&node, &reason, report)?;
+                }
+            }
+        }
+        for name in waiting {
+            let why = format!(
+                "missed the swap deadline of {:?} at frame {frame}",
+                self.config.swap_deadline
+            );
+            self.drop_node(&name, &why, report)?;
+        }
+        self.bytes.clear();
+        encode_into(&Message::SwapNow { frame }, &mut self.bytes).map_err(|e| wire("master", e))?;
+        let mut failed = Vec::new();
+        for n in &mut self.nodes {
+            if let Err(e) = n.writer.write_all(&self.bytes) {
+                failed.push((n.name.clone(), format!("cannot send SwapNow: {e}")));
+            }
+        }
+        for (name, why) in failed {
+            self.drop_node(&name, &why, report)?;
+        }
+        report.presented = self.node_names();
+        report.waited = start.elapsed();
+        Ok(())
+    }
+
+    /// Tells every node the cluster stops, and closes the session.
+    pub fn shutdown(mut self, reason: &str) {
+        self.bytes.clear();
+        if encode_into(&Message::Shutdown { reason }, &mut self.bytes).is_ok() {
+            for n in &mut self.nodes {
+                let _ = n.writer.write_all(&self.bytes);
+            }
+        }
+    }
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake the accept thread blocked in accept().
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+        for n in &self.nodes {
+            let _ = n.writer.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    stop: Arc<AtomicBool>,
+    joined: Arc<Mutex<Vec<Joined>>>,
+    config: MasterConfig,
+) {
+    for conn in listener.incoming() {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(stream) = conn else { continue };
+        let (joined, config) = (joined.clone(), config.clone());
+        // Each handshake on its own thread: a peer that sends nothing only holds its thread,
+        // until the handshake timeout closes it.
+        let _ = std::thread::Builder::new()
+            .name("handshake".into())
+            .spawn(move || {
+                let peer = stream
+                    .peer_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|_| "unknown peer".into());
+                match handshake(stream, &peer, &config) {
+                    Ok(j) => {
+                        if let Ok(mut v) = joined.lock() {
+                            v.push(j);
+                        }
+                    }
+                    Err(e) => tracing::warn!("refused {peer}: {e}"),
+                }
+            });
+    }
+}
+
+fn handshake(stream: TcpStream, peer: &str, config: &MasterConfig) -> Result<Joined, ClusterError> {
+    let mut link = Link::new(stream, peer.to_string(), HANDSHAKE_MAX_FRAME)?;
+    link.set_timeout(Some(config.handshake_timeout))?;
+    let nonce = random_nonce().map_err(|e| wire(peer, e))?;
+    let mut hs = ServerHandshake::new(config.key.clone(), &config.cluster, nonce, config.max_frame);
+    let result = (|| loop {
+        let msg = link.recv()?;
+        let step = hs.handle(&msg).map_err(|e| wire(peer, e));
+        match step? {
+            ServerStep::Challenge(reply) => link.send(&reply)?,
+            ServerStep::Accept { node, max_frame } => {
+                if !config.nodes.contains(&node) {
+                    return Err(ClusterError::Stopped(format!(
+                        "node name '{node}' is not in the cluster file"
+                    )));
+                }
+                link.send(&Message::Welcome { max_frame })?;
+                return Ok(node);
+            }
+        }
+    })();
+    match result {
+        Ok(name) => {
+            link.set_timeout(Some(config.swap_deadline.max(Duration::from_secs(1))))?;
+            link.stream
+                .set_read_timeout(None)
+                .map_err(|e| io(peer, "cannot clear the timeout", e))?;
+            Ok(Joined {
+                name,
+                stream: link.stream,
+            })
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            let _ = link.send(&Message::Refused { reason: &reason });
+            Err(e)
+        }
+    }
+}
+
+/// Reads what one node sends and turns it into events for the barrier.
+fn read_loop(stream: TcpStream, name: String, events: Sender<Event>) {
+    let mut link = match Link::new(stream, name.clone(), HANDSHAKE_MAX_FRAME) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = events.send(Event::Lost {
+                node: name,
+                reason: e.to_string(),
+            });
+            return;
+        }
+    };
+    loop {
+        let event = match link.recv() {
+            Ok(Message::SwapReady { frame, stats }) => Event::Ready {
+                node: name.clone(),
+                frame,
+                stats,
+            },
+            Ok(Message::Heartbeat { .. }) => continue,
+            Ok(Message::Refused { reason }) => Event::Lost {
+                node: name.clone(),
+                reason: format!("it left: {reason}"),
+            },
+            Ok(other) => Event::Lost {
+                node: name.clone(),
+                reason: format!("sent an unexpected {} message", other.kind()),
+            },
+            Err(e) => Event::Lost {
+                node: name.clone(),
+                reason: e.to_string(),
+            },
+        };
+        let lost = matches!(event, Event::Lost { .. });
+        if events.send(event).is_err() || lost {
+            return;
+        }
+    }
+}

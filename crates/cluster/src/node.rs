@@ -1,0 +1,257 @@
+/*!
+A render node's side of a session. A reader thread owns the socket's receiving half and routes
+what the master sends: whole frames (from `FrameBegin` to `EndBlock`) to the App side, and
+`SwapNow` to the Draw side, so the two can live on different threads.
+*/
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::Duration;
+
+use lockstep_scene::Scene;
+use lockstep_wire::handshake::ClientStep;
+use lockstep_wire::{
+    ClientHandshake, ClusterKey, HANDSHAKE_MAX_FRAME, Message, NodeStats, random_nonce,
+};
+
+use crate::link::{Link, io, wire};
+use crate::{ClusterError, ClusterManager, FrameInfo};
+
+/// How a node joins.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Cluster name.
+    pub cluster: String,
+    /// The shared key.
+    pub key: ClusterKey,
+    /// This node's name in the cluster file.
+    pub name: String,
+    /// The master's address.
+    pub master: SocketAddr,
+    /// How long to try to reach the master and finish the handshake.
+    pub connect_timeout: Duration,
+    /// Silence from the master after which it counts as gone.
+    pub master_timeout: Duration,
+}
+
+/// One frame's data as it arrived.
+struct FrameData {
+    info: FrameInfo,
+    blocks: Vec<(u16, Vec<u8>)>,
+}
+
+enum ToApp {
+    Frame(FrameData),
+    Shutdown(String),
+    Lost(String),
+}
+
+enum ToDraw {
+    SwapNow(u64),
+    Lost(String),
+}
+
+/// The App side of a node: frames from the master.
+pub struct NodeSession {
+    name: String,
+    frames: Receiver<ToApp>,
+    /// The plugins that apply each frame's blocks.
+    pub manager: ClusterManager,
+}
+
+/// The Draw side of a node: `SwapReady` out, `SwapNow` in.
+pub struct SwapLink {
+    name: String,
+    writer: Link,
+    swaps: Receiver<ToDraw>,
+    master_timeout: Duration,
+}
+
+/// Connects, authenticates, and returns the two halves.
+pub fn connect(
+    config: &NodeConfig,
+    manager: ClusterManager,
+) -> Result<(NodeSession, SwapLink), ClusterError> {
+    let peer = format!("master {}", config.master);
+    let start = std::time::Instant::now();
+    let stream = loop {
+        match TcpStream::connect_timeout(&config.master, Duration::from_millis(500)) {
+            Ok(s) => break s,
+            Err(e) if start.elapsed() < config.connect_timeout => {
+                tracing::debug!("{peer}: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(io(&peer, "cannot connect", e)),
+        }
+    };
+    let mut link = Link::new(stream, peer.clone(), HANDSHAKE_MAX_FRAME)?;
+    link.set_timeout(Some(config.connect_timeout))?;
+    let nonce = random_nonce().map_err(|e| wire(&peer, e))?;
+    let mut hs = ClientHandshake::new(config.key.clone(), &config.cluster, &config.name, nonce);
+    link.send(&hs.hello())?;
+    let max_frame = loop {
+        let msg = link.recv()?;
+        match hs.handle(&msg) {
+            Ok(ClientStep::Send(reply)) => link.send(&reply)?,
+            Ok(ClientStep::Established { max_frame }) => break max_frame,
+            Err(e) => {
+                let reason = e.to_string();
+                let _ = link.send(&Message::Refused { reason: &reason });
+                return Err(wire(&peer, e));
+            }
+        }
+    };
+    link.set_max_frame(max_frame);
+    link.set_timeout(Some(config.master_timeout))?;
+    let writer_stream = link
+        .stream
+        .try_clone()
+        .map_err(|e| io(&peer, "cannot clone the socket", e))?;
+    let writer = Link::new(writer_stream, peer.clone(), HANDSHAKE_MAX_FRAME)?;
+    let (app_tx, frames) = mpsc::sync_channel::<ToApp>(2);
+    let (draw_tx, swaps) = mpsc::channel::<ToDraw>();
+    std::thread::Builder::new()
+        .name("from master".into())
+        .spawn(move || read_loop(link, app_tx, draw_tx))
+        .map_err(|e| io(&peer, "cannot start the reader thread", e))?;
+    Ok((
+        NodeSession {
+            name: config.name.clone(),
+            frames,
+            manager,
+        },
+        SwapLink {
+            name: config.name.clone(),
+            writer,
+            swaps,
+            master_timeout: config.master_timeout,
+        },
+    ))
+}
+
+fn read_loop(mut link: Link, app: mpsc::SyncSender<ToApp>, draw: Sender<ToDraw>) {
+    let mut current: Option<FrameData> = None;
+    loop {
+        let lost = match link.recv() {
+            Ok(Message::FrameBegin { frame, time, dt }) => {
+                current = Some(FrameData {
+                    info: FrameInfo { frame, time, dt },
+                    blocks: Vec::new(),
+                });
+                continue;
+            }
+            Ok(Message::Block { plugin, bytes }) => match current.as_mut() {
+                Some(f) => {
+                    f.blocks.push((plugin, bytes.to_vec()));
+                    continue;
+                }
+                None => "the master sent a Block outside a frame".to_string(),
+            },
+            Ok(Message::EndBlock { frame }) => match current.take() {
+                Some(f) if f.info.frame == frame => {
+                    if app.send(ToApp::Frame(f)).is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                _ => format!("the master ended frame {frame}, which it never began"),
+            },
+            Ok(Message::SwapNow { frame }) => {
+                if draw.send(ToDraw::SwapNow(frame)).is_err() {
+                    return;
+                }
+                continue;
+            }
+            Ok(Message::Heartbeat { .. }) => continue,
+            Ok(Message::Shutdown { reason }) => {
+                let _ = app.send(ToApp::Shutdown(reason.to_string()));
+                let _ = draw.send(ToDraw::Lost(format!("the master shut down: {reason}")));
+                return;
+            }
+            Ok(other) => format!("the master sent an unexpected {} message", other.kind()),
+            Err(ClusterError::Timeout { .. }) => {
+                "the master sent nothing within the timeout".to_string()
+            }
+            Err(e) => format!("lost the master: {e}"),
+        };
+        let _ = app.send(ToApp::Lost(lost.clone()));
+        let _ = draw.send(ToDraw::Lost(lost));
+        return;
+    }
+}
+
+impl NodeSession {
+    /// Waits for the next frame and applies its blocks to `scene`; `None` when the master
+    /// shut the cluster down.
+    pub fn next_frame(&mut self, scene: &mut Scene) -> Result<Option<FrameInfo>, ClusterError> {
+        match self.frames.recv() {
+            Ok(ToApp::Frame(f)) => {
+                for (plugin, bytes) in &f.blocks {
+                    self.manager.read(*plugin, &f.info, scene, bytes)?;
+                }
+                Ok(Some(f.info))
+            }
+            Ok(ToApp::Shutdown(reason)) => {
+                tracing::info!("node '{}': the master shut down: {reason}", self.name);
+                Ok(None)
+            }
+            Ok(ToApp::Lost(reason)) => Err(ClusterError::Stopped(format!(
+                "node '{}': {reason}",
+                self.name
+            ))),
+            Err(_) => Err(ClusterError::Stopped(format!(
+                "node '{}': the connection to the master ended",
+                self.name
+            ))),
+        }
+    }
+}
+
+impl SwapLink {
+    /// Frame `frame` is drawn: tells the master and waits until it says to present.
+    pub fn swap(&mut self, frame: u64, stats: NodeStats) -> Result<(), ClusterError> {
+        self.writer.send(&Message::SwapReady { frame, stats })?;
+        loop {
+            match self.swaps.recv_timeout(self.master_timeout) {
+                Ok(ToDraw::SwapNow(f)) if f == frame => return Ok(()),
+                // A SwapNow for an earlier frame (this node was slow): skip it.
+                Ok(ToDraw::SwapNow(f)) if f < frame => continue,
+                Ok(ToDraw::SwapNow(f)) => {
+                    return Err(ClusterError::Stopped(format!(
+                        "node '{}': the master swapped frame {f} before {frame}",
+                        self.name
+                    )));
+                }
+                Ok(ToDraw::Lost(reason)) => {
+                    return Err(ClusterError::Stopped(format!(
+                        "node '{}': {reason}",
+                        self.name
+                    )));
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(ClusterError::Timeout {
+                        peer: format!("node '{}'", self.name),
+                        what: format!(
+                            "no SwapNow for frame {frame} within {:?}",
+                            self.master_timeout
+                        ),
+                    });
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(ClusterError::Stopped(format!(
+                        "node '{}': the connection to the master ended",
+                        self.name
+                    )));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for SwapLink {
+    /// Leaving the session closes the connection at once (the reader thread holds a clone of
+    /// the socket, which would otherwise keep it open), so the master drops this node
+    /// immediately instead of at the swap deadline.
+    fn drop(&mut self) {
+        let _ = self.writer.stream.shutdown(std::net::Shutdown::Both);
+    }
+}

@@ -1,0 +1,158 @@
+/*!
+Plugins and the [`ClusterManager`] (VR Juggler's model, registered like Bevy plugins).
+
+Each frame, on the master, every plugin may write one block after the App stage; the blocks
+travel between `FrameBegin` and `EndBlock`, and on every node each plugin reads its own block
+back, in registration order, once the whole frame has arrived. Plugins are reached only
+through the manager, by type.
+*/
+use std::any::Any;
+
+use lockstep_scene::Scene;
+
+/// A plugin's id on the wire; unique within a cluster.
+pub type PluginId = u16;
+
+/// The master's clock for one frame (sent in `FrameBegin`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct FrameInfo {
+    /// Frame number.
+    pub frame: u64,
+    /// Seconds since the cluster's first frame.
+    pub time: f64,
+    /// Seconds since the previous frame.
+    pub dt: f64,
+}
+
+/// What went wrong in a plugin; names the plugin.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("plugin '{plugin}': {reason}")]
+pub struct PluginError {
+    /// The plugin's name.
+    pub plugin: &'static str,
+    /// What happened.
+    pub reason: String,
+}
+
+/// A part of the cluster's per-frame data. Written on the master, read on every node.
+pub trait ClusterPlugin: Any + Send {
+    /// Wire id, unique in the cluster.
+    fn id(&self) -> PluginId;
+
+    /// Name for logs and errors.
+    fn name(&self) -> &'static str;
+
+    /// Master, after App's update of `frame`: append this frame's data to `out` (leave it
+    /// empty to send nothing).
+    fn write(
+        &mut self,
+        frame: &FrameInfo,
+        scene: &Scene,
+        out: &mut Vec<u8>,
+    ) -> Result<(), PluginError>;
+
+    /// Node: apply the block the master wrote for `frame`.
+    fn read(
+        &mut self,
+        frame: &FrameInfo,
+        scene: &mut Scene,
+        bytes: &[u8],
+    ) -> Result<(), PluginError>;
+
+    /// Master: a node joins (or rejoins); the next `write` must give it everything, not only
+    /// changes. Plugins that send full state every frame ignore this.
+    fn resync(&mut self) {}
+}
+
+/// Registered plugins, in order. The only way to reach a plugin.
+#[derive(Default)]
+pub struct ClusterManager {
+    plugins: Vec<Box<dyn ClusterPlugin>>,
+    scratch: Vec<u8>,
+}
+
+impl ClusterManager {
+    /// An empty manager.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a plugin; a second plugin with the same id or name is refused.
+    pub fn register(&mut self, plugin: impl ClusterPlugin) -> Result<(), PluginError> {
+        if let Some(other) = self
+            .plugins
+            .iter()
+            .find(|p| p.id() == plugin.id() || p.name() == plugin.name())
+        {
+            return Err(PluginError {
+                plugin: plugin.name(),
+                reason: format!(
+                    "id {} or name clashes with plugin '{}' (id {})",
+                    plugin.id(),
+                    other.name(),
+                    other.id()
+                ),
+            });
+        }
+        self.plugins.push(Box::new(plugin));
+        Ok(())
+    }
+
+    /// The plugin of type `P`, if registered.
+    pub fn get<P: ClusterPlugin>(&self) -> Option<&P> {
+        self.plugins
+            .iter()
+            .find_map(|p| (p.as_ref() as &dyn Any).downcast_ref::<P>())
+    }
+
+    /// The plugin of type `P`, mutably.
+    pub fn get_mut<P: ClusterPlugin>(&mut self) -> Option<&mut P> {
+        self.plugins
+            .iter_mut()
+            .find_map(|p| (p.as_mut() as &mut dyn Any).downcast_mut::<P>())
+    }
+
+    /// Names and ids in registration order.
+    pub fn plugins(&self) -> impl Iterator<Item = (PluginId, &'static str)> + '_ {
+        self.plugins.iter().map(|p| (p.id(), p.name()))
+    }
+
+    /// Master: every plugin writes; `emit(id, bytes)` is called for each non-empty block.
+    pub fn write_all(
+        &mut self,
+        frame: &FrameInfo,
+        scene: &Scene,
+        mut emit: impl FnMut(PluginId, &[u8]),
+    ) -> Result<(), PluginError> {
+        for p in &mut self.plugins {
+            self.scratch.clear();
+            p.write(frame, scene, &mut self.scratch)?;
+            if !self.scratch.is_empty() {
+                emit(p.id(), &self.scratch);
+            }
+        }
+        Ok(())
+    }
+
+    /// Node: hands a block to its plugin.
+    pub fn read(
+        &mut self,
+        id: PluginId,
+        frame: &FrameInfo,
+        scene: &mut Scene,
+        bytes: &[u8],
+    ) -> Result<(), PluginError> {
+        let p = self.plugins.iter_mut().find(|p| p.id() == id).ok_or(PluginError {
+            plugin: "manager",
+            reason: format!("a block for plugin id {id}, which is not registered here (is the node's build the master's?)"),
+        })?;
+        p.read(frame, scene, bytes)
+    }
+
+    /// Master: every plugin sends full state at the next frame.
+    pub fn resync(&mut self) {
+        for p in &mut self.plugins {
+            p.resync();
+        }
+    }
+}

@@ -1,0 +1,83 @@
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use lockstep_scene::Scene;
+
+use crate::{ClusterPlugin, FrameInfo, PluginError, PluginId};
+
+/// Typed application data: set on the master, read on every node (VR Juggler's
+/// `UserData<T>`). Sent only in frames where it changed.
+pub struct Shared<T> {
+    id: PluginId,
+    name: &'static str,
+    value: T,
+    dirty: bool,
+}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> Shared<T> {
+    /// Shared data with wire id `id` (≥ [`super::FIRST_APP_PLUGIN`] for application data).
+    pub fn new(id: PluginId, name: &'static str, value: T) -> Self {
+        Shared {
+            id,
+            name,
+            value,
+            dirty: true,
+        }
+    }
+
+    /// The current value (on nodes: as of the last frame applied).
+    pub fn get(&self) -> &T {
+        &self.value
+    }
+
+    /// Master: replaces the value; it goes to the nodes with the next frame.
+    pub fn set(&mut self, value: T) {
+        self.value = value;
+        self.dirty = true;
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> ClusterPlugin for Shared<T> {
+    fn id(&self) -> PluginId {
+        self.id
+    }
+
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn write(
+        &mut self,
+        _frame: &FrameInfo,
+        _scene: &Scene,
+        out: &mut Vec<u8>,
+    ) -> Result<(), PluginError> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let v = std::mem::take(out);
+        *out = postcard::to_extend(&self.value, v).map_err(|e| PluginError {
+            plugin: self.name,
+            reason: format!("cannot encode: {e}"),
+        })?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    fn read(
+        &mut self,
+        _frame: &FrameInfo,
+        _scene: &mut Scene,
+        bytes: &[u8],
+    ) -> Result<(), PluginError> {
+        self.value = postcard::from_bytes(bytes).map_err(|e| PluginError {
+            plugin: self.name,
+            reason: format!("cannot decode: {e}"),
+        })?;
+        Ok(())
+    }
+
+    fn resync(&mut self) {
+        self.dirty = true;
+    }
+}

@@ -1,0 +1,335 @@
+//! Master and nodes over real loopback sockets, in one process.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use glam::Vec3;
+use lockstep_cluster::plugins::{FIRST_APP_PLUGIN, SceneReplication, Shared};
+use lockstep_cluster::{
+    ClusterError, ClusterManager, FailurePolicy, FrameInfo, Master, MasterConfig, NodeConfig,
+    scene_hash,
+};
+use lockstep_scene::{Color, Material, Mesh, Node, Scene, Transform};
+use lockstep_wire::{ClusterKey, NodeStats};
+
+fn key() -> ClusterKey {
+    ClusterKey::new(b"0123456789abcdef0123456789abcdef".to_vec()).unwrap()
+}
+
+fn manager() -> ClusterManager {
+    let mut m = ClusterManager::new();
+    m.register(SceneReplication::default()).unwrap();
+    m.register(Shared::new(FIRST_APP_PLUGIN, "score", 0u64))
+        .unwrap();
+    m
+}
+
+fn master(nodes: &[&str], deadline_ms: u64) -> Master {
+    let config = MasterConfig {
+        cluster: "test".into(),
+        key: key(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        nodes: nodes.iter().map(|s| s.to_string()).collect(),
+        swap_deadline: Duration::from_millis(deadline_ms),
+        handshake_timeout: Duration::from_secs(2),
+        policy: FailurePolicy::Drop,
+        max_frame: 1 << 24,
+    };
+    Master::start(config, manager()).unwrap()
+}
+
+fn node_config(name: &str, addr: SocketAddr, key: ClusterKey, cluster: &str) -> NodeConfig {
+    NodeConfig {
+        cluster: cluster.into(),
+        key,
+        name: name.into(),
+        master: addr,
+        connect_timeout: Duration::from_secs(3),
+        master_timeout: Duration::from_secs(2),
+    }
+}
+
+/// What a node thread returns: (frame, scene hash, shared value) per frame, and how it ended.
+type NodeRun = (Vec<(u64, u64, u64)>, Result<(), ClusterError>);
+
+/// A node that applies frames, records (frame, scene hash, shared value), and swaps. It stops
+/// after `stop_after` frames: abruptly (`vanish`, like a killed process) or by stalling
+/// before its SwapReady.
+fn spawn_node(
+    name: &'static str,
+    addr: SocketAddr,
+    stop_after: Option<(u64, bool)>,
+) -> JoinHandle<NodeRun> {
+    std::thread::spawn(move || {
+        let (mut session, mut swap) = match lockstep_cluster::node::connect(
+            &node_config(name, addr, key(), "test"),
+            manager(),
+        ) {
+            Ok(s) => s,
+            Err(e) => return (Vec::new(), Err(e)),
+        };
+        let mut scene = Scene::new();
+        let mut seen = Vec::new();
+        let result = loop {
+            let info = match session.next_frame(&mut scene) {
+                Ok(Some(i)) => i,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            };
+            let shared = *session.manager.get::<Shared<u64>>().unwrap().get();
+            seen.push((info.frame, scene_hash(&scene), shared));
+            if let Some((at, vanish)) = stop_after
+                && info.frame == at
+            {
+                if vanish {
+                    return (seen, Ok(()));
+                }
+                std::thread::sleep(Duration::from_secs(3));
+                break Ok(());
+            }
+            if let Err(e) = swap.swap(info.frame, NodeStats::default()) {
+                break Err(e);
+            }
+        };
+        (seen, result)
+    })
+}
+
+/// The master's app: a scene edited every frame.
+struct World {
+    scene: Scene,
+    boxes: Vec<lockstep_scene::NodeId>,
+}
+
+impl World {
+    fn new() -> World {
+        let mut scene = Scene::new();
+        let cube = scene.add_mesh(Mesh::cube(0.2));
+        let mat = scene.add_material(Material::lit(Color::WHITE)).unwrap();
+        let boxes = (0..50)
+            .map(|i| {
+                scene
+                    .add(Node::mesh(cube, mat).named(format!("b{i}")), None)
+                    .unwrap()
+            })
+            .collect();
+        World { scene, boxes }
+    }
+
+    fn update(&mut self, frame: u64) {
+        for (i, b) in self.boxes.iter().enumerate() {
+            let a = frame as f32 * 0.05 + i as f32;
+            self.scene
+                .set_transform(
+                    *b,
+                    Transform::from_translation(Vec3::new(a.cos(), a.sin(), 0.0)),
+                )
+                .unwrap();
+        }
+        if frame.is_multiple_of(10) {
+            self.scene
+                .set_material(
+                    lockstep_scene::MaterialId(0),
+                    Material::lit(Color::rgb((frame % 7) as f32 / 7.0, 0.5, 0.5)),
+                )
+                .unwrap();
+        }
+    }
+}
+
+#[test]
+fn every_node_holds_the_masters_scene_at_every_frame_and_a_lost_node_does_not_stop_the_rest() {
+    let mut m = master(&["a", "b", "c"], 1000);
+    let addr = m.local_addr();
+    let a = spawn_node("a", addr, None);
+    let b = spawn_node("b", addr, None);
+    let c = spawn_node("c", addr, Some((60, true)));
+    m.wait_for_nodes(Duration::from_secs(5)).unwrap();
+    let mut world = World::new();
+    let mut expected = Vec::new();
+    let mut dropped = Vec::new();
+    for frame in 0..150u64 {
+        world.update(frame);
+        m.manager.get_mut::<Shared<u64>>().unwrap().set(frame * 3);
+        let info = FrameInfo {
+            frame,
+            time: frame as f64 / 60.0,
+            dt: 1.0 / 60.0,
+        };
+        let mut report = m.send_frame(&info, &world.scene).unwrap();
+        m.swap(frame, &mut report).unwrap();
+        expected.push((frame, scene_hash(&world.scene), frame * 3));
+        dropped.extend(report.dropped.into_iter().map(|(n, why)| (frame, n, why)));
+    }
+    assert_eq!(m.node_names(), ["a", "b"]);
+    m.shutdown("test over");
+    for (name, h) in [("a", a), ("b", b)] {
+        let (seen, result) = h.join().unwrap();
+        result.unwrap_or_else(|e| panic!("node {name}: {e}"));
+        assert_eq!(
+            seen, expected,
+            "node {name} saw other frames or scenes than the master"
+        );
+    }
+    let (seen_c, _) = c.join().unwrap();
+    assert_eq!(seen_c, expected[..61]);
+    // c vanished after frame 60: the master noticed at frame 60 or 61, with the reason.
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    let (at, name, why) = &dropped[0];
+    assert_eq!(name, "c");
+    assert!((60..=61).contains(at), "dropped at frame {at}");
+    assert!(
+        why.contains("closed the connection")
+            || why.contains("cannot send")
+            || why.contains("reset"),
+        "{why}"
+    );
+}
+
+#[test]
+fn a_stalled_node_misses_the_deadline_and_is_dropped() {
+    let mut m = master(&["fast", "stuck"], 300);
+    let addr = m.local_addr();
+    let fast = spawn_node("fast", addr, None);
+    let stuck = spawn_node("stuck", addr, Some((5, false)));
+    m.wait_for_nodes(Duration::from_secs(5)).unwrap();
+    let world = World::new();
+    let mut waited = Vec::new();
+    for frame in 0..20u64 {
+        let info = FrameInfo {
+            frame,
+            time: 0.0,
+            dt: 0.0,
+        };
+        let mut report = m.send_frame(&info, &world.scene).unwrap();
+        m.swap(frame, &mut report).unwrap();
+        waited.push(report.waited);
+        if frame == 5 {
+            assert_eq!(report.dropped.len(), 1);
+            assert!(
+                report.dropped[0]
+                    .1
+                    .contains("missed the swap deadline of 300ms at frame 5"),
+                "{:?}",
+                report.dropped
+            );
+        }
+    }
+    // Only the stalled frame waited for the deadline.
+    assert!(waited[5] >= Duration::from_millis(290));
+    m.shutdown("done");
+    assert_eq!(fast.join().unwrap().0.len(), 20);
+    drop(stuck);
+}
+
+#[test]
+fn wrong_keys_wrong_clusters_strangers_and_garbage_are_refused_without_disturbing_the_session() {
+    let mut m = master(&["a"], 1000);
+    let addr = m.local_addr();
+    let a = spawn_node("a", addr, None);
+    m.wait_for_nodes(Duration::from_secs(5)).unwrap();
+
+    // Hostile connections arrive while frames run.
+    let bad_key = ClusterKey::new(b"fedcba9876543210fedcba9876543210".to_vec()).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let intruders = std::thread::spawn(move || {
+        let err = |cfg: NodeConfig| {
+            lockstep_cluster::node::connect(&cfg, manager())
+                .err()
+                .map(|e| e.to_string())
+        };
+        tx.send(err(node_config("a", addr, bad_key, "test")))
+            .unwrap();
+        tx.send(err(node_config("a", addr, key(), "other")))
+            .unwrap();
+        tx.send(err(node_config("mallory", addr, key(), "test")))
+            .unwrap();
+        // Garbage, an oversized length, and a silent connection.
+        for bytes in [
+            &b"GET / HTTP/1.1\r\n\r\n"[..],
+            &[0xff, 0xff, 0xff, 0xff][..],
+            &[][..],
+        ] {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(bytes).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let world = World::new();
+    let start = Instant::now();
+    let mut slowest = Duration::ZERO;
+    for frame in 0..60u64 {
+        let t = Instant::now();
+        let info = FrameInfo {
+            frame,
+            time: 0.0,
+            dt: 0.0,
+        };
+        let mut report = m.send_frame(&info, &world.scene).unwrap();
+        m.swap(frame, &mut report).unwrap();
+        assert!(report.dropped.is_empty(), "{:?}", report.dropped);
+        slowest = slowest.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    intruders.join().unwrap();
+    let errors: Vec<String> = rx.try_iter().map(|e| e.expect("refused")).collect();
+    assert!(
+        errors[0].contains("authentication failed: the server does not know the cluster key"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].contains("refused by peer")
+            && errors[1].contains("cluster 'other' does not match this cluster 'test'"),
+        "{}",
+        errors[1]
+    );
+    assert!(
+        errors[2].contains("node name 'mallory' is not in the cluster file"),
+        "{}",
+        errors[2]
+    );
+    assert_eq!(m.node_names(), ["a"], "no intruder joined");
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a frame took {slowest:?} while intruders knocked"
+    );
+    assert!(start.elapsed() < Duration::from_secs(10));
+    m.shutdown("done");
+    assert_eq!(a.join().unwrap().0.len(), 60);
+}
+
+#[test]
+fn nodes_notice_a_vanished_master_within_two_seconds() {
+    let mut m = master(&["a"], 1000);
+    let addr = m.local_addr();
+    let a = spawn_node("a", addr, None);
+    m.wait_for_nodes(Duration::from_secs(5)).unwrap();
+    let world = World::new();
+    for frame in 0..5u64 {
+        let info = FrameInfo {
+            frame,
+            time: 0.0,
+            dt: 0.0,
+        };
+        let mut report = m.send_frame(&info, &world.scene).unwrap();
+        m.swap(frame, &mut report).unwrap();
+    }
+    let t = Instant::now();
+    drop(m); // No Shutdown message: the connection just ends.
+    let (seen, result) = a.join().unwrap();
+    assert_eq!(seen.len(), 5);
+    let err = result.unwrap_err().to_string();
+    assert!(
+        err.contains("node 'a'") && (err.contains("lost the master") || err.contains("connection")),
+        "{err}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
+}
