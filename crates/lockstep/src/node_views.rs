@@ -65,6 +65,7 @@ pub fn render_views(
             let options = DrawOptions {
                 clear: k == 0,
                 color_writes: color_writes(spec.mask),
+                viewport: None,
             };
             target.render_with(gpu, renderer, scene, &list, options, k + i + 1 == group_end)?;
         }

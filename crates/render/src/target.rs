@@ -22,6 +22,8 @@ pub struct DrawOptions {
     pub clear: bool,
     /// Channels written.
     pub color_writes: wgpu::ColorWrites,
+    /// Pixel rectangle (x, y, width, height) to draw into; `None` for the whole target.
+    pub viewport: Option<[u32; 4]>,
 }
 
 impl Default for DrawOptions {
@@ -29,6 +31,7 @@ impl Default for DrawOptions {
         DrawOptions {
             clear: true,
             color_writes: wgpu::ColorWrites::ALL,
+            viewport: None,
         }
     }
 }
@@ -185,7 +188,7 @@ impl OffscreenTarget {
             PassTarget {
                 color: &self.color_view,
                 depth: &self.depth_view,
-                viewport: None,
+                viewport: options.viewport,
                 clear: options.clear,
                 color_writes: options.color_writes,
             },

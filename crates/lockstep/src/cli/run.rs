@@ -221,6 +221,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         capture,
         stats: Some(stats_tx),
         stop,
+        gate: None,
     };
     eprintln!(
         "running '{}' {} at {w}x{h}, threading model '{}' ({} thread{})",

@@ -32,6 +32,7 @@ pub struct FrameContext<'a> {
     /// Keyboard and pointer state of the window (empty offscreen).
     pub input: &'a InputState,
     pub(crate) window: &'a mut WindowRequest,
+    pub(crate) views: &'a mut Vec<super::ViewPass>,
     pub(crate) applied: &'a WindowProperties,
     pub(crate) exit: &'a mut bool,
 }
@@ -46,6 +47,13 @@ impl FrameContext<'_> {
     /// The window properties Draw has applied so far (size, title, fullscreen, cursor).
     pub fn window(&self) -> &WindowProperties {
         self.applied
+    }
+
+    /// Draws this frame with these views instead of one from the active camera (a cluster
+    /// node's viewports and eyes). Applies to this frame only.
+    pub fn set_views(&mut self, views: impl IntoIterator<Item = super::ViewPass>) {
+        self.views.clear();
+        self.views.extend(views);
     }
 
     /// Ends the run after this frame.

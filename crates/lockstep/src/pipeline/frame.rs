@@ -5,10 +5,23 @@ is writing: App hands Cull a [`FrameSnapshot`] (an O(1) clone of the scene), Cul
 */
 use std::time::Duration;
 
-use lockstep_render::DrawList;
+use lockstep_render::wgpu::ColorWrites;
+use lockstep_render::{DrawList, View};
 use lockstep_scene::Scene;
 
 use super::window::WindowRequest;
+
+/// One view of a frame: where it looks from, which part of the target it covers, and which
+/// channels it writes (a cluster node's viewport and eye).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ViewPass {
+    /// View and projection.
+    pub view: View,
+    /// Pixel rectangle (x, y, width, height) of the target; `None` for all of it.
+    pub rect: Option<[u32; 4]>,
+    /// Channels written.
+    pub color_writes: ColorWrites,
+}
 
 /// The scene as App left it at the end of frame `frame`.
 pub struct FrameSnapshot {
@@ -18,6 +31,8 @@ pub struct FrameSnapshot {
     pub scene: Scene,
     /// Window changes App asked for this frame.
     pub window: WindowRequest,
+    /// The views to draw; empty: one view from the scene's active camera over the whole target.
+    pub views: Vec<ViewPass>,
     /// Time App spent in this frame, and blocked before it.
     pub app: StageTime,
     /// When App finished this frame: Draw measures the frame's latency from here.
@@ -30,6 +45,8 @@ pub struct CulledFrame {
     pub snapshot: FrameSnapshot,
     /// One list per view.
     pub lists: Vec<DrawList>,
+    /// Where each list is drawn (same order as `lists`).
+    pub passes: Vec<ViewPass>,
     /// Name of the thread Cull ran on.
     pub cull_thread: std::sync::Arc<str>,
     /// Time Cull spent on this frame, and blocked before it.

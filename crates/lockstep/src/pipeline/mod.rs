@@ -32,8 +32,8 @@ use lockstep_render::{AdapterSummary, BackendChoice, GpuContext, OffscreenTarget
 use lockstep_scene::Scene;
 
 pub use app::{App, FrameContext, InputState};
-pub use frame::StageTime;
-pub use stages::{Capture, CapturedFrame};
+pub use frame::{StageTime, ViewPass};
+pub use stages::{Capture, CapturedFrame, FrameGate};
 pub use stats::{FrameStats, RollingTable, StageStats, ThreadTotals, thread_totals};
 pub use window::{WindowProperties, WindowRequest};
 
@@ -81,6 +81,8 @@ pub struct PipelineConfig {
     pub stats: Option<Sender<FrameStats>>,
     /// Set to stop the loop after the current frame (Ctrl-C handlers, tests).
     pub stop: Arc<AtomicBool>,
+    /// Called by Draw before each frame is shown (a cluster's swap barrier).
+    pub gate: Option<Box<dyn FrameGate>>,
 }
 
 impl PipelineConfig {
@@ -95,6 +97,7 @@ impl PipelineConfig {
             capture: None,
             stats: None,
             stop: Arc::new(AtomicBool::new(false)),
+            gate: None,
         }
     }
 }
@@ -226,6 +229,7 @@ impl<'a> Driver<'a> {
             config.stats,
             config.capture,
             shared.clone(),
+            config.gate,
         );
         let app = AppStage::new(
             app,

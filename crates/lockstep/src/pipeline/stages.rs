@@ -59,6 +59,7 @@ pub(crate) struct AppStage<'a> {
     applied: WindowProperties,
     pub input: InputState,
     request: WindowRequest,
+    views: Vec<super::ViewPass>,
     exit: bool,
     /// Time blocked handing the previous snapshot on, charged to the next frame.
     pub wait: Duration,
@@ -89,6 +90,7 @@ impl<'a> AppStage<'a> {
             applied,
             input: InputState::default(),
             request: WindowRequest::default(),
+            views: Vec::new(),
             exit: false,
             wait: Duration::ZERO,
         }
@@ -127,6 +129,7 @@ impl<'a> AppStage<'a> {
             dt: time - self.last_time,
             input: &self.input,
             window: &mut self.request,
+            views: &mut self.views,
             applied: &self.applied,
             exit: &mut self.exit,
         };
@@ -137,6 +140,7 @@ impl<'a> AppStage<'a> {
             frame: self.frame,
             scene: self.scene.clone(),
             window: std::mem::take(&mut self.request),
+            views: std::mem::take(&mut self.views),
             app: StageTime {
                 busy: t0.elapsed(),
                 wait: std::mem::take(&mut self.wait),
@@ -175,23 +179,35 @@ impl CullStage {
         let t0 = Instant::now();
         let thread = self.thread.get_or_insert_with(thread_name).clone();
         let mut lists = self.recycled.try_recv().unwrap_or_default();
-        lists.resize_with(1, DrawList::default);
-        let scene = &snapshot.scene;
-        let camera = scene
-            .active_camera
-            .with_context(|| format!("frame {}: the scene has no active camera", snapshot.frame))?;
-        let view = View::from_camera(scene, camera).with_context(|| {
-            format!(
-                "frame {}: the active camera is not a camera node",
-                snapshot.frame
-            )
-        })?;
-        lists[0]
-            .cull(scene, &view, snapshot.frame)
-            .with_context(|| format!("Cull of frame {}", snapshot.frame))?;
+        let mut snapshot = snapshot;
+        let passes = if snapshot.views.is_empty() {
+            let scene = &snapshot.scene;
+            let camera = scene.active_camera.with_context(|| {
+                format!("frame {}: the scene has no active camera", snapshot.frame)
+            })?;
+            let view = View::from_camera(scene, camera).with_context(|| {
+                format!(
+                    "frame {}: the active camera is not a camera node",
+                    snapshot.frame
+                )
+            })?;
+            vec![super::ViewPass {
+                view,
+                rect: None,
+                color_writes: lockstep_render::wgpu::ColorWrites::ALL,
+            }]
+        } else {
+            std::mem::take(&mut snapshot.views)
+        };
+        lists.resize_with(passes.len(), DrawList::default);
+        for (list, pass) in lists.iter_mut().zip(&passes) {
+            list.cull(&snapshot.scene, &pass.view, snapshot.frame)
+                .with_context(|| format!("Cull of frame {}", snapshot.frame))?;
+        }
         Ok(CulledFrame {
             snapshot,
             lists,
+            passes,
             cull_thread: thread,
             cull: StageTime {
                 busy: t0.elapsed(),
@@ -218,6 +234,13 @@ pub struct Capture {
     pub sink: Sender<CapturedFrame>,
 }
 
+/// Called by Draw once frame `frame` is drawn and before it is shown: the place for a
+/// cluster's swap barrier (send `SwapReady`, wait for `SwapNow`).
+pub trait FrameGate: Send {
+    /// Blocks until the frame may be presented; an error ends the run.
+    fn ready(&mut self, frame: u64, drawn: Duration) -> Result<()>;
+}
+
 /// Where Draw draws.
 pub(crate) enum DrawTarget {
     Offscreen(OffscreenTarget),
@@ -233,6 +256,7 @@ pub(crate) struct DrawStage {
     stats: Option<Sender<FrameStats>>,
     capture: Option<Capture>,
     shared: Arc<SharedProperties>,
+    gate: Option<Box<dyn FrameGate>>,
     thread: Option<Arc<str>>,
     main: Arc<str>,
     reported_size: (u32, u32),
@@ -248,6 +272,7 @@ impl DrawStage {
         stats: Option<Sender<FrameStats>>,
         capture: Option<Capture>,
         shared: Arc<SharedProperties>,
+        gate: Option<Box<dyn FrameGate>>,
     ) -> Self {
         let format = match &target {
             DrawTarget::Offscreen(_) => OffscreenTarget::FORMAT,
@@ -262,6 +287,7 @@ impl DrawStage {
             stats,
             capture,
             shared,
+            gate,
             thread: None,
             main: Arc::from("main"),
             reported_size: (0, 0),
@@ -310,25 +336,38 @@ impl DrawStage {
         let CulledFrame {
             snapshot,
             lists,
+            passes,
             cull_thread,
             cull,
         } = culled;
         let frame = snapshot.frame;
         self.apply(frame, &snapshot.window)?;
-        let list = &lists[0];
         match &mut self.target {
             DrawTarget::Offscreen(target) => {
                 let capture = self
                     .capture
                     .as_ref()
                     .is_some_and(|c| frame.is_multiple_of(c.every.max(1)));
-                target.render(
-                    &self.gpu,
-                    &mut self.renderer,
-                    &snapshot.scene,
-                    list,
-                    capture,
-                )?;
+                for (i, (list, pass)) in lists.iter().zip(&passes).enumerate() {
+                    let options = lockstep_render::DrawOptions {
+                        clear: i == 0,
+                        color_writes: pass.color_writes,
+                        viewport: pass.rect,
+                    };
+                    let last = i + 1 == lists.len();
+                    target.render_with(
+                        &self.gpu,
+                        &mut self.renderer,
+                        &snapshot.scene,
+                        list,
+                        options,
+                        capture && last,
+                    )?;
+                }
+                if let Some(gate) = &mut self.gate {
+                    self.gpu.wait_idle()?;
+                    gate.ready(frame, t0.elapsed())?;
+                }
                 if capture {
                     // The image leaves this thread, so it gets its own buffer.
                     let mut pixels = Vec::new();
@@ -348,7 +387,16 @@ impl DrawStage {
                 }
             }
             DrawTarget::Window(w) => {
-                let size = w.render(&self.gpu, &mut self.renderer, &snapshot.scene, list)?;
+                let size = w.render(
+                    &self.gpu,
+                    &mut self.renderer,
+                    &snapshot.scene,
+                    &lists,
+                    &passes,
+                    frame,
+                    self.gate.as_deref_mut(),
+                    t0,
+                )?;
                 if size != self.reported_size {
                     self.reported_size = size;
                     self.shared.update(|p| p.size = size);
@@ -357,7 +405,12 @@ impl DrawStage {
         }
         let busy = t0.elapsed();
         if let Some(stats) = &self.stats {
-            let s = &lists[0].stats;
+            let mut s = lists[0].stats;
+            for l in &lists[1..] {
+                s.drawn += l.stats.drawn;
+                s.culled += l.stats.culled;
+                s.triangles += l.stats.triangles;
+            }
             let record = FrameStats {
                 frame,
                 app: StageStats {

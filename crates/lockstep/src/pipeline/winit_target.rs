@@ -111,13 +111,18 @@ impl WindowTarget {
         self.depth = depth_view(gpu, w, h);
     }
 
-    /// Draws one frame and presents it; returns the size drawn at.
+    /// Draws one frame's views, waits at the gate, presents; returns the size drawn at.
+    #[allow(clippy::too_many_arguments)]
     pub fn render(
         &mut self,
         gpu: &GpuContext,
         renderer: &mut Renderer,
         scene: &Scene,
-        list: &DrawList,
+        lists: &[DrawList],
+        passes: &[super::ViewPass],
+        frame_number: u64,
+        gate: Option<&mut (dyn super::FrameGate + 'static)>,
+        started: std::time::Instant,
     ) -> Result<(u32, u32)> {
         use wgpu::CurrentSurfaceTexture;
         let size = self.window.inner_size();
@@ -140,25 +145,32 @@ impl WindowTarget {
             }
         };
         let view = frame.texture.create_view(&Default::default());
-        let mut encoder = gpu
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("window frame"),
-            });
-        renderer.draw(
-            gpu,
-            scene,
-            list,
-            &mut encoder,
-            PassTarget {
-                color: &view,
-                depth: &self.depth,
-                viewport: None,
-                clear: true,
-                color_writes: wgpu::ColorWrites::ALL,
-            },
-        )?;
-        gpu.queue.submit([encoder.finish()]);
+        // One submission per view: the renderer holds one view's uniforms at a time.
+        for (i, (list, pass)) in lists.iter().zip(passes).enumerate() {
+            let mut encoder = gpu
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("window view"),
+                });
+            renderer.draw(
+                gpu,
+                scene,
+                list,
+                &mut encoder,
+                PassTarget {
+                    color: &view,
+                    depth: &self.depth,
+                    viewport: pass.rect,
+                    clear: i == 0,
+                    color_writes: pass.color_writes,
+                },
+            )?;
+            gpu.queue.submit([encoder.finish()]);
+        }
+        if let Some(gate) = gate {
+            gpu.wait_idle()?;
+            gate.ready(frame_number, started.elapsed())?;
+        }
         self.window.pre_present_notify();
         gpu.queue.present(frame);
         gpu.check_errors()?;
