@@ -43,6 +43,10 @@ pub struct MasterConfig {
     pub nodes: Vec<String>,
     /// How long the barrier waits for a node's `SwapReady`.
     pub swap_deadline: Duration,
+    /// How long the barrier waits at a frame that brings nodes the whole scene (the first
+    /// frame, or the one after a node joins): loading meshes and textures and starting the
+    /// GPU take longer than a frame (the start barrier).
+    pub load_deadline: Duration,
     /// How long a connecting peer has to complete the handshake.
     pub handshake_timeout: Duration,
     /// What a failed node does to the cluster.
@@ -99,6 +103,8 @@ pub struct Master {
     /// Nodes seen at least once (a name may join once per session for now).
     seen: Vec<String>,
     bytes: Vec<u8>,
+    /// The frame in flight carries the whole scene to someone.
+    loading: bool,
     /// The manager whose plugins write each frame.
     pub manager: ClusterManager,
 }
@@ -132,6 +138,7 @@ impl Master {
             nodes: Vec::new(),
             seen: Vec::new(),
             bytes: Vec::new(),
+            loading: false,
             manager,
         })
     }
@@ -237,6 +244,7 @@ impl Master {
     ) -> Result<SwapReport, ClusterError> {
         if self.admit()? {
             self.manager.resync();
+            self.loading = true;
         }
         self.bytes.clear();
         let mut err = None;
@@ -286,7 +294,12 @@ impl Master {
     /// deadline, drops the late or lost ones, then tells the rest to present.
     pub fn swap(&mut self, frame: u64, report: &mut SwapReport) -> Result<(), ClusterError> {
         let start = Instant::now();
-        let deadline = start + self.config.swap_deadline;
+        let limit = if std::mem::take(&mut self.loading) {
+            self.config.load_deadline
+        } else {
+            self.config.swap_deadline
+        };
+        let deadline = start + limit;
         let mut waiting: Vec<String> = self.node_names();
         while !waiting.is_empty() {
             let now = Instant::now();

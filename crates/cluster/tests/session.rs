@@ -34,6 +34,7 @@ fn master(nodes: &[&str], deadline_ms: u64) -> Master {
         listen: "127.0.0.1:0".parse().unwrap(),
         nodes: nodes.iter().map(|s| s.to_string()).collect(),
         swap_deadline: Duration::from_millis(deadline_ms),
+        load_deadline: Duration::from_secs(5),
         handshake_timeout: Duration::from_secs(2),
         policy: FailurePolicy::Drop,
         max_frame: 1 << 24,

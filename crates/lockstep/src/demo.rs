@@ -30,6 +30,7 @@ pub struct Demo {
     spinning_cube: NodeId,
     textured_cube: NodeId,
     bouncing_ball: NodeId,
+    rig: NodeId,
 }
 
 impl Demo {
@@ -179,6 +180,9 @@ impl Demo {
             None,
         )?;
 
+        // Where a CAVE or wall stands in the world (its tracker space); it sways slowly, so
+        // cluster walls see the room move as a tracked or navigating viewer would.
+        let rig = s.add(Node::empty().named("rig"), None)?;
         let camera = s.add(
             Node::camera(Camera::perspective(fov_y, aspect, 0.05, 100.0))
                 .named("camera")
@@ -193,6 +197,7 @@ impl Demo {
             spinning_cube,
             textured_cube,
             bouncing_ball,
+            rig,
         };
         demo.animate(0.0)?;
         Ok(demo)
@@ -232,7 +237,9 @@ impl Demo {
         )?;
         let mut ball = s.node(self.bouncing_ball)?.transform;
         ball.translation.y = 0.25 + 0.6 * phase(1.5).sin().abs();
-        s.set_transform(self.bouncing_ball, ball)
+        s.set_transform(self.bouncing_ball, ball)?;
+        let sway = Quat::from_rotation_y(0.25 * phase(20.0).sin());
+        s.set_transform(self.rig, Transform::IDENTITY.with_rotation(sway))
     }
 }
 

@@ -21,8 +21,10 @@ assert_eq!(scene.find("box"), Some(id));
 pub mod demo;
 pub mod node_views;
 pub mod pipeline;
+pub mod roles;
 pub mod stats;
 
+pub use lockstep_cluster as cluster;
 pub use lockstep_display as display;
 pub use lockstep_render as render;
 pub use lockstep_scene as scene;

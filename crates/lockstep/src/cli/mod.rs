@@ -3,6 +3,7 @@ The CLI's low layer: clap structs that hold validated values (sizes, vectors, an
 dispatch to one module per command.
 */
 mod bench;
+mod cluster;
 mod config;
 mod layout;
 mod render;
@@ -36,6 +37,15 @@ enum Command {
     /// Check, explain, draw or print cluster files.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Run a whole CAVE on this machine: a master and one render node per wall, as processes.
+    Demo(cluster::DemoArgs),
+    /// Run the master of a cluster (the application; it sends every frame to the nodes).
+    Master(cluster::MasterArgs),
+    /// Run one render node of a cluster.
+    Node(cluster::NodeArgs),
+    /// Create cluster keys.
+    #[command(subcommand)]
+    Key(cluster::KeyCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,6 +64,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Render(args)) => bench::run_render(args),
         Command::Bench(BenchCommand::Pipeline(args)) => bench::run_pipeline(args),
         Command::Config(cmd) => config::run(cmd),
+        Command::Demo(args) => cluster::run_demo(args),
+        Command::Master(args) => cluster::run_master_cmd(args),
+        Command::Node(args) => cluster::run_node_cmd(args),
+        Command::Key(cmd) => cluster::run_key(cmd),
     }
 }
 

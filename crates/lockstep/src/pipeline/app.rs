@@ -35,6 +35,7 @@ pub struct FrameContext<'a> {
     pub(crate) views: &'a mut Vec<super::ViewPass>,
     pub(crate) applied: &'a WindowProperties,
     pub(crate) exit: &'a mut bool,
+    pub(crate) skip: &'a mut bool,
 }
 
 impl FrameContext<'_> {
@@ -59,6 +60,13 @@ impl FrameContext<'_> {
     /// Ends the run after this frame.
     pub fn request_exit(&mut self) {
         *self.exit = true;
+    }
+
+    /// Ends the run now: this frame is not drawn (e.g. a cluster node told the cluster is
+    /// over, for which no further frame will be swapped).
+    pub fn end_now(&mut self) {
+        *self.exit = true;
+        *self.skip = true;
     }
 }
 

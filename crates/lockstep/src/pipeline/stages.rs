@@ -122,6 +122,7 @@ impl<'a> AppStage<'a> {
             }
             self.seen_version = version;
         }
+        let mut skip = false;
         let mut ctx = FrameContext {
             scene: &mut self.scene,
             frame: self.frame,
@@ -132,10 +133,14 @@ impl<'a> AppStage<'a> {
             views: &mut self.views,
             applied: &self.applied,
             exit: &mut self.exit,
+            skip: &mut skip,
         };
         self.app
             .update(&mut ctx)
             .with_context(|| format!("App update of frame {}", self.frame))?;
+        if skip {
+            return Ok(None);
+        }
         let snapshot = FrameSnapshot {
             frame: self.frame,
             scene: self.scene.clone(),

@@ -1,0 +1,487 @@
+/*!
+`lockstep master`, `lockstep node`, `lockstep key` and `lockstep demo`: running a cluster.
+*/
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use lockstep::cluster::{FailurePolicy, Master, MasterConfig, NodeConfig};
+use lockstep::demo::Demo;
+use lockstep::display::{ClusterConfig, Endpoint, ThreadingModel};
+use lockstep::pipeline::{self, Capture, CapturedFrame, PipelineConfig, Target};
+use lockstep::roles::{NodeApp, SwapGate, default_plugins, load_key, run_master};
+use lockstep::stats::Summary;
+use lockstep_wire::ClusterKey;
+
+use super::{GpuArgs, ranged};
+
+fn resolve(e: &Endpoint) -> Result<SocketAddr> {
+    (e.host.as_str(), e.port)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {e}"))?
+        .next()
+        .with_context(|| format!("{e} resolves to no address"))
+}
+
+/// The Ctrl-C flag: the first Ctrl-C ends the run cleanly, a second one at once.
+fn ctrl_c() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    ctrlc::set_handler(move || {
+        if s.swap(true, Ordering::Relaxed) {
+            std::process::exit(130);
+        }
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    Ok(stop)
+}
+
+fn write_hashes(path: &Path, hashes: &[(u64, u64)]) -> Result<()> {
+    let mut f =
+        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    for (frame, h) in hashes {
+        writeln!(f, "{frame} {h:016x}")?;
+    }
+    Ok(())
+}
+
+/// How a failed node affects the cluster.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Policy {
+    /// Drop it; the others go on.
+    Drop,
+    /// Stop the cluster.
+    Stop,
+}
+
+/// Arguments of `lockstep master`.
+#[derive(Debug, Args)]
+pub struct MasterArgs {
+    /// The cluster file.
+    #[arg(long)]
+    config: PathBuf,
+    /// Stop after N frames (default: until Ctrl-C).
+    #[arg(long, value_parser = |s: &str| ranged(s, 1, 1 << 40))]
+    frames: Option<u64>,
+    /// Advance the clock by this many seconds per frame instead of wall-clock time.
+    #[arg(long = "fixed-dt")]
+    fixed_dt: Option<f64>,
+    /// Milliseconds the swap barrier waits for a node before dropping it.
+    #[arg(long = "deadline-ms", default_value = "1000", value_parser = |s: &str| ranged(s, 10, 600_000))]
+    deadline_ms: u64,
+    /// What a failed node does to the cluster.
+    #[arg(long, value_enum, default_value = "drop")]
+    policy: Policy,
+    /// Seconds to wait for every node to join.
+    #[arg(long = "start-timeout", default_value = "30", value_parser = |s: &str| ranged(s, 1, 3600))]
+    start_timeout: u64,
+    /// Write "frame hash" per line: the scene the master sent.
+    #[arg(long = "hash-out")]
+    hash_out: Option<PathBuf>,
+}
+
+pub fn run_master_cmd(args: MasterArgs) -> Result<()> {
+    let config = ClusterConfig::load(&args.config)?;
+    let key = load_key(&config)?;
+    let stop = ctrl_c()?;
+    let master_config = MasterConfig {
+        cluster: config.name.clone(),
+        key,
+        listen: resolve(&config.master)?,
+        nodes: config.nodes.iter().map(|n| n.name.clone()).collect(),
+        swap_deadline: Duration::from_millis(args.deadline_ms),
+        load_deadline: Duration::from_secs(args.start_timeout),
+        handshake_timeout: Duration::from_secs(5),
+        policy: match args.policy {
+            Policy::Drop => FailurePolicy::Drop,
+            Policy::Stop => FailurePolicy::Stop,
+        },
+        max_frame: lockstep_wire::DEFAULT_MAX_FRAME as u32,
+    };
+    let mut master = Master::start(master_config, default_plugins())?;
+    eprintln!(
+        "master of cluster '{}' listening on {}, waiting for {} node(s)",
+        config.name,
+        master.local_addr(),
+        config.nodes.len()
+    );
+    let mut demo = Demo::new(1.0, 1.0)?;
+    let mut scene = demo.scene.clone();
+    let result = run_master(
+        &mut master,
+        &mut scene,
+        args.frames,
+        args.fixed_dt,
+        Duration::from_secs(args.start_timeout),
+        &stop,
+        |scene, info| {
+            std::mem::swap(&mut demo.scene, scene);
+            let r = demo.animate(info.time);
+            std::mem::swap(&mut demo.scene, scene);
+            Ok(r?)
+        },
+    );
+    master.shutdown(match &result {
+        Ok(_) => "the master finished",
+        Err(_) => "the master stopped on an error",
+    });
+    let report = result?;
+    for (frame, node, why) in &report.dropped {
+        eprintln!("node '{node}' dropped at frame {frame}: {why}");
+    }
+    let waits = Summary::of(&report.swap_waits);
+    println!(
+        "master: {} frames in {:.2} s ({:.1} fps); swap barrier wait median {:.3} ms, p99 {:.3} ms; {} node(s) dropped",
+        report.frames,
+        report.elapsed.as_secs_f64(),
+        report.frames as f64 / report.elapsed.as_secs_f64().max(1e-9),
+        waits.map_or(0.0, |s| s.median_ms),
+        waits.map_or(0.0, |s| s.p99_ms),
+        report.dropped.len()
+    );
+    if let Some(path) = &args.hash_out {
+        let hashes: Vec<(u64, u64)> = report
+            .hashes
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (i as u64, *h))
+            .collect();
+        write_hashes(path, &hashes)?;
+    }
+    Ok(())
+}
+
+/// Arguments of `lockstep node`.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The cluster file.
+    #[arg(long)]
+    config: PathBuf,
+    /// This node's name in the cluster file.
+    #[arg(long)]
+    name: String,
+    /// Render offscreen even if the cluster file asks for a window.
+    #[arg(long)]
+    offscreen: bool,
+    /// Override the cluster file's threading model.
+    #[arg(long = "threading-model", allow_hyphen_values = true)]
+    threading_model: Option<String>,
+    /// Write the last frame as DIR/NODE.png when the run ends.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Write "frame hash" per line: the scene this node drew.
+    #[arg(long = "hash-out")]
+    hash_out: Option<PathBuf>,
+    /// Seconds to keep trying to reach the master.
+    #[arg(long = "connect-timeout", default_value = "30", value_parser = |s: &str| ranged(s, 1, 3600))]
+    connect_timeout: u64,
+    #[command(flatten)]
+    gpu: GpuArgs,
+}
+
+pub fn run_node_cmd(args: NodeArgs) -> Result<()> {
+    let config = ClusterConfig::load(&args.config)?;
+    let key = load_key(&config)?;
+    let node = config.node(&args.name).with_context(|| {
+        let names: Vec<&str> = config.nodes.iter().map(|n| n.name.as_str()).collect();
+        format!(
+            "{}: no node named '{}' (nodes: {})",
+            args.config.display(),
+            args.name,
+            names.join(", ")
+        )
+    })?;
+    let window = node
+        .windows
+        .first()
+        .with_context(|| format!("node '{}' has no window", args.name))?;
+    let threading: ThreadingModel = match &args.threading_model {
+        Some(m) => m.parse().map_err(anyhow::Error::msg)?,
+        None => node.threading_model.clone(),
+    };
+    let has_display = std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty());
+    let offscreen = args.offscreen || window.offscreen || !has_display;
+    let stop = ctrl_c()?;
+    let (session, link) = lockstep::cluster::node::connect(
+        &NodeConfig {
+            cluster: config.name.clone(),
+            key,
+            name: args.name.clone(),
+            master: resolve(&config.master)?,
+            connect_timeout: Duration::from_secs(args.connect_timeout),
+            master_timeout: Duration::from_secs(2),
+        },
+        default_plugins(),
+    )?;
+    eprintln!("node '{}' joined cluster '{}'", args.name, config.name);
+    let gate = SwapGate::new(link);
+    let waits = gate.waits.clone();
+    let mut app = NodeApp::new(session, config.clone(), &args.name);
+    let hashes = app.hashes.clone();
+    let (capture, keeper) = match &args.out {
+        Some(_) if offscreen => {
+            let (tx, rx) = mpsc::channel::<CapturedFrame>();
+            let keeper = std::thread::spawn(move || rx.into_iter().last());
+            (Some(Capture { every: 1, sink: tx }), Some(keeper))
+        }
+        _ => (None, None),
+    };
+    let (w, h) = (window.width, window.height);
+    let config = PipelineConfig {
+        threading,
+        target: if offscreen {
+            Target::Offscreen {
+                width: w,
+                height: h,
+            }
+        } else {
+            Target::Window {
+                width: w,
+                height: h,
+                title: format!("lockstep {} — {}", config.name, args.name),
+                vsync: true,
+            }
+        },
+        frames: None,
+        fixed_dt: None,
+        backend: args.gpu.backend,
+        capture,
+        stats: None,
+        stop,
+        gate: Some(Box::new(gate)),
+    };
+    let started = std::time::Instant::now();
+    let result = pipeline::run(&mut app, config);
+    let elapsed = started.elapsed();
+    let last = keeper.and_then(|k| k.join().ok()).flatten();
+    let report = result?;
+    if let (Some(dir), Some(last)) = (&args.out, last) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        last.image
+            .write_png(&dir.join(format!("{}.png", args.name)))?;
+    }
+    if let Some(path) = &args.hash_out {
+        write_hashes(path, &hashes.lock().map(|h| h.clone()).unwrap_or_default())?;
+    }
+    let waits = waits.lock().map(|w| w.clone()).unwrap_or_default();
+    let s = Summary::of(&waits);
+    println!(
+        "node {}: {} frames, {:.1} fps, swap wait median {:.3} ms, p99 {:.3} ms",
+        args.name,
+        report.frames,
+        report.frames as f64 / elapsed.as_secs_f64().max(1e-9),
+        s.map_or(0.0, |s| s.median_ms),
+        s.map_or(0.0, |s| s.p99_ms)
+    );
+    Ok(())
+}
+
+/// `lockstep key` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Write a new random cluster key (64 hex digits) to FILE, readable by its owner only.
+    New {
+        /// The key file to create (refused if it exists).
+        file: PathBuf,
+    },
+}
+
+pub fn run_key(cmd: KeyCommand) -> Result<()> {
+    let KeyCommand::New { file } = cmd;
+    let hex = ClusterKey::generate_hex()?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(&file)
+        .with_context(|| format!("cannot create {} (it must not exist yet)", file.display()))?;
+    writeln!(f, "{hex}")?;
+    println!(
+        "wrote a new cluster key to {}; copy it to every host of the cluster",
+        file.display()
+    );
+    Ok(())
+}
+
+/// Arguments of `lockstep demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Frames to run.
+    #[arg(long, default_value = "120", value_parser = |s: &str| ranged(s, 1, 1 << 30))]
+    frames: u64,
+    /// Open a window per wall instead of rendering offscreen.
+    #[arg(long)]
+    window: bool,
+    /// Folder for each wall's last frame and the unfolded CAVE picture.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+pub fn run_demo(args: DemoArgs) -> Result<()> {
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    // The sample CAVE, on free local ports, with a fresh key.
+    let mut text = include_str!("../../../../configs/cave.toml").to_string();
+    for port in 7400..=7404 {
+        text = text.replace(
+            &format!("port = {port}\n"),
+            &format!("port = {}\n", free_port()?),
+        );
+    }
+    let cfg_path = args.out.join("cave.toml");
+    std::fs::write(&cfg_path, &text)?;
+    let config = ClusterConfig::load(&cfg_path)?;
+    let key = ClusterKey::generate_hex()?;
+    let exe = std::env::current_exe().context("cannot find the lockstep executable")?;
+    let mut children = Vec::new();
+    let spawn = |args_: Vec<String>| {
+        Command::new(&exe)
+            .args(&args_)
+            .env("LOCKSTEP_KEY", &key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {} {}", exe.display(), args_.join(" ")))
+    };
+    let cfg = cfg_path.to_string_lossy().to_string();
+    let hash_file = |who: &str| {
+        args.out
+            .join(format!("{who}.hashes"))
+            .to_string_lossy()
+            .to_string()
+    };
+    children.push((
+        "master".to_string(),
+        spawn(vec![
+            "master".into(),
+            "--config".into(),
+            cfg.clone(),
+            "--frames".into(),
+            args.frames.to_string(),
+            "--fixed-dt".into(),
+            format!("{}", 1.0 / 60.0),
+            "--hash-out".into(),
+            hash_file("master"),
+        ])?,
+    ));
+    for n in &config.nodes {
+        let mut a = vec![
+            "node".into(),
+            "--config".into(),
+            cfg.clone(),
+            "--name".into(),
+            n.name.clone(),
+            "--hash-out".into(),
+            hash_file(&n.name),
+        ];
+        if !args.window {
+            a.extend([
+                "--offscreen".into(),
+                "--out".into(),
+                args.out.to_string_lossy().to_string(),
+            ]);
+        }
+        children.push((n.name.clone(), spawn(a)?));
+    }
+    eprintln!(
+        "started a master and {} nodes of cluster '{}' on this machine",
+        config.nodes.len(),
+        config.name
+    );
+    let mut failed = Vec::new();
+    let mut lines = Vec::new();
+    for (who, child) in children {
+        let out = child.wait_with_output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        lines.extend(stdout.lines().map(str::to_string));
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = err
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            failed.push(format!(
+                "{who} exited with {}: {}",
+                out.status,
+                tail.join(" | ")
+            ));
+        }
+    }
+    if !failed.is_empty() {
+        bail!("the demo cluster failed:\n  {}", failed.join("\n  "));
+    }
+    for l in &lines {
+        println!("{l}");
+    }
+    // Every node drew the scene the master sent, frame by frame.
+    let read = |who: &str| {
+        std::fs::read_to_string(hash_file(who)).with_context(|| format!("no hashes from {who}"))
+    };
+    let master = read("master")?;
+    for n in &config.nodes {
+        if read(&n.name)? != master {
+            bail!(
+                "node '{}' drew other scenes than the master sent (see {})",
+                n.name,
+                hash_file(&n.name)
+            );
+        }
+    }
+    println!(
+        "all {} nodes drew the same scene as the master in all {} frames",
+        config.nodes.len(),
+        args.frames
+    );
+    if !args.window {
+        let path = args.out.join("cave.png");
+        unfold(&args.out, &path)?;
+        println!(
+            "wrote {} (the walls unfolded) and each wall's last frame in {}",
+            path.display(),
+            args.out.display()
+        );
+    }
+    Ok(())
+}
+
+/// Lays the CAVE's walls out as seen unfolded: left, front, right in a row, the floor below
+/// the front wall.
+fn unfold(dir: &Path, out: &Path) -> Result<()> {
+    let load = |n: &str| -> Result<image::RgbaImage> {
+        Ok(image::open(dir.join(format!("{n}.png")))
+            .with_context(|| format!("no image from node '{n}'"))?
+            .to_rgba8())
+    };
+    let (left, front, right, floor) = (
+        load("left")?,
+        load("front")?,
+        load("right")?,
+        load("floor")?,
+    );
+    let (w, h) = front.dimensions();
+    let mut img = image::RgbaImage::from_pixel(3 * w, 2 * h, image::Rgba([0, 0, 0, 255]));
+    image::imageops::overlay(&mut img, &left, 0, 0);
+    image::imageops::overlay(&mut img, &front, w as i64, 0);
+    image::imageops::overlay(&mut img, &right, 2 * w as i64, 0);
+    image::imageops::overlay(&mut img, &floor, w as i64, h as i64);
+    img.save(out)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(())
+}

@@ -1,0 +1,218 @@
+/*!
+The two roles of a cluster process. A **node** runs the pipeline with an App stage that
+receives the master's frame (clock, scene changes, application data) and a Draw stage that
+stops at the swap barrier before presenting. The **master** runs the application and sends
+each frame; here it renders nothing itself.
+*/
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use lockstep_cluster::plugins::SceneReplication;
+use lockstep_cluster::{ClusterManager, FrameInfo, Master, NodeSession, SwapLink};
+use lockstep_display::ClusterConfig;
+use lockstep_render::View;
+use lockstep_scene::Scene;
+use lockstep_scene::glam::Mat4;
+use lockstep_wire::{ClusterKey, NodeStats};
+
+use crate::node_views::color_writes;
+use crate::pipeline::{App, FrameContext, FrameGate, ViewPass};
+
+/// The cluster key: `LOCKSTEP_KEY` if set, else the cluster file's `key_file`.
+pub fn load_key(config: &ClusterConfig) -> Result<ClusterKey> {
+    if let Some(k) = std::env::var_os("LOCKSTEP_KEY") {
+        return ClusterKey::new(k.into_encoded_bytes()).context("LOCKSTEP_KEY");
+    }
+    let Some(path) = &config.key_file else {
+        bail!(
+            "{}: no key_file, and LOCKSTEP_KEY is not set: create a key with `lockstep key new FILE`",
+            config.path.display()
+        );
+    };
+    Ok(ClusterKey::from_file(path)?)
+}
+
+/// The plugins every process of a cluster registers, in this order.
+pub fn default_plugins() -> ClusterManager {
+    let mut m = ClusterManager::new();
+    m.register(SceneReplication::default())
+        .expect("the first plugin cannot clash");
+    m
+}
+
+/// The rig: where the display's tracker space sits in the world — the node named `rig`, if
+/// the scene has one.
+pub fn rig(scene: &Scene) -> Mat4 {
+    scene
+        .find("rig")
+        .and_then(|r| scene.world_transform(r).ok())
+        .unwrap_or(Mat4::IDENTITY)
+}
+
+/// The App stage of a render node.
+pub struct NodeApp {
+    session: NodeSession,
+    config: ClusterConfig,
+    name: String,
+    /// Frames applied, and the master's last frame number.
+    pub last_frame: Arc<Mutex<Option<FrameInfo>>>,
+    /// (frame, scene hash) after applying each frame.
+    pub hashes: Arc<Mutex<Vec<(u64, u64)>>>,
+}
+
+impl NodeApp {
+    /// A node app for `name`, receiving through `session`.
+    pub fn new(session: NodeSession, config: ClusterConfig, name: &str) -> Self {
+        NodeApp {
+            session,
+            config,
+            name: name.to_string(),
+            last_frame: Arc::new(Mutex::new(None)),
+            hashes: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+}
+
+impl App for NodeApp {
+    fn setup(&mut self, _scene: &mut Scene) -> Result<()> {
+        // The first frame from the master brings the whole scene.
+        Ok(())
+    }
+
+    fn update(&mut self, ctx: &mut FrameContext<'_>) -> Result<()> {
+        let Some(info) = self.session.next_frame(ctx.scene)? else {
+            // The master shut down: no further frame will be swapped, so none is drawn.
+            ctx.end_now();
+            return Ok(());
+        };
+        if let Ok(mut l) = self.last_frame.lock() {
+            *l = Some(info);
+        }
+        if let Ok(mut h) = self.hashes.lock() {
+            h.push((info.frame, lockstep_cluster::scene_hash(ctx.scene)));
+        }
+        let rig = rig(ctx.scene);
+        let views = self
+            .config
+            .views_for(&self.name, &self.config.head, rig)
+            .with_context(|| {
+                format!("no node '{}' in {}", self.name, self.config.path.display())
+            })?;
+        // The first window only: one window per node process.
+        let first = self
+            .config
+            .node(&self.name)
+            .and_then(|n| n.windows.first())
+            .map(|w| w.name.clone());
+        ctx.set_views(
+            views
+                .iter()
+                .filter(|v| Some(&v.window) == first.as_ref())
+                .map(|v| ViewPass {
+                    view: View {
+                        view: v.view,
+                        projection: v.frustum.projection(),
+                    },
+                    rect: Some(v.rect),
+                    color_writes: color_writes(v.mask),
+                }),
+        );
+        Ok(())
+    }
+}
+
+/// The node's swap barrier, in Draw: `SwapReady`, then wait for `SwapNow`.
+pub struct SwapGate {
+    link: SwapLink,
+    /// Time spent waiting at the barrier, per frame.
+    pub waits: Arc<Mutex<Vec<Duration>>>,
+}
+
+impl SwapGate {
+    /// A gate over `link`.
+    pub fn new(link: SwapLink) -> Self {
+        SwapGate {
+            link,
+            waits: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+}
+
+impl FrameGate for SwapGate {
+    fn ready(&mut self, frame: u64, drawn: Duration) -> Result<()> {
+        let t = Instant::now();
+        let stats = NodeStats {
+            cull_ms: 0.0,
+            draw_ms: drawn.as_secs_f32() * 1e3,
+            ready_ms: drawn.as_secs_f32() * 1e3,
+        };
+        self.link.swap(frame, stats)?;
+        if let Ok(mut w) = self.waits.lock() {
+            w.push(t.elapsed());
+        }
+        Ok(())
+    }
+}
+
+/// What the master measured.
+#[derive(Debug, Clone, Default)]
+pub struct MasterReport {
+    /// Frames sent and swapped.
+    pub frames: u64,
+    /// Barrier wait per frame.
+    pub swap_waits: Vec<Duration>,
+    /// Nodes dropped, with frame and reason.
+    pub dropped: Vec<(u64, String, String)>,
+    /// Scene hash per frame, as the master sent it.
+    pub hashes: Vec<u64>,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+/// Runs the master: waits for every node, then for each frame lets `update` edit the scene,
+/// sends the frame and runs the swap barrier. Ends after `frames` frames, when `stop` is set,
+/// or when no node is left.
+pub fn run_master(
+    master: &mut Master,
+    scene: &mut Scene,
+    frames: Option<u64>,
+    fixed_dt: Option<f64>,
+    start_timeout: Duration,
+    stop: &std::sync::atomic::AtomicBool,
+    mut update: impl FnMut(&mut Scene, &FrameInfo) -> Result<()>,
+) -> Result<MasterReport> {
+    master.wait_for_nodes(start_timeout)?;
+    let mut report = MasterReport::default();
+    let start = Instant::now();
+    let mut last = 0.0;
+    for frame in 0.. {
+        if frames.is_some_and(|n| frame >= n) || stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        let time = match fixed_dt {
+            Some(dt) => frame as f64 * dt,
+            None => start.elapsed().as_secs_f64(),
+        };
+        let info = FrameInfo {
+            frame,
+            time,
+            dt: time - last,
+        };
+        last = time;
+        update(scene, &info)?;
+        let mut swap = master.send_frame(&info, scene)?;
+        master.swap(frame, &mut swap)?;
+        report.frames += 1;
+        report.swap_waits.push(swap.waited);
+        report.hashes.push(lockstep_cluster::scene_hash(scene));
+        for (n, why) in swap.dropped {
+            report.dropped.push((frame, n, why));
+        }
+        if master.node_names().is_empty() {
+            bail!("every node has left the cluster (at frame {frame})");
+        }
+    }
+    report.elapsed = start.elapsed();
+    Ok(report)
+}
