@@ -493,3 +493,86 @@ fn bench_pipeline_reports_every_model_with_speedup_and_latency() {
         );
     }
 }
+
+#[test]
+fn demo_runs_a_local_cave_as_processes_and_every_wall_draws_the_masters_scene() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = lockstep(&[
+        "demo",
+        "--frames",
+        "20",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("master: 20 frames"), "{out}");
+    for wall in ["left", "front", "right", "floor"] {
+        assert!(out.contains(&format!("node {wall}: 20 frames")), "{out}");
+        assert_eq!(
+            load(&dir.path().join(format!("{wall}.png"))).dimensions(),
+            (512, 512)
+        );
+        // The node's per-frame scene hashes are the master's.
+        let node = std::fs::read_to_string(dir.path().join(format!("{wall}.hashes"))).unwrap();
+        let master = std::fs::read_to_string(dir.path().join("master.hashes")).unwrap();
+        assert_eq!(node, master, "{wall}");
+        assert_eq!(master.lines().count(), 20);
+    }
+    assert!(
+        out.contains("all 4 nodes drew the same scene as the master in all 20 frames"),
+        "{out}"
+    );
+    let cave = load(&dir.path().join("cave.png"));
+    assert_eq!(cave.dimensions(), (1536, 1024));
+    // The front wall's right edge continues into the right wall's left edge.
+    let diff: u32 = (0..512)
+        .map(|y| {
+            let a = cave.get_pixel(1023, y).0;
+            let b = cave.get_pixel(1024, y).0;
+            (0..3).map(|c| a[c].abs_diff(b[c]) as u32).sum::<u32>()
+        })
+        .sum();
+    assert!(
+        diff / 512 < 40,
+        "mean seam difference {} per pixel",
+        diff / 512
+    );
+}
+
+#[test]
+fn a_node_without_a_key_or_with_a_wrong_name_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "name = \"c\"\nkey_file = \"missing.key\"\n[master]\nhost = \"127.0.0.1\"\nport = 9\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .args(["node", "--config", cfg.to_str().unwrap(), "--name", "x"])
+        .env_remove("LOCKSTEP_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("missing.key") && stderr(&o).contains("cannot read"),
+        "{}",
+        stderr(&o)
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .args(["node", "--config", cfg.to_str().unwrap(), "--name", "x"])
+        .env("LOCKSTEP_KEY", "0123456789abcdef0123")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no node named 'x'"), "{}", stderr(&o));
+    let key = dir.path().join("k");
+    let o = lockstep(&["key", "new", key.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert_eq!(std::fs::read_to_string(&key).unwrap().trim().len(), 64);
+    assert_refused(
+        &["key", "new", key.to_str().unwrap()],
+        &["must not exist yet"],
+    );
+}
