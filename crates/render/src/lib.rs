@@ -24,7 +24,7 @@ mod target;
 pub use capture::{Image, write_png};
 pub use cull::{Batch, CullStats, DrawList, PipelineKind, View, cull};
 pub use draw::Renderer;
-pub use draw::{DEPTH_FORMAT, PassTarget};
+pub use draw::{DEPTH_FORMAT, PassTarget, depth_view};
 pub use error::RenderError;
 pub use gpu::{AdapterSummary, BackendChoice, GpuContext};
 pub use raw::{InstanceRaw, LightRaw, MAX_LIGHTS};

@@ -6,7 +6,7 @@ use std::sync::mpsc;
 
 use lockstep_scene::Scene;
 
-use crate::draw::{DEPTH_FORMAT, PassTarget};
+use crate::draw::{PassTarget, depth_view};
 use crate::{DrawList, GpuContext, Image, RenderError, Renderer};
 
 /// Largest width or height lockstep accepts for a target, whatever the device allows.
@@ -95,11 +95,6 @@ impl OffscreenTarget {
             OFFSCREEN_FORMAT,
             wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::COPY_SRC,
         );
-        let depth = texture(
-            "offscreen depth",
-            DEPTH_FORMAT,
-            wgpu::TextureUsages::RENDER_ATTACHMENT,
-        );
         let padded_row = (width * 4).div_ceil(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT)
             * wgpu::COPY_BYTES_PER_ROW_ALIGNMENT;
         let readback = gpu.device.create_buffer(&wgpu::BufferDescriptor {
@@ -112,7 +107,7 @@ impl OffscreenTarget {
             width,
             height,
             color_view: color.create_view(&Default::default()),
-            depth_view: depth.create_view(&Default::default()),
+            depth_view: depth_view(&gpu.device, width, height),
             color,
             readback,
             padded_row,

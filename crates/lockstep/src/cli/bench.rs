@@ -62,6 +62,16 @@ struct Report {
     readback_cost_ratio: f64,
 }
 
+/// The one light of both benchmark scenes: white, from above and in front.
+fn add_key_light(s: &mut Scene) -> Result<()> {
+    s.add(
+        Node::light(Light::directional(Color::WHITE, 1.0))
+            .with_transform(Transform::IDENTITY.with_rotation(Quat::from_rotation_x(-0.6))),
+        None,
+    )?;
+    Ok(())
+}
+
 /// The benchmark scene: `instances` spheres in a grid filling the view, one light.
 fn bench_scene(instances: u64, triangles: u64, aspect: f32) -> Result<(Scene, u64)> {
     // A UV sphere with s segments and s/2 rings has s·(s − 2) triangles.
@@ -86,11 +96,7 @@ fn bench_scene(instances: u64, triangles: u64, aspect: f32) -> Result<(Scene, u6
             None,
         )?;
     }
-    s.add(
-        Node::light(Light::directional(Color::WHITE, 1.0))
-            .with_transform(Transform::IDENTITY.with_rotation(Quat::from_rotation_x(-0.6))),
-        None,
-    )?;
+    add_key_light(&mut s)?;
     let fov = 60f32.to_radians();
     let half_w = cols as f32 / 2.0 + 0.5;
     let half_h = rows as f32 / 2.0 + 0.5;
@@ -280,11 +286,7 @@ impl lockstep::pipeline::App for Workload {
                 None,
             )?;
         }
-        s.add(
-            Node::light(Light::directional(Color::WHITE, 1.0))
-                .with_transform(Transform::IDENTITY.with_rotation(Quat::from_rotation_x(-0.6))),
-            None,
-        )?;
+        add_key_light(s)?;
         let cam = s.add(
             Node::camera(Camera::perspective(
                 60f32.to_radians(),

@@ -5,8 +5,6 @@ use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -20,7 +18,7 @@ use lockstep::roles::{NodeApp, SwapGate, default_plugins, load_key, run_master};
 use lockstep::stats::Summary;
 use lockstep_wire::ClusterKey;
 
-use super::{GpuArgs, ranged};
+use super::{GpuArgs, ctrl_c, ranged};
 
 fn resolve(e: &Endpoint) -> Result<SocketAddr> {
     (e.host.as_str(), e.port)
@@ -28,19 +26,6 @@ fn resolve(e: &Endpoint) -> Result<SocketAddr> {
         .with_context(|| format!("cannot resolve {e}"))?
         .next()
         .with_context(|| format!("{e} resolves to no address"))
-}
-
-/// The Ctrl-C flag: the first Ctrl-C ends the run cleanly, a second one at once.
-fn ctrl_c() -> Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
-    ctrlc::set_handler(move || {
-        if s.swap(true, Ordering::Relaxed) {
-            std::process::exit(130);
-        }
-    })
-    .context("cannot install the Ctrl-C handler")?;
-    Ok(stop)
 }
 
 fn write_hashes(path: &Path, hashes: &[(u64, u64)]) -> Result<()> {

@@ -92,6 +92,21 @@ fn parse_backend(s: &str) -> Result<BackendChoice, String> {
     BackendChoice::from_str(s)
 }
 
+/// The Ctrl-C flag: the first Ctrl-C lets the run end cleanly after the frame in flight, a
+/// second one leaves at once.
+fn ctrl_c() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::Relaxed) {
+            std::process::exit(130);
+        }
+    })
+    .map_err(|e| anyhow::anyhow!("cannot install the Ctrl-C handler: {e}"))?;
+    Ok(stop)
+}
+
 /// A target size `WxH`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Size {

@@ -3,8 +3,6 @@
 or offscreen, with a threading model, statistics and optional frame capture.
 */
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +19,7 @@ use lockstep::scene::glam::Vec3;
 use lockstep::stats::Summary;
 use serde::Serialize;
 
-use super::{GpuArgs, Size, parse_fov, ranged};
+use super::{GpuArgs, Size, ctrl_c, parse_fov, ranged};
 
 /// Arguments of `lockstep run`.
 #[derive(Debug, Args)]
@@ -133,17 +131,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         bail!("--capture-every works with --offscreen only");
     }
     let (w, h) = (args.size.width, args.size.height);
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        // First Ctrl-C: finish the frame in flight and end cleanly; a second one: leave now.
-        ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::Relaxed) {
-                std::process::exit(130);
-            }
-        })
-        .context("cannot install the Ctrl-C handler")?;
-    }
+    let stop = ctrl_c()?;
 
     let (stats_tx, stats_rx) = mpsc::channel::<FrameStats>();
     let keep = args.stats_out.is_some();

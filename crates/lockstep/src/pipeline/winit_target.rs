@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use lockstep_render::wgpu;
-use lockstep_render::{DEPTH_FORMAT, DrawList, GpuContext, PassTarget, Renderer};
+use lockstep_render::{DrawList, GpuContext, PassTarget, Renderer, depth_view};
 use lockstep_scene::Scene;
 use winit::window::{Fullscreen, Window};
 
@@ -19,25 +19,6 @@ pub(crate) struct WindowTarget {
     surface: wgpu::Surface<'static>,
     config: wgpu::SurfaceConfiguration,
     depth: wgpu::TextureView,
-}
-
-fn depth_view(gpu: &GpuContext, width: u32, height: u32) -> wgpu::TextureView {
-    gpu.device
-        .create_texture(&wgpu::TextureDescriptor {
-            label: Some("window depth"),
-            size: wgpu::Extent3d {
-                width,
-                height,
-                depth_or_array_layers: 1,
-            },
-            mip_level_count: 1,
-            sample_count: 1,
-            dimension: wgpu::TextureDimension::D2,
-            format: DEPTH_FORMAT,
-            usage: wgpu::TextureUsages::RENDER_ATTACHMENT,
-            view_formats: &[],
-        })
-        .create_view(&Default::default())
 }
 
 impl WindowTarget {
@@ -69,7 +50,7 @@ impl WindowTarget {
         };
         surface.configure(&gpu.device, &config);
         Ok(WindowTarget {
-            depth: depth_view(gpu, w, h),
+            depth: depth_view(&gpu.device, w, h),
             window,
             surface,
             config,
@@ -108,7 +89,7 @@ impl WindowTarget {
         self.config.width = w;
         self.config.height = h;
         self.surface.configure(&gpu.device, &self.config);
-        self.depth = depth_view(gpu, w, h);
+        self.depth = depth_view(&gpu.device, w, h);
     }
 
     /// Draws one frame's views, waits at the gate, presents; returns the size drawn at.

@@ -20,6 +20,26 @@ use resources::{GpuMesh, GpuTexture, material_bind_group};
 /// Depth buffer format of every target.
 pub const DEPTH_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Depth32Float;
 
+/// A depth buffer of `width` × `height` for any target (offscreen or a window's surface).
+pub fn depth_view(device: &wgpu::Device, width: u32, height: u32) -> wgpu::TextureView {
+    device
+        .create_texture(&wgpu::TextureDescriptor {
+            label: Some("depth"),
+            size: wgpu::Extent3d {
+                width,
+                height,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: DEPTH_FORMAT,
+            usage: wgpu::TextureUsages::RENDER_ATTACHMENT,
+            view_formats: &[],
+        })
+        .create_view(&Default::default())
+}
+
 /// The colour and depth views one pass draws into, and the part of them it covers.
 pub struct PassTarget<'a> {
     /// Colour attachment (format as given to [`Renderer::new`]).
