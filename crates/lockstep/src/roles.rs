@@ -171,13 +171,15 @@ pub struct MasterReport {
 }
 
 /// Runs the master: waits for every node, then for each frame lets `update` edit the scene,
-/// sends the frame and runs the swap barrier. Ends after `frames` frames, when `stop` is set,
-/// or when no node is left.
+/// sends the frame and runs the swap barrier, at most one frame per `frame_period` if given.
+/// Ends after `frames` frames, when `stop` is set, or when no node is left.
+#[allow(clippy::too_many_arguments)]
 pub fn run_master(
     master: &mut Master,
     scene: &mut Scene,
     frames: Option<u64>,
     fixed_dt: Option<f64>,
+    frame_period: Option<Duration>,
     start_timeout: Duration,
     stop: &std::sync::atomic::AtomicBool,
     mut update: impl FnMut(&mut Scene, &FrameInfo) -> Result<()>,
@@ -208,6 +210,11 @@ pub fn run_master(
         report.hashes.push(lockstep_cluster::scene_hash(scene));
         for (n, why) in swap.dropped {
             report.dropped.push((frame, n, why));
+        }
+        if let Some(period) = frame_period {
+            // Pace like an application running at a fixed rate: sleep, never spin.
+            let next = start + period * (frame as u32 + 1);
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
         }
         if master.node_names().is_empty() {
             bail!("every node has left the cluster (at frame {frame})");

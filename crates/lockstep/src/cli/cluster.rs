@@ -58,6 +58,9 @@ pub struct MasterArgs {
     /// Advance the clock by this many seconds per frame instead of wall-clock time.
     #[arg(long = "fixed-dt")]
     fixed_dt: Option<f64>,
+    /// Run at most this many frames per second (default: as fast as the nodes go).
+    #[arg(long, value_parser = |s: &str| ranged(s, 1, 10_000))]
+    fps: Option<u64>,
     /// Milliseconds the swap barrier waits for a node before dropping it.
     #[arg(long = "deadline-ms", default_value = "1000", value_parser = |s: &str| ranged(s, 10, 600_000))]
     deadline_ms: u64,
@@ -104,6 +107,7 @@ pub fn run_master_cmd(args: MasterArgs) -> Result<()> {
         &mut scene,
         args.frames,
         args.fixed_dt,
+        args.fps.map(|f| Duration::from_secs_f64(1.0 / f as f64)),
         Duration::from_secs(args.start_timeout),
         &stop,
         |scene, info| {
@@ -167,8 +171,21 @@ pub struct NodeArgs {
     /// Seconds to keep trying to reach the master.
     #[arg(long = "connect-timeout", default_value = "30", value_parser = |s: &str| ranged(s, 1, 3600))]
     connect_timeout: u64,
+    /// `gpu` renders the node's viewports; `none` only takes part in the protocol (for
+    /// protocol tests and benchmarks of many nodes on one machine).
+    #[arg(long, value_enum, default_value = "gpu")]
+    renderer: RendererKind,
     #[command(flatten)]
     gpu: GpuArgs,
+}
+
+/// Whether a node renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RendererKind {
+    /// Render with the GPU.
+    Gpu,
+    /// Apply frames and swap, draw nothing.
+    None,
 }
 
 pub fn run_node_cmd(args: NodeArgs) -> Result<()> {
@@ -206,6 +223,9 @@ pub fn run_node_cmd(args: NodeArgs) -> Result<()> {
         default_plugins(),
     )?;
     eprintln!("node '{}' joined cluster '{}'", args.name, config.name);
+    if args.renderer == RendererKind::None {
+        return run_headless(session, link, &args);
+    }
     let gate = SwapGate::new(link);
     let waits = gate.waits.clone();
     let mut app = NodeApp::new(session, config.clone(), &args.name);
@@ -262,6 +282,37 @@ pub fn run_node_cmd(args: NodeArgs) -> Result<()> {
         args.name,
         report.frames,
         report.frames as f64 / elapsed.as_secs_f64().max(1e-9),
+        s.map_or(0.0, |s| s.median_ms),
+        s.map_or(0.0, |s| s.p99_ms)
+    );
+    Ok(())
+}
+
+/// A node without rendering: apply each frame, then swap.
+fn run_headless(
+    mut session: lockstep::cluster::NodeSession,
+    mut link: lockstep::cluster::SwapLink,
+    args: &NodeArgs,
+) -> Result<()> {
+    let mut scene = lockstep::scene::Scene::new();
+    let mut hashes = Vec::new();
+    let mut waits = Vec::new();
+    let started = std::time::Instant::now();
+    while let Some(info) = session.next_frame(&mut scene)? {
+        hashes.push((info.frame, lockstep::cluster::scene_hash(&scene)));
+        let t = std::time::Instant::now();
+        link.swap(info.frame, lockstep_wire::NodeStats::default())?;
+        waits.push(t.elapsed());
+    }
+    if let Some(path) = &args.hash_out {
+        write_hashes(path, &hashes)?;
+    }
+    let s = Summary::of(&waits);
+    println!(
+        "node {}: {} frames, {:.1} fps, swap wait median {:.3} ms, p99 {:.3} ms (no renderer)",
+        args.name,
+        hashes.len(),
+        hashes.len() as f64 / started.elapsed().as_secs_f64().max(1e-9),
         s.map_or(0.0, |s| s.median_ms),
         s.map_or(0.0, |s| s.p99_ms)
     );

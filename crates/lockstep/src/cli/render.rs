@@ -191,20 +191,6 @@ pub(super) fn model_scene(
 /// as it is in the world), one PNG per viewport and eye.
 fn run_cluster_node(args: &RenderArgs, config: &Path, node: &str) -> Result<()> {
     let cluster = ClusterConfig::load(config)?;
-    let views = cluster.views(node).with_context(|| {
-        let names: Vec<&str> = cluster.nodes.iter().map(|n| n.name.as_str()).collect();
-        format!(
-            "{}: no node named '{node}' (nodes: {})",
-            config.display(),
-            names.join(", ")
-        )
-    })?;
-    if views.is_empty() {
-        bail!(
-            "{}: node '{node}' has no viewports to render",
-            config.display()
-        );
-    }
     let scene = if args.scene == "demo" {
         let mut demo = Demo::new(1.0, 1.0).context("building the demo scene")?;
         demo.animate(args.frame as f64 / FRAME_RATE)?;
@@ -222,6 +208,22 @@ fn run_cluster_node(args: &RenderArgs, config: &Path, node: &str) -> Result<()> 
         }
         scene
     };
+    let views = cluster
+        .views_for(node, &cluster.head, lockstep::roles::rig(&scene))
+        .with_context(|| {
+            let names: Vec<&str> = cluster.nodes.iter().map(|n| n.name.as_str()).collect();
+            format!(
+                "{}: no node named '{node}' (nodes: {})",
+                config.display(),
+                names.join(", ")
+            )
+        })?;
+    if views.is_empty() {
+        bail!(
+            "{}: node '{node}' has no viewports to render",
+            config.display()
+        );
+    }
     let gpu = args.gpu.open()?;
     let mut renderer = Renderer::new(&gpu, OffscreenTarget::FORMAT);
     std::fs::create_dir_all(&args.out)
