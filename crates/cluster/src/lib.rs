@@ -15,6 +15,6 @@ pub mod replication;
 
 pub use error::ClusterError;
 pub use master::{FailurePolicy, Master, MasterConfig, SwapReport};
-pub use node::{NodeConfig, NodeSession, SwapLink};
+pub use node::{DirectNode, NodeConfig, NodeSession, SwapLink};
 pub use plugin::{ClusterManager, ClusterPlugin, FrameInfo, PluginError, PluginId};
 pub use replication::{ReplicationError, apply_changes, scene_hash, write_changes};

@@ -6,7 +6,6 @@ encoded once, and runs the swap barrier.
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -60,21 +59,12 @@ struct Joined {
     stream: TcpStream,
 }
 
-enum Event {
-    Ready {
-        node: String,
-        frame: u64,
-        stats: NodeStats,
-    },
-    Lost {
-        node: String,
-        reason: String,
-    },
-}
-
 struct NodeConn {
     name: String,
-    writer: TcpStream,
+    /// Frames are written to its stream; `SwapReady` is read from it by the barrier itself,
+    /// on the master's thread: no reader thread and no channel between a node's answer and
+    /// the barrier (each would cost a thread wake-up per frame).
+    link: Link,
 }
 
 /// What one barrier saw.
@@ -97,8 +87,6 @@ pub struct Master {
     stop: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
     joined: Arc<Mutex<Vec<Joined>>>,
-    events_tx: Sender<Event>,
-    events: Receiver<Event>,
     nodes: Vec<NodeConn>,
     /// Nodes seen at least once (a name may join once per session for now).
     seen: Vec<String>,
@@ -126,15 +114,12 @@ impl Master {
                 .spawn(move || accept_loop(listener, stop, joined, config))
                 .map_err(|e| io("accept", "cannot start the accept thread", e))?
         };
-        let (events_tx, events) = mpsc::channel();
         Ok(Master {
             config,
             addr,
             stop,
             accept: Some(accept),
             joined,
-            events_tx,
-            events,
             nodes: Vec::new(),
             seen: Vec::new(),
             bytes: Vec::new(),
@@ -161,23 +146,12 @@ impl Master {
         };
         let any = !joined.is_empty();
         for j in joined {
-            let reader = j
-                .stream
-                .try_clone()
-                .map_err(|e| io(&j.name, "cannot clone the socket", e))?;
-            let (name, tx) = (j.name.clone(), self.events_tx.clone());
-            std::thread::Builder::new()
-                .name(format!("from {}", j.name).chars().take(15).collect())
-                .spawn(move || read_loop(reader, name, tx))
-                .map_err(|e| io(&j.name, "cannot start a reader thread", e))?;
             tracing::info!("node '{}' joined", j.name);
             if !self.seen.contains(&j.name) {
                 self.seen.push(j.name.clone());
             }
-            self.nodes.push(NodeConn {
-                name: j.name,
-                writer: j.stream,
-            });
+            let link = Link::new(j.stream, format!("node '{}'", j.name), HANDSHAKE_MAX_FRAME)?;
+            self.nodes.push(NodeConn { name: j.name, link });
         }
         // Cluster-file order, whatever order they connected in: reports read the same each run.
         let order = &self.config.nodes;
@@ -224,7 +198,7 @@ impl Master {
             return Ok(());
         };
         let n = self.nodes.remove(i);
-        let _ = n.writer.shutdown(std::net::Shutdown::Both);
+        let _ = n.link.stream.shutdown(std::net::Shutdown::Both);
         tracing::warn!("node '{name}' dropped: {reason}");
         report.dropped.push((name.to_string(), reason.to_string()));
         match self.config.policy {
@@ -277,7 +251,7 @@ impl Master {
         let mut report = SwapReport::default();
         let mut failed = Vec::new();
         for n in &mut self.nodes {
-            if let Err(e) = n.writer.write_all(&self.bytes) {
+            if let Err(e) = n.link.stream.write_all(&self.bytes) {
                 failed.push((
                     n.name.clone(),
                     format!("cannot send frame {}: {e}", info.frame),
@@ -300,50 +274,44 @@ impl Master {
             self.config.swap_deadline
         };
         let deadline = start + limit;
-        let mut waiting: Vec<String> = self.node_names();
-        while !waiting.is_empty() {
-            let now = Instant::now();
-            let event = match self
-                .events
-                .recv_timeout(deadline.saturating_duration_since(now))
-            {
-                Ok(e) => e,
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(ClusterError::Stopped("event channel closed".into()));
+        let mut failed: Vec<(String, String)> = Vec::new();
+        for n in &mut self.nodes {
+            let outcome = loop {
+                // Past the deadline (spent waiting on a slower node), still take what this
+                // node has already sent: it was on time.
+                let left = deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1));
+                if let Err(e) = n.link.stream.set_read_timeout(Some(left)) {
+                    break Err(format!("cannot wait for it: {e}"));
+                }
+                match n.link.recv() {
+                    Ok(Message::SwapReady { frame: f, stats }) if f == frame => break Ok(stats),
+                    // A late answer to an earlier frame, or a sign of life.
+                    Ok(Message::SwapReady { .. } | Message::Heartbeat { .. }) => {}
+                    Ok(Message::Refused { reason }) => break Err(format!("it left: {reason}")),
+                    Ok(other) => break Err(format!("sent an unexpected {} message", other.kind())),
+                    Err(ClusterError::Timeout { .. }) => {
+                        break Err(format!(
+                            "missed the swap deadline of {limit:?} at frame {frame}"
+                        ));
+                    }
+                    Err(e) => break Err(e.to_string()),
                 }
             };
-            match event {
-                Event::Ready {
-                    node,
-                    frame: f,
-                    stats,
-                } if f == frame => {
-                    if let Some(i) = waiting.iter().position(|w| *w == node) {
-                        waiting.remove(i);
-                        report.stats.push((node, stats));
-                    }
-                }
-                // A late answer to an earlier frame: that node was already handled.
-                Event::Ready { .. } => {}
-                Event::Lost { node, reason } => {
-                    waiting.retain(|w| *w != node);
-                    self.drop_node(&node, &reason, report)?;
-                }
+            match outcome {
+                Ok(stats) => report.stats.push((n.name.clone(), stats)),
+                Err(why) => failed.push((n.name.clone(), why)),
             }
         }
-        for name in waiting {
-            let why = format!(
-                "missed the swap deadline of {:?} at frame {frame}",
-                self.config.swap_deadline
-            );
+        for (name, why) in failed {
             self.drop_node(&name, &why, report)?;
         }
         self.bytes.clear();
         encode_into(&Message::SwapNow { frame }, &mut self.bytes).map_err(|e| wire("master", e))?;
         let mut failed = Vec::new();
         for n in &mut self.nodes {
-            if let Err(e) = n.writer.write_all(&self.bytes) {
+            if let Err(e) = n.link.stream.write_all(&self.bytes) {
                 failed.push((n.name.clone(), format!("cannot send SwapNow: {e}")));
             }
         }
@@ -360,7 +328,7 @@ impl Master {
         self.bytes.clear();
         if encode_into(&Message::Shutdown { reason }, &mut self.bytes).is_ok() {
             for n in &mut self.nodes {
-                let _ = n.writer.write_all(&self.bytes);
+                let _ = n.link.stream.write_all(&self.bytes);
             }
         }
     }
@@ -375,7 +343,7 @@ impl Drop for Master {
             let _ = h.join();
         }
         for n in &self.nodes {
-            let _ = n.writer.shutdown(std::net::Shutdown::Both);
+            let _ = n.link.stream.shutdown(std::net::Shutdown::Both);
         }
     }
 }
@@ -449,46 +417,6 @@ fn handshake(stream: TcpStream, peer: &str, config: &MasterConfig) -> Result<Joi
             let reason = e.to_string();
             let _ = link.send(&Message::Refused { reason: &reason });
             Err(e)
-        }
-    }
-}
-
-/// Reads what one node sends and turns it into events for the barrier.
-fn read_loop(stream: TcpStream, name: String, events: Sender<Event>) {
-    let mut link = match Link::new(stream, name.clone(), HANDSHAKE_MAX_FRAME) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = events.send(Event::Lost {
-                node: name,
-                reason: e.to_string(),
-            });
-            return;
-        }
-    };
-    loop {
-        let event = match link.recv() {
-            Ok(Message::SwapReady { frame, stats }) => Event::Ready {
-                node: name.clone(),
-                frame,
-                stats,
-            },
-            Ok(Message::Heartbeat { .. }) => continue,
-            Ok(Message::Refused { reason }) => Event::Lost {
-                node: name.clone(),
-                reason: format!("it left: {reason}"),
-            },
-            Ok(other) => Event::Lost {
-                node: name.clone(),
-                reason: format!("sent an unexpected {} message", other.kind()),
-            },
-            Err(e) => Event::Lost {
-                node: name.clone(),
-                reason: e.to_string(),
-            },
-        };
-        let lost = matches!(event, Event::Lost { .. });
-        if events.send(event).is_err() || lost {
-            return;
         }
     }
 }

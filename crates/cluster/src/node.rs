@@ -66,11 +66,8 @@ pub struct SwapLink {
     master_timeout: Duration,
 }
 
-/// Connects, authenticates, and returns the two halves.
-pub fn connect(
-    config: &NodeConfig,
-    manager: ClusterManager,
-) -> Result<(NodeSession, SwapLink), ClusterError> {
+/// Connects and authenticates; the link's frame limit is the one the master announced.
+fn dial(config: &NodeConfig) -> Result<Link, ClusterError> {
     let peer = format!("master {}", config.master);
     let start = std::time::Instant::now();
     let stream = loop {
@@ -102,6 +99,17 @@ pub fn connect(
     };
     link.set_max_frame(max_frame);
     link.set_timeout(Some(config.master_timeout))?;
+    Ok(link)
+}
+
+/// Connects, authenticates, and returns the two halves (App side and Draw side), served by
+/// one reader thread.
+pub fn connect(
+    config: &NodeConfig,
+    manager: ClusterManager,
+) -> Result<(NodeSession, SwapLink), ClusterError> {
+    let link = dial(config)?;
+    let peer = link.peer.clone();
     let writer_stream = link
         .stream
         .try_clone()
@@ -253,5 +261,103 @@ impl Drop for SwapLink {
     /// immediately instead of at the swap deadline.
     fn drop(&mut self) {
         let _ = self.writer.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// A node's connection used from one thread for both frames and swaps, with no reader thread
+/// between the socket and the node (each hop would cost a thread wake-up per frame): for nodes
+/// that do not split App and Draw across threads, such as `--renderer none`.
+pub struct DirectNode {
+    link: Link,
+    name: String,
+    /// Block payloads of the frame being received, back to back; reused every frame.
+    arena: Vec<u8>,
+    blocks: Vec<(u16, std::ops::Range<usize>)>,
+    /// The plugins that apply each frame's blocks.
+    pub manager: ClusterManager,
+}
+
+/// Connects and authenticates, for use from one thread.
+pub fn connect_direct(
+    config: &NodeConfig,
+    manager: ClusterManager,
+) -> Result<DirectNode, ClusterError> {
+    Ok(DirectNode {
+        link: dial(config)?,
+        name: config.name.clone(),
+        arena: Vec::new(),
+        blocks: Vec::new(),
+        manager,
+    })
+}
+
+impl DirectNode {
+    fn lost(&self, why: impl std::fmt::Display) -> ClusterError {
+        ClusterError::Stopped(format!("node '{}': {why}", self.name))
+    }
+
+    /// Receives the next frame and applies it once its `EndBlock` has arrived; `None` when
+    /// the master shut the cluster down.
+    pub fn next_frame(&mut self, scene: &mut Scene) -> Result<Option<FrameInfo>, ClusterError> {
+        let mut info: Option<FrameInfo> = None;
+        self.arena.clear();
+        self.blocks.clear();
+        loop {
+            let msg = match self.link.recv() {
+                Ok(m) => m,
+                Err(e) => return Err(self.lost(format!("lost the master: {e}"))),
+            };
+            match msg {
+                Message::FrameBegin { frame, time, dt } => {
+                    info = Some(FrameInfo { frame, time, dt })
+                }
+                Message::Block { plugin, bytes } if info.is_some() => {
+                    let start = self.arena.len();
+                    self.arena.extend_from_slice(bytes);
+                    self.blocks.push((plugin, start..self.arena.len()));
+                }
+                Message::EndBlock { frame } if info.is_some_and(|i| i.frame == frame) => break,
+                Message::Heartbeat { .. } | Message::SwapNow { .. } => {}
+                Message::Shutdown { reason } => {
+                    tracing::info!("node '{}': the master shut down: {reason}", self.name);
+                    return Ok(None);
+                }
+                other => {
+                    let kind = other.kind();
+                    return Err(self.lost(format!("the master sent an unexpected {kind} message")));
+                }
+            }
+        }
+        let Some(info) = info else {
+            return Err(self.lost("a frame ended that never began"));
+        };
+        for (plugin, range) in &self.blocks {
+            self.manager
+                .read(*plugin, &info, scene, &self.arena[range.clone()])?;
+        }
+        Ok(Some(info))
+    }
+
+    /// Tells the master frame `frame` is ready and waits for its `SwapNow`.
+    pub fn swap(&mut self, frame: u64, stats: NodeStats) -> Result<(), ClusterError> {
+        self.link.send(&Message::SwapReady { frame, stats })?;
+        loop {
+            let msg = match self.link.recv() {
+                Ok(m) => m,
+                Err(e) => return Err(self.lost(format!("lost the master: {e}"))),
+            };
+            match msg {
+                Message::SwapNow { frame: f } if f == frame => return Ok(()),
+                Message::SwapNow { .. } | Message::Heartbeat { .. } => {}
+                Message::Shutdown { reason } => {
+                    let reason = reason.to_string();
+                    return Err(self.lost(format!("the master shut down: {reason}")));
+                }
+                other => {
+                    let kind = other.kind();
+                    return Err(self.lost(format!("the master sent an unexpected {kind} message")));
+                }
+            }
+        }
     }
 }

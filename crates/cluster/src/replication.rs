@@ -269,28 +269,26 @@ pub fn write_changes(
             lit: m.lit,
         });
     }
-    // Nodes, parents before children: a replica can then always find the parent.
-    let mut stack: Vec<NodeId> = cur.roots().rev().collect();
-    while let Some(id) = stack.pop() {
-        let Ok(node) = cur.node_shared(id) else {
-            continue;
-        };
-        match prev.node_shared(id) {
-            Ok(p) if Arc::ptr_eq(p, node) => {}
-            Ok(p) if transform_only(p, node) => changes.push(Change::Transform {
+    // Nodes: one pass over both snapshots' slots, comparing pointers (fast: no lookups).
+    // Removals go last, so a child moved out of a removed subtree has been re-parented first;
+    // a replica defers a node whose parent comes later in the list.
+    let mut removed = Vec::new();
+    let mut old = prev.slots();
+    for (i, c) in cur.slots().enumerate() {
+        let p = old.next().flatten();
+        let id = NodeId(i as u32);
+        match (p, c) {
+            (Some(p), Some(c)) if Arc::ptr_eq(p, c) => {}
+            (Some(p), Some(c)) if transform_only(p, c) => changes.push(Change::Transform {
                 id: id.0,
-                trs: trs(&node.transform),
+                trs: trs(&c.transform),
             }),
-            _ => changes.push(put_node(id, node)),
-        }
-        stack.extend(node.children.iter().rev());
-    }
-    // Removals last: a child moved out of a removed subtree has been re-parented above.
-    for (id, _) in prev.nodes_shared() {
-        if cur.node_shared(id).is_err() {
-            changes.push(Change::Remove { id: id.0 });
+            (_, Some(c)) => changes.push(put_node(id, c)),
+            (Some(_), None) => removed.push(Change::Remove { id: id.0 }),
+            (None, None) => {}
         }
     }
+    changes.extend(removed);
     if prev.active_camera != cur.active_camera {
         changes.push(Change::ActiveCamera(cur.active_camera.map(|c| c.0)));
     }
@@ -327,6 +325,9 @@ pub fn apply_changes(scene: &mut Scene, bytes: &[u8]) -> Result<usize, Replicati
     let n = changes.len();
     // Children orders are set once every node of the list exists.
     let mut orders: Vec<(NodeId, Vec<u32>)> = Vec::new();
+    // Nodes whose parent comes later in the list wait for it.
+    let mut deferred: Vec<(NodeId, Node, Vec<u32>)> = Vec::new();
+    let mut removals: Vec<NodeId> = Vec::new();
     for c in changes {
         match c {
             Change::Background(v) => scene.background = color(v),
@@ -408,17 +409,51 @@ pub fn apply_changes(scene: &mut Scene, bytes: &[u8]) -> Result<usize, Replicati
                 node.visible = visible;
                 node.tint = color(tint);
                 node.content = content(&c);
-                scene.put(NodeId(id), node)?;
-                if children.len() > 1 {
-                    orders.push((NodeId(id), children));
+                match node.parent {
+                    Some(p) if scene.node(p).is_err() => {
+                        deferred.push((NodeId(id), node, children))
+                    }
+                    _ => {
+                        scene.put(NodeId(id), node)?;
+                        if children.len() > 1 {
+                            orders.push((NodeId(id), children));
+                        }
+                    }
                 }
             }
             Change::Transform { id, trs } => scene.set_transform(NodeId(id), from_trs(&trs))?,
-            Change::Remove { id } => match scene.remove(NodeId(id)) {
-                // Already gone with a removed ancestor.
-                Ok(()) | Err(SceneError::UnknownNode(_)) => {}
-                Err(e) => return Err(e.into()),
-            },
+            // After every node is placed: a child moving out of a removed subtree must have
+            // moved before the subtree goes.
+            Change::Remove { id } => removals.push(NodeId(id)),
+        }
+    }
+    while !deferred.is_empty() {
+        let before = deferred.len();
+        let mut waiting = Vec::new();
+        for (id, node, children) in deferred {
+            if node.parent.is_some_and(|p| scene.node(p).is_err()) {
+                waiting.push((id, node, children));
+                continue;
+            }
+            scene.put(id, node)?;
+            if children.len() > 1 {
+                orders.push((id, children));
+            }
+        }
+        if waiting.len() == before {
+            let (id, node, _) = &waiting[0];
+            return Err(ReplicationError::Malformed(format!(
+                "node {id} names parent {}, which the change list never provides",
+                node.parent.map_or(0, |p| p.0)
+            )));
+        }
+        deferred = waiting;
+    }
+    for id in removals {
+        match scene.remove(id) {
+            // Already gone with a removed ancestor.
+            Ok(()) | Err(SceneError::UnknownNode(_)) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     for (id, order) in orders {

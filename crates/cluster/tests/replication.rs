@@ -229,6 +229,30 @@ fn an_unchanged_frame_and_a_moved_node_cost_few_bytes_even_in_a_large_scene() {
 }
 
 #[test]
+fn a_child_moved_under_a_newer_node_out_of_a_removed_subtree_survives_with_its_children() {
+    let mut master = master_scene();
+    let old_parent = master.add(Node::empty().named("old"), None).unwrap();
+    let child = master
+        .add(Node::empty().named("child"), Some(old_parent))
+        .unwrap();
+    let grandchild = master
+        .add(Node::empty().named("grandchild"), Some(child))
+        .unwrap();
+    let mut replica = Scene::new();
+    sync(&Scene::new(), &master, &mut replica);
+    let prev = master.clone();
+    // In one frame: a new parent (higher id than the child), the child moves under it, and
+    // the old parent is removed.
+    let new_parent = master.add(Node::empty().named("new"), None).unwrap();
+    master.set_parent(child, Some(new_parent)).unwrap();
+    master.remove(old_parent).unwrap();
+    sync(&prev, &master, &mut replica);
+    assert_eq!(scene_hash(&replica), scene_hash(&master));
+    assert_eq!(replica.node(grandchild).unwrap().parent, Some(child));
+    assert_eq!(replica.node(child).unwrap().parent, Some(new_parent));
+}
+
+#[test]
 fn a_replica_that_missed_a_change_or_gets_garbage_reports_it() {
     let master = master_scene();
     let mut with_mesh = master.clone();

@@ -576,3 +576,19 @@ fn a_node_without_a_key_or_with_a_wrong_name_fails_clearly() {
         &["must not exist yet"],
     );
 }
+
+#[test]
+fn bench_sync_compares_lockstep_with_a_bare_barrier_in_one_run() {
+    let o = lockstep(&["bench", "sync", "--nodes", "2", "--frames", "50", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["nodes"], 2);
+    assert_eq!(v["lockstep"]["count"], 50);
+    assert_eq!(v["bare_barrier"]["count"], 50);
+    let (l, b) = (
+        v["lockstep"]["median_ms"].as_f64().unwrap(),
+        v["bare_barrier"]["median_ms"].as_f64().unwrap(),
+    );
+    assert!(l > 0.0 && b > 0.0);
+    assert!((v["median_ratio"].as_f64().unwrap() - l / b).abs() < 1e-9);
+}

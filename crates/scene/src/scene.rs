@@ -259,6 +259,12 @@ impl Scene {
             .filter_map(|(i, n)| n.as_ref().map(|n| (NodeId(i as u32), n)))
     }
 
+    /// Every node slot in id order: `None` for removed ids. Comparing two snapshots slot by
+    /// slot is how replication finds what changed.
+    pub fn slots(&self) -> impl Iterator<Item = Option<&Arc<Node>>> {
+        self.nodes.iter().map(Option::as_ref)
+    }
+
     /// Number of node slots (live or removed); the next new node gets this id.
     pub fn slot_count(&self) -> usize {
         self.nodes.len()

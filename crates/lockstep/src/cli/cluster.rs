@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use lockstep::cluster::{FailurePolicy, Master, MasterConfig, NodeConfig};
+use lockstep::cluster::{FailurePolicy, FrameInfo, Master, MasterConfig, NodeConfig};
 use lockstep::demo::Demo;
 use lockstep::display::{ClusterConfig, Endpoint, ThreadingModel};
 use lockstep::pipeline::{self, Capture, CapturedFrame, PipelineConfig, Target};
@@ -211,21 +211,24 @@ pub fn run_node_cmd(args: NodeArgs) -> Result<()> {
     let has_display = std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty());
     let offscreen = args.offscreen || window.offscreen || !has_display;
     let stop = ctrl_c()?;
-    let (session, link) = lockstep::cluster::node::connect(
-        &NodeConfig {
-            cluster: config.name.clone(),
-            key,
-            name: args.name.clone(),
-            master: resolve(&config.master)?,
-            connect_timeout: Duration::from_secs(args.connect_timeout),
-            master_timeout: Duration::from_secs(2),
-        },
-        default_plugins(),
-    )?;
-    eprintln!("node '{}' joined cluster '{}'", args.name, config.name);
+    let node_config = NodeConfig {
+        cluster: config.name.clone(),
+        key,
+        name: args.name.clone(),
+        master: resolve(&config.master)?,
+        connect_timeout: Duration::from_secs(args.connect_timeout),
+        master_timeout: Duration::from_secs(2),
+    };
     if args.renderer == RendererKind::None {
-        return run_headless(session, link, &args);
+        let node = lockstep::cluster::node::connect_direct(&node_config, default_plugins())?;
+        eprintln!(
+            "node '{}' joined cluster '{}' (no renderer)",
+            args.name, config.name
+        );
+        return run_headless(node, &args);
     }
+    let (session, link) = lockstep::cluster::node::connect(&node_config, default_plugins())?;
+    eprintln!("node '{}' joined cluster '{}'", args.name, config.name);
     let gate = SwapGate::new(link);
     let waits = gate.waits.clone();
     let mut app = NodeApp::new(session, config.clone(), &args.name);
@@ -289,19 +292,20 @@ pub fn run_node_cmd(args: NodeArgs) -> Result<()> {
 }
 
 /// A node without rendering: apply each frame, then swap.
-fn run_headless(
-    mut session: lockstep::cluster::NodeSession,
-    mut link: lockstep::cluster::SwapLink,
-    args: &NodeArgs,
-) -> Result<()> {
+fn run_headless(mut node: lockstep::cluster::DirectNode, args: &NodeArgs) -> Result<()> {
     let mut scene = lockstep::scene::Scene::new();
     let mut hashes = Vec::new();
     let mut waits = Vec::new();
     let started = std::time::Instant::now();
-    while let Some(info) = session.next_frame(&mut scene)? {
-        hashes.push((info.frame, lockstep::cluster::scene_hash(&scene)));
+    let hashing = args.hash_out.is_some();
+    let mut frames = 0u64;
+    while let Some(info) = node.next_frame(&mut scene)? {
+        frames += 1;
+        if hashing {
+            hashes.push((info.frame, lockstep::cluster::scene_hash(&scene)));
+        }
         let t = std::time::Instant::now();
-        link.swap(info.frame, lockstep_wire::NodeStats::default())?;
+        node.swap(info.frame, lockstep_wire::NodeStats::default())?;
         waits.push(t.elapsed());
     }
     if let Some(path) = &args.hash_out {
@@ -311,8 +315,8 @@ fn run_headless(
     println!(
         "node {}: {} frames, {:.1} fps, swap wait median {:.3} ms, p99 {:.3} ms (no renderer)",
         args.name,
-        hashes.len(),
-        hashes.len() as f64 / started.elapsed().as_secs_f64().max(1e-9),
+        frames,
+        frames as f64 / started.elapsed().as_secs_f64().max(1e-9),
         s.map_or(0.0, |s| s.median_ms),
         s.map_or(0.0, |s| s.p99_ms)
     );
@@ -520,4 +524,194 @@ fn unfold(dir: &Path, out: &Path) -> Result<()> {
     img.save(out)
         .with_context(|| format!("cannot write {}", out.display()))?;
     Ok(())
+}
+
+/// Arguments of `lockstep bench sync`.
+#[derive(Debug, Args)]
+pub struct BenchSyncArgs {
+    /// Render nodes (separate processes, no rendering).
+    #[arg(long, default_value = "3", value_parser = |s: &str| ranged(s, 1, 64))]
+    nodes: u64,
+    /// Measured frames (rounds of each kind).
+    #[arg(long, default_value = "2000", value_parser = |s: &str| ranged(s, 10, 1_000_000))]
+    frames: u64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `lockstep bench-peer ADDR`: one side of the bare barrier `bench sync` compares with.
+#[derive(Debug, Args)]
+pub struct BenchPeerArgs {
+    /// The bench's address.
+    addr: SocketAddr,
+}
+
+/// Answers every byte with a byte, until the bench closes the connection.
+pub fn run_bench_peer(args: BenchPeerArgs) -> Result<()> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(args.addr)
+        .with_context(|| format!("cannot reach {}", args.addr))?;
+    s.set_nodelay(true)?;
+    let mut b = [0u8; 1];
+    while s.read(&mut b)? == 1 {
+        s.write_all(&b)?;
+    }
+    Ok(())
+}
+
+pub fn run_bench_sync(args: BenchSyncArgs) -> Result<()> {
+    use std::io::Read;
+    let dir = tempfile_dir()?;
+    let n = args.nodes as usize;
+    let mut text = format!(
+        "name = \"bench\"\n[master]\nhost = \"127.0.0.1\"\nport = {}\n[[screens]]\nname = \"s\"\nlower_left = [-1.0, 0.0, -2.0]\nlower_right = [1.0, 0.0, -2.0]\nupper_left = [-1.0, 2.0, -2.0]\n",
+        free_port()?
+    );
+    for i in 0..n {
+        text += &format!(
+            "[[nodes]]\nname = \"n{i}\"\nhost = \"127.0.0.1\"\nport = {}\n[[nodes.windows]]\nname = \"w\"\nsize = [64, 64]\n[[nodes.windows.viewports]]\nname = \"v\"\nscreen = \"s\"\n",
+            free_port()?
+        );
+    }
+    let cfg_path = dir.join("bench.toml");
+    std::fs::write(&cfg_path, text)?;
+    let config = ClusterConfig::load(&cfg_path)?;
+    let key = ClusterKey::generate_hex()?;
+    let exe = std::env::current_exe()?;
+    let spawn = |a: &[&str]| {
+        Command::new(&exe)
+            .args(a)
+            .env("LOCKSTEP_KEY", &key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start a bench process")
+    };
+    let mut master = Master::start(
+        MasterConfig {
+            cluster: config.name.clone(),
+            key: ClusterKey::new(key.as_bytes().to_vec())?,
+            listen: resolve(&config.master)?,
+            nodes: config.nodes.iter().map(|n| n.name.clone()).collect(),
+            swap_deadline: Duration::from_secs(5),
+            load_deadline: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(5),
+            policy: FailurePolicy::Stop,
+            max_frame: lockstep_wire::DEFAULT_MAX_FRAME as u32,
+        },
+        default_plugins(),
+    )?;
+    let bare = TcpListener::bind("127.0.0.1:0")?;
+    let bare_addr = bare.local_addr()?;
+    let cfg = cfg_path.to_string_lossy().to_string();
+    let mut children = Vec::new();
+    for node in &config.nodes {
+        children.push(spawn(&[
+            "node",
+            "--config",
+            &cfg,
+            "--name",
+            &node.name,
+            "--renderer",
+            "none",
+        ])?);
+        children.push(spawn(&["bench-peer", &bare_addr.to_string()])?);
+    }
+    let mut peers = Vec::new();
+    for _ in 0..n {
+        let (s, _) = bare.accept()?;
+        s.set_nodelay(true)?;
+        peers.push(s);
+    }
+    master.wait_for_nodes(Duration::from_secs(30))?;
+    let mut demo = Demo::new(1.0, 1.0)?;
+    let (mut sync, mut barrier, mut send) = (Vec::new(), Vec::new(), Vec::new());
+    let warmup = 50;
+    for frame in 0..args.frames + warmup {
+        // lockstep: the demo's changes for this frame, sent once, then the swap barrier.
+        demo.animate(frame as f64 / 60.0)?;
+        let info = FrameInfo {
+            frame,
+            time: frame as f64 / 60.0,
+            dt: 1.0 / 60.0,
+        };
+        let t = std::time::Instant::now();
+        let mut report = master.send_frame(&info, &demo.scene)?;
+        let sent = t.elapsed();
+        master.swap(frame, &mut report)?;
+        let lockstep_time = t.elapsed();
+        if frame >= warmup {
+            send.push(sent);
+        }
+        // The bare barrier: one byte out to every peer, one byte back from each.
+        let t = std::time::Instant::now();
+        for p in &mut peers {
+            p.write_all(&[1])?;
+        }
+        let mut b = [0u8; 1];
+        for p in &mut peers {
+            p.read_exact(&mut b)?;
+        }
+        let bare_time = t.elapsed();
+        if frame >= warmup {
+            sync.push(lockstep_time);
+            barrier.push(bare_time);
+        }
+    }
+    master.shutdown("benchmark over");
+    drop(peers);
+    for c in children {
+        let _ = c.wait_with_output();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let (s, b) = (
+        Summary::of(&sync).context("no frames")?,
+        Summary::of(&barrier).context("no rounds")?,
+    );
+    let (median_ratio, p99_ratio) = (s.median_ms / b.median_ms, s.p99_ms / b.p99_ms);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "benchmark": "sync",
+                "nodes": n,
+                "frames": args.frames,
+                "lockstep": s,
+                "bare_barrier": b,
+                "median_ratio": median_ratio,
+                "p99_ratio": p99_ratio,
+            }))?
+        );
+        return Ok(());
+    }
+    println!(
+        "lockstep bench sync: {n} node processes, {} frames, the demo scene's changes each frame",
+        args.frames
+    );
+    println!("{:<28} {:>10} {:>10}", "per frame", "median ms", "p99 ms");
+    println!(
+        "{:<28} {:>10.3} {:>10.3}",
+        "lockstep (data + barrier)", s.median_ms, s.p99_ms
+    );
+    println!(
+        "{:<28} {:>10.3} {:>10.3}",
+        "bare TCP barrier", b.median_ms, b.p99_ms
+    );
+    println!("{:<28} {:>9.2}x {:>9.2}x", "ratio", median_ratio, p99_ratio);
+    if let Some(d) = Summary::of(&send) {
+        println!(
+            "(of lockstep's time, sending the frame — diff, encode, write — took median {:.3} ms, p99 {:.3} ms)",
+            d.median_ms, d.p99_ms
+        );
+    }
+    Ok(())
+}
+
+/// A private temporary folder for the benchmark's cluster file.
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("lockstep-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }

@@ -46,6 +46,9 @@ enum Command {
     /// Create cluster keys.
     #[command(subcommand)]
     Key(cluster::KeyCommand),
+    /// One peer of the bare barrier `bench sync` measures against (started by it).
+    #[command(hide = true)]
+    BenchPeer(cluster::BenchPeerArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,6 +57,8 @@ enum BenchCommand {
     Render(bench::BenchRenderArgs),
     /// The App/Cull/Draw pipeline under every threading model: fps, speed-up, latency.
     Pipeline(bench::BenchPipelineArgs),
+    /// lockstep's per-frame sync (scene data + swap barrier) against a bare TCP barrier.
+    Sync(cluster::BenchSyncArgs),
 }
 
 /// Runs the parsed command.
@@ -63,6 +68,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => run::run(args),
         Command::Bench(BenchCommand::Render(args)) => bench::run_render(args),
         Command::Bench(BenchCommand::Pipeline(args)) => bench::run_pipeline(args),
+        Command::Bench(BenchCommand::Sync(args)) => cluster::run_bench_sync(args),
+        Command::BenchPeer(args) => cluster::run_bench_peer(args),
         Command::Config(cmd) => config::run(cmd),
         Command::Demo(args) => cluster::run_demo(args),
         Command::Master(args) => cluster::run_master_cmd(args),
