@@ -7,11 +7,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use glam::Vec3;
-use lockstep_cluster::plugins::{FIRST_APP_PLUGIN, SceneReplication, Shared};
+use lockstep_cluster::plugins::{FIRST_APP_PLUGIN, HeadTracking, SceneReplication, Shared};
 use lockstep_cluster::{
     ClusterError, ClusterManager, FailurePolicy, FrameInfo, Master, MasterConfig, NodeConfig,
     scene_hash,
 };
+use lockstep_display::HeadPose;
 use lockstep_scene::{Color, Material, Mesh, Node, Scene, Transform};
 use lockstep_wire::{ClusterKey, NodeStats};
 
@@ -22,6 +23,11 @@ fn key() -> ClusterKey {
 fn manager() -> ClusterManager {
     let mut m = ClusterManager::new();
     m.register(SceneReplication::default()).unwrap();
+    m.register(HeadTracking::new(HeadPose {
+        position: Vec3::new(0.0, 1.7, 0.0),
+        rotation: glam::Quat::IDENTITY,
+    }))
+    .unwrap();
     m.register(Shared::new(FIRST_APP_PLUGIN, "score", 0u64))
         .unwrap();
     m
@@ -333,4 +339,53 @@ fn nodes_notice_a_vanished_master_within_two_seconds() {
         "took {:?}",
         t.elapsed()
     );
+}
+
+#[test]
+fn a_head_pose_set_on_the_master_reaches_the_node_with_the_next_frame() {
+    let mut m = master(&["a"], 1000);
+    let addr = m.local_addr();
+    let node = std::thread::spawn(move || {
+        let (mut session, mut swap) =
+            lockstep_cluster::node::connect(&node_config("a", addr, key(), "test"), manager())
+                .unwrap();
+        let mut scene = Scene::new();
+        let mut heads = Vec::new();
+        while let Some(info) = session.next_frame(&mut scene).unwrap() {
+            heads.push(
+                session
+                    .manager
+                    .get::<HeadTracking>()
+                    .unwrap()
+                    .pose()
+                    .position,
+            );
+            swap.swap(info.frame, NodeStats::default()).unwrap();
+        }
+        heads
+    });
+    m.wait_for_nodes(Duration::from_secs(5)).unwrap();
+    let world = World::new();
+    for frame in 0..6u64 {
+        if frame == 3 {
+            let moved = HeadPose {
+                position: Vec3::new(0.3, 1.6, -0.2),
+                rotation: glam::Quat::IDENTITY,
+            };
+            m.manager.get_mut::<HeadTracking>().unwrap().set(moved);
+        }
+        let info = FrameInfo {
+            frame,
+            time: 0.0,
+            dt: 0.0,
+        };
+        let mut report = m.send_frame(&info, &world.scene).unwrap();
+        m.swap(frame, &mut report).unwrap();
+        assert!(report.dropped.is_empty());
+    }
+    m.shutdown("done");
+    let heads = node.join().unwrap();
+    let start = Vec3::new(0.0, 1.7, 0.0);
+    let moved = Vec3::new(0.3, 1.6, -0.2);
+    assert_eq!(heads, [start, start, start, moved, moved, moved]);
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use lockstep_cluster::plugins::SceneReplication;
+use lockstep_cluster::plugins::{HeadTracking, SceneReplication};
 use lockstep_cluster::{ClusterManager, FrameInfo, Master, NodeSession, SwapLink};
 use lockstep_display::ClusterConfig;
 use lockstep_render::View;
@@ -33,11 +33,14 @@ pub fn load_key(config: &ClusterConfig) -> Result<ClusterKey> {
     Ok(ClusterKey::from_file(path)?)
 }
 
-/// The plugins every process of a cluster registers, in this order.
-pub fn default_plugins() -> ClusterManager {
+/// The plugins every process of a cluster registers, in this order (see
+/// [`lockstep_cluster::plugins`]); the head starts where the cluster file puts it.
+pub fn default_plugins(config: &ClusterConfig) -> ClusterManager {
     let mut m = ClusterManager::new();
     m.register(SceneReplication::default())
-        .expect("the first plugin cannot clash");
+        .expect("the built-in plugins have distinct ids");
+    m.register(HeadTracking::new(config.head))
+        .expect("the built-in plugins have distinct ids");
     m
 }
 
@@ -93,9 +96,15 @@ impl App for NodeApp {
             h.push((info.frame, lockstep_cluster::scene_hash(ctx.scene)));
         }
         let rig = rig(ctx.scene);
+        // The head as the master last sent it (the file's until a tracker moves it).
+        let head = self
+            .session
+            .manager
+            .get::<HeadTracking>()
+            .map_or(self.config.head, |h| *h.pose());
         let views = self
             .config
-            .views_for(&self.name, &self.config.head, rig)
+            .views_for(&self.name, &head, rig)
             .with_context(|| {
                 format!("no node '{}' in {}", self.name, self.config.path.display())
             })?;

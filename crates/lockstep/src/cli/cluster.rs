@@ -93,7 +93,7 @@ pub fn run_master_cmd(args: MasterArgs) -> Result<()> {
         },
         max_frame: lockstep_wire::DEFAULT_MAX_FRAME as u32,
     };
-    let mut master = Master::start(master_config, default_plugins())?;
+    let mut master = Master::start(master_config, default_plugins(&config))?;
     eprintln!(
         "master of cluster '{}' listening on {}, waiting for {} node(s)",
         config.name,
@@ -220,14 +220,14 @@ pub fn run_node_cmd(args: NodeArgs) -> Result<()> {
         master_timeout: Duration::from_secs(2),
     };
     if args.renderer == RendererKind::None {
-        let node = lockstep::cluster::node::connect_direct(&node_config, default_plugins())?;
+        let node = lockstep::cluster::node::connect_direct(&node_config, default_plugins(&config))?;
         eprintln!(
             "node '{}' joined cluster '{}' (no renderer)",
             args.name, config.name
         );
         return run_headless(node, &args);
     }
-    let (session, link) = lockstep::cluster::node::connect(&node_config, default_plugins())?;
+    let (session, link) = lockstep::cluster::node::connect(&node_config, default_plugins(&config))?;
     eprintln!("node '{}' joined cluster '{}'", args.name, config.name);
     let gate = SwapGate::new(link);
     let waits = gate.waits.clone();
@@ -601,7 +601,7 @@ pub fn run_bench_sync(args: BenchSyncArgs) -> Result<()> {
             policy: FailurePolicy::Stop,
             max_frame: lockstep_wire::DEFAULT_MAX_FRAME as u32,
         },
-        default_plugins(),
+        default_plugins(&config),
     )?;
     let bare = TcpListener::bind("127.0.0.1:0")?;
     let bare_addr = bare.local_addr()?;
