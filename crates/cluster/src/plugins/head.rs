@@ -51,11 +51,7 @@ impl ClusterPlugin for HeadTracking {
         }
         let (p, r) = (self.pose.position, self.pose.rotation);
         let record: [f32; 7] = [p.x, p.y, p.z, r.x, r.y, r.z, r.w];
-        let v = std::mem::take(out);
-        *out = postcard::to_extend(&record, v).map_err(|e| PluginError {
-            plugin: "head",
-            reason: format!("cannot encode: {e}"),
-        })?;
+        super::encode_block("head", &record, out)?;
         self.dirty = false;
         Ok(())
     }
@@ -66,10 +62,7 @@ impl ClusterPlugin for HeadTracking {
         _scene: &mut Scene,
         bytes: &[u8],
     ) -> Result<(), PluginError> {
-        let r: [f32; 7] = postcard::from_bytes(bytes).map_err(|e| PluginError {
-            plugin: "head",
-            reason: format!("cannot decode: {e}"),
-        })?;
+        let r: [f32; 7] = super::decode_block("head", bytes)?;
         if r.iter().any(|v| !v.is_finite()) {
             return Err(PluginError {
                 plugin: "head",

@@ -22,3 +22,28 @@ pub const SCENE_PLUGIN: crate::PluginId = 1;
 pub const HEAD_PLUGIN: crate::PluginId = 2;
 /// First id free for application plugins.
 pub const FIRST_APP_PLUGIN: crate::PluginId = 100;
+
+/// Appends `value`, postcard-encoded, to `out`; errors name `plugin`.
+pub(crate) fn encode_block<T: serde::Serialize>(
+    plugin: &'static str,
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), crate::PluginError> {
+    let v = std::mem::take(out);
+    *out = postcard::to_extend(value, v).map_err(|e| crate::PluginError {
+        plugin,
+        reason: format!("cannot encode: {e}"),
+    })?;
+    Ok(())
+}
+
+/// Decodes a block written by [`encode_block`]; errors name `plugin`.
+pub(crate) fn decode_block<T: serde::de::DeserializeOwned>(
+    plugin: &'static str,
+    bytes: &[u8],
+) -> Result<T, crate::PluginError> {
+    postcard::from_bytes(bytes).map_err(|e| crate::PluginError {
+        plugin,
+        reason: format!("cannot decode: {e}"),
+    })
+}

@@ -55,11 +55,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> ClusterPlugin for Shared<
         if !self.dirty {
             return Ok(());
         }
-        let v = std::mem::take(out);
-        *out = postcard::to_extend(&self.value, v).map_err(|e| PluginError {
-            plugin: self.name,
-            reason: format!("cannot encode: {e}"),
-        })?;
+        super::encode_block(self.name, &self.value, out)?;
         self.dirty = false;
         Ok(())
     }
@@ -70,10 +66,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> ClusterPlugin for Shared<
         _scene: &mut Scene,
         bytes: &[u8],
     ) -> Result<(), PluginError> {
-        self.value = postcard::from_bytes(bytes).map_err(|e| PluginError {
-            plugin: self.name,
-            reason: format!("cannot decode: {e}"),
-        })?;
+        self.value = super::decode_block(self.name, bytes)?;
         Ok(())
     }
 
