@@ -33,10 +33,44 @@ pub struct NodeConfig {
     pub master_timeout: Duration,
 }
 
+/// One frame's blocks as they arrived: payloads back to back in one buffer, reused from frame
+/// to frame, so receiving a frame allocates nothing once warm.
+#[derive(Default)]
+struct FrameBlocks {
+    arena: Vec<u8>,
+    blocks: Vec<(u16, std::ops::Range<usize>)>,
+}
+
+impl FrameBlocks {
+    fn clear(&mut self) {
+        self.arena.clear();
+        self.blocks.clear();
+    }
+
+    fn push(&mut self, plugin: u16, bytes: &[u8]) {
+        let start = self.arena.len();
+        self.arena.extend_from_slice(bytes);
+        self.blocks.push((plugin, start..self.arena.len()));
+    }
+
+    /// Hands every block to its plugin, in arrival order.
+    fn apply(
+        &self,
+        manager: &mut ClusterManager,
+        info: &FrameInfo,
+        scene: &mut Scene,
+    ) -> Result<(), ClusterError> {
+        for (plugin, range) in &self.blocks {
+            manager.read(*plugin, info, scene, &self.arena[range.clone()])?;
+        }
+        Ok(())
+    }
+}
+
 /// One frame's data as it arrived.
 struct FrameData {
     info: FrameInfo,
-    blocks: Vec<(u16, Vec<u8>)>,
+    blocks: FrameBlocks,
 }
 
 enum ToApp {
@@ -54,6 +88,8 @@ enum ToDraw {
 pub struct NodeSession {
     name: String,
     frames: Receiver<ToApp>,
+    /// Applied frames' buffers go back to the reader thread for the next frames.
+    recycle: Sender<FrameBlocks>,
     /// The plugins that apply each frame's blocks.
     pub manager: ClusterManager,
 }
@@ -117,14 +153,16 @@ pub fn connect(
     let writer = Link::new(writer_stream, peer.clone(), HANDSHAKE_MAX_FRAME)?;
     let (app_tx, frames) = mpsc::sync_channel::<ToApp>(2);
     let (draw_tx, swaps) = mpsc::channel::<ToDraw>();
+    let (recycle, recycled) = mpsc::channel::<FrameBlocks>();
     std::thread::Builder::new()
         .name("from master".into())
-        .spawn(move || read_loop(link, app_tx, draw_tx))
+        .spawn(move || read_loop(link, app_tx, draw_tx, recycled))
         .map_err(|e| io(&peer, "cannot start the reader thread", e))?;
     Ok((
         NodeSession {
             name: config.name.clone(),
             frames,
+            recycle,
             manager,
         },
         SwapLink {
@@ -136,20 +174,27 @@ pub fn connect(
     ))
 }
 
-fn read_loop(mut link: Link, app: mpsc::SyncSender<ToApp>, draw: Sender<ToDraw>) {
+fn read_loop(
+    mut link: Link,
+    app: mpsc::SyncSender<ToApp>,
+    draw: Sender<ToDraw>,
+    recycled: Receiver<FrameBlocks>,
+) {
     let mut current: Option<FrameData> = None;
     loop {
         let lost = match link.recv() {
             Ok(Message::FrameBegin { frame, time, dt }) => {
+                let mut blocks = recycled.try_recv().unwrap_or_default();
+                blocks.clear();
                 current = Some(FrameData {
                     info: FrameInfo { frame, time, dt },
-                    blocks: Vec::new(),
+                    blocks,
                 });
                 continue;
             }
             Ok(Message::Block { plugin, bytes }) => match current.as_mut() {
                 Some(f) => {
-                    f.blocks.push((plugin, bytes.to_vec()));
+                    f.blocks.push(plugin, bytes);
                     continue;
                 }
                 None => "the master sent a Block outside a frame".to_string(),
@@ -193,9 +238,9 @@ impl NodeSession {
     pub fn next_frame(&mut self, scene: &mut Scene) -> Result<Option<FrameInfo>, ClusterError> {
         match self.frames.recv() {
             Ok(ToApp::Frame(f)) => {
-                for (plugin, bytes) in &f.blocks {
-                    self.manager.read(*plugin, &f.info, scene, bytes)?;
-                }
+                f.blocks.apply(&mut self.manager, &f.info, scene)?;
+                // If the reader has ended, the buffer is simply dropped.
+                let _ = self.recycle.send(f.blocks);
                 Ok(Some(f.info))
             }
             Ok(ToApp::Shutdown(reason)) => {
@@ -270,9 +315,8 @@ impl Drop for SwapLink {
 pub struct DirectNode {
     link: Link,
     name: String,
-    /// Block payloads of the frame being received, back to back; reused every frame.
-    arena: Vec<u8>,
-    blocks: Vec<(u16, std::ops::Range<usize>)>,
+    /// The frame being received; reused every frame.
+    frame: FrameBlocks,
     /// The plugins that apply each frame's blocks.
     pub manager: ClusterManager,
 }
@@ -285,8 +329,7 @@ pub fn connect_direct(
     Ok(DirectNode {
         link: dial(config)?,
         name: config.name.clone(),
-        arena: Vec::new(),
-        blocks: Vec::new(),
+        frame: FrameBlocks::default(),
         manager,
     })
 }
@@ -300,8 +343,7 @@ impl DirectNode {
     /// the master shut the cluster down.
     pub fn next_frame(&mut self, scene: &mut Scene) -> Result<Option<FrameInfo>, ClusterError> {
         let mut info: Option<FrameInfo> = None;
-        self.arena.clear();
-        self.blocks.clear();
+        self.frame.clear();
         loop {
             let msg = match self.link.recv() {
                 Ok(m) => m,
@@ -312,9 +354,7 @@ impl DirectNode {
                     info = Some(FrameInfo { frame, time, dt })
                 }
                 Message::Block { plugin, bytes } if info.is_some() => {
-                    let start = self.arena.len();
-                    self.arena.extend_from_slice(bytes);
-                    self.blocks.push((plugin, start..self.arena.len()));
+                    self.frame.push(plugin, bytes)
                 }
                 Message::EndBlock { frame } if info.is_some_and(|i| i.frame == frame) => break,
                 Message::Heartbeat { .. } | Message::SwapNow { .. } => {}
@@ -331,10 +371,7 @@ impl DirectNode {
         let Some(info) = info else {
             return Err(self.lost("a frame ended that never began"));
         };
-        for (plugin, range) in &self.blocks {
-            self.manager
-                .read(*plugin, &info, scene, &self.arena[range.clone()])?;
-        }
+        self.frame.apply(&mut self.manager, &info, scene)?;
         Ok(Some(info))
     }
 
