@@ -88,8 +88,6 @@ pub struct Master {
     accept: Option<JoinHandle<()>>,
     joined: Arc<Mutex<Vec<Joined>>>,
     nodes: Vec<NodeConn>,
-    /// Nodes seen at least once (a name may join once per session for now).
-    seen: Vec<String>,
     bytes: Vec<u8>,
     /// The frame in flight carries the whole scene to someone.
     loading: bool,
@@ -121,7 +119,6 @@ impl Master {
             accept: Some(accept),
             joined,
             nodes: Vec::new(),
-            seen: Vec::new(),
             bytes: Vec::new(),
             loading: false,
             manager,
@@ -147,9 +144,6 @@ impl Master {
         let any = !joined.is_empty();
         for j in joined {
             tracing::info!("node '{}' joined", j.name);
-            if !self.seen.contains(&j.name) {
-                self.seen.push(j.name.clone());
-            }
             let link = Link::new(j.stream, format!("node '{}'", j.name), HANDSHAKE_MAX_FRAME)?;
             self.nodes.push(NodeConn { name: j.name, link });
         }
