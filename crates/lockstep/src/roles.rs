@@ -60,8 +60,10 @@ pub struct NodeApp {
     name: String,
     /// Frames applied, and the master's last frame number.
     pub last_frame: Arc<Mutex<Option<FrameInfo>>>,
-    /// (frame, scene hash) after applying each frame.
+    /// (frame, scene hash) after applying each frame, when `record_hashes` is set.
     pub hashes: Arc<Mutex<Vec<(u64, u64)>>>,
+    /// Hash every frame's scene (costs a pass over the scene; for checks such as `--hash-out`).
+    pub record_hashes: bool,
 }
 
 impl NodeApp {
@@ -73,6 +75,7 @@ impl NodeApp {
             name: name.to_string(),
             last_frame: Arc::new(Mutex::new(None)),
             hashes: Arc::new(Mutex::new(Vec::new())),
+            record_hashes: false,
         }
     }
 }
@@ -92,7 +95,9 @@ impl App for NodeApp {
         if let Ok(mut l) = self.last_frame.lock() {
             *l = Some(info);
         }
-        if let Ok(mut h) = self.hashes.lock() {
+        if self.record_hashes
+            && let Ok(mut h) = self.hashes.lock()
+        {
             h.push((info.frame, lockstep_cluster::scene_hash(ctx.scene)));
         }
         let rig = rig(ctx.scene);
@@ -173,7 +178,7 @@ pub struct MasterReport {
     pub swap_waits: Vec<Duration>,
     /// Nodes dropped, with frame and reason.
     pub dropped: Vec<(u64, String, String)>,
-    /// Scene hash per frame, as the master sent it.
+    /// Scene hash per frame, as the master sent it (when asked for).
     pub hashes: Vec<u64>,
     /// Wall time of the run.
     pub elapsed: Duration,
@@ -190,6 +195,7 @@ pub fn run_master(
     fixed_dt: Option<f64>,
     frame_period: Option<Duration>,
     start_timeout: Duration,
+    record_hashes: bool,
     stop: &std::sync::atomic::AtomicBool,
     mut update: impl FnMut(&mut Scene, &FrameInfo) -> Result<()>,
 ) -> Result<MasterReport> {
@@ -216,7 +222,9 @@ pub fn run_master(
         master.swap(frame, &mut swap)?;
         report.frames += 1;
         report.swap_waits.push(swap.waited);
-        report.hashes.push(lockstep_cluster::scene_hash(scene));
+        if record_hashes {
+            report.hashes.push(lockstep_cluster::scene_hash(scene));
+        }
         for (n, why) in swap.dropped {
             report.dropped.push((frame, n, why));
         }

@@ -109,6 +109,7 @@ pub fn run_master_cmd(args: MasterArgs) -> Result<()> {
         args.fixed_dt,
         args.fps.map(|f| Duration::from_secs_f64(1.0 / f as f64)),
         Duration::from_secs(args.start_timeout),
+        args.hash_out.is_some(),
         &stop,
         |scene, info| {
             std::mem::swap(&mut demo.scene, scene);
@@ -232,6 +233,7 @@ pub fn run_node_cmd(args: NodeArgs) -> Result<()> {
     let gate = SwapGate::new(link);
     let waits = gate.waits.clone();
     let mut app = NodeApp::new(session, config.clone(), &args.name);
+    app.record_hashes = args.hash_out.is_some();
     let hashes = app.hashes.clone();
     let (capture, keeper) = match &args.out {
         Some(_) if offscreen => {
