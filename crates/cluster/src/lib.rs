@@ -6,6 +6,7 @@ that tests compare across processes. The master and node sessions build on these
 #![deny(missing_docs)]
 
 mod error;
+mod frame;
 mod link;
 pub mod master;
 pub mod node;
@@ -16,5 +17,5 @@ pub mod replication;
 pub use error::ClusterError;
 pub use master::{FailurePolicy, Master, MasterConfig, SwapReport};
 pub use node::{DirectNode, NodeConfig, NodeSession, SwapLink};
-pub use plugin::{ClusterManager, ClusterPlugin, FrameInfo, PluginError, PluginId};
+pub use plugin::{ClusterManager, ClusterPlugin, FrameInfo, Hook, PluginError, PluginId};
 pub use replication::{ReplicationError, apply_changes, scene_hash, write_changes};

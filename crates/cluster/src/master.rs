@@ -2,8 +2,15 @@
 The master's side of a session: it accepts render nodes (each authenticated on its own thread,
 so a slow or hostile connection never delays the frame loop), sends every frame as one buffer
 encoded once, and runs the swap barrier.
+
+A frame is begun ([`Master::begin_frame`]: `FrameBegin` and the frame-start blocks), finished
+and sent ([`Master::send_frame`]: the pre-draw blocks). Its barrier runs either alone
+([`Master::swap`]) or, pipelined, inside the next `send_frame`: the master prepares frame F+1
+while the nodes draw F, then waits for their `SwapReady(F)`, and `SwapNow(F)`, F's post-frame
+blocks and frame F+1 leave in one write per node — the same number of writes as a bare
+barrier.
 */
-use std::io::Write;
+use std::io::{IoSlice, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +20,8 @@ use std::time::{Duration, Instant};
 use lockstep_scene::Scene;
 use lockstep_wire::handshake::ServerStep;
 use lockstep_wire::{
-    ClusterKey, HANDSHAKE_MAX_FRAME, Message, NodeStats, ServerHandshake, encode_into, random_nonce,
+    ClusterKey, HANDSHAKE_MAX_FRAME, Hook, Message, NodeStats, ServerHandshake, encode_into,
+    random_nonce,
 };
 
 use crate::link::{Link, io, wire};
@@ -61,6 +69,8 @@ struct Joined {
 
 struct NodeConn {
     name: String,
+    /// The first frame it was sent: it takes part in barriers from that frame on.
+    first_frame: u64,
     /// Frames are written to its stream; `SwapReady` is read from it by the barrier itself,
     /// on the master's thread: no reader thread and no channel between a node's answer and
     /// the barrier (each would cost a thread wake-up per frame).
@@ -76,6 +86,9 @@ pub struct SwapReport {
     pub dropped: Vec<(String, String)>,
     /// Each presenting node's stats.
     pub stats: Vec<(String, NodeStats)>,
+    /// The frame whose barrier this report covers (none from a `send_frame` that ran no
+    /// barrier).
+    pub swapped: Option<u64>,
     /// How long the barrier waited.
     pub waited: Duration,
 }
@@ -88,9 +101,17 @@ pub struct Master {
     accept: Option<JoinHandle<()>>,
     joined: Arc<Mutex<Vec<Joined>>>,
     nodes: Vec<NodeConn>,
+    /// The frame being assembled: `FrameBegin`, then each hook's blocks.
     bytes: Vec<u8>,
-    /// The frame in flight carries the whole scene to someone.
-    loading: bool,
+    /// What precedes it on the wire: `SwapNow` of the frame before, and that frame's
+    /// post-frame blocks.
+    head: Vec<u8>,
+    /// The frame begun and not yet sent.
+    begun: Option<FrameInfo>,
+    /// The frame sent whose barrier has not run yet.
+    in_flight: Option<FrameInfo>,
+    /// The last frame that brings someone the whole scene (its barrier waits longer).
+    loading: Option<u64>,
     /// The manager whose plugins write each frame.
     pub manager: ClusterManager,
 }
@@ -120,7 +141,10 @@ impl Master {
             joined,
             nodes: Vec::new(),
             bytes: Vec::new(),
-            loading: false,
+            head: Vec::new(),
+            begun: None,
+            in_flight: None,
+            loading: None,
             manager,
         })
     }
@@ -135,8 +159,9 @@ impl Master {
         self.nodes.iter().map(|n| n.name.clone()).collect()
     }
 
-    /// Takes nodes that finished their handshake into the session (at a frame boundary).
-    fn admit(&mut self) -> Result<bool, ClusterError> {
+    /// Takes nodes that finished their handshake into the session (at a frame boundary:
+    /// they start with frame `first_frame`).
+    fn admit(&mut self, first_frame: u64) -> Result<bool, ClusterError> {
         let joined: Vec<Joined> = match self.joined.lock() {
             Ok(mut j) => j.drain(..).collect(),
             Err(_) => return Err(ClusterError::Stopped("the accept thread panicked".into())),
@@ -145,7 +170,11 @@ impl Master {
         for j in joined {
             tracing::info!("node '{}' joined", j.name);
             let link = Link::new(j.stream, format!("node '{}'", j.name), HANDSHAKE_MAX_FRAME)?;
-            self.nodes.push(NodeConn { name: j.name, link });
+            self.nodes.push(NodeConn {
+                name: j.name,
+                first_frame,
+                link,
+            });
         }
         // Cluster-file order, whatever order they connected in: reports read the same each run.
         let order = &self.config.nodes;
@@ -162,7 +191,7 @@ impl Master {
     pub fn wait_for_nodes(&mut self, timeout: Duration) -> Result<(), ClusterError> {
         let start = Instant::now();
         loop {
-            self.admit()?;
+            self.admit(0)?;
             let missing: Vec<&String> = self
                 .config
                 .nodes
@@ -203,49 +232,106 @@ impl Master {
         }
     }
 
-    /// Sends frame `info`: `FrameBegin`, every plugin's block, `EndBlock`, encoded once and
-    /// written to every node. Nodes that cannot take it are dropped.
-    pub fn send_frame(
-        &mut self,
+    /// Appends `message` to `out`.
+    fn encode(message: &Message<'_>, out: &mut Vec<u8>) -> Result<(), ClusterError> {
+        encode_into(message, out).map_err(|e| wire("master", e))
+    }
+
+    /// Appends every plugin's blocks for `hook` and the `EndBlock` closing them to `out`.
+    fn encode_hook(
+        manager: &mut ClusterManager,
+        hook: Hook,
         info: &FrameInfo,
         scene: &Scene,
-    ) -> Result<SwapReport, ClusterError> {
-        if self.admit()? {
-            self.manager.resync();
-            self.loading = true;
-        }
-        self.bytes.clear();
+        out: &mut Vec<u8>,
+    ) -> Result<(), ClusterError> {
         let mut err = None;
-        encode_into(
-            &Message::FrameBegin {
-                frame: info.frame,
-                time: info.time,
-                dt: info.dt,
-            },
-            &mut self.bytes,
-        )
-        .map_err(|e| wire("master", e))?;
-        let bytes = &mut self.bytes;
-        self.manager.write_all(info, scene, |plugin, block| {
-            if let Err(e) = encode_into(
-                &Message::Block {
-                    plugin,
-                    bytes: block,
-                },
-                bytes,
-            ) {
+        manager.write_all(hook, info, scene, |plugin, bytes| {
+            if let Err(e) = encode_into(&Message::Block { plugin, bytes }, out) {
                 err.get_or_insert(e);
             }
         })?;
         if let Some(e) = err {
             return Err(wire("master", e));
         }
-        encode_into(&Message::EndBlock { frame: info.frame }, &mut self.bytes)
-            .map_err(|e| wire("master", e))?;
+        Self::encode(
+            &Message::EndBlock {
+                frame: info.frame,
+                hook,
+            },
+            out,
+        )
+    }
+
+    /// Begins frame `info`: takes in nodes that have joined (they start with this frame, and
+    /// every plugin resends its full state), then the frame-start hook writes. Call it
+    /// before the App stage's update; [`Master::send_frame`] calls it if you did not.
+    pub fn begin_frame(&mut self, info: &FrameInfo, scene: &Scene) -> Result<(), ClusterError> {
+        if let Some(b) = self.begun {
+            return Err(ClusterError::Stopped(format!(
+                "frame {} begun while frame {} was not sent yet",
+                info.frame, b.frame
+            )));
+        }
+        if self.admit(info.frame)? {
+            self.manager.resync();
+            self.loading = Some(info.frame);
+        }
+        self.bytes.clear();
+        Self::encode(
+            &Message::FrameBegin {
+                frame: info.frame,
+                time: info.time,
+                dt: info.dt,
+            },
+            &mut self.bytes,
+        )?;
+        Self::encode_hook(
+            &mut self.manager,
+            Hook::FrameStart,
+            info,
+            scene,
+            &mut self.bytes,
+        )?;
+        self.begun = Some(*info);
+        Ok(())
+    }
+
+    /// Finishes frame `info` (the pre-draw hook writes, after the App stage's update) and
+    /// sends it: the same bytes to every node. If the frame before is still in flight, its
+    /// swap barrier runs first and its `SwapNow` travels in the same write; the report is
+    /// that barrier's. Nodes that cannot take the frame are dropped.
+    pub fn send_frame(
+        &mut self,
+        info: &FrameInfo,
+        scene: &Scene,
+    ) -> Result<SwapReport, ClusterError> {
+        match self.begun {
+            Some(b) if b.frame == info.frame => {}
+            Some(b) => {
+                return Err(ClusterError::Stopped(format!(
+                    "frame {} sent while frame {} was begun",
+                    info.frame, b.frame
+                )));
+            }
+            None => self.begin_frame(info, scene)?,
+        }
+        Self::encode_hook(
+            &mut self.manager,
+            Hook::PreDraw,
+            info,
+            scene,
+            &mut self.bytes,
+        )?;
+        self.begun = None;
         let mut report = SwapReport::default();
+        self.head.clear();
+        if let Some(prev) = self.in_flight.take() {
+            self.barrier(&prev, scene, &mut report)?;
+        }
         let mut failed = Vec::new();
         for n in &mut self.nodes {
-            if let Err(e) = n.link.stream.write_all(&self.bytes) {
+            if let Err(e) = write_both(&mut n.link.stream, &self.head, &self.bytes) {
                 failed.push((
                     n.name.clone(),
                     format!("cannot send frame {}: {e}", info.frame),
@@ -255,21 +341,65 @@ impl Master {
         for (name, why) in failed {
             self.drop_node(&name, &why, &mut report)?;
         }
+        self.in_flight = Some(*info);
+        if report.swapped.is_some() {
+            report.presented = self.node_names();
+        }
         Ok(report)
     }
 
-    /// The swap barrier of frame `frame`: waits for every node's `SwapReady` until the
-    /// deadline, drops the late or lost ones, then tells the rest to present.
-    pub fn swap(&mut self, frame: u64, report: &mut SwapReport) -> Result<(), ClusterError> {
+    /// The swap barrier of frame `frame`, the one in flight, alone: for the last frame, or
+    /// for an application that wants each frame presented before it prepares the next.
+    /// `scene` is what the post-frame hook sees.
+    pub fn swap(
+        &mut self,
+        frame: u64,
+        scene: &Scene,
+        report: &mut SwapReport,
+    ) -> Result<(), ClusterError> {
+        let Some(info) = self.in_flight.take().filter(|i| i.frame == frame) else {
+            return Err(ClusterError::Stopped(format!(
+                "no barrier for frame {frame}: it is not the frame in flight"
+            )));
+        };
+        self.head.clear();
+        self.barrier(&info, scene, report)?;
+        let mut failed = Vec::new();
+        for n in &mut self.nodes {
+            if let Err(e) = n.link.stream.write_all(&self.head) {
+                failed.push((n.name.clone(), format!("cannot send SwapNow: {e}")));
+            }
+        }
+        for (name, why) in failed {
+            self.drop_node(&name, &why, report)?;
+        }
+        report.presented = self.node_names();
+        Ok(())
+    }
+
+    /// The frame sent and not yet swapped, if any.
+    pub fn in_flight(&self) -> Option<u64> {
+        self.in_flight.map(|i| i.frame)
+    }
+
+    /// Waits for every node's `SwapReady(frame)` until the deadline and drops the late or
+    /// lost ones; then `SwapNow(frame)` and the post-frame hook's blocks go to `self.head`.
+    fn barrier(
+        &mut self,
+        info: &FrameInfo,
+        scene: &Scene,
+        report: &mut SwapReport,
+    ) -> Result<(), ClusterError> {
+        let frame = info.frame;
         let start = Instant::now();
-        let limit = if std::mem::take(&mut self.loading) {
+        let limit = if self.loading == Some(frame) {
             self.config.load_deadline
         } else {
             self.config.swap_deadline
         };
         let deadline = start + limit;
         let mut failed: Vec<(String, String)> = Vec::new();
-        for n in &mut self.nodes {
+        for n in self.nodes.iter_mut().filter(|n| n.first_frame <= frame) {
             let outcome = loop {
                 // Past the deadline (spent waiting on a slower node), still take what this
                 // node has already sent: it was on time.
@@ -301,20 +431,16 @@ impl Master {
         for (name, why) in failed {
             self.drop_node(&name, &why, report)?;
         }
-        self.bytes.clear();
-        encode_into(&Message::SwapNow { frame }, &mut self.bytes).map_err(|e| wire("master", e))?;
-        let mut failed = Vec::new();
-        for n in &mut self.nodes {
-            if let Err(e) = n.link.stream.write_all(&self.bytes) {
-                failed.push((n.name.clone(), format!("cannot send SwapNow: {e}")));
-            }
-        }
-        for (name, why) in failed {
-            self.drop_node(&name, &why, report)?;
-        }
-        report.presented = self.node_names();
         report.waited = start.elapsed();
-        Ok(())
+        report.swapped = Some(frame);
+        Self::encode(&Message::SwapNow { frame }, &mut self.head)?;
+        Self::encode_hook(
+            &mut self.manager,
+            Hook::PostFrame,
+            info,
+            scene,
+            &mut self.head,
+        )
     }
 
     /// Tells every node the cluster stops, and closes the session.
@@ -340,6 +466,22 @@ impl Drop for Master {
             let _ = n.link.stream.shutdown(std::net::Shutdown::Both);
         }
     }
+}
+
+/// Writes `a` then `b` with as few system calls as the kernel allows (one, normally).
+fn write_both(stream: &mut TcpStream, a: &[u8], b: &[u8]) -> std::io::Result<()> {
+    let mut parts = [IoSlice::new(a), IoSlice::new(b)];
+    let mut parts: &mut [IoSlice<'_>] = &mut parts;
+    IoSlice::advance_slices(&mut parts, 0);
+    while !parts.is_empty() {
+        match stream.write_vectored(parts) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut parts, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn accept_loop(

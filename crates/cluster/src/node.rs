@@ -13,6 +13,7 @@ use lockstep_wire::{
     ClientHandshake, ClusterKey, HANDSHAKE_MAX_FRAME, Message, NodeStats, random_nonce,
 };
 
+use crate::frame::{Assembler, FrameBlocks, Step};
 use crate::link::{Link, io, wire};
 use crate::{ClusterError, ClusterManager, FrameInfo};
 
@@ -33,40 +34,6 @@ pub struct NodeConfig {
     pub master_timeout: Duration,
 }
 
-/// One frame's blocks as they arrived: payloads back to back in one buffer, reused from frame
-/// to frame, so receiving a frame allocates nothing once warm.
-#[derive(Default)]
-struct FrameBlocks {
-    arena: Vec<u8>,
-    blocks: Vec<(u16, std::ops::Range<usize>)>,
-}
-
-impl FrameBlocks {
-    fn clear(&mut self) {
-        self.arena.clear();
-        self.blocks.clear();
-    }
-
-    fn push(&mut self, plugin: u16, bytes: &[u8]) {
-        let start = self.arena.len();
-        self.arena.extend_from_slice(bytes);
-        self.blocks.push((plugin, start..self.arena.len()));
-    }
-
-    /// Hands every block to its plugin, in arrival order.
-    fn apply(
-        &self,
-        manager: &mut ClusterManager,
-        info: &FrameInfo,
-        scene: &mut Scene,
-    ) -> Result<(), ClusterError> {
-        for (plugin, range) in &self.blocks {
-            manager.read(*plugin, info, scene, &self.arena[range.clone()])?;
-        }
-        Ok(())
-    }
-}
-
 /// One frame's data as it arrived.
 struct FrameData {
     info: FrameInfo,
@@ -75,7 +42,8 @@ struct FrameData {
 
 enum ToApp {
     Frame(FrameData),
-    Shutdown(String),
+    /// The master stopped; the last frame's post-frame blocks.
+    Shutdown(String, FrameBlocks),
     Lost(String),
 }
 
@@ -180,56 +148,41 @@ fn read_loop(
     draw: Sender<ToDraw>,
     recycled: Receiver<FrameBlocks>,
 ) {
-    let mut current: Option<FrameData> = None;
-    loop {
-        let lost = match link.recv() {
-            Ok(Message::FrameBegin { frame, time, dt }) => {
-                let mut blocks = recycled.try_recv().unwrap_or_default();
-                blocks.clear();
-                current = Some(FrameData {
-                    info: FrameInfo { frame, time, dt },
-                    blocks,
-                });
-                continue;
+    let mut frames = Assembler::default();
+    let lost = loop {
+        let msg = match link.recv() {
+            Ok(m) => m,
+            Err(ClusterError::Timeout { .. }) => {
+                break "the master sent nothing within the timeout".to_string();
             }
-            Ok(Message::Block { plugin, bytes }) => match current.as_mut() {
-                Some(f) => {
-                    f.blocks.push(plugin, bytes);
-                    continue;
+            Err(e) => break format!("lost the master: {e}"),
+        };
+        match frames.accept(msg) {
+            Ok(Step::More) => {}
+            Ok(Step::Frame(info)) => {
+                let mut next = recycled.try_recv().unwrap_or_default();
+                next.clear();
+                let blocks = std::mem::replace(&mut frames.blocks, next);
+                if app.send(ToApp::Frame(FrameData { info, blocks })).is_err() {
+                    return;
                 }
-                None => "the master sent a Block outside a frame".to_string(),
-            },
-            Ok(Message::EndBlock { frame }) => match current.take() {
-                Some(f) if f.info.frame == frame => {
-                    if app.send(ToApp::Frame(f)).is_err() {
-                        return;
-                    }
-                    continue;
-                }
-                _ => format!("the master ended frame {frame}, which it never began"),
-            },
-            Ok(Message::SwapNow { frame }) => {
+            }
+            Ok(Step::SwapNow(frame)) => {
                 if draw.send(ToDraw::SwapNow(frame)).is_err() {
                     return;
                 }
-                continue;
             }
-            Ok(Message::Heartbeat { .. }) => continue,
-            Ok(Message::Shutdown { reason }) => {
-                let _ = app.send(ToApp::Shutdown(reason.to_string()));
+            Ok(Step::Shutdown(reason)) => {
+                let blocks = std::mem::take(&mut frames.blocks);
+                let _ = app.send(ToApp::Shutdown(reason.clone(), blocks));
                 let _ = draw.send(ToDraw::Lost(format!("the master shut down: {reason}")));
                 return;
             }
-            Ok(other) => format!("the master sent an unexpected {} message", other.kind()),
-            Err(ClusterError::Timeout { .. }) => {
-                "the master sent nothing within the timeout".to_string()
-            }
-            Err(e) => format!("lost the master: {e}"),
-        };
-        let _ = app.send(ToApp::Lost(lost.clone()));
-        let _ = draw.send(ToDraw::Lost(lost));
-        return;
-    }
+            Err(why) => break why,
+        }
+    };
+    let _ = app.send(ToApp::Lost(lost.clone()));
+    let _ = draw.send(ToDraw::Lost(lost));
 }
 
 impl NodeSession {
@@ -238,12 +191,13 @@ impl NodeSession {
     pub fn next_frame(&mut self, scene: &mut Scene) -> Result<Option<FrameInfo>, ClusterError> {
         match self.frames.recv() {
             Ok(ToApp::Frame(f)) => {
-                f.blocks.apply(&mut self.manager, &f.info, scene)?;
+                f.blocks.apply(&mut self.manager, Some(&f.info), scene)?;
                 // If the reader has ended, the buffer is simply dropped.
                 let _ = self.recycle.send(f.blocks);
                 Ok(Some(f.info))
             }
-            Ok(ToApp::Shutdown(reason)) => {
+            Ok(ToApp::Shutdown(reason, post)) => {
+                post.apply(&mut self.manager, None, scene)?;
                 tracing::info!("node '{}': the master shut down: {reason}", self.name);
                 Ok(None)
             }
@@ -315,8 +269,8 @@ impl Drop for SwapLink {
 pub struct DirectNode {
     link: Link,
     name: String,
-    /// The frame being received; reused every frame.
-    frame: FrameBlocks,
+    /// Frames being received; its buffer is reused every frame.
+    frames: Assembler,
     /// The plugins that apply each frame's blocks.
     pub manager: ClusterManager,
 }
@@ -329,7 +283,7 @@ pub fn connect_direct(
     Ok(DirectNode {
         link: dial(config)?,
         name: config.name.clone(),
-        frame: FrameBlocks::default(),
+        frames: Assembler::default(),
         manager,
     })
 }
@@ -339,61 +293,55 @@ impl DirectNode {
         ClusterError::Stopped(format!("node '{}': {why}", self.name))
     }
 
-    /// Receives the next frame and applies it once its `EndBlock` has arrived; `None` when
-    /// the master shut the cluster down.
+    /// The next step of the master's stream.
+    fn step(&mut self) -> Result<Step, ClusterError> {
+        let msg = match self.link.recv() {
+            Ok(m) => m,
+            Err(e) => return Err(self.lost(format!("lost the master: {e}"))),
+        };
+        let step = self.frames.accept(msg);
+        step.map_err(|why| self.lost(why))
+    }
+
+    /// Receives the next frame and applies it once its last `EndBlock` has arrived; `None`
+    /// when the master shut the cluster down.
     pub fn next_frame(&mut self, scene: &mut Scene) -> Result<Option<FrameInfo>, ClusterError> {
-        let mut info: Option<FrameInfo> = None;
-        self.frame.clear();
         loop {
-            let msg = match self.link.recv() {
-                Ok(m) => m,
-                Err(e) => return Err(self.lost(format!("lost the master: {e}"))),
-            };
-            match msg {
-                Message::FrameBegin { frame, time, dt } => {
-                    info = Some(FrameInfo { frame, time, dt })
+            match self.step()? {
+                Step::Frame(info) => {
+                    self.frames
+                        .blocks
+                        .apply(&mut self.manager, Some(&info), scene)?;
+                    self.frames.blocks.clear();
+                    return Ok(Some(info));
                 }
-                Message::Block { plugin, bytes } if info.is_some() => {
-                    self.frame.push(plugin, bytes)
-                }
-                Message::EndBlock { frame } if info.is_some_and(|i| i.frame == frame) => break,
-                Message::Heartbeat { .. } | Message::SwapNow { .. } => {}
-                Message::Shutdown { reason } => {
+                Step::Shutdown(reason) => {
+                    self.frames.blocks.apply(&mut self.manager, None, scene)?;
+                    self.frames.blocks.clear();
                     tracing::info!("node '{}': the master shut down: {reason}", self.name);
                     return Ok(None);
                 }
-                other => {
-                    let kind = other.kind();
-                    return Err(self.lost(format!("the master sent an unexpected {kind} message")));
-                }
+                Step::More | Step::SwapNow(_) => {}
             }
         }
-        let Some(info) = info else {
-            return Err(self.lost("a frame ended that never began"));
-        };
-        self.frame.apply(&mut self.manager, &info, scene)?;
-        Ok(Some(info))
     }
 
     /// Tells the master frame `frame` is ready and waits for its `SwapNow`.
     pub fn swap(&mut self, frame: u64, stats: NodeStats) -> Result<(), ClusterError> {
         self.link.send(&Message::SwapReady { frame, stats })?;
         loop {
-            let msg = match self.link.recv() {
-                Ok(m) => m,
-                Err(e) => return Err(self.lost(format!("lost the master: {e}"))),
-            };
-            match msg {
-                Message::SwapNow { frame: f } if f == frame => return Ok(()),
-                Message::SwapNow { .. } | Message::Heartbeat { .. } => {}
-                Message::Shutdown { reason } => {
-                    let reason = reason.to_string();
+            match self.step()? {
+                Step::SwapNow(f) if f == frame => return Ok(()),
+                Step::Shutdown(reason) => {
                     return Err(self.lost(format!("the master shut down: {reason}")));
                 }
-                other => {
-                    let kind = other.kind();
-                    return Err(self.lost(format!("the master sent an unexpected {kind} message")));
+                Step::Frame(info) => {
+                    return Err(self.lost(format!(
+                        "the master sent frame {} before swapping frame {frame}",
+                        info.frame
+                    )));
                 }
+                Step::More | Step::SwapNow(_) => {}
             }
         }
     }

@@ -1,14 +1,18 @@
 /*!
 Plugins and the [`ClusterManager`] (VR Juggler's model, registered like Bevy plugins).
 
-Each frame, on the master, every plugin may write one block after the App stage; the blocks
-travel between `FrameBegin` and `EndBlock`, and on every node each plugin reads its own block
-back, in registration order, once the whole frame has arrived. Plugins are reached only
-through the manager, by type.
+A frame has three hooks ([`Hook`]). On the master, at each hook, every plugin may write one
+block: frame-start blocks before the App stage's update, pre-draw blocks after it, post-frame
+blocks once the frame's swap barrier has released. Each hook's blocks are closed by an
+`EndBlock` naming the hook. On every node each plugin reads its own blocks back, hook by hook
+and in registration order, once the frame's last `EndBlock` has arrived (post-frame blocks of
+frame F before anything of frame F+1). Plugins are reached only through the manager, by type.
 */
 use std::any::Any;
 
+use lockstep_display::ClusterConfig;
 use lockstep_scene::Scene;
+pub use lockstep_wire::Hook;
 
 /// A plugin's id on the wire; unique within a cluster.
 pub type PluginId = u16;
@@ -42,18 +46,20 @@ pub trait ClusterPlugin: Any + Send {
     /// Name for logs and errors.
     fn name(&self) -> &'static str;
 
-    /// Master, after App's update of `frame`: append this frame's data to `out` (leave it
-    /// empty to send nothing).
+    /// Master, at `hook` of `frame`: append this plugin's data to `out` (leave it empty to
+    /// send nothing). `scene` is the master's scene as it is at that point.
     fn write(
         &mut self,
+        hook: Hook,
         frame: &FrameInfo,
         scene: &Scene,
         out: &mut Vec<u8>,
     ) -> Result<(), PluginError>;
 
-    /// Node: apply the block the master wrote for `frame`.
+    /// Node: apply the block the master wrote at `hook` of `frame`.
     fn read(
         &mut self,
+        hook: Hook,
         frame: &FrameInfo,
         scene: &mut Scene,
         bytes: &[u8],
@@ -62,6 +68,9 @@ pub trait ClusterPlugin: Any + Send {
     /// Master: a node joins (or rejoins); the next `write` must give it everything, not only
     /// changes. Plugins that send full state every frame ignore this.
     fn resync(&mut self) {}
+
+    /// Master and nodes: the cluster's configuration changed (display geometry, head, nodes).
+    fn reconfigure(&mut self, _config: &ClusterConfig) {}
 }
 
 /// Registered plugins, in order. The only way to reach a plugin.
@@ -117,16 +126,18 @@ impl ClusterManager {
         self.plugins.iter().map(|p| (p.id(), p.name()))
     }
 
-    /// Master: every plugin writes; `emit(id, bytes)` is called for each non-empty block.
+    /// Master: every plugin writes at `hook`; `emit(id, bytes)` is called for each non-empty
+    /// block.
     pub fn write_all(
         &mut self,
+        hook: Hook,
         frame: &FrameInfo,
         scene: &Scene,
         mut emit: impl FnMut(PluginId, &[u8]),
     ) -> Result<(), PluginError> {
         for p in &mut self.plugins {
             self.scratch.clear();
-            p.write(frame, scene, &mut self.scratch)?;
+            p.write(hook, frame, scene, &mut self.scratch)?;
             if !self.scratch.is_empty() {
                 emit(p.id(), &self.scratch);
             }
@@ -134,9 +145,10 @@ impl ClusterManager {
         Ok(())
     }
 
-    /// Node: hands a block to its plugin.
+    /// Node: hands a block written at `hook` to its plugin.
     pub fn read(
         &mut self,
+        hook: Hook,
         id: PluginId,
         frame: &FrameInfo,
         scene: &mut Scene,
@@ -146,13 +158,20 @@ impl ClusterManager {
             plugin: "manager",
             reason: format!("a block for plugin id {id}, which is not registered here (is the node's build the master's?)"),
         })?;
-        p.read(frame, scene, bytes)
+        p.read(hook, frame, scene, bytes)
     }
 
     /// Master: every plugin sends full state at the next frame.
     pub fn resync(&mut self) {
         for p in &mut self.plugins {
             p.resync();
+        }
+    }
+
+    /// Every plugin learns of a new configuration.
+    pub fn reconfigure(&mut self, config: &ClusterConfig) {
+        for p in &mut self.plugins {
+            p.reconfigure(config);
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use glam::Vec3;
 use lockstep_cluster::plugins::{FIRST_APP_PLUGIN, HeadTracking, SceneReplication, Shared};
 use lockstep_cluster::{
-    ClusterError, ClusterManager, FailurePolicy, FrameInfo, Master, MasterConfig, NodeConfig,
+    ClusterError, ClusterManager, FailurePolicy, FrameInfo, Hook, Master, MasterConfig, NodeConfig,
     scene_hash,
 };
 use lockstep_display::HeadPose;
@@ -167,7 +167,7 @@ fn every_node_holds_the_masters_scene_at_every_frame_and_a_lost_node_does_not_st
             dt: 1.0 / 60.0,
         };
         let mut report = m.send_frame(&info, &world.scene).unwrap();
-        m.swap(frame, &mut report).unwrap();
+        m.swap(frame, &world.scene, &mut report).unwrap();
         expected.push((frame, scene_hash(&world.scene), frame * 3));
         dropped.extend(report.dropped.into_iter().map(|(n, why)| (frame, n, why)));
     }
@@ -212,7 +212,7 @@ fn a_stalled_node_misses_the_deadline_and_is_dropped() {
             dt: 0.0,
         };
         let mut report = m.send_frame(&info, &world.scene).unwrap();
-        m.swap(frame, &mut report).unwrap();
+        m.swap(frame, &world.scene, &mut report).unwrap();
         waited.push(report.waited);
         if frame == 5 {
             assert_eq!(report.dropped.len(), 1);
@@ -276,7 +276,7 @@ fn wrong_keys_wrong_clusters_strangers_and_garbage_are_refused_without_disturbin
             dt: 0.0,
         };
         let mut report = m.send_frame(&info, &world.scene).unwrap();
-        m.swap(frame, &mut report).unwrap();
+        m.swap(frame, &world.scene, &mut report).unwrap();
         assert!(report.dropped.is_empty(), "{:?}", report.dropped);
         slowest = slowest.max(t.elapsed());
         std::thread::sleep(Duration::from_millis(5));
@@ -323,7 +323,7 @@ fn nodes_notice_a_vanished_master_within_two_seconds() {
             dt: 0.0,
         };
         let mut report = m.send_frame(&info, &world.scene).unwrap();
-        m.swap(frame, &mut report).unwrap();
+        m.swap(frame, &world.scene, &mut report).unwrap();
     }
     let t = Instant::now();
     drop(m); // No Shutdown message: the connection just ends.
@@ -380,7 +380,7 @@ fn a_head_pose_set_on_the_master_reaches_the_node_with_the_next_frame() {
             dt: 0.0,
         };
         let mut report = m.send_frame(&info, &world.scene).unwrap();
-        m.swap(frame, &mut report).unwrap();
+        m.swap(frame, &world.scene, &mut report).unwrap();
         assert!(report.dropped.is_empty());
     }
     m.shutdown("done");
@@ -388,4 +388,136 @@ fn a_head_pose_set_on_the_master_reaches_the_node_with_the_next_frame() {
     let start = Vec3::new(0.0, 1.7, 0.0);
     let moved = Vec3::new(0.3, 1.6, -0.2);
     assert_eq!(heads, [start, start, start, moved, moved, moved]);
+}
+
+/// Writes "hook frame" at every hook on the master; on a node, logs what it reads, checking
+/// that each block came with the frame it was written for.
+struct Probe {
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl lockstep_cluster::ClusterPlugin for Probe {
+    fn id(&self) -> lockstep_cluster::PluginId {
+        FIRST_APP_PLUGIN + 7
+    }
+
+    fn name(&self) -> &'static str {
+        "probe"
+    }
+
+    fn write(
+        &mut self,
+        hook: Hook,
+        frame: &FrameInfo,
+        _scene: &Scene,
+        out: &mut Vec<u8>,
+    ) -> Result<(), lockstep_cluster::PluginError> {
+        out.extend_from_slice(format!("{} {}", hook.name(), frame.frame).as_bytes());
+        Ok(())
+    }
+
+    fn read(
+        &mut self,
+        hook: Hook,
+        frame: &FrameInfo,
+        _scene: &mut Scene,
+        bytes: &[u8],
+    ) -> Result<(), lockstep_cluster::PluginError> {
+        let text = String::from_utf8_lossy(bytes).to_string();
+        assert_eq!(text, format!("{} {}", hook.name(), frame.frame));
+        self.log.lock().unwrap().push(text);
+        Ok(())
+    }
+}
+
+fn probed(log: &std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> ClusterManager {
+    let mut m = manager();
+    m.register(Probe { log: log.clone() }).unwrap();
+    m
+}
+
+#[test]
+fn hooks_arrive_in_order_with_the_swap_between_pre_draw_and_post_frame() {
+    let master_log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let config = MasterConfig {
+        cluster: "test".into(),
+        key: key(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        nodes: vec!["threaded".into(), "direct".into()],
+        swap_deadline: Duration::from_secs(2),
+        load_deadline: Duration::from_secs(5),
+        handshake_timeout: Duration::from_secs(2),
+        policy: FailurePolicy::Stop,
+        max_frame: 1 << 24,
+    };
+    let mut m = Master::start(config, probed(&master_log)).unwrap();
+    let addr = m.local_addr();
+    let threaded = std::thread::spawn(move || {
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (mut session, mut swap) = lockstep_cluster::node::connect(
+            &node_config("threaded", addr, key(), "test"),
+            probed(&log),
+        )
+        .unwrap();
+        let mut scene = Scene::new();
+        while let Some(info) = session.next_frame(&mut scene).unwrap() {
+            swap.swap(info.frame, NodeStats::default()).unwrap();
+            log.lock().unwrap().push(format!("swapped {}", info.frame));
+        }
+        drop(session);
+        log.lock().unwrap().clone()
+    });
+    let direct = std::thread::spawn(move || {
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut node = lockstep_cluster::node::connect_direct(
+            &node_config("direct", addr, key(), "test"),
+            probed(&log),
+        )
+        .unwrap();
+        let mut scene = Scene::new();
+        while let Some(info) = node.next_frame(&mut scene).unwrap() {
+            node.swap(info.frame, NodeStats::default()).unwrap();
+            log.lock().unwrap().push(format!("swapped {}", info.frame));
+        }
+        drop(node);
+        log.lock().unwrap().clone()
+    });
+    m.wait_for_nodes(Duration::from_secs(5)).unwrap();
+    let world = World::new();
+    // Pipelined: each send_frame runs the barrier of the frame before.
+    let mut swapped = Vec::new();
+    for frame in 0..20u64 {
+        let info = FrameInfo {
+            frame,
+            time: frame as f64 / 60.0,
+            dt: 1.0 / 60.0,
+        };
+        m.begin_frame(&info, &world.scene).unwrap();
+        let report = m.send_frame(&info, &world.scene).unwrap();
+        assert_eq!(report.swapped, frame.checked_sub(1));
+        swapped.extend(report.swapped);
+        assert_eq!(m.in_flight(), Some(frame));
+    }
+    let mut report = Default::default();
+    m.swap(19, &world.scene, &mut report).unwrap();
+    assert_eq!(report.swapped, Some(19));
+    assert_eq!(report.presented, ["threaded", "direct"]);
+    swapped.extend(report.swapped);
+    assert_eq!(swapped, (0..20).collect::<Vec<_>>());
+    // A barrier for a frame not in flight is refused.
+    assert!(m.swap(19, &world.scene, &mut Default::default()).is_err());
+    m.shutdown("test over");
+    let expected: Vec<String> = (0..20u64)
+        .flat_map(|f| {
+            [
+                format!("frame-start {f}"),
+                format!("pre-draw {f}"),
+                format!("swapped {f}"),
+                format!("post-frame {f}"),
+            ]
+        })
+        .collect();
+    assert_eq!(threaded.join().unwrap(), expected);
+    assert_eq!(direct.join().unwrap(), expected);
+    assert!(master_log.lock().unwrap().is_empty());
 }

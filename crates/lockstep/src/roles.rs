@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use lockstep_cluster::plugins::{HeadTracking, SceneReplication};
-use lockstep_cluster::{ClusterManager, FrameInfo, Master, NodeSession, SwapLink};
+use lockstep_cluster::{ClusterManager, FrameInfo, Master, NodeSession, SwapLink, SwapReport};
 use lockstep_display::ClusterConfig;
 use lockstep_render::View;
 use lockstep_scene::Scene;
@@ -184,9 +184,12 @@ pub struct MasterReport {
     pub elapsed: Duration,
 }
 
-/// Runs the master: waits for every node, then for each frame lets `update` edit the scene,
-/// sends the frame and runs the swap barrier, at most one frame per `frame_period` if given.
-/// Ends after `frames` frames, when `stop` is set, or when no node is left.
+/// Runs the master: waits for every node, then for each frame lets `update` edit the scene
+/// and sends the frame. Unpaced, frames are pipelined: `update` of frame F+1 runs while the
+/// nodes draw F, and F's barrier completes when F+1 is sent. Paced (at most one frame per
+/// `frame_period`), each frame's barrier runs right after it is sent, so a frame is presented
+/// as soon as every node has drawn it rather than a period later. Ends after `frames`
+/// frames, when `stop` is set, or when no node is left.
 #[allow(clippy::too_many_arguments)]
 pub fn run_master(
     master: &mut Master,
@@ -217,26 +220,48 @@ pub fn run_master(
             dt: time - last,
         };
         last = time;
+        master.begin_frame(&info, scene)?;
         update(scene, &info)?;
         let mut swap = master.send_frame(&info, scene)?;
-        master.swap(frame, &mut swap)?;
-        report.frames += 1;
-        report.swap_waits.push(swap.waited);
         if record_hashes {
             report.hashes.push(lockstep_cluster::scene_hash(scene));
         }
-        for (n, why) in swap.dropped {
-            report.dropped.push((frame, n, why));
-        }
         if let Some(period) = frame_period {
+            master.swap(frame, scene, &mut swap)?;
+            report.count(swap);
             // Pace like an application running at a fixed rate: sleep, never spin.
             let next = start + period * (frame as u32 + 1);
             std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        } else {
+            report.count(swap);
         }
         if master.node_names().is_empty() {
             bail!("every node has left the cluster (at frame {frame})");
         }
     }
+    if let Some(frame) = master.in_flight() {
+        let mut swap = SwapReport::default();
+        master.swap(frame, scene, &mut swap)?;
+        report.count(swap);
+    }
     report.elapsed = start.elapsed();
     Ok(report)
+}
+
+impl MasterReport {
+    /// Adds one barrier's outcome.
+    fn count(&mut self, swap: SwapReport) {
+        if let Some(frame) = swap.swapped {
+            self.frames += 1;
+            self.swap_waits.push(swap.waited);
+            for (n, why) in swap.dropped {
+                self.dropped.push((frame, n, why));
+            }
+        } else {
+            // Dropped while sending a frame (no barrier in this report).
+            for (n, why) in swap.dropped {
+                self.dropped.push((self.frames, n, why));
+            }
+        }
+    }
 }

@@ -160,7 +160,7 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::NodeStats;
+    use crate::{Hook, NodeStats};
 
     fn samples() -> Vec<Message<'static>> {
         vec![
@@ -189,7 +189,14 @@ mod tests {
                 plugin: 3,
                 bytes: &[0, 1, 2, 255],
             },
-            Message::EndBlock { frame: 42 },
+            Message::EndBlock {
+                frame: 42,
+                hook: Hook::PreDraw,
+            },
+            Message::EndBlock {
+                frame: 42,
+                hook: Hook::PostFrame,
+            },
             Message::SwapReady {
                 frame: 42,
                 stats: NodeStats {

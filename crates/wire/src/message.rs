@@ -4,7 +4,35 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: [u8; 4] = *b"LKST";
 
 /// Bumped whenever a message changes shape; peers of different versions refuse each other.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// The points of a frame where plugins' blocks are applied on a node; each hook's blocks are
+/// closed by an `EndBlock` naming it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Hook {
+    /// Start of frame F, before anything else of it (clock-driven state, input events).
+    FrameStart,
+    /// After the frame-start blocks, before frame F's scene goes to Cull and Draw (scene
+    /// changes, camera, head pose, application data).
+    PreDraw,
+    /// Once the swap barrier of frame F has released: things that must not change F's image.
+    /// These blocks travel right after `SwapNow(F)`.
+    PostFrame,
+}
+
+impl Hook {
+    /// Every hook, in the order a node applies them within one frame.
+    pub const ALL: [Hook; 3] = [Hook::FrameStart, Hook::PreDraw, Hook::PostFrame];
+
+    /// The hook's name, for logs and errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::FrameStart => "frame-start",
+            Hook::PreDraw => "pre-draw",
+            Hook::PostFrame => "post-frame",
+        }
+    }
+}
 
 /// What a node reports with each `SwapReady`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -67,17 +95,22 @@ pub enum Message<'a> {
         /// Seconds since the previous frame.
         dt: f64,
     },
-    /// Master → nodes: one plugin's data for the current frame.
+    /// Master → nodes: one plugin's data for the hook now open.
     Block {
         /// The plugin's id.
         plugin: u16,
         /// Its payload, opaque to the protocol.
         bytes: &'a [u8],
     },
-    /// Master → nodes: all blocks of frame `frame` have been sent.
+    /// Master → nodes: all blocks of frame `frame` for `hook` have been sent. A frame is
+    /// `FrameBegin`, frame-start blocks, `EndBlock(FrameStart)`, pre-draw blocks,
+    /// `EndBlock(PreDraw)`; after its `SwapNow` come its post-frame blocks and
+    /// `EndBlock(PostFrame)`.
     EndBlock {
         /// Frame number.
         frame: u64,
+        /// Which hook's blocks end here.
+        hook: Hook,
     },
     /// Node → master: frame `frame` is drawn and waits for the swap.
     SwapReady {

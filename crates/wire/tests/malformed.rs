@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use lockstep_wire::fuzzing::decode_stream;
-use lockstep_wire::{Message, NodeStats, encode_into};
+use lockstep_wire::{Hook, Message, NodeStats, encode_into};
 
 fn valid_stream() -> (Vec<u8>, usize) {
     let msgs = [
@@ -25,7 +25,10 @@ fn valid_stream() -> (Vec<u8>, usize) {
             plugin: 2,
             bytes: &[1, 2, 3, 4, 5],
         },
-        Message::EndBlock { frame: 1 },
+        Message::EndBlock {
+            frame: 1,
+            hook: Hook::PreDraw,
+        },
         Message::SwapReady {
             frame: 1,
             stats: NodeStats::default(),

@@ -2,7 +2,7 @@ use lockstep_display::HeadPose;
 use lockstep_scene::Scene;
 use lockstep_scene::glam::{Quat, Vec3};
 
-use crate::{ClusterPlugin, FrameInfo, PluginError, PluginId};
+use crate::{ClusterPlugin, FrameInfo, Hook, PluginError, PluginId};
 
 /// The viewer's head pose (tracker space), set on the master — from the cluster file, later
 /// from a tracker — and used by every node for its off-axis projections. Sent when it changes.
@@ -42,11 +42,12 @@ impl ClusterPlugin for HeadTracking {
 
     fn write(
         &mut self,
+        hook: Hook,
         _frame: &FrameInfo,
         _scene: &Scene,
         out: &mut Vec<u8>,
     ) -> Result<(), PluginError> {
-        if !self.dirty {
+        if hook != Hook::PreDraw || !self.dirty {
             return Ok(());
         }
         let (p, r) = (self.pose.position, self.pose.rotation);
@@ -58,6 +59,7 @@ impl ClusterPlugin for HeadTracking {
 
     fn read(
         &mut self,
+        _hook: Hook,
         _frame: &FrameInfo,
         _scene: &mut Scene,
         bytes: &[u8],
@@ -78,5 +80,10 @@ impl ClusterPlugin for HeadTracking {
 
     fn resync(&mut self) {
         self.dirty = true;
+    }
+
+    /// A new cluster file brings its own head position (until a tracker moves it again).
+    fn reconfigure(&mut self, config: &lockstep_display::ClusterConfig) {
+        self.set(config.head);
     }
 }

@@ -1,7 +1,7 @@
 use lockstep_scene::Scene;
 
 use crate::replication::{apply_changes, write_changes};
-use crate::{ClusterPlugin, FrameInfo, PluginError, PluginId};
+use crate::{ClusterPlugin, FrameInfo, Hook, PluginError, PluginId};
 
 /// Replicates the scene: each frame, what changed since the previous frame's snapshot.
 pub struct SceneReplication {
@@ -27,10 +27,14 @@ impl ClusterPlugin for SceneReplication {
 
     fn write(
         &mut self,
+        hook: Hook,
         _frame: &FrameInfo,
         scene: &Scene,
         out: &mut Vec<u8>,
     ) -> Result<(), PluginError> {
+        if hook != Hook::PreDraw {
+            return Ok(());
+        }
         write_changes(&self.sent, scene, out).map_err(|e| PluginError {
             plugin: "scene",
             reason: e.to_string(),
@@ -42,6 +46,7 @@ impl ClusterPlugin for SceneReplication {
 
     fn read(
         &mut self,
+        _hook: Hook,
         _frame: &FrameInfo,
         scene: &mut Scene,
         bytes: &[u8],

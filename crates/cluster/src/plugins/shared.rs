@@ -3,13 +3,15 @@ use serde::de::DeserializeOwned;
 
 use lockstep_scene::Scene;
 
-use crate::{ClusterPlugin, FrameInfo, PluginError, PluginId};
+use crate::{ClusterPlugin, FrameInfo, Hook, PluginError, PluginId};
 
 /// Typed application data: set on the master, read on every node (VR Juggler's
-/// `UserData<T>`). Sent only in frames where it changed.
+/// `UserData<T>`). Sent only in frames where it changed, at its hook (pre-draw unless
+/// [`Shared::at`] says otherwise).
 pub struct Shared<T> {
     id: PluginId,
     name: &'static str,
+    hook: Hook,
     value: T,
     dirty: bool,
 }
@@ -20,9 +22,18 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Shared<T> {
         Shared {
             id,
             name,
+            hook: Hook::PreDraw,
             value,
             dirty: true,
         }
+    }
+
+    /// The same data, sent and applied at `hook` instead: e.g. [`Hook::FrameStart`] for
+    /// input the node's own per-frame logic reads, [`Hook::PostFrame`] for requests that must
+    /// not change the frame being presented.
+    pub fn at(mut self, hook: Hook) -> Self {
+        self.hook = hook;
+        self
     }
 
     /// The current value (on nodes: as of the last frame applied).
@@ -48,11 +59,12 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> ClusterPlugin for Shared<
 
     fn write(
         &mut self,
+        hook: Hook,
         _frame: &FrameInfo,
         _scene: &Scene,
         out: &mut Vec<u8>,
     ) -> Result<(), PluginError> {
-        if !self.dirty {
+        if hook != self.hook || !self.dirty {
             return Ok(());
         }
         super::encode_block(self.name, &self.value, out)?;
@@ -62,6 +74,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> ClusterPlugin for Shared<
 
     fn read(
         &mut self,
+        _hook: Hook,
         _frame: &FrameInfo,
         _scene: &mut Scene,
         bytes: &[u8],

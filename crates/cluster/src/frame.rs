@@ -1,0 +1,251 @@
+/*!
+A node's view of the master's stream: frames assembled from their messages, and checked for
+order (`FrameBegin`, frame-start blocks, `EndBlock(FrameStart)`, pre-draw blocks,
+`EndBlock(PreDraw)`; after `SwapNow(F)`, F's post-frame blocks and `EndBlock(PostFrame)`).
+Shared by the threaded node link and the direct one, so both accept exactly the same streams.
+*/
+use std::ops::Range;
+
+use lockstep_scene::Scene;
+use lockstep_wire::{Hook, Message};
+
+use crate::{ClusterError, ClusterManager, FrameInfo};
+
+/// Blocks as they arrived: payloads back to back in one buffer, reused from frame to frame,
+/// so receiving a frame allocates nothing once warm.
+#[derive(Default)]
+pub(crate) struct FrameBlocks {
+    arena: Vec<u8>,
+    blocks: Vec<(Hook, u16, Range<usize>)>,
+    /// The frame the post-frame blocks belong to (the one before the frame they arrive with).
+    post: Option<FrameInfo>,
+}
+
+impl FrameBlocks {
+    pub fn clear(&mut self) {
+        self.arena.clear();
+        self.blocks.clear();
+        self.post = None;
+    }
+
+    fn push(&mut self, hook: Hook, plugin: u16, bytes: &[u8]) {
+        let start = self.arena.len();
+        self.arena.extend_from_slice(bytes);
+        self.blocks.push((hook, plugin, start..self.arena.len()));
+    }
+
+    /// Hands every block to its plugin, in arrival order: the previous frame's post-frame
+    /// blocks, then frame `info`'s frame-start and pre-draw blocks (none at the end of the
+    /// session, when only post-frame blocks are left).
+    pub fn apply(
+        &self,
+        manager: &mut ClusterManager,
+        info: Option<&FrameInfo>,
+        scene: &mut Scene,
+    ) -> Result<(), ClusterError> {
+        for (hook, plugin, range) in &self.blocks {
+            let frame = match hook {
+                Hook::PostFrame => self.post.as_ref(),
+                _ => info,
+            };
+            // The assembler only keeps blocks inside a frame it knows.
+            let Some(frame) = frame else { continue };
+            manager.read(*hook, *plugin, frame, scene, &self.arena[range.clone()])?;
+        }
+        Ok(())
+    }
+}
+
+/// What one message meant.
+pub(crate) enum Step {
+    /// Part of a frame; nothing to do yet.
+    More,
+    /// Frame `info` is complete: its blocks are in [`Assembler::blocks`].
+    Frame(FrameInfo),
+    /// Present frame `frame`.
+    SwapNow(u64),
+    /// The master stops the cluster.
+    Shutdown(String),
+}
+
+/// Assembles frames from the master's messages.
+#[derive(Default)]
+pub(crate) struct Assembler {
+    /// The hook whose blocks are arriving, and its frame.
+    open: Option<(u64, Hook)>,
+    /// The frame begun and not yet complete.
+    info: Option<FrameInfo>,
+    /// The last complete frame (the next `SwapNow` should name it).
+    last: Option<FrameInfo>,
+    /// Blocks received since the last complete frame was taken.
+    pub blocks: FrameBlocks,
+}
+
+impl Assembler {
+    /// Takes one message; an error says how the stream broke the protocol.
+    pub fn accept(&mut self, msg: Message<'_>) -> Result<Step, String> {
+        match msg {
+            Message::FrameBegin { frame, time, dt } => {
+                if let Some((f, hook)) = self.open {
+                    return Err(format!(
+                        "the master began frame {frame} inside frame {f}'s {} blocks",
+                        hook.name()
+                    ));
+                }
+                self.info = Some(FrameInfo { frame, time, dt });
+                self.open = Some((frame, Hook::FrameStart));
+                Ok(Step::More)
+            }
+            Message::Block { plugin, bytes } => match self.open {
+                Some((_, hook)) => {
+                    self.blocks.push(hook, plugin, bytes);
+                    Ok(Step::More)
+                }
+                None => Err("the master sent a Block outside a frame".into()),
+            },
+            Message::EndBlock { frame, hook } => {
+                if self.open != Some((frame, hook)) {
+                    return Err(format!(
+                        "the master ended frame {frame}'s {} blocks, which were not open",
+                        hook.name()
+                    ));
+                }
+                match hook {
+                    Hook::FrameStart => {
+                        self.open = Some((frame, Hook::PreDraw));
+                        Ok(Step::More)
+                    }
+                    Hook::PreDraw => {
+                        self.open = None;
+                        match self.info.take() {
+                            Some(info) => {
+                                self.last = Some(info);
+                                Ok(Step::Frame(info))
+                            }
+                            None => Err(format!("frame {frame} ended, but it never began")),
+                        }
+                    }
+                    Hook::PostFrame => {
+                        self.open = None;
+                        Ok(Step::More)
+                    }
+                }
+            }
+            Message::SwapNow { frame } => {
+                if let Some((f, hook)) = self.open {
+                    return Err(format!(
+                        "the master swapped frame {frame} inside frame {f}'s {} blocks",
+                        hook.name()
+                    ));
+                }
+                self.open = Some((frame, Hook::PostFrame));
+                // Post-frame blocks of a frame this node never had (it joined after it) are
+                // dropped: the frame it joins with brings it everything.
+                self.blocks.post = self.last.filter(|l| l.frame == frame);
+                Ok(Step::SwapNow(frame))
+            }
+            Message::Heartbeat { .. } => Ok(Step::More),
+            Message::Shutdown { reason } => Ok(Step::Shutdown(reason.to_string())),
+            other => Err(format!(
+                "the master sent an unexpected {} message",
+                other.kind()
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(messages: &[Message<'_>]) -> Result<Vec<String>, String> {
+        let mut a = Assembler::default();
+        let mut out = Vec::new();
+        for m in messages {
+            match a.accept(m.clone())? {
+                Step::More => {}
+                Step::Frame(i) => out.push(format!("frame {}", i.frame)),
+                Step::SwapNow(f) => out.push(format!("swap {f}")),
+                Step::Shutdown(r) => out.push(format!("shutdown {r}")),
+            }
+        }
+        Ok(out)
+    }
+
+    fn begin(frame: u64) -> Message<'static> {
+        Message::FrameBegin {
+            frame,
+            time: 0.0,
+            dt: 0.0,
+        }
+    }
+
+    fn end(frame: u64, hook: Hook) -> Message<'static> {
+        Message::EndBlock { frame, hook }
+    }
+
+    #[test]
+    fn a_well_formed_stream_gives_frames_and_swaps() {
+        let block = Message::Block {
+            plugin: 1,
+            bytes: b"x",
+        };
+        let got = feed(&[
+            begin(0),
+            block.clone(),
+            end(0, Hook::FrameStart),
+            block.clone(),
+            end(0, Hook::PreDraw),
+            Message::SwapNow { frame: 0 },
+            block.clone(),
+            end(0, Hook::PostFrame),
+            begin(1),
+            end(1, Hook::FrameStart),
+            end(1, Hook::PreDraw),
+            Message::Shutdown { reason: "bye" },
+        ])
+        .unwrap();
+        assert_eq!(got, ["frame 0", "swap 0", "frame 1", "shutdown bye"]);
+    }
+
+    #[test]
+    fn out_of_order_streams_are_refused_with_what_was_wrong() {
+        let cases: Vec<(Vec<Message<'static>>, &str)> = vec![
+            (
+                vec![Message::Block {
+                    plugin: 1,
+                    bytes: b"x",
+                }],
+                "a Block outside a frame",
+            ),
+            (
+                vec![begin(0), end(0, Hook::PreDraw)],
+                "ended frame 0's pre-draw blocks, which were not open",
+            ),
+            (
+                vec![begin(0), end(1, Hook::FrameStart)],
+                "ended frame 1's frame-start blocks",
+            ),
+            (
+                vec![begin(0), begin(1)],
+                "began frame 1 inside frame 0's frame-start blocks",
+            ),
+            (
+                vec![begin(0), Message::SwapNow { frame: 0 }],
+                "swapped frame 0 inside frame 0's frame-start blocks",
+            ),
+            (
+                vec![Message::SwapNow { frame: 3 }, begin(4)],
+                "began frame 4 inside frame 3's post-frame blocks",
+            ),
+            (
+                vec![Message::Welcome { max_frame: 1 }],
+                "unexpected Welcome message",
+            ),
+        ];
+        for (messages, wanted) in cases {
+            let err = feed(&messages).unwrap_err();
+            assert!(err.contains(wanted), "{err:?} lacks {wanted:?}");
+        }
+    }
+}
