@@ -16,40 +16,31 @@ use crate::{ClusterError, ClusterManager, FrameInfo};
 #[derive(Default)]
 pub(crate) struct FrameBlocks {
     arena: Vec<u8>,
-    blocks: Vec<(Hook, u16, Range<usize>)>,
-    /// The frame the post-frame blocks belong to (the one before the frame they arrive with).
-    post: Option<FrameInfo>,
+    /// Each block's hook, the frame it was written for, its plugin and its bytes.
+    blocks: Vec<(Hook, FrameInfo, u16, Range<usize>)>,
 }
 
 impl FrameBlocks {
     pub fn clear(&mut self) {
         self.arena.clear();
         self.blocks.clear();
-        self.post = None;
     }
 
-    fn push(&mut self, hook: Hook, plugin: u16, bytes: &[u8]) {
+    fn push(&mut self, hook: Hook, frame: FrameInfo, plugin: u16, bytes: &[u8]) {
         let start = self.arena.len();
         self.arena.extend_from_slice(bytes);
-        self.blocks.push((hook, plugin, start..self.arena.len()));
+        self.blocks
+            .push((hook, frame, plugin, start..self.arena.len()));
     }
 
-    /// Hands every block to its plugin, in arrival order: the previous frame's post-frame
-    /// blocks, then frame `info`'s frame-start and pre-draw blocks (none at the end of the
-    /// session, when only post-frame blocks are left).
+    /// Hands every block to its plugin, in arrival order: post-frame blocks of an earlier
+    /// frame, then the new frame's frame-start and pre-draw blocks.
     pub fn apply(
         &self,
         manager: &mut ClusterManager,
-        info: Option<&FrameInfo>,
         scene: &mut Scene,
     ) -> Result<(), ClusterError> {
-        for (hook, plugin, range) in &self.blocks {
-            let frame = match hook {
-                Hook::PostFrame => self.post.as_ref(),
-                _ => info,
-            };
-            // The assembler only keeps blocks inside a frame it knows.
-            let Some(frame) = frame else { continue };
+        for (hook, frame, plugin, range) in &self.blocks {
             manager.read(*hook, *plugin, frame, scene, &self.arena[range.clone()])?;
         }
         Ok(())
@@ -73,10 +64,15 @@ pub(crate) enum Step {
 pub(crate) struct Assembler {
     /// The hook whose blocks are arriving, and its frame.
     open: Option<(u64, Hook)>,
+    /// The frame the open hook's blocks belong to; `None` drops them (post-frame blocks of a
+    /// frame this node never had: it joined after it, and its first frame brings it
+    /// everything).
+    section: Option<FrameInfo>,
     /// The frame begun and not yet complete.
     info: Option<FrameInfo>,
-    /// The last complete frame (the next `SwapNow` should name it).
-    last: Option<FrameInfo>,
+    /// The last two complete frames (a `SwapNow` names one of them: the master may be a frame
+    /// ahead of its barrier).
+    recent: [Option<FrameInfo>; 2],
     /// Blocks received since the last complete frame was taken.
     pub blocks: FrameBlocks,
 }
@@ -93,12 +89,15 @@ impl Assembler {
                     ));
                 }
                 self.info = Some(FrameInfo { frame, time, dt });
+                self.section = self.info;
                 self.open = Some((frame, Hook::FrameStart));
                 Ok(Step::More)
             }
             Message::Block { plugin, bytes } => match self.open {
                 Some((_, hook)) => {
-                    self.blocks.push(hook, plugin, bytes);
+                    if let Some(frame) = self.section {
+                        self.blocks.push(hook, frame, plugin, bytes);
+                    }
                     Ok(Step::More)
                 }
                 None => Err("the master sent a Block outside a frame".into()),
@@ -119,7 +118,7 @@ impl Assembler {
                         self.open = None;
                         match self.info.take() {
                             Some(info) => {
-                                self.last = Some(info);
+                                self.recent = [self.recent[1], Some(info)];
                                 Ok(Step::Frame(info))
                             }
                             None => Err(format!("frame {frame} ended, but it never began")),
@@ -139,9 +138,7 @@ impl Assembler {
                     ));
                 }
                 self.open = Some((frame, Hook::PostFrame));
-                // Post-frame blocks of a frame this node never had (it joined after it) are
-                // dropped: the frame it joins with brings it everything.
-                self.blocks.post = self.last.filter(|l| l.frame == frame);
+                self.section = self.recent.into_iter().flatten().find(|i| i.frame == frame);
                 Ok(Step::SwapNow(frame))
             }
             Message::Heartbeat { .. } => Ok(Step::More),

@@ -5,11 +5,12 @@ encoded once, and runs the swap barrier.
 
 A frame is begun ([`Master::begin_frame`]: `FrameBegin` and the frame-start blocks), finished
 and sent ([`Master::send_frame`]: the pre-draw blocks). Its barrier runs either alone
-([`Master::swap`]) or, pipelined, inside the next `send_frame`: the master prepares frame F+1
-while the nodes draw F, then waits for their `SwapReady(F)`, and `SwapNow(F)`, F's post-frame
-blocks and frame F+1 leave in one write per node — the same number of writes as a bare
-barrier.
+([`Master::swap`]) or, pipelined, inside a later `send_frame`: with a pipeline depth of 2 the
+master prepares frame F+2 while the nodes draw F (and already hold F+1), then waits for their
+`SwapReady(F)`, and `SwapNow(F)`, F's post-frame blocks and frame F+2 leave in one write per
+node — the same number of writes as a bare barrier.
 */
+use std::collections::VecDeque;
 use std::io::{IoSlice, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,6 +61,12 @@ pub struct MasterConfig {
     pub policy: FailurePolicy,
     /// Frame limit announced to nodes.
     pub max_frame: u32,
+    /// How many frames may be sent and not yet swapped. 1: frame F+1 is prepared while the
+    /// nodes draw F and leaves with `SwapNow(F)` (the master's update is one frame ahead of
+    /// what is shown). 2: frame F+1 reaches the nodes while they draw F, so their App and
+    /// Cull of F+1 overlap their Draw of F, as in a single process's pipeline (full speed;
+    /// the master's update is two frames ahead). Values above 2 count as 2.
+    pub pipeline_depth: usize,
 }
 
 struct Joined {
@@ -108,8 +115,8 @@ pub struct Master {
     head: Vec<u8>,
     /// The frame begun and not yet sent.
     begun: Option<FrameInfo>,
-    /// The frame sent whose barrier has not run yet.
-    in_flight: Option<FrameInfo>,
+    /// Frames sent whose barrier has not run yet, oldest first.
+    in_flight: VecDeque<FrameInfo>,
     /// The last frame that brings someone the whole scene (its barrier waits longer).
     loading: Option<u64>,
     /// The manager whose plugins write each frame.
@@ -143,7 +150,7 @@ impl Master {
             bytes: Vec::new(),
             head: Vec::new(),
             begun: None,
-            in_flight: None,
+            in_flight: VecDeque::with_capacity(2),
             loading: None,
             manager,
         })
@@ -298,9 +305,9 @@ impl Master {
     }
 
     /// Finishes frame `info` (the pre-draw hook writes, after the App stage's update) and
-    /// sends it: the same bytes to every node. If the frame before is still in flight, its
-    /// swap barrier runs first and its `SwapNow` travels in the same write; the report is
-    /// that barrier's. Nodes that cannot take the frame are dropped.
+    /// sends it: the same bytes to every node. If `pipeline_depth` frames are already in
+    /// flight, the oldest one's swap barrier runs first and its `SwapNow` travels in the same
+    /// write; the report is that barrier's. Nodes that cannot take the frame are dropped.
     pub fn send_frame(
         &mut self,
         info: &FrameInfo,
@@ -326,8 +333,11 @@ impl Master {
         self.begun = None;
         let mut report = SwapReport::default();
         self.head.clear();
-        if let Some(prev) = self.in_flight.take() {
-            self.barrier(&prev, scene, &mut report)?;
+        let depth = self.config.pipeline_depth.clamp(1, 2);
+        if self.in_flight.len() >= depth
+            && let Some(oldest) = self.in_flight.pop_front()
+        {
+            self.barrier(&oldest, scene, &mut report)?;
         }
         let mut failed = Vec::new();
         for n in &mut self.nodes {
@@ -341,15 +351,15 @@ impl Master {
         for (name, why) in failed {
             self.drop_node(&name, &why, &mut report)?;
         }
-        self.in_flight = Some(*info);
+        self.in_flight.push_back(*info);
         if report.swapped.is_some() {
             report.presented = self.node_names();
         }
         Ok(report)
     }
 
-    /// The swap barrier of frame `frame`, the one in flight, alone: for the last frame, or
-    /// for an application that wants each frame presented before it prepares the next.
+    /// The swap barrier of frame `frame`, the oldest in flight, alone: for the last frames,
+    /// or for an application that wants each frame presented before it prepares the next.
     /// `scene` is what the post-frame hook sees.
     pub fn swap(
         &mut self,
@@ -357,10 +367,13 @@ impl Master {
         scene: &Scene,
         report: &mut SwapReport,
     ) -> Result<(), ClusterError> {
-        let Some(info) = self.in_flight.take().filter(|i| i.frame == frame) else {
+        if self.in_flight.front().map(|i| i.frame) != Some(frame) {
             return Err(ClusterError::Stopped(format!(
-                "no barrier for frame {frame}: it is not the frame in flight"
+                "no barrier for frame {frame}: it is not the oldest frame in flight"
             )));
+        }
+        let Some(info) = self.in_flight.pop_front() else {
+            unreachable!("checked above")
         };
         self.head.clear();
         self.barrier(&info, scene, report)?;
@@ -377,9 +390,9 @@ impl Master {
         Ok(())
     }
 
-    /// The frame sent and not yet swapped, if any.
+    /// The oldest frame sent and not yet swapped, if any.
     pub fn in_flight(&self) -> Option<u64> {
-        self.in_flight.map(|i| i.frame)
+        self.in_flight.front().map(|i| i.frame)
     }
 
     /// Waits for every node's `SwapReady(frame)` until the deadline and drops the late or

@@ -191,13 +191,13 @@ impl NodeSession {
     pub fn next_frame(&mut self, scene: &mut Scene) -> Result<Option<FrameInfo>, ClusterError> {
         match self.frames.recv() {
             Ok(ToApp::Frame(f)) => {
-                f.blocks.apply(&mut self.manager, Some(&f.info), scene)?;
+                f.blocks.apply(&mut self.manager, scene)?;
                 // If the reader has ended, the buffer is simply dropped.
                 let _ = self.recycle.send(f.blocks);
                 Ok(Some(f.info))
             }
             Ok(ToApp::Shutdown(reason, post)) => {
-                post.apply(&mut self.manager, None, scene)?;
+                post.apply(&mut self.manager, scene)?;
                 tracing::info!("node '{}': the master shut down: {reason}", self.name);
                 Ok(None)
             }
@@ -271,6 +271,9 @@ pub struct DirectNode {
     name: String,
     /// Frames being received; its buffer is reused every frame.
     frames: Assembler,
+    /// A frame that arrived complete while this node waited for a swap: the next one to
+    /// apply (its blocks are all the assembler holds).
+    early: Option<FrameInfo>,
     /// The plugins that apply each frame's blocks.
     pub manager: ClusterManager,
 }
@@ -284,6 +287,7 @@ pub fn connect_direct(
         link: dial(config)?,
         name: config.name.clone(),
         frames: Assembler::default(),
+        early: None,
         manager,
     })
 }
@@ -307,16 +311,18 @@ impl DirectNode {
     /// when the master shut the cluster down.
     pub fn next_frame(&mut self, scene: &mut Scene) -> Result<Option<FrameInfo>, ClusterError> {
         loop {
-            match self.step()? {
+            let step = match self.early.take() {
+                Some(info) => Step::Frame(info),
+                None => self.step()?,
+            };
+            match step {
                 Step::Frame(info) => {
-                    self.frames
-                        .blocks
-                        .apply(&mut self.manager, Some(&info), scene)?;
+                    self.frames.blocks.apply(&mut self.manager, scene)?;
                     self.frames.blocks.clear();
                     return Ok(Some(info));
                 }
                 Step::Shutdown(reason) => {
-                    self.frames.blocks.apply(&mut self.manager, None, scene)?;
+                    self.frames.blocks.apply(&mut self.manager, scene)?;
                     self.frames.blocks.clear();
                     tracing::info!("node '{}': the master shut down: {reason}", self.name);
                     return Ok(None);
@@ -335,9 +341,10 @@ impl DirectNode {
                 Step::Shutdown(reason) => {
                     return Err(self.lost(format!("the master shut down: {reason}")));
                 }
+                Step::Frame(info) if self.early.is_none() => self.early = Some(info),
                 Step::Frame(info) => {
                     return Err(self.lost(format!(
-                        "the master sent frame {} before swapping frame {frame}",
+                        "the master sent frame {} two frames ahead of swapping frame {frame}",
                         info.frame
                     )));
                 }

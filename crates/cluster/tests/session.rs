@@ -44,6 +44,7 @@ fn master(nodes: &[&str], deadline_ms: u64) -> Master {
         handshake_timeout: Duration::from_secs(2),
         policy: FailurePolicy::Drop,
         max_frame: 1 << 24,
+        pipeline_depth: 1,
     };
     Master::start(config, manager()).unwrap()
 }
@@ -438,6 +439,12 @@ fn probed(log: &std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> ClusterManager
 
 #[test]
 fn hooks_arrive_in_order_with_the_swap_between_pre_draw_and_post_frame() {
+    for depth in [1, 2] {
+        hooks_in_order(depth);
+    }
+}
+
+fn hooks_in_order(depth: usize) {
     let master_log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let config = MasterConfig {
         cluster: "test".into(),
@@ -449,6 +456,7 @@ fn hooks_arrive_in_order_with_the_swap_between_pre_draw_and_post_frame() {
         handshake_timeout: Duration::from_secs(2),
         policy: FailurePolicy::Stop,
         max_frame: 1 << 24,
+        pipeline_depth: depth,
     };
     let mut m = Master::start(config, probed(&master_log)).unwrap();
     let addr = m.local_addr();
@@ -484,7 +492,7 @@ fn hooks_arrive_in_order_with_the_swap_between_pre_draw_and_post_frame() {
     });
     m.wait_for_nodes(Duration::from_secs(5)).unwrap();
     let world = World::new();
-    // Pipelined: each send_frame runs the barrier of the frame before.
+    // Pipelined: each send_frame runs the barrier of the frame `depth` frames before.
     let mut swapped = Vec::new();
     for frame in 0..20u64 {
         let info = FrameInfo {
@@ -494,29 +502,41 @@ fn hooks_arrive_in_order_with_the_swap_between_pre_draw_and_post_frame() {
         };
         m.begin_frame(&info, &world.scene).unwrap();
         let report = m.send_frame(&info, &world.scene).unwrap();
-        assert_eq!(report.swapped, frame.checked_sub(1));
+        assert_eq!(report.swapped, frame.checked_sub(depth as u64));
         swapped.extend(report.swapped);
-        assert_eq!(m.in_flight(), Some(frame));
+        assert_eq!(m.in_flight(), Some(frame.saturating_sub(depth as u64 - 1)));
     }
-    let mut report = Default::default();
-    m.swap(19, &world.scene, &mut report).unwrap();
-    assert_eq!(report.swapped, Some(19));
-    assert_eq!(report.presented, ["threaded", "direct"]);
-    swapped.extend(report.swapped);
+    // Not the oldest frame in flight: refused.
+    if depth == 2 {
+        assert!(m.swap(19, &world.scene, &mut Default::default()).is_err());
+    }
+    while let Some(f) = m.in_flight() {
+        let mut report = Default::default();
+        m.swap(f, &world.scene, &mut report).unwrap();
+        assert_eq!(report.swapped, Some(f));
+        assert_eq!(report.presented, ["threaded", "direct"]);
+        swapped.extend(report.swapped);
+    }
     assert_eq!(swapped, (0..20).collect::<Vec<_>>());
-    // A barrier for a frame not in flight is refused.
     assert!(m.swap(19, &world.scene, &mut Default::default()).is_err());
     m.shutdown("test over");
-    let expected: Vec<String> = (0..20u64)
-        .flat_map(|f| {
-            [
-                format!("frame-start {f}"),
-                format!("pre-draw {f}"),
-                format!("swapped {f}"),
-                format!("post-frame {f}"),
-            ]
-        })
-        .collect();
+    // A node reads frame F's blocks before presenting F, and F's post-frame blocks after
+    // presenting F, before frame F + depth's blocks.
+    let mut expected: Vec<String> = Vec::new();
+    for f in 0..20u64 {
+        if let Some(p) = (f + 1)
+            .checked_sub(depth as u64)
+            .filter(|_| f >= depth as u64)
+        {
+            expected.push(format!("post-frame {}", p - 1));
+        }
+        expected.push(format!("frame-start {f}"));
+        expected.push(format!("pre-draw {f}"));
+        expected.push(format!("swapped {f}"));
+    }
+    for f in 20u64.saturating_sub(depth as u64)..20 {
+        expected.push(format!("post-frame {f}"));
+    }
     assert_eq!(threaded.join().unwrap(), expected);
     assert_eq!(direct.join().unwrap(), expected);
     assert!(master_log.lock().unwrap().is_empty());

@@ -16,6 +16,7 @@ use lockstep_scene::Scene;
 use lockstep_scene::glam::Mat4;
 use lockstep_wire::{ClusterKey, NodeStats};
 
+use crate::demo::Demo;
 use crate::node_views::color_writes;
 use crate::pipeline::{App, FrameContext, FrameGate, ViewPass};
 
@@ -53,9 +54,18 @@ pub fn rig(scene: &Scene) -> Mat4 {
         .unwrap_or(Mat4::IDENTITY)
 }
 
+/// Where a render node's frames come from.
+pub enum FrameSource {
+    /// The master's frames.
+    Cluster(NodeSession),
+    /// The demo, animated in this process on the pipeline's clock: what the node would
+    /// draw with no cluster around it (`bench cluster` compares the two).
+    Alone(Box<Demo>),
+}
+
 /// The App stage of a render node.
 pub struct NodeApp {
-    session: NodeSession,
+    source: FrameSource,
     config: ClusterConfig,
     name: String,
     /// Frames applied, and the master's last frame number.
@@ -67,10 +77,10 @@ pub struct NodeApp {
 }
 
 impl NodeApp {
-    /// A node app for `name`, receiving through `session`.
-    pub fn new(session: NodeSession, config: ClusterConfig, name: &str) -> Self {
+    /// A node app for `name`, with frames from `source`.
+    pub fn new(source: FrameSource, config: ClusterConfig, name: &str) -> Self {
         NodeApp {
-            session,
+            source,
             config,
             name: name.to_string(),
             last_frame: Arc::new(Mutex::new(None)),
@@ -81,16 +91,43 @@ impl NodeApp {
 }
 
 impl App for NodeApp {
-    fn setup(&mut self, _scene: &mut Scene) -> Result<()> {
-        // The first frame from the master brings the whole scene.
+    fn setup(&mut self, scene: &mut Scene) -> Result<()> {
+        // In a cluster, the first frame from the master brings the whole scene.
+        if let FrameSource::Alone(demo) = &self.source {
+            *scene = demo.scene.clone();
+        }
         Ok(())
     }
 
     fn update(&mut self, ctx: &mut FrameContext<'_>) -> Result<()> {
-        let Some(info) = self.session.next_frame(ctx.scene)? else {
-            // The master shut down: no further frame will be swapped, so none is drawn.
-            ctx.end_now();
-            return Ok(());
+        let (info, head) = match &mut self.source {
+            FrameSource::Cluster(session) => {
+                let Some(info) = session.next_frame(ctx.scene)? else {
+                    // The master shut down: no further frame will be swapped, so none is
+                    // drawn.
+                    ctx.end_now();
+                    return Ok(());
+                };
+                // The head as the master last sent it (the file's until a tracker moves it).
+                let head = session
+                    .manager
+                    .get::<HeadTracking>()
+                    .map_or(self.config.head, |h| *h.pose());
+                (info, head)
+            }
+            FrameSource::Alone(demo) => {
+                // The master's update, done here: the demo's scene is the working copy.
+                std::mem::swap(&mut demo.scene, ctx.scene);
+                let animated = demo.animate(ctx.time);
+                std::mem::swap(&mut demo.scene, ctx.scene);
+                animated?;
+                let info = FrameInfo {
+                    frame: ctx.frame,
+                    time: ctx.time,
+                    dt: 0.0,
+                };
+                (info, self.config.head)
+            }
         };
         if let Ok(mut l) = self.last_frame.lock() {
             *l = Some(info);
@@ -101,12 +138,6 @@ impl App for NodeApp {
             h.push((info.frame, lockstep_cluster::scene_hash(ctx.scene)));
         }
         let rig = rig(ctx.scene);
-        // The head as the master last sent it (the file's until a tracker moves it).
-        let head = self
-            .session
-            .manager
-            .get::<HeadTracking>()
-            .map_or(self.config.head, |h| *h.pose());
         let views = self
             .config
             .views_for(&self.name, &head, rig)
@@ -239,7 +270,7 @@ pub fn run_master(
             bail!("every node has left the cluster (at frame {frame})");
         }
     }
-    if let Some(frame) = master.in_flight() {
+    while let Some(frame) = master.in_flight() {
         let mut swap = SwapReport::default();
         master.swap(frame, scene, &mut swap)?;
         report.count(swap);

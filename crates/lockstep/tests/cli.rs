@@ -592,3 +592,30 @@ fn bench_sync_compares_lockstep_with_a_bare_barrier_in_one_run() {
     assert!(l > 0.0 && b > 0.0);
     assert!((v["median_ratio"].as_f64().unwrap() - l / b).abs() < 1e-9);
 }
+
+#[test]
+fn bench_cluster_compares_a_cluster_node_with_the_same_node_alone() {
+    let o = lockstep(&[
+        "bench", "cluster", "--nodes", "front", "--frames", "25", "--rounds", "1", "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["nodes"].as_array().unwrap().len(), 1);
+    assert_eq!(v["nodes"][0]["node"], "front");
+    let (a, c) = (
+        v["alone_fps"].as_f64().unwrap(),
+        v["cluster_fps"].as_f64().unwrap(),
+    );
+    assert!(a > 0.0 && c > 0.0);
+    assert!((v["ratio"].as_f64().unwrap() - c / a).abs() < 1e-9);
+    assert_eq!(v["round_ratios"].as_array().unwrap().len(), 1);
+    assert_refused(
+        &["bench", "cluster", "--nodes", "front,attic"],
+        &["left, front, right and floor", "attic"],
+    );
+    let cave = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/cave.toml");
+    assert_refused(
+        &["node", "--config", cave, "--name", "front", "--frames", "5"],
+        &["--alone"],
+    );
+}

@@ -14,7 +14,7 @@ use lockstep::cluster::{FailurePolicy, FrameInfo, Master, MasterConfig, NodeConf
 use lockstep::demo::Demo;
 use lockstep::display::{ClusterConfig, Endpoint, ThreadingModel};
 use lockstep::pipeline::{self, Capture, CapturedFrame, PipelineConfig, Target};
-use lockstep::roles::{NodeApp, SwapGate, default_plugins, load_key, run_master};
+use lockstep::roles::{FrameSource, NodeApp, SwapGate, default_plugins, load_key, run_master};
 use lockstep::stats::Summary;
 use lockstep_wire::ClusterKey;
 
@@ -73,6 +73,12 @@ pub struct MasterArgs {
     /// Write "frame hash" per line: the scene the master sent.
     #[arg(long = "hash-out")]
     hash_out: Option<PathBuf>,
+    /// Frames sent ahead of the swap barrier: 2 lets nodes prepare frame F+1 while they
+    /// draw F (full speed); 1 runs the master's update one frame later (less latency from
+    /// the master's input to the walls). With --fps every frame is swapped as soon as it
+    /// is drawn.
+    #[arg(long = "pipeline-depth", default_value = "2", value_parser = |s: &str| ranged(s, 1, 2))]
+    pipeline_depth: u64,
 }
 
 pub fn run_master_cmd(args: MasterArgs) -> Result<()> {
@@ -92,6 +98,7 @@ pub fn run_master_cmd(args: MasterArgs) -> Result<()> {
             Policy::Stop => FailurePolicy::Stop,
         },
         max_frame: lockstep_wire::DEFAULT_MAX_FRAME as u32,
+        pipeline_depth: args.pipeline_depth as usize,
     };
     let mut master = Master::start(master_config, default_plugins(&config))?;
     eprintln!(
@@ -176,6 +183,17 @@ pub struct NodeArgs {
     /// protocol tests and benchmarks of many nodes on one machine).
     #[arg(long, value_enum, default_value = "gpu")]
     renderer: RendererKind,
+    /// No cluster: animate the demo in this process and render this node's views of it, as
+    /// the node would in the cluster (the baseline `bench cluster` compares with).
+    #[arg(long, requires = "frames")]
+    alone: bool,
+    /// With --alone: frames to render.
+    #[arg(long, requires = "alone", value_parser = |s: &str| ranged(s, 1, 1 << 30))]
+    frames: Option<u64>,
+    /// Write the run's figures as JSON: frames, fps, steady fps (after the first 10 frames:
+    /// start-up and loading excluded), swap wait.
+    #[arg(long = "stats-out")]
+    stats_out: Option<PathBuf>,
     #[command(flatten)]
     gpu: GpuArgs,
 }
@@ -191,7 +209,12 @@ pub enum RendererKind {
 
 pub fn run_node_cmd(args: NodeArgs) -> Result<()> {
     let config = ClusterConfig::load(&args.config)?;
-    let key = load_key(&config)?;
+    // Alone, no cluster: no key.
+    let key = if args.alone {
+        None
+    } else {
+        Some(load_key(&config)?)
+    };
     let node = config.node(&args.name).with_context(|| {
         let names: Vec<&str> = config.nodes.iter().map(|n| n.name.as_str()).collect();
         format!(
@@ -212,27 +235,37 @@ pub fn run_node_cmd(args: NodeArgs) -> Result<()> {
     let has_display = std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty());
     let offscreen = args.offscreen || window.offscreen || !has_display;
     let stop = ctrl_c()?;
-    let node_config = NodeConfig {
-        cluster: config.name.clone(),
-        key,
-        name: args.name.clone(),
-        master: resolve(&config.master)?,
-        connect_timeout: Duration::from_secs(args.connect_timeout),
-        master_timeout: Duration::from_secs(2),
+    let (source, gate) = if let Some(key) = key {
+        let node_config = NodeConfig {
+            cluster: config.name.clone(),
+            key,
+            name: args.name.clone(),
+            master: resolve(&config.master)?,
+            connect_timeout: Duration::from_secs(args.connect_timeout),
+            master_timeout: Duration::from_secs(2),
+        };
+        if args.renderer == RendererKind::None {
+            let node =
+                lockstep::cluster::node::connect_direct(&node_config, default_plugins(&config))?;
+            eprintln!(
+                "node '{}' joined cluster '{}' (no renderer)",
+                args.name, config.name
+            );
+            return run_headless(node, &args);
+        }
+        let (session, link) =
+            lockstep::cluster::node::connect(&node_config, default_plugins(&config))?;
+        eprintln!("node '{}' joined cluster '{}'", args.name, config.name);
+        (FrameSource::Cluster(session), Some(SwapGate::new(link)))
+    } else {
+        if args.renderer == RendererKind::None {
+            bail!("--alone renders: it cannot go with --renderer none");
+        }
+        let demo = Demo::new(1.0, 1.0)?;
+        (FrameSource::Alone(Box::new(demo)), None)
     };
-    if args.renderer == RendererKind::None {
-        let node = lockstep::cluster::node::connect_direct(&node_config, default_plugins(&config))?;
-        eprintln!(
-            "node '{}' joined cluster '{}' (no renderer)",
-            args.name, config.name
-        );
-        return run_headless(node, &args);
-    }
-    let (session, link) = lockstep::cluster::node::connect(&node_config, default_plugins(&config))?;
-    eprintln!("node '{}' joined cluster '{}'", args.name, config.name);
-    let gate = SwapGate::new(link);
-    let waits = gate.waits.clone();
-    let mut app = NodeApp::new(session, config.clone(), &args.name);
+    let waits = gate.as_ref().map(|g| g.waits.clone()).unwrap_or_default();
+    let mut app = NodeApp::new(source, config.clone(), &args.name);
     app.record_hashes = args.hash_out.is_some();
     let hashes = app.hashes.clone();
     let (capture, keeper) = match &args.out {
@@ -243,6 +276,14 @@ pub fn run_node_cmd(args: NodeArgs) -> Result<()> {
         }
         _ => (None, None),
     };
+    // When each frame was done, for the steady frame rate.
+    let (stats_tx, stats_rx) = mpsc::channel::<pipeline::FrameStats>();
+    let done_at = std::thread::spawn(move || {
+        stats_rx
+            .into_iter()
+            .map(|_| std::time::Instant::now())
+            .collect::<Vec<_>>()
+    });
     let (w, h) = (window.width, window.height);
     let config = PipelineConfig {
         threading,
@@ -259,13 +300,14 @@ pub fn run_node_cmd(args: NodeArgs) -> Result<()> {
                 vsync: true,
             }
         },
-        frames: None,
-        fixed_dt: None,
+        frames: args.frames,
+        // Alone, the demo runs on the clock the master would give it.
+        fixed_dt: args.alone.then_some(1.0 / 60.0),
         backend: args.gpu.backend,
         capture,
-        stats: None,
+        stats: Some(stats_tx),
         stop,
-        gate: Some(Box::new(gate)),
+        gate: gate.map(|g| Box::new(g) as Box<dyn pipeline::FrameGate>),
     };
     let started = std::time::Instant::now();
     let result = pipeline::run(&mut app, config);
@@ -282,15 +324,47 @@ pub fn run_node_cmd(args: NodeArgs) -> Result<()> {
     }
     let waits = waits.lock().map(|w| w.clone()).unwrap_or_default();
     let s = Summary::of(&waits);
+    let done_at = done_at.join().unwrap_or_default();
+    let fps = report.frames as f64 / elapsed.as_secs_f64().max(1e-9);
+    let steady = steady_fps(&done_at);
+    let swap = if args.alone {
+        "alone, no swap barrier".to_string()
+    } else {
+        format!(
+            "swap wait median {:.3} ms, p99 {:.3} ms",
+            s.map_or(0.0, |s| s.median_ms),
+            s.map_or(0.0, |s| s.p99_ms)
+        )
+    };
     println!(
-        "node {}: {} frames, {:.1} fps, swap wait median {:.3} ms, p99 {:.3} ms",
+        "node {}: {} frames, {:.1} fps ({} steady), {swap}",
         args.name,
         report.frames,
-        report.frames as f64 / elapsed.as_secs_f64().max(1e-9),
-        s.map_or(0.0, |s| s.median_ms),
-        s.map_or(0.0, |s| s.p99_ms)
+        fps,
+        steady.map_or("n/a".to_string(), |f| format!("{f:.1} fps")),
     );
+    if let Some(path) = &args.stats_out {
+        let json = serde_json::json!({
+            "node": args.name,
+            "alone": args.alone,
+            "frames": report.frames,
+            "fps": fps,
+            "steady_fps": steady,
+            "swap_wait": s,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     Ok(())
+}
+
+/// Frames per second between the 10th frame done and the last: start-up, the start barrier
+/// and loading the scene left out.
+fn steady_fps(done_at: &[std::time::Instant]) -> Option<f64> {
+    let skip = 10;
+    let (first, last) = (done_at.get(skip)?, done_at.last()?);
+    let span = last.duration_since(*first).as_secs_f64();
+    (span > 0.0).then(|| (done_at.len() - 1 - skip) as f64 / span)
 }
 
 /// A node without rendering: apply each frame, then swap.
@@ -371,10 +445,9 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-pub fn run_demo(args: DemoArgs) -> Result<()> {
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
-    // The sample CAVE, on free local ports, with a fresh key.
+/// The sample CAVE written to `dir`, on free local ports, with a fresh key; with `only`,
+/// just those of its nodes.
+fn local_cave(dir: &Path, only: Option<&[String]>) -> Result<(PathBuf, ClusterConfig, String)> {
     let mut text = include_str!("../../../../configs/cave.toml").to_string();
     for port in 7400..=7404 {
         text = text.replace(
@@ -382,10 +455,32 @@ pub fn run_demo(args: DemoArgs) -> Result<()> {
             &format!("port = {}\n", free_port()?),
         );
     }
-    let cfg_path = args.out.join("cave.toml");
-    std::fs::write(&cfg_path, &text)?;
+    if let Some(only) = only {
+        let mut doc: toml::Table = text.parse().context("the sample CAVE file")?;
+        let Some(toml::Value::Array(nodes)) = doc.get_mut("nodes") else {
+            bail!("the sample CAVE file has no nodes");
+        };
+        nodes.retain(|n| {
+            n.get("name")
+                .and_then(|v| v.as_str())
+                .is_some_and(|name| only.iter().any(|o| o == name))
+        });
+        if nodes.len() != only.len() {
+            bail!("the demo CAVE's nodes are left, front, right and floor; asked for {only:?}");
+        }
+        text = toml::to_string(&doc).context("the sample CAVE file")?;
+    }
+    let cfg_path = dir.join("cave.toml");
+    std::fs::write(&cfg_path, &text)
+        .with_context(|| format!("cannot write {}", cfg_path.display()))?;
     let config = ClusterConfig::load(&cfg_path)?;
-    let key = ClusterKey::generate_hex()?;
+    Ok((cfg_path, config, ClusterKey::generate_hex()?))
+}
+
+pub fn run_demo(args: DemoArgs) -> Result<()> {
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let (cfg_path, config, key) = local_cave(&args.out, None)?;
     let exe = std::env::current_exe().context("cannot find the lockstep executable")?;
     let mut children = Vec::new();
     let spawn = |args_: Vec<String>| {
@@ -602,6 +697,7 @@ pub fn run_bench_sync(args: BenchSyncArgs) -> Result<()> {
             handshake_timeout: Duration::from_secs(5),
             policy: FailurePolicy::Stop,
             max_frame: lockstep_wire::DEFAULT_MAX_FRAME as u32,
+            pipeline_depth: 2,
         },
         default_plugins(&config),
     )?;
@@ -662,7 +758,7 @@ pub fn run_bench_sync(args: BenchSyncArgs) -> Result<()> {
             last = Some(now);
             frame += 1;
         }
-        if let Some(f) = master.in_flight() {
+        while let Some(f) = master.in_flight() {
             master.swap(f, &demo.scene, &mut Default::default())?;
         }
         // The bare barrier: one byte out to every peer, one byte back from each.
@@ -729,6 +825,218 @@ pub fn run_bench_sync(args: BenchSyncArgs) -> Result<()> {
             d.median_ms, d.p99_ms
         );
     }
+    Ok(())
+}
+
+/// Arguments of `lockstep bench cluster`.
+#[derive(Debug, Args)]
+pub struct BenchClusterArgs {
+    /// Frames per run.
+    #[arg(long, default_value = "150", value_parser = |s: &str| ranged(s, 20, 1_000_000))]
+    frames: u64,
+    /// Only these nodes of the demo CAVE (comma-separated), e.g. `front` for one render node
+    /// and the master, as on a real cluster with one node per machine.
+    #[arg(long, value_delimiter = ',')]
+    nodes: Option<Vec<String>>,
+    /// Rounds; each runs the nodes alone, then as a cluster.
+    #[arg(long, default_value = "2", value_parser = |s: &str| ranged(s, 1, 100))]
+    rounds: u64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `lockstep` processes to the end; each must exit 0.
+fn run_all(exe: &Path, key: &str, runs: Vec<(String, Vec<String>)>) -> Result<()> {
+    let mut children = Vec::new();
+    for (who, a) in runs {
+        let child = Command::new(exe)
+            .args(&a)
+            .env("LOCKSTEP_KEY", key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {who}"))?;
+        children.push((who, child));
+    }
+    let mut failed = Vec::new();
+    for (who, child) in children {
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            failed.push(format!(
+                "{who} exited with {}: {}",
+                out.status,
+                err.lines().last().unwrap_or("")
+            ));
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{}", failed.join("\n  "));
+    }
+    Ok(())
+}
+
+pub fn run_bench_cluster(args: BenchClusterArgs) -> Result<()> {
+    let dir = tempfile_dir()?;
+    let (cfg_path, config, key) = local_cave(&dir, args.nodes.as_deref())?;
+    let exe = std::env::current_exe().context("cannot find the lockstep executable")?;
+    let cfg = cfg_path.to_string_lossy().to_string();
+    let names: Vec<String> = config.nodes.iter().map(|n| n.name.clone()).collect();
+    let stats_file = |who: &str, alone: bool| {
+        dir.join(format!(
+            "{who}-{}.json",
+            if alone { "alone" } else { "cluster" }
+        ))
+    };
+    let read_fps = |who: &str, alone: bool| -> Result<f64> {
+        let path = stats_file(who, alone);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("no figures from node '{who}'"))?;
+        let v: serde_json::Value = serde_json::from_str(&text)?;
+        v["steady_fps"]
+            .as_f64()
+            .with_context(|| format!("node '{who}' ran too few frames for a steady rate"))
+    };
+    let frames = args.frames.to_string();
+    // Per node: steady fps alone and in the cluster, averaged over the rounds; and each
+    // round's ratio of the totals (their median resists a round disturbed by the machine).
+    let mut alone = vec![0.0; names.len()];
+    let mut cluster = vec![0.0; names.len()];
+    let mut round_ratios = Vec::new();
+    for round in 0..args.rounds {
+        // Alone: every node at once (they share this machine's CPU as the cluster's do).
+        let runs: Vec<(String, Vec<String>)> = names
+            .iter()
+            .map(|n| {
+                let a = [
+                    "node",
+                    "--config",
+                    &cfg,
+                    "--name",
+                    n,
+                    "--offscreen",
+                    "--alone",
+                    "--frames",
+                    &frames,
+                    "--stats-out",
+                ];
+                let mut a: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+                a.push(stats_file(n, true).to_string_lossy().to_string());
+                (format!("node '{n}' alone"), a)
+            })
+            .collect();
+        let alone_runs: Vec<(String, Vec<String>)> = runs;
+        let mut runs: Vec<(String, Vec<String>)> = vec![(
+            "master".into(),
+            [
+                "master",
+                "--config",
+                &cfg,
+                "--frames",
+                &frames,
+                "--fixed-dt",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([format!("{}", 1.0 / 60.0)])
+            .collect(),
+        )];
+        for n in &names {
+            let a = [
+                "node",
+                "--config",
+                &cfg,
+                "--name",
+                n,
+                "--offscreen",
+                "--stats-out",
+            ];
+            let mut a: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+            a.push(stats_file(n, false).to_string_lossy().to_string());
+            runs.push((format!("node '{n}'"), a));
+        }
+        // Every other round the cluster goes first, so that drift in the machine's speed
+        // does not favour one side.
+        let cluster_runs = runs;
+        let mut order = [
+            (alone_runs, "the nodes running alone"),
+            (cluster_runs, "the cluster"),
+        ];
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for (runs, what) in order {
+            run_all(&exe, &key, runs).with_context(|| format!("{what} failed"))?;
+        }
+        let (mut a, mut c) = (0.0, 0.0);
+        for (i, n) in names.iter().enumerate() {
+            let (fa, fc) = (read_fps(n, true)?, read_fps(n, false)?);
+            alone[i] += fa / args.rounds as f64;
+            cluster[i] += fc / args.rounds as f64;
+            a += fa;
+            c += fc;
+        }
+        round_ratios.push(c / a);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let (a, c): (f64, f64) = (alone.iter().sum(), cluster.iter().sum());
+    let ratio = c / a;
+    round_ratios.sort_by(f64::total_cmp);
+    let median_ratio = round_ratios[round_ratios.len() / 2];
+    if args.json {
+        let nodes: Vec<serde_json::Value> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                serde_json::json!({"node": n, "alone_fps": alone[i], "cluster_fps": cluster[i], "ratio": cluster[i] / alone[i]})
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "benchmark": "cluster",
+                "frames": args.frames,
+                "rounds": args.rounds,
+                "nodes": nodes,
+                "alone_fps": a,
+                "cluster_fps": c,
+                "ratio": ratio,
+                "round_ratios": round_ratios,
+                "median_round_ratio": median_ratio,
+            }))?
+        );
+        return Ok(());
+    }
+    println!(
+        "lockstep bench cluster: the demo CAVE ({} nodes, offscreen), {} frames x {} rounds; steady fps after the first 10 frames",
+        names.len(),
+        args.frames,
+        args.rounds
+    );
+    println!(
+        "{:<10} {:>12} {:>12} {:>8}",
+        "node", "alone fps", "cluster fps", "ratio"
+    );
+    for (i, n) in names.iter().enumerate() {
+        println!(
+            "{:<10} {:>12.1} {:>12.1} {:>7.3}x",
+            n,
+            alone[i],
+            cluster[i],
+            cluster[i] / alone[i]
+        );
+    }
+    println!("{:<10} {:>12.1} {:>12.1} {:>7.3}x", "all", a, c, ratio);
+    println!(
+        "round by round: {} (median {median_ratio:.3}x)",
+        round_ratios
+            .iter()
+            .map(|r| format!("{r:.3}x"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     Ok(())
 }
 

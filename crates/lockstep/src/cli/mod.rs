@@ -59,6 +59,8 @@ enum BenchCommand {
     Pipeline(bench::BenchPipelineArgs),
     /// lockstep's per-frame sync (scene data + swap barrier) against a bare TCP barrier.
     Sync(cluster::BenchSyncArgs),
+    /// Frame rate of a local CAVE cluster against the same nodes each rendering alone.
+    Cluster(cluster::BenchClusterArgs),
 }
 
 /// Runs the parsed command.
@@ -69,6 +71,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Render(args)) => bench::run_render(args),
         Command::Bench(BenchCommand::Pipeline(args)) => bench::run_pipeline(args),
         Command::Bench(BenchCommand::Sync(args)) => cluster::run_bench_sync(args),
+        Command::Bench(BenchCommand::Cluster(args)) => cluster::run_bench_cluster(args),
         Command::BenchPeer(args) => cluster::run_bench_peer(args),
         Command::Config(cmd) => config::run(cmd),
         Command::Demo(args) => cluster::run_demo(args),
