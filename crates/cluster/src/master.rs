@@ -196,8 +196,22 @@ impl Master {
 
     /// The start barrier: waits until every node of the configuration has joined.
     pub fn wait_for_nodes(&mut self, timeout: Duration) -> Result<(), ClusterError> {
+        self.wait_for_nodes_unless(timeout, &AtomicBool::new(false))
+    }
+
+    /// The start barrier, given up as soon as `stop` is set.
+    pub fn wait_for_nodes_unless(
+        &mut self,
+        timeout: Duration,
+        stop: &AtomicBool,
+    ) -> Result<(), ClusterError> {
         let start = Instant::now();
         loop {
+            if stop.load(Ordering::Relaxed) {
+                return Err(ClusterError::Stopped(
+                    "stopped while waiting for the nodes to join".into(),
+                ));
+            }
             self.admit(0)?;
             let missing: Vec<&String> = self
                 .config

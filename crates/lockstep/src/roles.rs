@@ -233,7 +233,7 @@ pub fn run_master(
     stop: &std::sync::atomic::AtomicBool,
     mut update: impl FnMut(&mut Scene, &FrameInfo) -> Result<()>,
 ) -> Result<MasterReport> {
-    master.wait_for_nodes(start_timeout)?;
+    master.wait_for_nodes_unless(start_timeout, stop)?;
     let mut report = MasterReport::default();
     let start = Instant::now();
     let mut last = 0.0;

@@ -79,6 +79,18 @@ pub struct MasterArgs {
     /// is drawn.
     #[arg(long = "pipeline-depth", default_value = "2", value_parser = |s: &str| ranged(s, 1, 2))]
     pipeline_depth: u64,
+    /// Also render this node of the cluster file in the master's process (it joins over
+    /// loopback like any node, and takes part in the swap barrier).
+    #[arg(long)]
+    render: Option<String>,
+    /// With --render: render offscreen even if the cluster file asks for a window.
+    #[arg(long, requires = "render")]
+    offscreen: bool,
+    /// With --render: write the view's last frame as DIR/NODE.png.
+    #[arg(long, requires = "render")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    gpu: GpuArgs,
 }
 
 pub fn run_master_cmd(args: MasterArgs) -> Result<()> {
@@ -109,26 +121,69 @@ pub fn run_master_cmd(args: MasterArgs) -> Result<()> {
     );
     let mut demo = Demo::new(1.0, 1.0)?;
     let mut scene = demo.scene.clone();
-    let result = run_master(
-        &mut master,
-        &mut scene,
-        args.frames,
-        args.fixed_dt,
-        args.fps.map(|f| Duration::from_secs_f64(1.0 / f as f64)),
-        Duration::from_secs(args.start_timeout),
-        args.hash_out.is_some(),
-        &stop,
-        |scene, info| {
-            std::mem::swap(&mut demo.scene, scene);
-            let r = demo.animate(info.time);
-            std::mem::swap(&mut demo.scene, scene);
-            Ok(r?)
-        },
-    );
-    master.shutdown(match &result {
-        Ok(_) => "the master finished",
-        Err(_) => "the master stopped on an error",
-    });
+    let (frames, fixed_dt, hashing) = (args.frames, args.fixed_dt, args.hash_out.is_some());
+    let fps = args.fps;
+    let start_timeout = Duration::from_secs(args.start_timeout);
+    let master_stop = stop.clone();
+    let run = move || {
+        let result = run_master(
+            &mut master,
+            &mut scene,
+            frames,
+            fixed_dt,
+            fps.map(|f| Duration::from_secs_f64(1.0 / f as f64)),
+            start_timeout,
+            hashing,
+            &master_stop,
+            |scene, info| {
+                std::mem::swap(&mut demo.scene, scene);
+                let r = demo.animate(info.time);
+                std::mem::swap(&mut demo.scene, scene);
+                Ok(r?)
+            },
+        );
+        master.shutdown(match &result {
+            Ok(_) => "the master finished",
+            Err(_) => "the master stopped on an error",
+        });
+        result
+    };
+    let result = match &args.render {
+        None => run(),
+        Some(name) => {
+            // The frame loop on its own thread; this one renders (windows want the main
+            // thread).
+            let master = std::thread::Builder::new()
+                .name("master".into())
+                .spawn(run)
+                .context("cannot start the master's thread")?;
+            let view = NodeArgs {
+                config: args.config.clone(),
+                name: name.clone(),
+                offscreen: args.offscreen,
+                threading_model: None,
+                out: args.out.clone(),
+                hash_out: None,
+                connect_timeout: args.start_timeout,
+                renderer: RendererKind::Gpu,
+                alone: false,
+                frames: None,
+                stats_out: None,
+                gpu: args.gpu.clone(),
+            };
+            let rendered = run_node(view, stop.clone())
+                .with_context(|| format!("the master's own view, node '{name}'"));
+            if rendered.is_err() {
+                // Without its own view the master would wait on it at the start barrier.
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            let result = master
+                .join()
+                .map_err(|_| anyhow::anyhow!("the master's thread panicked"))?;
+            rendered?;
+            result
+        }
+    };
     let report = result?;
     for (frame, node, why) in &report.dropped {
         eprintln!("node '{node}' dropped at frame {frame}: {why}");
@@ -208,6 +263,11 @@ pub enum RendererKind {
 }
 
 pub fn run_node_cmd(args: NodeArgs) -> Result<()> {
+    run_node(args, ctrl_c()?)
+}
+
+/// A render node until the master ends the session, `stop` is set, or it fails.
+fn run_node(args: NodeArgs, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Result<()> {
     let config = ClusterConfig::load(&args.config)?;
     // Alone, no cluster: no key.
     let key = if args.alone {
@@ -234,7 +294,6 @@ pub fn run_node_cmd(args: NodeArgs) -> Result<()> {
     };
     let has_display = std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty());
     let offscreen = args.offscreen || window.offscreen || !has_display;
-    let stop = ctrl_c()?;
     let (source, gate) = if let Some(key) = key {
         let node_config = NodeConfig {
             cluster: config.name.clone(),

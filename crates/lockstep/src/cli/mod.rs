@@ -82,7 +82,7 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 /// Options every command that renders takes.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct GpuArgs {
     /// Graphics API: auto (Vulkan, else GL), vulkan or gl.
     #[arg(long, default_value = "auto", value_parser = parse_backend)]
