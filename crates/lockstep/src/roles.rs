@@ -2,7 +2,8 @@
 The two roles of a cluster process. A **node** runs the pipeline with an App stage that
 receives the master's frame (clock, scene changes, application data) and a Draw stage that
 stops at the swap barrier before presenting. The **master** runs the application and sends
-each frame; here it renders nothing itself.
+each frame; to render a view as well, a master process also runs a node (see
+`lockstep master --render`).
 */
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
