@@ -353,18 +353,7 @@ impl Master {
         {
             self.barrier(&oldest, scene, &mut report)?;
         }
-        let mut failed = Vec::new();
-        for n in &mut self.nodes {
-            if let Err(e) = write_both(&mut n.link.stream, &self.head, &self.bytes) {
-                failed.push((
-                    n.name.clone(),
-                    format!("cannot send frame {}: {e}", info.frame),
-                ));
-            }
-        }
-        for (name, why) in failed {
-            self.drop_node(&name, &why, &mut report)?;
-        }
+        self.write_to_nodes(true, &format!("frame {}", info.frame), &mut report)?;
         self.in_flight.push_back(*info);
         if report.swapped.is_some() {
             report.presented = self.node_names();
@@ -381,26 +370,40 @@ impl Master {
         scene: &Scene,
         report: &mut SwapReport,
     ) -> Result<(), ClusterError> {
-        if self.in_flight.front().map(|i| i.frame) != Some(frame) {
-            return Err(ClusterError::Stopped(format!(
-                "no barrier for frame {frame}: it is not the oldest frame in flight"
-            )));
-        }
-        let Some(info) = self.in_flight.pop_front() else {
-            unreachable!("checked above")
+        let info = match self.in_flight.front() {
+            Some(oldest) if oldest.frame == frame => *oldest,
+            _ => {
+                return Err(ClusterError::Stopped(format!(
+                    "no barrier for frame {frame}: it is not the oldest frame in flight"
+                )));
+            }
         };
+        self.in_flight.pop_front();
         self.head.clear();
         self.barrier(&info, scene, report)?;
+        self.write_to_nodes(false, &format!("SwapNow {frame}"), report)?;
+        report.presented = self.node_names();
+        Ok(())
+    }
+
+    /// Writes `self.head`, and `self.bytes` too if `with_frame`, to every node in one
+    /// system call each; drops the nodes that cannot take `what`.
+    fn write_to_nodes(
+        &mut self,
+        with_frame: bool,
+        what: &str,
+        report: &mut SwapReport,
+    ) -> Result<(), ClusterError> {
+        let frame: &[u8] = if with_frame { &self.bytes } else { &[] };
         let mut failed = Vec::new();
         for n in &mut self.nodes {
-            if let Err(e) = n.link.stream.write_all(&self.head) {
-                failed.push((n.name.clone(), format!("cannot send SwapNow: {e}")));
+            if let Err(e) = write_both(&mut n.link.stream, &self.head, frame) {
+                failed.push((n.name.clone(), format!("cannot send {what}: {e}")));
             }
         }
         for (name, why) in failed {
             self.drop_node(&name, &why, report)?;
         }
-        report.presented = self.node_names();
         Ok(())
     }
 
@@ -499,6 +502,7 @@ impl Drop for Master {
 fn write_both(stream: &mut TcpStream, a: &[u8], b: &[u8]) -> std::io::Result<()> {
     let mut parts = [IoSlice::new(a), IoSlice::new(b)];
     let mut parts: &mut [IoSlice<'_>] = &mut parts;
+    // Drop empty parts first: with nothing left to write, a write of 0 bytes is no error.
     IoSlice::advance_slices(&mut parts, 0);
     while !parts.is_empty() {
         match stream.write_vectored(parts) {

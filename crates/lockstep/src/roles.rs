@@ -260,12 +260,12 @@ pub fn run_master(
         }
         if let Some(period) = frame_period {
             master.swap(frame, scene, &mut swap)?;
-            report.count(swap);
+            report.count(swap, frame);
             // Pace like an application running at a fixed rate: sleep, never spin.
             let next = start + period * (frame as u32 + 1);
             std::thread::sleep(next.saturating_duration_since(Instant::now()));
         } else {
-            report.count(swap);
+            report.count(swap, frame);
         }
         if master.node_names().is_empty() {
             bail!("every node has left the cluster (at frame {frame})");
@@ -274,26 +274,22 @@ pub fn run_master(
     while let Some(frame) = master.in_flight() {
         let mut swap = SwapReport::default();
         master.swap(frame, scene, &mut swap)?;
-        report.count(swap);
+        report.count(swap, frame);
     }
     report.elapsed = start.elapsed();
     Ok(report)
 }
 
 impl MasterReport {
-    /// Adds one barrier's outcome.
-    fn count(&mut self, swap: SwapReport) {
-        if let Some(frame) = swap.swapped {
+    /// Adds what one `send_frame` or `swap` of frame `sent` reported: its barrier, if it ran
+    /// one, and the nodes dropped (at the barrier's frame, else at the frame being sent).
+    fn count(&mut self, swap: SwapReport, sent: u64) {
+        if swap.swapped.is_some() {
             self.frames += 1;
             self.swap_waits.push(swap.waited);
-            for (n, why) in swap.dropped {
-                self.dropped.push((frame, n, why));
-            }
-        } else {
-            // Dropped while sending a frame (no barrier in this report).
-            for (n, why) in swap.dropped {
-                self.dropped.push((self.frames, n, why));
-            }
         }
+        let at = swap.swapped.unwrap_or(sent);
+        self.dropped
+            .extend(swap.dropped.into_iter().map(|(n, why)| (at, n, why)));
     }
 }

@@ -541,17 +541,6 @@ pub fn run_demo(args: DemoArgs) -> Result<()> {
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let (cfg_path, config, key) = local_cave(&args.out, None)?;
     let exe = std::env::current_exe().context("cannot find the lockstep executable")?;
-    let mut children = Vec::new();
-    let spawn = |args_: Vec<String>| {
-        Command::new(&exe)
-            .args(&args_)
-            .env("LOCKSTEP_KEY", &key)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start {} {}", exe.display(), args_.join(" ")))
-    };
     let cfg = cfg_path.to_string_lossy().to_string();
     let hash_file = |who: &str| {
         args.out
@@ -559,70 +548,43 @@ pub fn run_demo(args: DemoArgs) -> Result<()> {
             .to_string_lossy()
             .to_string()
     };
-    children.push((
-        "master".to_string(),
-        spawn(vec![
-            "master".into(),
-            "--config".into(),
-            cfg.clone(),
-            "--frames".into(),
-            args.frames.to_string(),
-            "--fixed-dt".into(),
-            format!("{}", 1.0 / 60.0),
-            "--hash-out".into(),
-            hash_file("master"),
-        ])?,
-    ));
+    let master = strings(&[
+        "master",
+        "--config",
+        &cfg,
+        "--frames",
+        &args.frames.to_string(),
+        "--fixed-dt",
+        &format!("{}", 1.0 / 60.0),
+        "--hash-out",
+        &hash_file("master"),
+    ]);
+    let mut runs = vec![("master".to_string(), master)];
     for n in &config.nodes {
-        let mut a = vec![
-            "node".into(),
-            "--config".into(),
-            cfg.clone(),
-            "--name".into(),
-            n.name.clone(),
-            "--hash-out".into(),
-            hash_file(&n.name),
-        ];
+        let mut a = strings(&[
+            "node",
+            "--config",
+            &cfg,
+            "--name",
+            &n.name,
+            "--hash-out",
+            &hash_file(&n.name),
+        ]);
         if !args.window {
-            a.extend([
-                "--offscreen".into(),
-                "--out".into(),
-                args.out.to_string_lossy().to_string(),
-            ]);
+            a.extend(strings(&[
+                "--offscreen",
+                "--out",
+                &args.out.to_string_lossy(),
+            ]));
         }
-        children.push((n.name.clone(), spawn(a)?));
+        runs.push((n.name.clone(), a));
     }
     eprintln!(
-        "started a master and {} nodes of cluster '{}' on this machine",
+        "starting a master and {} nodes of cluster '{}' on this machine",
         config.nodes.len(),
         config.name
     );
-    let mut failed = Vec::new();
-    let mut lines = Vec::new();
-    for (who, child) in children {
-        let out = child.wait_with_output()?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        lines.extend(stdout.lines().map(str::to_string));
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            let tail: Vec<&str> = err
-                .lines()
-                .rev()
-                .take(5)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            failed.push(format!(
-                "{who} exited with {}: {}",
-                out.status,
-                tail.join(" | ")
-            ));
-        }
-    }
-    if !failed.is_empty() {
-        bail!("the demo cluster failed:\n  {}", failed.join("\n  "));
-    }
+    let lines = run_all(&exe, &key, runs).context("the demo cluster failed")?;
     for l in &lines {
         println!("{l}");
     }
@@ -905,36 +867,50 @@ pub struct BenchClusterArgs {
     json: bool,
 }
 
-/// Runs `lockstep` processes to the end; each must exit 0.
-fn run_all(exe: &Path, key: &str, runs: Vec<(String, Vec<String>)>) -> Result<()> {
+/// Runs `lockstep` processes side by side to the end, each named for errors; all must exit
+/// 0. Returns their standard output lines, process by process.
+fn run_all(exe: &Path, key: &str, runs: Vec<(String, Vec<String>)>) -> Result<Vec<String>> {
     let mut children = Vec::new();
     for (who, a) in runs {
         let child = Command::new(exe)
             .args(&a)
             .env("LOCKSTEP_KEY", key)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("cannot start {who}"))?;
+            .with_context(|| format!("cannot start {who}: {} {}", exe.display(), a.join(" ")))?;
         children.push((who, child));
     }
     let mut failed = Vec::new();
+    let mut lines = Vec::new();
     for (who, child) in children {
         let out = child.wait_with_output()?;
+        lines.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_string),
+        );
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
+            let mut tail: Vec<&str> = err.lines().rev().take(5).collect();
+            tail.reverse();
             failed.push(format!(
                 "{who} exited with {}: {}",
                 out.status,
-                err.lines().last().unwrap_or("")
+                tail.join(" | ")
             ));
         }
     }
     if !failed.is_empty() {
-        bail!("{}", failed.join("\n  "));
+        bail!("\n  {}", failed.join("\n  "));
     }
-    Ok(())
+    Ok(lines)
+}
+
+/// Owned command-line arguments.
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
 }
 
 pub fn run_bench_cluster(args: BenchClusterArgs) -> Result<()> {
@@ -959,6 +935,7 @@ pub fn run_bench_cluster(args: BenchClusterArgs) -> Result<()> {
             .with_context(|| format!("node '{who}' ran too few frames for a steady rate"))
     };
     let frames = args.frames.to_string();
+    let p = |path: &Path| path.to_string_lossy().to_string();
     // Per node: steady fps alone and in the cluster, averaged over the rounds; and each
     // round's ratio of the totals (their median resists a round disturbed by the machine).
     let mut alone = vec![0.0; names.len()];
@@ -966,10 +943,10 @@ pub fn run_bench_cluster(args: BenchClusterArgs) -> Result<()> {
     let mut round_ratios = Vec::new();
     for round in 0..args.rounds {
         // Alone: every node at once (they share this machine's CPU as the cluster's do).
-        let runs: Vec<(String, Vec<String>)> = names
+        let alone_runs: Vec<(String, Vec<String>)> = names
             .iter()
             .map(|n| {
-                let a = [
+                let mut a = strings(&[
                     "node",
                     "--config",
                     &cfg,
@@ -979,31 +956,23 @@ pub fn run_bench_cluster(args: BenchClusterArgs) -> Result<()> {
                     "--alone",
                     "--frames",
                     &frames,
-                    "--stats-out",
-                ];
-                let mut a: Vec<String> = a.iter().map(|s| s.to_string()).collect();
-                a.push(stats_file(n, true).to_string_lossy().to_string());
+                ]);
+                a.extend(["--stats-out".into(), p(&stats_file(n, true))]);
                 (format!("node '{n}' alone"), a)
             })
             .collect();
-        let alone_runs: Vec<(String, Vec<String>)> = runs;
-        let mut runs: Vec<(String, Vec<String>)> = vec![(
-            "master".into(),
-            [
-                "master",
-                "--config",
-                &cfg,
-                "--frames",
-                &frames,
-                "--fixed-dt",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .chain([format!("{}", 1.0 / 60.0)])
-            .collect(),
-        )];
+        let master = strings(&[
+            "master",
+            "--config",
+            &cfg,
+            "--frames",
+            &frames,
+            "--fixed-dt",
+            &format!("{}", 1.0 / 60.0),
+        ]);
+        let mut cluster_runs = vec![("master".to_string(), master)];
         for n in &names {
-            let a = [
+            let a = strings(&[
                 "node",
                 "--config",
                 &cfg,
@@ -1011,14 +980,12 @@ pub fn run_bench_cluster(args: BenchClusterArgs) -> Result<()> {
                 n,
                 "--offscreen",
                 "--stats-out",
-            ];
-            let mut a: Vec<String> = a.iter().map(|s| s.to_string()).collect();
-            a.push(stats_file(n, false).to_string_lossy().to_string());
-            runs.push((format!("node '{n}'"), a));
+                &p(&stats_file(n, false)),
+            ]);
+            cluster_runs.push((format!("node '{n}'"), a));
         }
         // Every other round the cluster goes first, so that drift in the machine's speed
         // does not favour one side.
-        let cluster_runs = runs;
         let mut order = [
             (alone_runs, "the nodes running alone"),
             (cluster_runs, "the cluster"),
