@@ -76,8 +76,10 @@ struct Joined {
 
 struct NodeConn {
     name: String,
-    /// The first frame it was sent: it takes part in barriers from that frame on.
-    first_frame: u64,
+    /// The first frame it was sent (none until the next frame begins): it takes part in
+    /// barriers from that frame on, and that frame's barrier, which brings it the whole
+    /// scene, waits the load deadline.
+    first_frame: Option<u64>,
     /// Frames are written to its stream; `SwapReady` is read from it by the barrier itself,
     /// on the master's thread: no reader thread and no channel between a node's answer and
     /// the barrier (each would cost a thread wake-up per frame).
@@ -117,8 +119,6 @@ pub struct Master {
     begun: Option<FrameInfo>,
     /// Frames sent whose barrier has not run yet, oldest first.
     in_flight: VecDeque<FrameInfo>,
-    /// The last frame that brings someone the whole scene (its barrier waits longer).
-    loading: Option<u64>,
     /// The manager whose plugins write each frame.
     pub manager: ClusterManager,
 }
@@ -151,7 +151,6 @@ impl Master {
             head: Vec::new(),
             begun: None,
             in_flight: VecDeque::with_capacity(2),
-            loading: None,
             manager,
         })
     }
@@ -166,20 +165,19 @@ impl Master {
         self.nodes.iter().map(|n| n.name.clone()).collect()
     }
 
-    /// Takes nodes that finished their handshake into the session (at a frame boundary:
-    /// they start with frame `first_frame`).
-    fn admit(&mut self, first_frame: u64) -> Result<bool, ClusterError> {
+    /// Takes nodes that finished their handshake into the session; they start with the next
+    /// frame begun.
+    fn admit(&mut self) -> Result<(), ClusterError> {
         let joined: Vec<Joined> = match self.joined.lock() {
             Ok(mut j) => j.drain(..).collect(),
             Err(_) => return Err(ClusterError::Stopped("the accept thread panicked".into())),
         };
-        let any = !joined.is_empty();
         for j in joined {
             tracing::info!("node '{}' joined", j.name);
             let link = Link::new(j.stream, format!("node '{}'", j.name), HANDSHAKE_MAX_FRAME)?;
             self.nodes.push(NodeConn {
                 name: j.name,
-                first_frame,
+                first_frame: None,
                 link,
             });
         }
@@ -191,7 +189,7 @@ impl Master {
                 .position(|o| *o == n.name)
                 .unwrap_or(usize::MAX)
         });
-        Ok(any)
+        Ok(())
     }
 
     /// The start barrier: waits until every node of the configuration has joined.
@@ -212,7 +210,7 @@ impl Master {
                     "stopped while waiting for the nodes to join".into(),
                 ));
             }
-            self.admit(0)?;
+            self.admit()?;
             let missing: Vec<&String> = self
                 .config
                 .nodes
@@ -294,9 +292,14 @@ impl Master {
                 info.frame, b.frame
             )));
         }
-        if self.admit(info.frame)? {
+        self.admit()?;
+        let mut joining = false;
+        for n in self.nodes.iter_mut().filter(|n| n.first_frame.is_none()) {
+            n.first_frame = Some(info.frame);
+            joining = true;
+        }
+        if joining {
             self.manager.resync();
-            self.loading = Some(info.frame);
         }
         self.bytes.clear();
         Self::encode(
@@ -422,14 +425,19 @@ impl Master {
     ) -> Result<(), ClusterError> {
         let frame = info.frame;
         let start = Instant::now();
-        let limit = if self.loading == Some(frame) {
+        let loading = self.nodes.iter().any(|n| n.first_frame == Some(frame));
+        let limit = if loading {
             self.config.load_deadline
         } else {
             self.config.swap_deadline
         };
         let deadline = start + limit;
         let mut failed: Vec<(String, String)> = Vec::new();
-        for n in self.nodes.iter_mut().filter(|n| n.first_frame <= frame) {
+        for n in self
+            .nodes
+            .iter_mut()
+            .filter(|n| n.first_frame.is_some_and(|f| f <= frame))
+        {
             let outcome = loop {
                 // Past the deadline (spent waiting on a slower node), still take what this
                 // node has already sent: it was on time.

@@ -234,6 +234,48 @@ fn a_stalled_node_misses_the_deadline_and_is_dropped() {
 }
 
 #[test]
+fn the_first_frame_a_node_gets_waits_the_load_deadline_not_the_swap_deadline() {
+    // The nodes joined at the start barrier, before any frame: frame 0 brings them the whole
+    // scene, and a node that takes longer than a frame to load it is not dropped.
+    let mut m = master(&["slow"], 100);
+    let addr = m.local_addr();
+    let slow = std::thread::spawn(move || {
+        let mut node = lockstep_cluster::node::connect_direct(
+            &node_config("slow", addr, key(), "test"),
+            manager(),
+        )
+        .unwrap();
+        let mut scene = Scene::new();
+        let mut frames = Vec::new();
+        while let Some(info) = node.next_frame(&mut scene).unwrap() {
+            if info.frame == 0 {
+                std::thread::sleep(Duration::from_millis(400));
+            }
+            node.swap(info.frame, NodeStats::default()).unwrap();
+            frames.push(info.frame);
+        }
+        frames
+    });
+    m.wait_for_nodes(Duration::from_secs(5)).unwrap();
+    let world = World::new();
+    let mut waited = Vec::new();
+    for frame in 0..5u64 {
+        let info = FrameInfo {
+            frame,
+            time: 0.0,
+            dt: 0.0,
+        };
+        let mut report = m.send_frame(&info, &world.scene).unwrap();
+        m.swap(frame, &world.scene, &mut report).unwrap();
+        assert_eq!(report.dropped, [], "frame {frame}");
+        waited.push(report.waited);
+    }
+    assert!(waited[0] >= Duration::from_millis(350), "{waited:?}");
+    m.shutdown("done");
+    assert_eq!(slow.join().unwrap(), [0, 1, 2, 3, 4]);
+}
+
+#[test]
 fn wrong_keys_wrong_clusters_strangers_and_garbage_are_refused_without_disturbing_the_session() {
     let mut m = master(&["a"], 1000);
     let addr = m.local_addr();
