@@ -164,7 +164,22 @@ pub struct ClusterConfig {
     pub screens: Vec<Screen>,
     /// Render nodes in file order.
     pub nodes: Vec<NodeConfig>,
+    /// How `lockstep launch` brings the cluster up.
+    pub launch: LaunchConfig,
 }
+
+/// The cluster file's `[launch]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchConfig {
+    /// Port of `lockstep daemon` on every host.
+    pub daemon_port: u16,
+    /// Extra files every host needs (models, textures), relative to the cluster file's
+    /// folder, `/`-separated.
+    pub files: Vec<String>,
+}
+
+/// The port `lockstep daemon` listens on unless told otherwise.
+pub const DEFAULT_DAEMON_PORT: u16 = 7399;
 
 impl ClusterConfig {
     /// Reads and validates a cluster file.
@@ -487,6 +502,7 @@ impl Validator<'_> {
                 }
             }
         }
+        let launch = self.launch(raw.launch.as_ref());
         ClusterConfig {
             path: self.loc.path.to_path_buf(),
             name: raw.name.get_ref().clone(),
@@ -499,6 +515,44 @@ impl Validator<'_> {
             head,
             screens,
             nodes,
+            launch,
+        }
+    }
+
+    fn launch(&mut self, raw: Option<&crate::raw::RawLaunch>) -> LaunchConfig {
+        let Some(raw) = raw else {
+            return LaunchConfig {
+                daemon_port: DEFAULT_DAEMON_PORT,
+                files: Vec::new(),
+            };
+        };
+        if let Some(p) = &raw.daemon_port
+            && *p.get_ref() == 0
+        {
+            self.err(p, "launch.daemon_port is 0: choose a port from 1 to 65535");
+        }
+        for f in &raw.files {
+            // Every host lays the files out under its workspace: they must stay inside it.
+            let plain = !f.get_ref().is_empty()
+                && Path::new(f.get_ref())
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !plain {
+                self.err(
+                    f,
+                    format!(
+                        "launch file '{}' must be a path below the cluster file's folder (no '..', not absolute)",
+                        f.get_ref()
+                    ),
+                );
+            }
+        }
+        LaunchConfig {
+            daemon_port: raw
+                .daemon_port
+                .as_ref()
+                .map_or(DEFAULT_DAEMON_PORT, |p| *p.get_ref()),
+            files: raw.files.iter().map(|f| f.get_ref().clone()).collect(),
         }
     }
 

@@ -21,8 +21,8 @@ mod threading;
 mod views;
 
 pub use config::{
-    ClusterConfig, Endpoint, HeadPose, NodeConfig, StereoConfig, StereoMode, ViewportConfig,
-    WindowConfig,
+    ClusterConfig, DEFAULT_DAEMON_PORT, Endpoint, HeadPose, LaunchConfig, NodeConfig, StereoConfig,
+    StereoMode, ViewportConfig, WindowConfig,
 };
 pub use error::{ConfigError, ConfigErrors};
 pub use screen::{Eye, PandaLens, Screen, ScreenSpace, hpr_to_quat};

@@ -23,6 +23,16 @@ pub struct RawCluster {
     pub walls: Vec<RawWall>,
     #[serde(default)]
     pub nodes: Vec<RawNode>,
+    #[serde(default)]
+    pub launch: Option<RawLaunch>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLaunch {
+    pub daemon_port: Option<S<u16>>,
+    #[serde(default)]
+    pub files: Vec<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

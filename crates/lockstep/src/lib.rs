@@ -26,6 +26,7 @@ pub mod stats;
 
 pub use lockstep_cluster as cluster;
 pub use lockstep_display as display;
+pub use lockstep_launch as launch;
 pub use lockstep_render as render;
 pub use lockstep_scene as scene;
 

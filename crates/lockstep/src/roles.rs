@@ -5,6 +5,7 @@ stops at the swap barrier before presenting. The **master** runs the application
 each frame; to render a view as well, a master process also runs a node (see
 `lockstep master --render`).
 */
+use lockstep_launch::state::{NodeState, announce};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -195,6 +196,10 @@ impl FrameGate for SwapGate {
         };
         self.link.swap(frame, stats)?;
         if let Ok(mut w) = self.waits.lock() {
+            if w.is_empty() {
+                // The first frame is presented: this node is in the cluster's step.
+                announce(NodeState::Running);
+            }
             w.push(t.elapsed());
         }
         Ok(())
@@ -235,6 +240,7 @@ pub fn run_master(
     mut update: impl FnMut(&mut Scene, &FrameInfo) -> Result<()>,
 ) -> Result<MasterReport> {
     master.wait_for_nodes_unless(start_timeout, stop)?;
+    announce(NodeState::Running);
     let mut report = MasterReport::default();
     let start = Instant::now();
     let mut last = 0.0;

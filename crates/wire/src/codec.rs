@@ -13,6 +13,15 @@ const HEADER: usize = 4;
 
 /// Encodes `msg` as one frame appended to `out` (reusing its allocation).
 pub fn encode_into(msg: &Message<'_>, out: &mut Vec<u8>) -> Result<(), WireError> {
+    encode_frame_into(msg, out)
+}
+
+/// Encodes any serializable value as one frame appended to `out`: the framing of the cluster
+/// protocol, for protocols that run after the same handshake (the launcher's).
+pub fn encode_frame_into<T: serde::Serialize + ?Sized>(
+    msg: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), WireError> {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER]);
     let v = std::mem::take(out);
@@ -121,6 +130,12 @@ impl Decoder {
     /// The next complete message, `Ok(None)` if more bytes are needed, or the reason the
     /// stream is unusable (the connection should then be closed).
     pub fn next_message(&mut self) -> Result<Option<Message<'_>>, WireError> {
+        self.next_as::<Message<'_>>()
+    }
+
+    /// The next complete frame decoded as a `T` (see [`encode_frame_into`]), `Ok(None)` if
+    /// more bytes are needed.
+    pub fn next_as<'a, T: serde::Deserialize<'a>>(&'a mut self) -> Result<Option<T>, WireError> {
         let Some(len) = self.announced_len() else {
             return Ok(None);
         };
@@ -136,13 +151,12 @@ impl Decoder {
         let from = self.start + HEADER;
         let to = from + len;
         self.start = to;
-        let (msg, rest) = postcard::take_from_bytes::<Message<'_>>(&self.buf[from..to])
+        let (msg, rest) = postcard::take_from_bytes::<T>(&self.buf[from..to])
             .map_err(|e| WireError::Malformed(e.to_string()))?;
         if !rest.is_empty() {
             return Err(WireError::Malformed(format!(
-                "{} bytes left over after a {} message",
+                "{} bytes left over after a message",
                 rest.len(),
-                msg.kind()
             )));
         }
         Ok(Some(msg))
@@ -280,7 +294,7 @@ mod tests {
         assert_eq!(
             d.next_message(),
             Err(WireError::Malformed(
-                "1 bytes left over after a SwapNow message".into()
+                "1 bytes left over after a message".into()
             ))
         );
 

@@ -13,6 +13,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use lockstep::cluster::{FailurePolicy, FrameInfo, Master, MasterConfig, NodeConfig};
 use lockstep::demo::Demo;
 use lockstep::display::{ClusterConfig, Endpoint, ThreadingModel};
+use lockstep::launch::state::{NodeState, announce};
 use lockstep::pipeline::{self, Capture, CapturedFrame, PipelineConfig, Target};
 use lockstep::roles::{FrameSource, NodeApp, SwapGate, default_plugins, load_key, run_master};
 use lockstep::stats::Summary;
@@ -119,6 +120,7 @@ pub fn run_master_cmd(args: MasterArgs) -> Result<()> {
         master.local_addr(),
         config.nodes.len()
     );
+    announce(NodeState::Ready);
     let mut demo = Demo::new(1.0, 1.0)?;
     let mut scene = demo.scene.clone();
     let (frames, fixed_dt, hashing) = (args.frames, args.fixed_dt, args.hash_out.is_some());
@@ -310,11 +312,13 @@ fn run_node(args: NodeArgs, stop: std::sync::Arc<std::sync::atomic::AtomicBool>)
                 "node '{}' joined cluster '{}' (no renderer)",
                 args.name, config.name
             );
+            announce(NodeState::Ready);
             return run_headless(node, &args);
         }
         let (session, link) =
             lockstep::cluster::node::connect(&node_config, default_plugins(&config))?;
         eprintln!("node '{}' joined cluster '{}'", args.name, config.name);
+        announce(NodeState::Ready);
         (FrameSource::Cluster(session), Some(SwapGate::new(link)))
     } else {
         if args.renderer == RendererKind::None {
@@ -442,6 +446,9 @@ fn run_headless(mut node: lockstep::cluster::DirectNode, args: &NodeArgs) -> Res
         let t = std::time::Instant::now();
         node.swap(info.frame, lockstep_wire::NodeStats::default())?;
         waits.push(t.elapsed());
+        if frames == 1 {
+            announce(NodeState::Running);
+        }
     }
     if let Some(path) = &args.hash_out {
         write_hashes(path, &hashes)?;

@@ -5,6 +5,7 @@ dispatch to one module per command.
 mod bench;
 mod cluster;
 mod config;
+mod launch;
 mod layout;
 mod render;
 mod run;
@@ -43,6 +44,14 @@ enum Command {
     Master(cluster::MasterArgs),
     /// Run one render node of a cluster.
     Node(cluster::NodeArgs),
+    /// On every host of a cluster: start and stop its processes when `lockstep launch` asks.
+    Daemon(launch::DaemonArgs),
+    /// Start a whole cluster through the daemons on its hosts, and follow it until it ends.
+    Launch(launch::LaunchArgs),
+    /// Stop every process of a cluster on every host.
+    Stop(launch::StopArgs),
+    /// Show what runs (and ran) of a cluster on each host.
+    Status(launch::StopArgs),
     /// Create cluster keys.
     #[command(subcommand)]
     Key(cluster::KeyCommand),
@@ -78,6 +87,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Master(args) => cluster::run_master_cmd(args),
         Command::Node(args) => cluster::run_node_cmd(args),
         Command::Key(cmd) => cluster::run_key(cmd),
+        Command::Daemon(args) => launch::run_daemon(args),
+        Command::Launch(args) => launch::run_launch(args),
+        Command::Stop(args) => launch::run_stop(args),
+        Command::Status(args) => launch::run_status(args),
     }
 }
 
@@ -102,7 +115,7 @@ fn parse_backend(s: &str) -> Result<BackendChoice, String> {
     BackendChoice::from_str(s)
 }
 
-/// The Ctrl-C flag: the first Ctrl-C lets the run end cleanly after the frame in flight, a
+/// The Ctrl-C (and TERM) flag: the first one lets the run end cleanly after the frame in flight, a
 /// second one leaves at once.
 fn ctrl_c() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
     use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,0 +1,12 @@
+/*!
+`lockstep daemon`: runs on every host of a cluster, and starts and stops its node processes
+when an authenticated launcher asks. It only runs programs from its allow-list, in allowed
+folders, never through a shell.
+*/
+pub mod config;
+pub mod server;
+pub mod store;
+pub mod supervisor;
+
+pub use config::{DEFAULT_PORT, DaemonConfig, Overrides};
+pub use server::Daemon;
