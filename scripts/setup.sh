@@ -5,7 +5,9 @@
 #     machine has no GPU);
 #   - Mesa's EGL/GL (wgpu's GL backend, the fallback and a second test backend);
 #   - Xvfb, a virtual X server, and xwd (x11-apps) to take screenshots of it, for the window
-#     tests on machines without a display.
+#     tests on machines without a display;
+#   - iproute2 (`ip netns`), for the launcher tests that make three hosts out of network
+#     namespaces.
 # Sourced by demo.sh and test.sh; safe to run again.
 set -euo pipefail
 
@@ -19,6 +21,7 @@ ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drive
 ldconfig -p 2>/dev/null | grep -q 'libEGL_mesa.so.0' || missing+=(libegl1 libegl-mesa0 libgl1-mesa-dri)
 command -v Xvfb >/dev/null 2>&1 || missing+=(xvfb)
 command -v xwd >/dev/null 2>&1 || missing+=(x11-apps)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
     command -v curl >/dev/null 2>&1 || missing+=(curl ca-certificates)
     command -v cc >/dev/null 2>&1 || missing+=(build-essential)

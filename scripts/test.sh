@@ -11,6 +11,8 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests (default backend)"
+# The multi-host launcher test needs root and network namespaces; here it must run, not skip.
+export LOCKSTEP_REQUIRE_NETNS=1
 cargo test --workspace --locked
 echo "== rendering tests on the GL backend"
 # Selected by name within the workspace, so the build above (same feature set) is reused.

@@ -220,6 +220,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_packaged_daemon_file_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k");
+        std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").unwrap();
+        let file = dir.path().join("daemon.toml");
+        std::fs::write(&file, include_str!("../../../../packaging/daemon.toml")).unwrap();
+        // Only the key file is elsewhere on this machine.
+        let o = Overrides {
+            key_file: Some(key),
+            ..Default::default()
+        };
+        let c = DaemonConfig::load(Some(&file), &o).unwrap();
+        assert_eq!(c.cluster, "cave");
+        assert_eq!(c.listen.port(), DEFAULT_PORT);
+        assert_eq!(c.key_text, b"0123456789abcdef0123456789abcdef");
+        assert_eq!(c.grace, Duration::from_millis(3000));
+    }
+
+    #[test]
     fn a_daemon_file_error_names_the_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("k");
