@@ -39,9 +39,10 @@ fn cluster_file(
     );
     for (name, host) in nodes {
         t.push_str(&format!(
-            "[[nodes]]\nname = \"{name}\"\nhost = \"{host}\"\nport = 1\n[[nodes.windows]]\n\
+            "[[nodes]]\nname = \"{name}\"\nhost = \"{host}\"\nport = {}\n[[nodes.windows]]\n\
              name = \"main\"\nsize = [64, 48]\n[[nodes.windows.viewports]]\nname = \"wall\"\n\
-             screen = \"front\"\n"
+             screen = \"front\"\n",
+            free_port()
         ));
     }
     std::fs::write(dir.join("trio.key"), KEY).unwrap();
@@ -387,7 +388,10 @@ fn wait_in_file(path: &Path, text: &str, limit: Duration) -> String {
         if s.contains(text) {
             return s;
         }
-        assert!(t.elapsed() < limit, "{text:?} never appeared in:\n{s}");
+        if t.elapsed() > limit {
+            let err = std::fs::read_to_string(path.with_extension("err")).unwrap_or_default();
+            panic!("{text:?} never appeared in:\n{s}\n(stderr: {err})");
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -599,4 +603,63 @@ fn a_cluster_on_three_namespace_hosts_runs_stops_and_reports_what_was_killed() {
     // Node c went with its daemon (parent-death signal); nothing the daemons started is left.
     wait_until_gone(dir.path());
     drop(daemons);
+}
+
+#[test]
+fn ctrl_c_stops_the_cluster_and_a_vanished_launcher_takes_its_processes_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let file = cluster_file(
+        dir.path(),
+        "127.0.0.1",
+        port,
+        &[("a", "127.0.0.1"), ("b", "127.0.0.1")],
+    );
+    let _daemon = Daemon::start(None, &format!("127.0.0.1:{port}"), dir.path(), "one", &[]);
+    let out_path = dir.path().join("launch.out");
+    let start = || {
+        Command::new(BIN)
+            .args([
+                "launch",
+                file.to_str().unwrap(),
+                "--no-render",
+                "--fps",
+                "30",
+            ])
+            .env_remove("LOCKSTEP_KEY")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("launch.err")).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    // Ctrl-C: every process finishes its frame and leaves; the launch counts as a success.
+    let mut launcher = start();
+    wait_in_file(&out_path, "[master] running", Duration::from_secs(30));
+    let pid = launcher.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let code = launcher.wait().unwrap().code();
+    let out = std::fs::read_to_string(&out_path).unwrap();
+    assert_eq!(code, Some(0), "{out}");
+    for name in ["a", "b", "master"] {
+        assert!(
+            out.contains(&format!("[{name}] done (exit code 0)")),
+            "{out}"
+        );
+    }
+    wait_until_gone(dir.path());
+
+    // The launcher is killed outright: its daemon stops what it started.
+    let mut launcher = start();
+    wait_in_file(&out_path, "[b] running", Duration::from_secs(30));
+    assert_eq!(processes_in(dir.path()).len(), 3);
+    launcher.kill().unwrap();
+    launcher.wait().unwrap();
+    wait_until_gone(dir.path());
 }
