@@ -5,7 +5,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use lockstep_wire::{Decoder, Message, encode_into};
+use lockstep_wire::{Decoder, FillError, Message, encode_into};
 
 use crate::ClusterError;
 
@@ -50,34 +50,20 @@ impl Link {
 
     /// Waits for the next message (up to the read timeout).
     pub fn recv(&mut self) -> Result<Message<'_>, ClusterError> {
-        while !self.decoder.has_frame().map_err(|e| wire(&self.peer, e))? {
-            match self.decoder.read_from(&mut self.stream) {
-                Ok(0) => {
-                    let detail = match self.decoder.finish() {
-                        Ok(()) => String::new(),
-                        Err(e) => format!(" ({e})"),
-                    };
-                    return Err(ClusterError::Closed {
-                        peer: self.peer.clone(),
-                        detail,
-                    });
-                }
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Err(ClusterError::Timeout {
-                        peer: self.peer.clone(),
-                        what: "no message in time".into(),
-                    });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io(&self.peer, "cannot receive", e)),
-            }
-        }
+        self.decoder
+            .fill_from(&mut self.stream)
+            .map_err(|e| match e {
+                FillError::Closed(cut) => ClusterError::Closed {
+                    peer: self.peer.clone(),
+                    detail: cut.map_or(String::new(), |e| format!(" ({e})")),
+                },
+                FillError::TimedOut => ClusterError::Timeout {
+                    peer: self.peer.clone(),
+                    what: "no message in time".into(),
+                },
+                FillError::Wire(e) => wire(&self.peer, e),
+                FillError::Io(e) => io(&self.peer, "cannot receive", e),
+            })?;
         let peer = self.peer.clone();
         self.decoder
             .next_message()

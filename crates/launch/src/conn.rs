@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use lockstep_wire::handshake::{ClientStep, ServerStep};
 use lockstep_wire::{
-    ClientHandshake, ClusterKey, Decoder, HANDSHAKE_MAX_FRAME, Message, ServerHandshake, WireError,
-    encode_frame_into, random_nonce,
+    ClientHandshake, ClusterKey, Decoder, FillError, HANDSHAKE_MAX_FRAME, Message, ServerHandshake,
+    WireError, encode_frame_into, random_nonce,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -94,32 +94,14 @@ impl Conn {
 
     /// Reads until a whole frame is buffered.
     fn fill(&mut self) -> Result<(), LaunchError> {
-        while !self
-            .decoder
-            .has_frame()
-            .map_err(|e| LaunchError::wire(&self.peer, e))?
-        {
-            match self.decoder.read_from(&mut self.stream) {
-                Ok(0) => {
-                    return Err(match self.decoder.finish() {
-                        Ok(()) => LaunchError::Closed(self.peer.clone()),
-                        Err(e) => LaunchError::wire(&self.peer, e),
-                    });
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Err(LaunchError::Timeout(self.peer.clone()));
-                }
-                Err(e) => return Err(LaunchError::io(&self.peer, "cannot receive", e)),
-            }
-        }
-        Ok(())
+        self.decoder
+            .fill_from(&mut self.stream)
+            .map_err(|e| match e {
+                FillError::Closed(None) => LaunchError::Closed(self.peer.clone()),
+                FillError::Closed(Some(e)) | FillError::Wire(e) => LaunchError::wire(&self.peer, e),
+                FillError::TimedOut => LaunchError::Timeout(self.peer.clone()),
+                FillError::Io(e) => LaunchError::io(&self.peer, "cannot receive", e),
+            })
     }
 
     /// Sends `Refused` with the error's text (best effort) and returns the error.

@@ -43,6 +43,19 @@ pub fn encode(msg: &Message<'_>) -> Result<Vec<u8>, WireError> {
     Ok(out)
 }
 
+/// Why [`Decoder::fill_from`] returned without a whole frame.
+#[derive(Debug)]
+pub enum FillError {
+    /// The stream ended; with the reason if it ended in the middle of a frame.
+    Closed(Option<WireError>),
+    /// The reader's timeout passed with no whole frame.
+    TimedOut,
+    /// The next frame is over the limit.
+    Wire(WireError),
+    /// Reading failed.
+    Io(std::io::Error),
+}
+
 /// Turns a byte stream into messages.
 #[derive(Debug)]
 pub struct Decoder {
@@ -108,6 +121,28 @@ impl Decoder {
         };
         self.buf.truncate(have + n);
         Ok(n)
+    }
+
+    /// Reads from `r` until a whole frame is buffered, retrying interrupted reads: the receive
+    /// loop of every blocking connection (cluster links and launcher connections).
+    pub fn fill_from(&mut self, r: &mut impl Read) -> Result<(), FillError> {
+        while !self.has_frame().map_err(FillError::Wire)? {
+            match self.read_from(r) {
+                Ok(0) => return Err(FillError::Closed(self.finish().err())),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(FillError::TimedOut);
+                }
+                Err(e) => return Err(FillError::Io(e)),
+            }
+        }
+        Ok(())
     }
 
     fn announced_len(&self) -> Option<usize> {
@@ -277,6 +312,49 @@ mod tests {
         d.read_from(&mut bytes).unwrap();
         assert!(d.buf.capacity() <= 64 * 1024 + 16);
         assert!(matches!(d.next_message(), Err(WireError::Oversized { .. })));
+    }
+
+    /// A reader that hands out one byte per call, interrupted before each.
+    struct Trickle<'a>(&'a [u8], bool);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.1 = !self.1;
+            if self.1 {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            let Some((first, rest)) = self.0.split_first() else {
+                return Ok(0);
+            };
+            buf[0] = *first;
+            self.0 = rest;
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn fill_from_waits_for_a_whole_frame_and_tells_a_cut_stream_from_a_closed_one() {
+        let frame = encode(&Message::SwapNow { frame: 9 }).unwrap();
+        let mut two = frame.clone();
+        two.extend_from_slice(&frame[..3]);
+        let mut r = Trickle(&two, false);
+        let mut d = Decoder::new(1024);
+        d.fill_from(&mut r).unwrap();
+        assert_eq!(d.next_message(), Ok(Some(Message::SwapNow { frame: 9 })));
+        match d.fill_from(&mut r) {
+            Err(FillError::Closed(Some(WireError::Truncated { buffered: 3 }))) => {}
+            other => panic!("{other:?}"),
+        }
+        let mut d = Decoder::new(1024);
+        assert!(matches!(
+            d.fill_from(&mut &[][..]),
+            Err(FillError::Closed(None))
+        ));
+        let mut d = Decoder::new(frame.len() - 5);
+        assert!(matches!(
+            d.fill_from(&mut &frame[..]),
+            Err(FillError::Wire(WireError::Oversized { .. }))
+        ));
     }
 
     #[test]

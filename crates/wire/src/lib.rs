@@ -22,7 +22,7 @@ pub mod handshake;
 mod key;
 mod message;
 
-pub use codec::{Decoder, encode, encode_frame_into, encode_into};
+pub use codec::{Decoder, FillError, encode, encode_frame_into, encode_into};
 pub use error::WireError;
 pub use handshake::{ClientHandshake, ServerHandshake};
 pub use key::{ClusterKey, MIN_KEY_LEN, random_nonce};
