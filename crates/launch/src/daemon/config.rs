@@ -104,10 +104,13 @@ impl DaemonConfig {
                 })?
             }
         };
-        let from = |what: &str| match file {
-            Some(p) => format!("{} ({what})", p.display()),
-            None => format!("--{what}"),
+        // Where a value came from, for messages: the flag that overrode it, or the file's field.
+        let from = |field: &str, flag: Option<&str>| match (flag, file) {
+            (Some(flag), _) => format!("--{flag}"),
+            (None, Some(p)) => format!("{} ({field})", p.display()),
+            (None, None) => field.to_string(),
         };
+        let key_flag = o.key_file.is_some().then_some("key");
         let listen_text = o
             .listen
             .clone()
@@ -116,7 +119,7 @@ impl DaemonConfig {
         let listen: SocketAddr = listen_text.parse().map_err(|_| {
             LaunchError::Config(format!(
                 "{}: '{listen_text}' is not ADDRESS:PORT (e.g. 0.0.0.0:{DEFAULT_PORT})",
-                from("listen")
+                from("listen", o.listen.is_some().then_some("listen"))
             ))
         })?;
         let cluster = o.cluster.clone().or(raw.cluster).ok_or_else(|| {
@@ -126,10 +129,24 @@ impl DaemonConfig {
         })?;
         let (key, key_text) = match (&o.key_file, &raw.key_file, std::env::var_os("LOCKSTEP_KEY")) {
             (Some(p), _, _) | (None, Some(p), _) => {
-                let key = ClusterKey::from_file(p)
-                    .map_err(|e| LaunchError::Config(format!("{}: {e}", from("key_file"))))?;
-                // Readable: from_file just did.
-                let text = std::fs::read(p).unwrap_or_default().trim_ascii().to_vec();
+                // Read once: the text goes to the children, the key checks launchers.
+                let text = std::fs::read(p)
+                    .map_err(|e| {
+                        LaunchError::Config(format!(
+                            "{}: cannot read {}: {e}",
+                            from("key_file", key_flag),
+                            p.display()
+                        ))
+                    })?
+                    .trim_ascii()
+                    .to_vec();
+                let key = ClusterKey::new(text.clone()).map_err(|e| {
+                    LaunchError::Config(format!(
+                        "{}: {}: {e}",
+                        from("key_file", key_flag),
+                        p.display()
+                    ))
+                })?;
                 (key, text)
             }
             (None, None, Some(k)) => {
@@ -157,7 +174,7 @@ impl DaemonConfig {
             if !matches!(r.as_str(), "node" | "master") {
                 return Err(LaunchError::Config(format!(
                     "{}: role '{r}' cannot be started by a daemon (node, master)",
-                    from("roles")
+                    from("roles", None)
                 )));
             }
         }
@@ -165,12 +182,13 @@ impl DaemonConfig {
             if !p.is_absolute() {
                 return Err(LaunchError::Config(format!(
                     "{}: '{}' is not an absolute path",
-                    from(what),
+                    from(what, None),
                     p.display()
                 )));
             }
-            p.canonicalize()
-                .map_err(|e| LaunchError::Config(format!("{}: '{}': {e}", from(what), p.display())))
+            p.canonicalize().map_err(|e| {
+                LaunchError::Config(format!("{}: '{}': {e}", from(what, None), p.display()))
+            })
         };
         let programs = raw
             .programs

@@ -7,9 +7,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::LaunchError;
@@ -17,7 +17,7 @@ use crate::conn;
 use crate::daemon::config::DaemonConfig;
 use crate::daemon::store::{Store, Sync};
 use crate::daemon::supervisor::{KEY_ENV, Launch, Supervisor};
-use crate::protocol::{Program, Reply, Request};
+use crate::protocol::{Program, Reply, Request, check_name};
 use crate::state::LAUNCHED_ENV;
 
 /// Time a peer has to finish the handshake.
@@ -136,13 +136,14 @@ impl Daemon {
             }
         };
         let _ = conn.set_timeout(Some(self.config.launcher_timeout));
-        let sync = Mutex::new(None::<Sync>);
+        // The launcher's sync in progress: session state, touched by this thread only.
+        let mut sync = None::<Sync>;
         let end = loop {
             let req: Request = match conn.recv() {
                 Ok(r) => r,
                 Err(e) => break e,
             };
-            let reply = self.handle(id, &who, req, &sync, &tx);
+            let reply = self.handle(id, &who, req, &mut sync, &tx);
             if let Reply::Refused(reason) = &reply {
                 tracing::warn!("refused a request of launcher {who}: {reason}");
             }
@@ -168,16 +169,15 @@ impl Daemon {
         id: u64,
         who: &str,
         req: Request,
-        sync: &Mutex<Option<Sync>>,
+        sync: &mut Option<Sync>,
         events: &Sender<Reply>,
     ) -> Reply {
-        let mut sync = sync.lock().unwrap_or_else(|p| p.into_inner());
         match req {
             Request::Ping => Reply::Pong,
             Request::Status => Reply::Status(self.supervisor.status()),
             Request::Manifest { cluster, files } => {
                 if let Err(r) = self.same_cluster(&cluster) {
-                    return r;
+                    return Reply::Refused(r);
                 }
                 match self.store.begin(&cluster, files) {
                     Ok((s, missing)) => {
@@ -227,9 +227,8 @@ impl Daemon {
             },
             Request::Stop { cluster, names } => {
                 if let Err(r) = self.same_cluster(&cluster) {
-                    return r;
+                    return Reply::Refused(r);
                 }
-                drop(sync);
                 let stopped = self.supervisor.stop(|p, _| {
                     p.cluster == cluster && (names.is_empty() || names.contains(&p.name))
                 });
@@ -239,14 +238,14 @@ impl Daemon {
         }
     }
 
-    fn same_cluster(&self, cluster: &str) -> Result<(), Reply> {
+    fn same_cluster(&self, cluster: &str) -> Result<(), String> {
         if cluster == self.config.cluster {
             Ok(())
         } else {
-            Err(Reply::Refused(format!(
+            Err(format!(
                 "this daemon serves cluster '{}', not '{cluster}'",
                 self.config.cluster
-            )))
+            ))
         }
     }
 
@@ -262,16 +261,8 @@ impl Daemon {
         folder: Option<String>,
         events: &Sender<Reply>,
     ) -> Result<u32, String> {
-        self.same_cluster(&cluster).map_err(|_| {
-            format!(
-                "this daemon serves cluster '{}', not '{cluster}'",
-                self.config.cluster
-            )
-        })?;
-        // Names become thread names and log prefixes: keep them plain.
-        self.store.workspace(&name).map_err(|_| {
-            format!("process name '{name}' must be 1 to 64 letters, digits, '-', '_' or '.'")
-        })?;
+        self.same_cluster(&cluster)?;
+        check_name("process", &name)?;
         let (exe, first) = match &program {
             Program::Lockstep(role) => {
                 if !self.config.roles.contains(role) {

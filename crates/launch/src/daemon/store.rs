@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::protocol::{Digest, FileEntry, MAX_FILE_SIZE, MAX_FILES, check_relative_path, hex};
+use crate::protocol::{
+    Digest, FileEntry, MAX_FILE_SIZE, MAX_FILES, check_name, check_relative_path, hex,
+};
 
 /// The store's folder.
 #[derive(Debug, Clone)]
@@ -58,17 +60,7 @@ impl Store {
 
     /// The workspace folder of `cluster` (a valid cluster name).
     pub fn workspace(&self, cluster: &str) -> Result<PathBuf, String> {
-        let ok = !cluster.is_empty()
-            && cluster.len() <= 64
-            && !cluster.starts_with('.')
-            && cluster
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if !ok {
-            return Err(format!(
-                "cluster name '{cluster}' must be 1 to 64 letters, digits, '-', '_' or '.'"
-            ));
-        }
+        check_name("cluster", cluster)?;
         Ok(self.root.join("clusters").join(cluster))
     }
 

@@ -9,7 +9,7 @@ use lockstep_display::ClusterConfig;
 
 use crate::LaunchError;
 use crate::daemon::store::digest_file;
-use crate::protocol::{FileEntry, Program};
+use crate::protocol::{FileEntry, Program, check_name};
 
 /// How the processes are started.
 #[derive(Debug, Clone, Default)]
@@ -111,17 +111,15 @@ impl Plan {
         };
         let mut procs = Vec::new();
         for n in &config.nodes {
-            let plain = n
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-            if n.name == MASTER || !plain || n.name.starts_with('.') {
+            if n.name == MASTER {
                 return Err(LaunchError::Config(format!(
-                    "{}: node '{}' cannot be launched: names are letters, digits, '-', '_' or '.', and 'master' is the master's",
-                    file.display(),
-                    n.name
+                    "{}: node 'master' cannot be launched: that is the master's process name",
+                    file.display()
                 )));
             }
+            check_name("node", &n.name).map_err(|e| {
+                LaunchError::Config(format!("{}: {e}, so it cannot be launched", file.display()))
+            })?;
             let mut args = vec![
                 "--config".to_string(),
                 cluster_file.clone(),

@@ -106,7 +106,7 @@ pub fn run_launch(args: LaunchArgs) -> Result<()> {
         offscreen: args.offscreen,
         no_render: args.no_render,
         hashes: args.hashes,
-        daemon_port: args.hosts.daemon_port.map(|p| p as u16),
+        ..host_options(&args.hosts)
     };
     let (plan, key) = plan(&args.file, opts)?;
     let stop = ctrl_c()?;
