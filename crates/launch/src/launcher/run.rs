@@ -118,28 +118,32 @@ fn sync(
     let total: u64 = to_send.iter().map(|f| f.entry.size).sum();
     let bar = screen.transfer(host, total);
     let mut sent = 0u64;
-    let mut buf = vec![0u8; CHUNK];
     for f in &to_send {
         let mut file = std::fs::File::open(&f.local)
             .map_err(|e| LaunchError::file(&f.local, "cannot read", e))?;
         let mut offset = 0u64;
         loop {
-            let n = read_full(&mut file, &mut buf)
+            // Read straight into the buffer the request owns: no copy per chunk.
+            let mut bytes = Vec::with_capacity(CHUNK);
+            (&mut file)
+                .take(CHUNK as u64)
+                .read_to_end(&mut bytes)
                 .map_err(|e| LaunchError::file(&f.local, "cannot read", e))?;
-            if n == 0 {
+            if bytes.is_empty() {
                 break;
             }
+            let n = bytes.len() as u64;
             client.call(
                 &Request::Chunk {
                     digest: f.entry.digest,
                     offset,
-                    bytes: buf[..n].to_vec(),
+                    bytes,
                 },
                 CALL_TIMEOUT,
             )?;
-            offset += n as u64;
-            sent += n as u64;
-            bar.inc(n as u64);
+            offset += n;
+            sent += n;
+            bar.inc(n);
         }
         if offset != f.entry.size {
             return Err(LaunchError::Config(format!(
@@ -163,19 +167,6 @@ fn sync(
         plan.files.len() - to_send.len()
     ));
     Ok(sent)
-}
-
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// Runs a launch until every process has ended, or `stop` is set (then stops them all).
