@@ -46,4 +46,7 @@ pub enum ClusterError {
     /// The cluster cannot go on (e.g. a node failed under the `stop` policy).
     #[error("{0}")]
     Stopped(String),
+    /// The master rejected a request as a whole, for these reasons.
+    #[error("rejected:\n  - {}", .0.join("\n  - "))]
+    Rejected(Vec<String>),
 }

@@ -5,7 +5,9 @@ order (`FrameBegin`, frame-start blocks, `EndBlock(FrameStart)`, pre-draw blocks
 Shared by the threaded node link and the direct one, so both accept exactly the same streams.
 */
 use std::ops::Range;
+use std::path::Path;
 
+use lockstep_display::ClusterConfig;
 use lockstep_scene::Scene;
 use lockstep_wire::{Hook, Message};
 
@@ -18,12 +20,22 @@ pub(crate) struct FrameBlocks {
     arena: Vec<u8>,
     /// Each block's hook, the frame it was written for, its plugin and its bytes.
     blocks: Vec<(Hook, FrameInfo, u16, Range<usize>)>,
+    /// A new cluster file that applies from this frame on, and how many blocks (post-frame
+    /// blocks of earlier frames) come before it.
+    config: Option<(usize, Range<usize>)>,
 }
 
 impl FrameBlocks {
     pub fn clear(&mut self) {
         self.arena.clear();
         self.blocks.clear();
+        self.config = None;
+    }
+
+    fn set_config(&mut self, text: &str) {
+        let start = self.arena.len();
+        self.arena.extend_from_slice(text.as_bytes());
+        self.config = Some((self.blocks.len(), start..self.arena.len()));
     }
 
     fn push(&mut self, hook: Hook, frame: FrameInfo, plugin: u16, bytes: &[u8]) {
@@ -34,16 +46,49 @@ impl FrameBlocks {
     }
 
     /// Hands every block to its plugin, in arrival order: post-frame blocks of an earlier
-    /// frame, then the new frame's frame-start and pre-draw blocks.
+    /// frame, then the new frame's frame-start and pre-draw blocks. A new cluster file that
+    /// came with the frame is read (as if it were the file at `origin`) and given to every
+    /// plugin's reconfigure hook before the frame's own blocks, as on the master; it is
+    /// returned.
     pub fn apply(
         &self,
         manager: &mut ClusterManager,
         scene: &mut Scene,
-    ) -> Result<(), ClusterError> {
-        for (hook, frame, plugin, range) in &self.blocks {
+        origin: &Path,
+    ) -> Result<Option<ClusterConfig>, ClusterError> {
+        let mut config = None;
+        for (i, (hook, frame, plugin, range)) in self.blocks.iter().enumerate() {
+            if let Some((at, text)) = &self.config
+                && *at == i
+            {
+                config = Some(self.reconfigure(manager, origin, text.clone())?);
+            }
             manager.read(*hook, *plugin, frame, scene, &self.arena[range.clone()])?;
         }
-        Ok(())
+        if let Some((at, text)) = &self.config
+            && *at == self.blocks.len()
+        {
+            config = Some(self.reconfigure(manager, origin, text.clone())?);
+        }
+        Ok(config)
+    }
+
+    fn reconfigure(
+        &self,
+        manager: &mut ClusterManager,
+        origin: &Path,
+        text: Range<usize>,
+    ) -> Result<ClusterConfig, ClusterError> {
+        let text = std::str::from_utf8(&self.arena[text]).map_err(|_| {
+            ClusterError::Stopped("the master's new cluster file is not UTF-8".into())
+        })?;
+        let config = ClusterConfig::parse(origin, text).map_err(|e| {
+            ClusterError::Stopped(format!(
+                "the master's new cluster file does not load here: {e}"
+            ))
+        })?;
+        manager.reconfigure(&config);
+        Ok(config)
     }
 }
 
@@ -57,6 +102,8 @@ pub(crate) enum Step {
     SwapNow(u64),
     /// The master stops the cluster.
     Shutdown(String),
+    /// The master is alive and waits; answer with the same number.
+    Heartbeat(u64),
 }
 
 /// Assembles frames from the master's messages.
@@ -64,9 +111,8 @@ pub(crate) enum Step {
 pub(crate) struct Assembler {
     /// The hook whose blocks are arriving, and its frame.
     open: Option<(u64, Hook)>,
-    /// The frame the open hook's blocks belong to; `None` drops them (post-frame blocks of a
-    /// frame this node never had: it joined after it, and its first frame brings it
-    /// everything).
+    /// The frame the open hook's blocks belong to; `None` drops them (post-frame blocks sent
+    /// before this node's first frame, which brings it everything up to that point).
     section: Option<FrameInfo>,
     /// The frame begun and not yet complete.
     info: Option<FrameInfo>,
@@ -102,6 +148,15 @@ impl Assembler {
                 }
                 None => Err("the master sent a Block outside a frame".into()),
             },
+            Message::Reconfigure { frame, config } => {
+                if self.open != Some((frame, Hook::FrameStart)) || self.blocks.config.is_some() {
+                    return Err(format!(
+                        "the master sent a new cluster file for frame {frame} outside that frame's beginning"
+                    ));
+                }
+                self.blocks.set_config(config);
+                Ok(Step::More)
+            }
             Message::EndBlock { frame, hook } => {
                 if self.open != Some((frame, hook)) {
                     return Err(format!(
@@ -138,10 +193,19 @@ impl Assembler {
                     ));
                 }
                 self.open = Some((frame, Hook::PostFrame));
-                self.section = self.recent.into_iter().flatten().find(|i| i.frame == frame);
+                // A frame this node has not kept (a reader running ahead, or a frame from
+                // before it joined whose post-frame blocks were written after its first
+                // frame): its blocks still apply, with the clock of the newest frame.
+                let newest = self.recent[1];
+                self.section = self
+                    .recent
+                    .into_iter()
+                    .flatten()
+                    .find(|i| i.frame == frame)
+                    .or(newest.map(|n| FrameInfo { frame, ..n }));
                 Ok(Step::SwapNow(frame))
             }
-            Message::Heartbeat { .. } => Ok(Step::More),
+            Message::Heartbeat { seq } => Ok(Step::Heartbeat(seq)),
             Message::Shutdown { reason } => Ok(Step::Shutdown(reason.to_string())),
             other => Err(format!(
                 "the master sent an unexpected {} message",
@@ -164,6 +228,7 @@ mod tests {
                 Step::Frame(i) => out.push(format!("frame {}", i.frame)),
                 Step::SwapNow(f) => out.push(format!("swap {f}")),
                 Step::Shutdown(r) => out.push(format!("shutdown {r}")),
+                Step::Heartbeat(n) => out.push(format!("heartbeat {n}")),
             }
         }
         Ok(out)

@@ -1,10 +1,13 @@
 /*!
-The cluster runtime. So far: the [`ClusterManager`] with its plugins, scene replication —
-what the master sends each frame so that every node holds the same scene — and the scene hash
-that tests compare across processes. The master and node sessions build on these.
+The cluster runtime: the [`ClusterManager`] with its plugins, scene replication — what the
+master sends each frame so that every node holds the same scene — and the scene hash that
+tests and the master's verification compare across processes; the master and node sessions
+(swap barrier, late join, heartbeats, run-time reconfiguration) and the control connection
+`lockstep ctl` uses.
 */
 #![deny(missing_docs)]
 
+pub mod control;
 mod error;
 mod frame;
 mod link;
@@ -14,8 +17,9 @@ mod plugin;
 pub mod plugins;
 pub mod replication;
 
+pub use control::{CONTROL_NAME, ClusterStatus, ControlClient, NodeReport};
 pub use error::ClusterError;
-pub use master::{FailurePolicy, Master, MasterConfig, SwapReport};
+pub use master::{FailurePolicy, Master, MasterConfig, Mismatch, SwapReport};
 pub use node::{DirectNode, NodeConfig, NodeSession, SwapLink};
 pub use plugin::{ClusterManager, ClusterPlugin, FrameInfo, Hook, PluginError, PluginId};
 pub use replication::{ReplicationError, apply_changes, scene_hash, write_changes};

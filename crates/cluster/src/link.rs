@@ -50,28 +50,54 @@ impl Link {
 
     /// Waits for the next message (up to the read timeout).
     pub fn recv(&mut self) -> Result<Message<'_>, ClusterError> {
-        self.decoder
-            .fill_from(&mut self.stream)
-            .map_err(|e| match e {
-                FillError::Closed(cut) => ClusterError::Closed {
-                    peer: self.peer.clone(),
-                    detail: cut.map_or(String::new(), |e| format!(" ({e})")),
-                },
-                FillError::TimedOut => ClusterError::Timeout {
-                    peer: self.peer.clone(),
-                    what: "no message in time".into(),
-                },
-                FillError::Wire(e) => wire(&self.peer, e),
-                FillError::Io(e) => io(&self.peer, "cannot receive", e),
-            })?;
-        let peer = self.peer.clone();
-        self.decoder
-            .next_message()
-            .map_err(|e| wire(&peer, e))?
-            .ok_or(ClusterError::Closed {
-                peer,
+        let filled = self.decoder.fill_from(&mut self.stream);
+        filled.map_err(|e| self.fill_error(e))?;
+        self.next_buffered()
+    }
+
+    /// The next message if it has arrived, without waiting for the rest of one: how the
+    /// master looks at nodes it does not wait for (catching up, or between frames).
+    pub fn try_recv(&mut self) -> Result<Option<Message<'_>>, ClusterError> {
+        let nonblocking = |s: &TcpStream, on: bool, peer: &str| {
+            s.set_nonblocking(on)
+                .map_err(|e| io(peer, "cannot switch blocking mode", e))
+        };
+        nonblocking(&self.stream, true, &self.peer)?;
+        let filled = self.decoder.fill_from(&mut self.stream);
+        nonblocking(&self.stream, false, &self.peer)?;
+        match filled {
+            Ok(()) => self.next_buffered().map(Some),
+            Err(FillError::TimedOut) => Ok(None),
+            Err(e) => Err(self.fill_error(e)),
+        }
+    }
+
+    fn fill_error(&self, e: FillError) -> ClusterError {
+        match e {
+            FillError::Closed(cut) => ClusterError::Closed {
+                peer: self.peer.clone(),
+                detail: cut.map_or(String::new(), |e| format!(" ({e})")),
+            },
+            FillError::TimedOut => ClusterError::Timeout {
+                peer: self.peer.clone(),
+                what: "no message in time".into(),
+            },
+            FillError::Wire(e) => wire(&self.peer, e),
+            FillError::Io(e) => io(&self.peer, "cannot receive", e),
+        }
+    }
+
+    /// The whole frame the decoder holds, decoded.
+    fn next_buffered(&mut self) -> Result<Message<'_>, ClusterError> {
+        let peer = &self.peer;
+        match self.decoder.next_message() {
+            Ok(Some(m)) => Ok(m),
+            Ok(None) => Err(ClusterError::Closed {
+                peer: peer.clone(),
                 detail: " (no message)".into(),
-            })
+            }),
+            Err(e) => Err(wire(peer, e)),
+        }
     }
 }
 

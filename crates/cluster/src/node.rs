@@ -1,12 +1,23 @@
 /*!
 A render node's side of a session. A reader thread owns the socket's receiving half and routes
 what the master sends: whole frames (from `FrameBegin` to `EndBlock`) to the App side, and
-`SwapNow` to the Draw side, so the two can live on different threads.
+`SwapNow` to the Draw side, so the two can live on different threads. It answers heartbeats
+itself, and never stops reading: a node that is loading or behind queues frames instead of
+making the master's writes block (the master drops a node that stays behind longer than its
+load deadline, which bounds the queue).
+
+A node that falls behind — a late joiner loading its first frame — catches up by applying
+every frame whose `SwapNow` has already passed and drawing only the newest, and presents only
+frames whose `SwapNow` it was waiting for: never a stale one.
 */
 use std::net::{SocketAddr, TcpStream};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lockstep_display::ClusterConfig;
 use lockstep_scene::Scene;
 use lockstep_wire::handshake::ClientStep;
 use lockstep_wire::{
@@ -30,8 +41,46 @@ pub struct NodeConfig {
     pub master: SocketAddr,
     /// How long to try to reach the master and finish the handshake.
     pub connect_timeout: Duration,
-    /// Silence from the master after which it counts as gone.
+    /// Silence from the master after which it counts as gone (it sends heartbeats when no
+    /// frame is in flight).
     pub master_timeout: Duration,
+    /// The cluster file this node was started with: a new file from the master is read as
+    /// if it were this one (relative paths, error messages).
+    pub cluster_file: PathBuf,
+}
+
+impl NodeConfig {
+    /// Node `name` of cluster `cluster`, whose master is at `master`: 30 s to connect, the
+    /// master counts as gone after 2 s of silence.
+    pub fn new(cluster: &str, key: ClusterKey, name: &str, master: SocketAddr) -> Self {
+        NodeConfig {
+            cluster: cluster.to_string(),
+            key,
+            name: name.to_string(),
+            master,
+            connect_timeout: Duration::from_secs(30),
+            master_timeout: Duration::from_secs(2),
+            cluster_file: PathBuf::from("cluster.toml"),
+        }
+    }
+
+    /// How long to try to reach the master.
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = t;
+        self
+    }
+
+    /// Silence after which the master counts as gone.
+    pub fn master_timeout(mut self, t: Duration) -> Self {
+        self.master_timeout = t;
+        self
+    }
+
+    /// The cluster file's path.
+    pub fn cluster_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.cluster_file = path.into();
+        self
+    }
 }
 
 /// One frame's data as it arrived.
@@ -55,9 +104,16 @@ enum ToDraw {
 /// The App side of a node: frames from the master.
 pub struct NodeSession {
     name: String,
+    origin: PathBuf,
     frames: Receiver<ToApp>,
     /// Applied frames' buffers go back to the reader thread for the next frames.
     recycle: Sender<FrameBlocks>,
+    /// One more than the newest frame whose `SwapNow` the reader has seen.
+    swapped: Arc<AtomicU64>,
+    /// A frame taken from the queue while catching up, to apply next.
+    held: Option<ToApp>,
+    /// The cluster file the master switched to, not yet taken.
+    config: Option<Box<ClusterConfig>>,
     /// The plugins that apply each frame's blocks.
     pub manager: ClusterManager,
 }
@@ -65,13 +121,17 @@ pub struct NodeSession {
 /// The Draw side of a node: `SwapReady` out, `SwapNow` in.
 pub struct SwapLink {
     name: String,
-    writer: Link,
+    /// Shared with the reader thread, which answers heartbeats: those come only while no
+    /// frame is in flight, so the lock is never waited for on the frame path.
+    writer: Arc<Mutex<Link>>,
     swaps: Receiver<ToDraw>,
+    /// The newest `SwapNow` already received.
+    newest: Option<u64>,
     master_timeout: Duration,
 }
 
 /// Connects and authenticates; the link's frame limit is the one the master announced.
-fn dial(config: &NodeConfig) -> Result<Link, ClusterError> {
+pub(crate) fn dial(config: &NodeConfig) -> Result<Link, ClusterError> {
     let peer = format!("master {}", config.master);
     let start = std::time::Instant::now();
     let stream = loop {
@@ -118,25 +178,38 @@ pub fn connect(
         .stream
         .try_clone()
         .map_err(|e| io(&peer, "cannot clone the socket", e))?;
-    let writer = Link::new(writer_stream, peer.clone(), HANDSHAKE_MAX_FRAME)?;
-    let (app_tx, frames) = mpsc::sync_channel::<ToApp>(2);
+    let writer = Arc::new(Mutex::new(Link::new(
+        writer_stream,
+        peer.clone(),
+        HANDSHAKE_MAX_FRAME,
+    )?));
+    let (app_tx, frames) = mpsc::channel::<ToApp>();
     let (draw_tx, swaps) = mpsc::channel::<ToDraw>();
     let (recycle, recycled) = mpsc::channel::<FrameBlocks>();
-    std::thread::Builder::new()
-        .name("from master".into())
-        .spawn(move || read_loop(link, app_tx, draw_tx, recycled))
-        .map_err(|e| io(&peer, "cannot start the reader thread", e))?;
+    let swapped = Arc::new(AtomicU64::new(0));
+    {
+        let (writer, swapped) = (writer.clone(), swapped.clone());
+        std::thread::Builder::new()
+            .name("from master".into())
+            .spawn(move || read_loop(link, writer, swapped, app_tx, draw_tx, recycled))
+            .map_err(|e| io(&peer, "cannot start the reader thread", e))?;
+    }
     Ok((
         NodeSession {
             name: config.name.clone(),
+            origin: config.cluster_file.clone(),
             frames,
             recycle,
+            swapped,
+            held: None,
+            config: None,
             manager,
         },
         SwapLink {
             name: config.name.clone(),
             writer,
             swaps,
+            newest: None,
             master_timeout: config.master_timeout,
         },
     ))
@@ -144,7 +217,9 @@ pub fn connect(
 
 fn read_loop(
     mut link: Link,
-    app: mpsc::SyncSender<ToApp>,
+    writer: Arc<Mutex<Link>>,
+    swapped: Arc<AtomicU64>,
+    app: Sender<ToApp>,
     draw: Sender<ToDraw>,
     recycled: Receiver<FrameBlocks>,
 ) {
@@ -168,8 +243,18 @@ fn read_loop(
                 }
             }
             Ok(Step::SwapNow(frame)) => {
+                swapped.fetch_max(frame + 1, Ordering::Relaxed);
                 if draw.send(ToDraw::SwapNow(frame)).is_err() {
                     return;
+                }
+            }
+            Ok(Step::Heartbeat(seq)) => {
+                let answered = match writer.lock() {
+                    Ok(mut w) => w.send(&Message::Heartbeat { seq }),
+                    Err(_) => return,
+                };
+                if let Err(e) = answered {
+                    break format!("cannot answer the master's heartbeat: {e}");
                 }
             }
             Ok(Step::Shutdown(reason)) => {
@@ -187,53 +272,98 @@ fn read_loop(
 
 impl NodeSession {
     /// Waits for the next frame and applies its blocks to `scene`; `None` when the master
-    /// shut the cluster down.
+    /// shut the cluster down. A node that is behind applies every frame already swapped
+    /// without drawing it, and returns the newest.
     pub fn next_frame(&mut self, scene: &mut Scene) -> Result<Option<FrameInfo>, ClusterError> {
-        match self.frames.recv() {
-            Ok(ToApp::Frame(f)) => {
-                f.blocks.apply(&mut self.manager, scene)?;
-                // If the reader has ended, the buffer is simply dropped.
-                let _ = self.recycle.send(f.blocks);
-                Ok(Some(f.info))
-            }
-            Ok(ToApp::Shutdown(reason, post)) => {
-                post.apply(&mut self.manager, scene)?;
-                tracing::info!("node '{}': the master shut down: {reason}", self.name);
-                Ok(None)
-            }
-            Ok(ToApp::Lost(reason)) => Err(ClusterError::Stopped(format!(
-                "node '{}': {reason}",
-                self.name
-            ))),
-            Err(_) => Err(ClusterError::Stopped(format!(
-                "node '{}': the connection to the master ended",
-                self.name
-            ))),
-        }
-    }
-}
-
-impl SwapLink {
-    /// Frame `frame` is drawn: tells the master and waits until it says to present.
-    pub fn swap(&mut self, frame: u64, stats: NodeStats) -> Result<(), ClusterError> {
-        self.writer.send(&Message::SwapReady { frame, stats })?;
+        let mut next = match self.held.take() {
+            Some(m) => m,
+            None => self.frames.recv().map_err(|_| self.ended())?,
+        };
         loop {
-            match self.swaps.recv_timeout(self.master_timeout) {
-                Ok(ToDraw::SwapNow(f)) if f == frame => return Ok(()),
-                // A SwapNow for an earlier frame (this node was slow): skip it.
-                Ok(ToDraw::SwapNow(f)) if f < frame => continue,
-                Ok(ToDraw::SwapNow(f)) => {
-                    return Err(ClusterError::Stopped(format!(
-                        "node '{}': the master swapped frame {f} before {frame}",
-                        self.name
-                    )));
+            match next {
+                ToApp::Frame(f) => {
+                    if let Some(c) = f.blocks.apply(&mut self.manager, scene, &self.origin)? {
+                        self.config = Some(Box::new(c));
+                    }
+                    // If the reader has ended, the buffer is simply dropped.
+                    let _ = self.recycle.send(f.blocks);
+                    let past = f.info.frame < self.swapped.load(Ordering::Relaxed);
+                    if past {
+                        match self.frames.try_recv() {
+                            Ok(m) => {
+                                next = m;
+                                continue;
+                            }
+                            Err(TryRecvError::Empty | TryRecvError::Disconnected) => {}
+                        }
+                    }
+                    return Ok(Some(f.info));
                 }
-                Ok(ToDraw::Lost(reason)) => {
+                ToApp::Shutdown(reason, post) => {
+                    post.apply(&mut self.manager, scene, &self.origin)?;
+                    tracing::info!("node '{}': the master shut down: {reason}", self.name);
+                    return Ok(None);
+                }
+                ToApp::Lost(reason) => {
                     return Err(ClusterError::Stopped(format!(
                         "node '{}': {reason}",
                         self.name
                     )));
                 }
+            }
+        }
+    }
+
+    /// The cluster file the master switched to with the frames applied since the last
+    /// call, if it did: every plugin's reconfigure hook has already seen it.
+    pub fn take_config(&mut self) -> Option<ClusterConfig> {
+        self.config.take().map(|c| *c)
+    }
+
+    fn ended(&self) -> ClusterError {
+        ClusterError::Stopped(format!(
+            "node '{}': the connection to the master ended",
+            self.name
+        ))
+    }
+}
+
+impl SwapLink {
+    /// Frame `frame` is drawn: tells the master and waits until it says to present; `false`
+    /// if the cluster presented this frame already (this node is catching up: the frame
+    /// must not be shown late).
+    pub fn swap(&mut self, frame: u64, stats: NodeStats) -> Result<bool, ClusterError> {
+        loop {
+            match self.swaps.try_recv() {
+                Ok(ToDraw::SwapNow(f)) => self.newest = Some(f),
+                Ok(ToDraw::Lost(reason)) => return Err(self.lost(reason)),
+                Err(_) => break,
+            }
+        }
+        if self.newest.is_some_and(|n| n >= frame) {
+            return Ok(false);
+        }
+        let sent = match self.writer.lock() {
+            Ok(mut w) => w.send(&Message::SwapReady { frame, stats }),
+            Err(_) => return Err(self.lost("the reader thread panicked".into())),
+        };
+        sent?;
+        loop {
+            match self.swaps.recv_timeout(self.master_timeout) {
+                Ok(ToDraw::SwapNow(f)) => {
+                    self.newest = Some(f);
+                    if f == frame {
+                        return Ok(true);
+                    }
+                    // A SwapNow for an earlier frame (this node was slow): skip it.
+                    if f > frame {
+                        return Err(ClusterError::Stopped(format!(
+                            "node '{}': the master swapped frame {f} before {frame}",
+                            self.name
+                        )));
+                    }
+                }
+                Ok(ToDraw::Lost(reason)) => return Err(self.lost(reason)),
                 Err(RecvTimeoutError::Timeout) => {
                     return Err(ClusterError::Timeout {
                         peer: format!("node '{}'", self.name),
@@ -244,13 +374,14 @@ impl SwapLink {
                     });
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    return Err(ClusterError::Stopped(format!(
-                        "node '{}': the connection to the master ended",
-                        self.name
-                    )));
+                    return Err(self.lost("the connection to the master ended".into()));
                 }
             }
         }
+    }
+
+    fn lost(&self, reason: String) -> ClusterError {
+        ClusterError::Stopped(format!("node '{}': {reason}", self.name))
     }
 }
 
@@ -259,7 +390,9 @@ impl Drop for SwapLink {
     /// the socket, which would otherwise keep it open), so the master drops this node
     /// immediately instead of at the swap deadline.
     fn drop(&mut self) {
-        let _ = self.writer.stream.shutdown(std::net::Shutdown::Both);
+        if let Ok(w) = self.writer.lock() {
+            let _ = w.stream.shutdown(std::net::Shutdown::Both);
+        }
     }
 }
 
@@ -269,11 +402,14 @@ impl Drop for SwapLink {
 pub struct DirectNode {
     link: Link,
     name: String,
+    origin: PathBuf,
     /// Frames being received; its buffer is reused every frame.
     frames: Assembler,
     /// A frame that arrived complete while this node waited for a swap: the next one to
     /// apply (its blocks are all the assembler holds).
     early: Option<FrameInfo>,
+    /// The cluster file the master switched to, not yet taken.
+    config: Option<Box<ClusterConfig>>,
     /// The plugins that apply each frame's blocks.
     pub manager: ClusterManager,
 }
@@ -286,8 +422,10 @@ pub fn connect_direct(
     Ok(DirectNode {
         link: dial(config)?,
         name: config.name.clone(),
+        origin: config.cluster_file.clone(),
         frames: Assembler::default(),
         early: None,
+        config: None,
         manager,
     })
 }
@@ -297,14 +435,32 @@ impl DirectNode {
         ClusterError::Stopped(format!("node '{}': {why}", self.name))
     }
 
-    /// The next step of the master's stream.
+    /// The next step of the master's stream; heartbeats are answered here.
     fn step(&mut self) -> Result<Step, ClusterError> {
-        let msg = match self.link.recv() {
-            Ok(m) => m,
-            Err(e) => return Err(self.lost(format!("lost the master: {e}"))),
-        };
-        let step = self.frames.accept(msg);
-        step.map_err(|why| self.lost(why))
+        loop {
+            let msg = match self.link.recv() {
+                Ok(m) => m,
+                Err(e) => return Err(self.lost(format!("lost the master: {e}"))),
+            };
+            let step = self.frames.accept(msg).map_err(|why| self.lost(why))?;
+            match step {
+                Step::Heartbeat(seq) => self.link.send(&Message::Heartbeat { seq })?,
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// Applies the blocks received so far.
+    fn apply(&mut self, scene: &mut Scene) -> Result<(), ClusterError> {
+        let applied = self
+            .frames
+            .blocks
+            .apply(&mut self.manager, scene, &self.origin);
+        self.frames.blocks.clear();
+        if let Some(c) = applied? {
+            self.config = Some(Box::new(c));
+        }
+        Ok(())
     }
 
     /// Receives the next frame and applies it once its last `EndBlock` has arrived; `None`
@@ -317,19 +473,23 @@ impl DirectNode {
             };
             match step {
                 Step::Frame(info) => {
-                    self.frames.blocks.apply(&mut self.manager, scene)?;
-                    self.frames.blocks.clear();
+                    self.apply(scene)?;
                     return Ok(Some(info));
                 }
                 Step::Shutdown(reason) => {
-                    self.frames.blocks.apply(&mut self.manager, scene)?;
-                    self.frames.blocks.clear();
+                    self.apply(scene)?;
                     tracing::info!("node '{}': the master shut down: {reason}", self.name);
                     return Ok(None);
                 }
-                Step::More | Step::SwapNow(_) => {}
+                Step::More | Step::SwapNow(_) | Step::Heartbeat(_) => {}
             }
         }
+    }
+
+    /// The cluster file the master switched to with the frames applied since the last
+    /// call, if it did: every plugin's reconfigure hook has already seen it.
+    pub fn take_config(&mut self) -> Option<ClusterConfig> {
+        self.config.take().map(|c| *c)
     }
 
     /// Tells the master frame `frame` is ready and waits for its `SwapNow`.
@@ -348,7 +508,7 @@ impl DirectNode {
                         info.frame
                     )));
                 }
-                Step::More | Step::SwapNow(_) => {}
+                Step::More | Step::SwapNow(_) | Step::Heartbeat(_) => {}
             }
         }
     }

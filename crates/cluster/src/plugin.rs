@@ -65,9 +65,16 @@ pub trait ClusterPlugin: Any + Send {
         bytes: &[u8],
     ) -> Result<(), PluginError>;
 
-    /// Master: a node joins (or rejoins); the next `write` must give it everything, not only
-    /// changes. Plugins that send full state every frame ignore this.
-    fn resync(&mut self) {}
+    /// Master: append, for `hook` of `frame`, everything a node that holds nothing needs —
+    /// the first frame of a node that joins late or rejoins. The other nodes get `write`'s
+    /// changes as usual, so this must not change what the next `write` sends.
+    fn snapshot(
+        &mut self,
+        hook: Hook,
+        frame: &FrameInfo,
+        scene: &Scene,
+        out: &mut Vec<u8>,
+    ) -> Result<(), PluginError>;
 
     /// Master and nodes: the cluster's configuration changed (display geometry, head, nodes).
     fn reconfigure(&mut self, _config: &ClusterConfig) {}
@@ -161,11 +168,23 @@ impl ClusterManager {
         p.read(hook, frame, scene, bytes)
     }
 
-    /// Master: every plugin sends full state at the next frame.
-    pub fn resync(&mut self) {
+    /// Master: every plugin writes its whole state at `hook`, for a node that joins;
+    /// `emit(id, bytes)` is called for each non-empty block.
+    pub fn snapshot_all(
+        &mut self,
+        hook: Hook,
+        frame: &FrameInfo,
+        scene: &Scene,
+        mut emit: impl FnMut(PluginId, &[u8]),
+    ) -> Result<(), PluginError> {
         for p in &mut self.plugins {
-            p.resync();
+            self.scratch.clear();
+            p.snapshot(hook, frame, scene, &mut self.scratch)?;
+            if !self.scratch.is_empty() {
+                emit(p.id(), &self.scratch);
+            }
         }
+        Ok(())
     }
 
     /// Every plugin learns of a new configuration.

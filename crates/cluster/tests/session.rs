@@ -45,19 +45,13 @@ fn master(nodes: &[&str], deadline_ms: u64) -> Master {
         policy: FailurePolicy::Drop,
         max_frame: 1 << 24,
         pipeline_depth: 1,
+        ..MasterConfig::new("test", key(), "127.0.0.1:0".parse().unwrap(), Vec::new())
     };
     Master::start(config, manager()).unwrap()
 }
 
 fn node_config(name: &str, addr: SocketAddr, key: ClusterKey, cluster: &str) -> NodeConfig {
-    NodeConfig {
-        cluster: cluster.into(),
-        key,
-        name: name.into(),
-        master: addr,
-        connect_timeout: Duration::from_secs(3),
-        master_timeout: Duration::from_secs(2),
-    }
+    NodeConfig::new(cluster, key, name, addr).connect_timeout(Duration::from_secs(3))
 }
 
 /// What a node thread returns: (frame, scene hash, shared value) per frame, and how it ended.
@@ -459,6 +453,16 @@ impl lockstep_cluster::ClusterPlugin for Probe {
         Ok(())
     }
 
+    fn snapshot(
+        &mut self,
+        hook: Hook,
+        frame: &FrameInfo,
+        scene: &Scene,
+        out: &mut Vec<u8>,
+    ) -> Result<(), lockstep_cluster::PluginError> {
+        self.write(hook, frame, scene, out)
+    }
+
     fn read(
         &mut self,
         hook: Hook,
@@ -499,6 +503,7 @@ fn hooks_in_order(depth: usize) {
         policy: FailurePolicy::Stop,
         max_frame: 1 << 24,
         pipeline_depth: depth,
+        ..MasterConfig::new("test", key(), "127.0.0.1:0".parse().unwrap(), Vec::new())
     };
     let mut m = Master::start(config, probed(&master_log)).unwrap();
     let addr = m.local_addr();

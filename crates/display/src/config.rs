@@ -364,6 +364,15 @@ impl Validator<'_> {
         let mut used_screens: Vec<(S<String>, String)> = Vec::new();
         for n in &raw.nodes {
             self.unique(&mut node_names, &n.name, "node");
+            if n.name.get_ref().starts_with('@') {
+                self.err(
+                    &n.name,
+                    format!(
+                        "node name '{}': names starting with '@' are kept for lockstep's own connections (such as `lockstep ctl`)",
+                        n.name.get_ref()
+                    ),
+                );
+            }
             let endpoint = self.endpoint(&n.host, &n.port, &format!("node '{}'", n.name.get_ref()));
             if endpoint.port != 0 {
                 let line = self.line_of(&n.host);

@@ -7,11 +7,13 @@ Display geometry: the cluster file and what each render node derives from it.
 - [`projection::off_axis`] is the generalised perspective projection (Kooima, "Generalized
   Perspective Projection", 2008): an eye and a screen rectangle give a view matrix and an
   off-axis frustum.
+- [`ClusterConfig::change_to`] checks a run-time reconfiguration against the running file.
 - [`ClusterConfig::views`] lists, for one node, every (viewport, eye) it renders with its pixel
   rectangle, colour mask and projection.
 */
 #![deny(missing_docs)]
 
+mod change;
 mod config;
 mod error;
 pub mod projection;
@@ -20,6 +22,7 @@ mod screen;
 mod threading;
 mod views;
 
+pub use change::ConfigChange;
 pub use config::{
     ClusterConfig, DEFAULT_DAEMON_PORT, Endpoint, HeadPose, LaunchConfig, NodeConfig, StereoConfig,
     StereoMode, ViewportConfig, WindowConfig,

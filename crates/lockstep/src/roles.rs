@@ -6,13 +6,14 @@ each frame; to render a view as well, a master process also runs a node (see
 `lockstep master --render`).
 */
 use lockstep_launch::state::{NodeState, announce};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use lockstep_cluster::plugins::{HeadTracking, SceneReplication};
 use lockstep_cluster::{ClusterManager, FrameInfo, Master, NodeSession, SwapLink, SwapReport};
-use lockstep_display::ClusterConfig;
+use lockstep_display::{ClusterConfig, HeadPose};
 use lockstep_render::View;
 use lockstep_scene::Scene;
 use lockstep_scene::glam::Mat4;
@@ -59,10 +60,74 @@ pub fn rig(scene: &Scene) -> Mat4 {
 /// Where a render node's frames come from.
 pub enum FrameSource {
     /// The master's frames.
-    Cluster(NodeSession),
+    Cluster(Box<NodeSession>),
     /// The demo, animated in this process on the pipeline's clock: what the node would
     /// draw with no cluster around it (`bench cluster` compares the two).
     Alone(Box<Demo>),
+}
+
+/// What a node records per frame: its state hash, and its views' digest, both at the App
+/// stage; the frames it presented, at the swap. Shared by the App stage and the swap gate.
+#[derive(Debug, Default)]
+pub struct FrameLog {
+    /// (frame, state hash, views digest) applied and not yet past the swap.
+    pending: VecDeque<(u64, u64, u64)>,
+    /// (frame, state hash, views digest) of every frame presented, when kept.
+    pub presented: Vec<(u64, u64, u64)>,
+    /// Keep `presented` (for `--hash-out` and `--views-out`).
+    pub keep: bool,
+}
+
+impl FrameLog {
+    /// The App stage applied `frame`.
+    pub fn applied(&mut self, frame: u64, state: u64, views: u64) {
+        self.pending.push_back((frame, state, views));
+    }
+
+    /// The swap of `frame`: its entry leaves the queue (with any older one never drawn); kept
+    /// if it was `shown`. Returns its state hash.
+    pub fn swapped(&mut self, frame: u64, shown: bool) -> Option<u64> {
+        while let Some(&(f, state, views)) = self.pending.front() {
+            if f > frame {
+                break;
+            }
+            self.pending.pop_front();
+            if f == frame {
+                if shown && self.keep {
+                    self.presented.push((f, state, views));
+                }
+                return Some(state);
+            }
+        }
+        None
+    }
+}
+
+/// A digest of the projections node `name` renders under `config` with the head at `head`:
+/// every view of its first window, in order (what `--views-out` writes, and what tests
+/// compare with the cluster file).
+pub fn views_digest(config: &ClusterConfig, name: &str, head: &HeadPose) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let views = config.views_for(name, head, Mat4::IDENTITY)?;
+    let first = config.node(name)?.windows.first()?.name.clone();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for v in views.iter().filter(|v| v.window == first) {
+        v.rect.hash(&mut h);
+        for x in v.frustum.projection().to_cols_array() {
+            x.to_bits().hash(&mut h);
+        }
+    }
+    Some(h.finish())
+}
+
+/// Why a node's App stage ended its run early.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeExit {
+    /// The master shut the cluster down, or the run was stopped.
+    Done,
+    /// The master switched to a cluster file that changes this node's threading model or
+    /// windows: the node starts again with it (and rejoins).
+    Restart(Box<ClusterConfig>),
 }
 
 /// The App stage of a render node.
@@ -72,10 +137,13 @@ pub struct NodeApp {
     name: String,
     /// Frames applied, and the master's last frame number.
     pub last_frame: Arc<Mutex<Option<FrameInfo>>>,
-    /// (frame, scene hash) after applying each frame, when `record_hashes` is set.
-    pub hashes: Arc<Mutex<Vec<(u64, u64)>>>,
-    /// Hash every frame's scene (costs a pass over the scene; for checks such as `--hash-out`).
+    /// Per-frame state and views, shared with the swap gate.
+    pub log: Arc<Mutex<FrameLog>>,
+    /// Hash every frame's scene (costs a pass over the scene; for `--hash-out` and
+    /// `--report-state`).
     pub record_hashes: bool,
+    /// Why the run ended early, if it did.
+    pub exit: NodeExit,
 }
 
 impl NodeApp {
@@ -86,9 +154,15 @@ impl NodeApp {
             config,
             name: name.to_string(),
             last_frame: Arc::new(Mutex::new(None)),
-            hashes: Arc::new(Mutex::new(Vec::new())),
+            log: Arc::new(Mutex::new(FrameLog::default())),
             record_hashes: false,
+            exit: NodeExit::Done,
         }
+    }
+
+    /// The cluster file in force (the master's latest).
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
     }
 }
 
@@ -110,6 +184,23 @@ impl App for NodeApp {
                     ctx.end_now();
                     return Ok(());
                 };
+                if let Some(new) = session.take_config() {
+                    let restart = match (self.config.node(&self.name), new.node(&self.name)) {
+                        (Some(old), Some(now)) => old.pipeline_differs(now),
+                        _ => false,
+                    };
+                    if restart {
+                        tracing::info!(
+                            "node '{}': the new cluster file changes its pipeline; restarting at frame {}",
+                            self.name,
+                            info.frame
+                        );
+                        self.exit = NodeExit::Restart(Box::new(new));
+                        ctx.end_now();
+                        return Ok(());
+                    }
+                    self.config = new;
+                }
                 // The head as the master last sent it (the file's until a tracker moves it).
                 let head = session
                     .manager
@@ -134,10 +225,16 @@ impl App for NodeApp {
         if let Ok(mut l) = self.last_frame.lock() {
             *l = Some(info);
         }
-        if self.record_hashes
-            && let Ok(mut h) = self.hashes.lock()
-        {
-            h.push((info.frame, lockstep_cluster::scene_hash(ctx.scene)));
+        if self.record_hashes {
+            let state = lockstep_cluster::scene_hash(ctx.scene);
+            let views = views_digest(&self.config, &self.name, &head).unwrap_or(0);
+            if let Ok(mut log) = self.log.lock() {
+                log.applied(info.frame, state, views);
+                if matches!(self.source, FrameSource::Alone(_)) {
+                    // No swap barrier alone: every frame drawn is shown.
+                    log.swapped(info.frame, true);
+                }
+            }
         }
         let rig = rig(ctx.scene);
         let views = self
@@ -172,37 +269,48 @@ impl App for NodeApp {
 /// The node's swap barrier, in Draw: `SwapReady`, then wait for `SwapNow`.
 pub struct SwapGate {
     link: SwapLink,
-    /// Time spent waiting at the barrier, per frame.
+    log: Arc<Mutex<FrameLog>>,
+    /// Time spent waiting at the barrier, per frame presented.
     pub waits: Arc<Mutex<Vec<Duration>>>,
 }
 
 impl SwapGate {
-    /// A gate over `link`.
-    pub fn new(link: SwapLink) -> Self {
+    /// A gate over `link`; the state hashes of `log`, if recorded, go with each `SwapReady`.
+    pub fn new(link: SwapLink, log: Arc<Mutex<FrameLog>>) -> Self {
         SwapGate {
             link,
+            log,
             waits: Arc::new(Mutex::new(Vec::new())),
         }
     }
 }
 
 impl FrameGate for SwapGate {
-    fn ready(&mut self, frame: u64, drawn: Duration) -> Result<()> {
+    fn ready(&mut self, frame: u64, drawn: Duration) -> Result<bool> {
         let t = Instant::now();
+        let state = self
+            .log
+            .lock()
+            .ok()
+            .and_then(|l| l.pending.iter().find(|e| e.0 == frame).map(|e| e.1));
         let stats = NodeStats {
             cull_ms: 0.0,
             draw_ms: drawn.as_secs_f32() * 1e3,
             ready_ms: drawn.as_secs_f32() * 1e3,
+            state,
         };
-        self.link.swap(frame, stats)?;
-        if let Ok(mut w) = self.waits.lock() {
+        let shown = self.link.swap(frame, stats)?;
+        if let Ok(mut log) = self.log.lock() {
+            log.swapped(frame, shown);
+        }
+        if shown && let Ok(mut w) = self.waits.lock() {
             if w.is_empty() {
                 // The first frame is presented: this node is in the cluster's step.
                 announce(NodeState::Running);
             }
             w.push(t.elapsed());
         }
-        Ok(())
+        Ok(shown)
     }
 }
 
@@ -215,6 +323,14 @@ pub struct MasterReport {
     pub swap_waits: Vec<Duration>,
     /// Nodes dropped, with frame and reason.
     pub dropped: Vec<(u64, String, String)>,
+    /// Nodes that got in step after the start (late joins and rejoins), with the frame.
+    pub joined: Vec<(u64, String)>,
+    /// With verification: node states that differed from the master's.
+    pub mismatches: Vec<lockstep_cluster::Mismatch>,
+    /// With verification: node states compared.
+    pub verified: usize,
+    /// Frames at which a new cluster file took effect.
+    pub reconfigured: Vec<u64>,
     /// Scene hash per frame, as the master sent it (when asked for).
     pub hashes: Vec<u64>,
     /// Wall time of the run.
@@ -225,8 +341,10 @@ pub struct MasterReport {
 /// and sends the frame. Unpaced, frames are pipelined: `update` of frame F+1 runs while the
 /// nodes draw F, and F's barrier completes when F+1 is sent. Paced (at most one frame per
 /// `frame_period`), each frame's barrier runs right after it is sent, so a frame is presented
-/// as soon as every node has drawn it rather than a period later. Ends after `frames`
-/// frames, when `stop` is set, or when no node is left.
+/// as soon as every node has drawn it rather than a period later, and the rest of the period
+/// keeps the connections alive ([`Master::idle`]). When every node has left, the master waits
+/// up to `start_timeout` for one to come back. Ends after `frames` frames, when `stop` is
+/// set, or when no node is left.
 #[allow(clippy::too_many_arguments)]
 pub fn run_master(
     master: &mut Master,
@@ -267,14 +385,20 @@ pub fn run_master(
         if let Some(period) = frame_period {
             master.swap(frame, scene, &mut swap)?;
             report.count(swap, frame);
-            // Pace like an application running at a fixed rate: sleep, never spin.
+            // Pace like an application running at a fixed rate, keeping the nodes'
+            // connections alive meanwhile: never a busy wait.
             let next = start + period * (frame as u32 + 1);
-            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            master.idle(next.saturating_duration_since(Instant::now()))?;
         } else {
             report.count(swap, frame);
         }
         if master.node_names().is_empty() {
-            bail!("every node has left the cluster (at frame {frame})");
+            tracing::warn!(
+                "every node has left the cluster (at frame {frame}); waiting for one to come back"
+            );
+            master
+                .wait_for_any_unless(start_timeout, stop)
+                .with_context(|| format!("every node has left the cluster (at frame {frame})"))?;
         }
     }
     while let Some(frame) = master.in_flight() {
@@ -288,7 +412,7 @@ pub fn run_master(
 
 impl MasterReport {
     /// Adds what one `send_frame` or `swap` of frame `sent` reported: its barrier, if it ran
-    /// one, and the nodes dropped (at the barrier's frame, else at the frame being sent).
+    /// one, and what happened to nodes (at the barrier's frame, else at the frame sent).
     fn count(&mut self, swap: SwapReport, sent: u64) {
         if swap.swapped.is_some() {
             self.frames += 1;
@@ -297,5 +421,9 @@ impl MasterReport {
         let at = swap.swapped.unwrap_or(sent);
         self.dropped
             .extend(swap.dropped.into_iter().map(|(n, why)| (at, n, why)));
+        self.joined.extend(swap.joined.into_iter().map(|n| (at, n)));
+        self.mismatches.extend(swap.mismatches);
+        self.verified += swap.verified;
+        self.reconfigured.extend(swap.reconfigured);
     }
 }

@@ -252,11 +252,32 @@ mod tests {
                     cull_ms: 0.5,
                     draw_ms: 4.0,
                     ready_ms: 4.6,
+                    state: Some(0xfeed),
                 },
             },
             Message::SwapNow { frame: 42 },
             Message::Heartbeat { seq: 9 },
             Message::Shutdown { reason: "operator" },
+            Message::Reconfigure {
+                frame: 43,
+                config: "name = \"cave\"",
+            },
+            Message::ReconfigureRequest { config: "x" },
+            Message::Reconfigured { frame: 44 },
+            Message::StatusRequest,
+            Message::Status {
+                frame: 45,
+                fps: 60.0,
+                sync_ms: 0.2,
+                nodes: vec![crate::NodeStatus {
+                    name: "front",
+                    state: "in step",
+                    frame: 44,
+                    fps: 59.5,
+                    ready_ms: 3.0,
+                    joins: 2,
+                }],
+            },
         ]
     }
 

@@ -26,7 +26,7 @@ pub use codec::{Decoder, FillError, encode, encode_frame_into, encode_into};
 pub use error::WireError;
 pub use handshake::{ClientHandshake, ServerHandshake};
 pub use key::{ClusterKey, MIN_KEY_LEN, random_nonce};
-pub use message::{Hook, MAGIC, Message, NodeStats, PROTOCOL_VERSION};
+pub use message::{Hook, MAGIC, Message, NodeStats, NodeStatus, PROTOCOL_VERSION};
 
 /// Largest frame a peer may send before it has authenticated: enough for the handshake, too
 /// little for an unauthenticated peer to make us allocate much.

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: [u8; 4] = *b"LKST";
 
 /// Bumped whenever a message changes shape; peers of different versions refuse each other.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The points of a frame where plugins' blocks are applied on a node; each hook's blocks are
 /// closed by an `EndBlock` naming it.
@@ -43,6 +43,26 @@ pub struct NodeStats {
     pub draw_ms: f32,
     /// Milliseconds from `EndBlock` received to `SwapReady` sent.
     pub ready_ms: f32,
+    /// A hash of the node's state after applying the frame, when it reports one (the master
+    /// compares it with its own to prove every node shows the same state).
+    pub state: Option<u64>,
+}
+
+/// One node as `lockstep ctl status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus<'a> {
+    /// The node's name.
+    pub name: &'a str,
+    /// `absent`, `loading`, `catching up` or `in step`; or why it was dropped.
+    pub state: &'a str,
+    /// The last frame it reported ready.
+    pub frame: u64,
+    /// Frames per second it reported ready over the last second.
+    pub fps: f32,
+    /// Milliseconds from the frame reaching it to its `SwapReady`, last frame.
+    pub ready_ms: f32,
+    /// How many times it has joined since the master started.
+    pub joins: u32,
 }
 
 /// Every message of the protocol. Strings and byte blocks borrow from the receive buffer, so
@@ -134,6 +154,39 @@ pub enum Message<'a> {
         /// Why.
         reason: &'a str,
     },
+    /// Master → nodes, right after `FrameBegin(frame)`: from this frame on, the cluster file
+    /// is this text. Also part of a late joiner's first frame once the cluster was
+    /// reconfigured, so that it never runs an older file than the others.
+    Reconfigure {
+        /// The frame it applies to.
+        frame: u64,
+        /// The whole cluster file.
+        config: &'a str,
+    },
+    /// Control client → master: validate this cluster file and switch to it.
+    ReconfigureRequest {
+        /// The whole cluster file.
+        config: &'a str,
+    },
+    /// Master → control client: the reconfiguration was accepted and applies at `frame`.
+    Reconfigured {
+        /// The switch frame.
+        frame: u64,
+    },
+    /// Control client → master: how is the cluster?
+    StatusRequest,
+    /// Master → control client: the cluster now. (Decoding this one allocates its list.)
+    Status {
+        /// The last frame begun.
+        frame: u64,
+        /// Frames swapped per second over the last second.
+        fps: f32,
+        /// Median time the swap barrier waited over the last second, in milliseconds.
+        sync_ms: f32,
+        /// Every node of the cluster file, and any node still connected but removed.
+        #[serde(borrow)]
+        nodes: Vec<NodeStatus<'a>>,
+    },
 }
 
 impl Message<'_> {
@@ -152,6 +205,11 @@ impl Message<'_> {
             Message::SwapNow { .. } => "SwapNow",
             Message::Heartbeat { .. } => "Heartbeat",
             Message::Shutdown { .. } => "Shutdown",
+            Message::Reconfigure { .. } => "Reconfigure",
+            Message::ReconfigureRequest { .. } => "ReconfigureRequest",
+            Message::Reconfigured { .. } => "Reconfigured",
+            Message::StatusRequest => "StatusRequest",
+            Message::Status { .. } => "Status",
         }
     }
 }

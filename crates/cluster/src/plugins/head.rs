@@ -78,8 +78,17 @@ impl ClusterPlugin for HeadTracking {
         Ok(())
     }
 
-    fn resync(&mut self) {
-        self.dirty = true;
+    fn snapshot(
+        &mut self,
+        hook: Hook,
+        frame: &FrameInfo,
+        scene: &Scene,
+        out: &mut Vec<u8>,
+    ) -> Result<(), PluginError> {
+        let dirty = std::mem::replace(&mut self.dirty, true);
+        let written = self.write(hook, frame, scene, out);
+        self.dirty = dirty;
+        written
     }
 
     /// A new cluster file brings its own head position (until a tracker moves it again).

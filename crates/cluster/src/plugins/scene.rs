@@ -5,8 +5,8 @@ use crate::{ClusterPlugin, FrameInfo, Hook, PluginError, PluginId};
 
 /// Replicates the scene: each frame, what changed since the previous frame's snapshot.
 pub struct SceneReplication {
-    /// What the nodes hold: the snapshot last sent (empty until the first frame, or after a
-    /// resync, so that the next write is the whole scene).
+    /// What the nodes hold: the snapshot last sent (empty until the first frame, so that the
+    /// first write is the whole scene).
     sent: Scene,
 }
 
@@ -59,7 +59,22 @@ impl ClusterPlugin for SceneReplication {
             })
     }
 
-    fn resync(&mut self) {
-        self.sent = Scene::new();
+    /// The whole scene: the changes from an empty one.
+    fn snapshot(
+        &mut self,
+        hook: Hook,
+        _frame: &FrameInfo,
+        scene: &Scene,
+        out: &mut Vec<u8>,
+    ) -> Result<(), PluginError> {
+        if hook != Hook::PreDraw {
+            return Ok(());
+        }
+        write_changes(&Scene::new(), scene, out)
+            .map(|_| ())
+            .map_err(|e| PluginError {
+                plugin: "scene",
+                reason: e.to_string(),
+            })
     }
 }

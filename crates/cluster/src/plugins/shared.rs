@@ -83,7 +83,16 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> ClusterPlugin for Shared<
         Ok(())
     }
 
-    fn resync(&mut self) {
-        self.dirty = true;
+    fn snapshot(
+        &mut self,
+        hook: Hook,
+        frame: &FrameInfo,
+        scene: &Scene,
+        out: &mut Vec<u8>,
+    ) -> Result<(), PluginError> {
+        let dirty = std::mem::replace(&mut self.dirty, true);
+        let written = self.write(hook, frame, scene, out);
+        self.dirty = dirty;
+        written
     }
 }

@@ -15,7 +15,9 @@ use lockstep::demo::Demo;
 use lockstep::display::{ClusterConfig, Endpoint, ThreadingModel};
 use lockstep::launch::state::{NodeState, announce};
 use lockstep::pipeline::{self, Capture, CapturedFrame, PipelineConfig, Target};
-use lockstep::roles::{FrameSource, NodeApp, SwapGate, default_plugins, load_key, run_master};
+use lockstep::roles::{
+    FrameSource, NodeApp, NodeExit, SwapGate, default_plugins, load_key, run_master,
+};
 use lockstep::stats::Summary;
 use lockstep_wire::ClusterKey;
 
@@ -90,6 +92,10 @@ pub struct MasterArgs {
     /// With --render: write the view's last frame as DIR/NODE.png.
     #[arg(long, requires = "render")]
     out: Option<PathBuf>,
+    /// Hash the scene every frame and compare it with the state each node reports (nodes
+    /// started with --report-state); differences are logged and counted.
+    #[arg(long)]
+    verify: bool,
     #[command(flatten)]
     gpu: GpuArgs,
 }
@@ -99,10 +105,7 @@ pub fn run_master_cmd(args: MasterArgs) -> Result<()> {
     let key = load_key(&config)?;
     let stop = ctrl_c()?;
     let master_config = MasterConfig {
-        cluster: config.name.clone(),
-        key,
-        listen: resolve(&config.master)?,
-        nodes: config.nodes.iter().map(|n| n.name.clone()).collect(),
+        verify: args.verify,
         swap_deadline: Duration::from_millis(args.deadline_ms),
         load_deadline: Duration::from_secs(args.start_timeout),
         handshake_timeout: Duration::from_secs(5),
@@ -110,8 +113,8 @@ pub fn run_master_cmd(args: MasterArgs) -> Result<()> {
             Policy::Drop => FailurePolicy::Drop,
             Policy::Stop => FailurePolicy::Stop,
         },
-        max_frame: lockstep_wire::DEFAULT_MAX_FRAME as u32,
         pipeline_depth: args.pipeline_depth as usize,
+        ..MasterConfig::for_cluster(&config, key, resolve(&config.master)?)
     };
     let mut master = Master::start(master_config, default_plugins(&config))?;
     eprintln!(
@@ -168,6 +171,9 @@ pub fn run_master_cmd(args: MasterArgs) -> Result<()> {
                 hash_out: None,
                 connect_timeout: args.start_timeout,
                 renderer: RendererKind::Gpu,
+                rejoin_timeout: 0,
+                report_state: false,
+                views_out: None,
                 alone: false,
                 frames: None,
                 stats_out: None,
@@ -190,15 +196,29 @@ pub fn run_master_cmd(args: MasterArgs) -> Result<()> {
     for (frame, node, why) in &report.dropped {
         eprintln!("node '{node}' dropped at frame {frame}: {why}");
     }
+    for (frame, node) in &report.joined {
+        eprintln!("node '{node}' in step from frame {frame}");
+    }
+    for frame in &report.reconfigured {
+        eprintln!("new cluster file in force from frame {frame}");
+    }
+    if args.verify {
+        println!(
+            "master: verified {} node states, {} mismatch(es)",
+            report.verified,
+            report.mismatches.len()
+        );
+    }
     let waits = Summary::of(&report.swap_waits);
     println!(
-        "master: {} frames in {:.2} s ({:.1} fps); swap barrier wait median {:.3} ms, p99 {:.3} ms; {} node(s) dropped",
+        "master: {} frames in {:.2} s ({:.1} fps); swap barrier wait median {:.3} ms, p99 {:.3} ms; {} node(s) dropped, {} joined late",
         report.frames,
         report.elapsed.as_secs_f64(),
         report.frames as f64 / report.elapsed.as_secs_f64().max(1e-9),
         waits.map_or(0.0, |s| s.median_ms),
         waits.map_or(0.0, |s| s.p99_ms),
-        report.dropped.len()
+        report.dropped.len(),
+        report.joined.len()
     );
     if let Some(path) = &args.hash_out {
         let hashes: Vec<(u64, u64)> = report
@@ -208,6 +228,16 @@ pub fn run_master_cmd(args: MasterArgs) -> Result<()> {
             .map(|(i, h)| (i as u64, *h))
             .collect();
         write_hashes(path, &hashes)?;
+    }
+    if let Some(first) = report.mismatches.first() {
+        bail!(
+            "{} node state(s) differed from the master's; the first: node '{}' at frame {} ({:016x}, not {:016x})",
+            report.mismatches.len(),
+            first.node,
+            first.frame,
+            first.got,
+            first.expected
+        );
     }
     Ok(())
 }
@@ -240,6 +270,18 @@ pub struct NodeArgs {
     /// protocol tests and benchmarks of many nodes on one machine).
     #[arg(long, value_enum, default_value = "gpu")]
     renderer: RendererKind,
+    /// Seconds to try to rejoin when the node loses the master after it joined (the master
+    /// dropped it, or the connection broke); 0: exit instead.
+    #[arg(long = "rejoin-timeout", default_value = "1", value_parser = |s: &str| ranged(s, 0, 3600))]
+    rejoin_timeout: u64,
+    /// Send a hash of the scene with every SwapReady, for a master run with --verify (a
+    /// pass over the scene per frame).
+    #[arg(long = "report-state")]
+    report_state: bool,
+    /// Write "frame digest" per presented frame: a digest of the projections this node
+    /// rendered (see `lockstep::roles::views_digest`).
+    #[arg(long = "views-out")]
+    views_out: Option<PathBuf>,
     /// No cluster: animate the demo in this process and render this node's views of it, as
     /// the node would in the cluster (the baseline `bench cluster` compares with).
     #[arg(long, requires = "frames")]
@@ -268,24 +310,160 @@ pub fn run_node_cmd(args: NodeArgs) -> Result<()> {
     run_node(args, ctrl_c()?)
 }
 
-/// A render node until the master ends the session, `stop` is set, or it fails.
+/// How one session of a node ended.
+enum Session {
+    /// The master shut the cluster down, the frame limit was reached, or the run was stopped.
+    Done,
+    /// The master switched to a file that changes this node's pipeline: start again with it.
+    Restart(Box<ClusterConfig>),
+    /// The node lost the master after it had joined: it may rejoin.
+    Lost(anyhow::Error),
+}
+
+/// What a node keeps across its sessions (it rejoins after losing the master).
+#[derive(Default)]
+struct NodeTotals {
+    /// (frame, state hash, views digest) per presented frame.
+    presented: Vec<(u64, u64, u64)>,
+    waits: Vec<Duration>,
+    done_at: Vec<std::time::Instant>,
+    frames: u64,
+    last: Option<CapturedFrame>,
+}
+
+/// A render node until the master ends the session, `stop` is set, or it fails. A node that
+/// loses the master after joining rejoins (within `--rejoin-timeout`), and one whose pipeline
+/// a reconfiguration changes starts again with the new file.
 fn run_node(args: NodeArgs, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Result<()> {
-    let config = ClusterConfig::load(&args.config)?;
+    let mut config = ClusterConfig::load(&args.config)?;
     // Alone, no cluster: no key.
     let key = if args.alone {
         None
     } else {
         Some(load_key(&config)?)
     };
-    let node = config.node(&args.name).with_context(|| {
+    if config.node(&args.name).is_none() {
         let names: Vec<&str> = config.nodes.iter().map(|n| n.name.as_str()).collect();
-        format!(
+        bail!(
             "{}: no node named '{}' (nodes: {})",
             args.config.display(),
             args.name,
             names.join(", ")
+        );
+    }
+    if let Some(m) = &args.threading_model {
+        m.parse::<ThreadingModel>().map_err(anyhow::Error::msg)?;
+    }
+    if args.alone && args.renderer == RendererKind::None {
+        bail!("--alone renders: it cannot go with --renderer none");
+    }
+    let mut totals = NodeTotals::default();
+    let started = std::time::Instant::now();
+    let mut connect_timeout = Duration::from_secs(args.connect_timeout);
+    loop {
+        let session = run_session(
+            &args,
+            &config,
+            key.as_ref(),
+            connect_timeout,
+            &stop,
+            &mut totals,
+        )?;
+        match session {
+            Session::Done => break,
+            Session::Restart(new) => {
+                eprintln!("node '{}': restarting with the new cluster file", args.name);
+                config = *new;
+            }
+            Session::Lost(e)
+                if args.rejoin_timeout > 0 && !stop.load(std::sync::atomic::Ordering::Relaxed) =>
+            {
+                eprintln!("node '{}': {e:#}; rejoining", args.name);
+            }
+            Session::Lost(e) => return Err(e),
+        }
+        connect_timeout = Duration::from_secs(args.rejoin_timeout.max(1));
+    }
+    finish_node(&args, totals, started.elapsed())
+}
+
+/// Writes the node's outputs and prints its figures.
+fn finish_node(args: &NodeArgs, totals: NodeTotals, elapsed: Duration) -> Result<()> {
+    if let (Some(dir), Some(last)) = (&args.out, &totals.last) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        last.image
+            .write_png(&dir.join(format!("{}.png", args.name)))?;
+    }
+    if let Some(path) = &args.hash_out {
+        let hashes: Vec<(u64, u64)> = totals.presented.iter().map(|e| (e.0, e.1)).collect();
+        write_hashes(path, &hashes)?;
+    }
+    if let Some(path) = &args.views_out {
+        let views: Vec<(u64, u64)> = totals.presented.iter().map(|e| (e.0, e.2)).collect();
+        write_hashes(path, &views)?;
+    }
+    let s = Summary::of(&totals.waits);
+    let fps = totals.frames as f64 / elapsed.as_secs_f64().max(1e-9);
+    let swap = if args.alone {
+        "alone, no swap barrier".to_string()
+    } else {
+        format!(
+            "swap wait median {:.3} ms, p99 {:.3} ms",
+            s.map_or(0.0, |s| s.median_ms),
+            s.map_or(0.0, |s| s.p99_ms)
         )
-    })?;
+    };
+    if args.renderer == RendererKind::None {
+        println!(
+            "node {}: {} frames, {fps:.1} fps, {swap} (no renderer)",
+            args.name, totals.frames
+        );
+        return Ok(());
+    }
+    let steady = steady_fps(&totals.done_at);
+    println!(
+        "node {}: {} frames, {:.1} fps ({} steady), {swap}",
+        args.name,
+        totals.frames,
+        fps,
+        steady.map_or("n/a".to_string(), |f| format!("{f:.1} fps")),
+    );
+    if let Some(path) = &args.stats_out {
+        let json = serde_json::json!({
+            "node": args.name,
+            "alone": args.alone,
+            "frames": totals.frames,
+            "fps": fps,
+            "steady_fps": steady,
+            "swap_wait": s,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Whether an error is the cluster connection's (the node may rejoin), not this node's own
+/// (GPU, files).
+fn lost_master(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<lockstep::cluster::ClusterError>()
+            .is_some()
+    })
+}
+
+/// One session: join (or run alone), render until it ends.
+fn run_session(
+    args: &NodeArgs,
+    config: &ClusterConfig,
+    key: Option<&ClusterKey>,
+    connect_timeout: Duration,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    totals: &mut NodeTotals,
+) -> Result<Session> {
+    let node = config
+        .node(&args.name)
+        .with_context(|| format!("the cluster file no longer names node '{}'", args.name))?;
     let window = node
         .windows
         .first()
@@ -296,41 +474,42 @@ fn run_node(args: NodeArgs, stop: std::sync::Arc<std::sync::atomic::AtomicBool>)
     };
     let has_display = std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty());
     let offscreen = args.offscreen || window.offscreen || !has_display;
+    let hashing = args.hash_out.is_some() || args.report_state || args.views_out.is_some();
     let (source, gate) = if let Some(key) = key {
-        let node_config = NodeConfig {
-            cluster: config.name.clone(),
-            key,
-            name: args.name.clone(),
-            master: resolve(&config.master)?,
-            connect_timeout: Duration::from_secs(args.connect_timeout),
-            master_timeout: Duration::from_secs(2),
-        };
+        let node_config = NodeConfig::new(
+            &config.name,
+            key.clone(),
+            &args.name,
+            resolve(&config.master)?,
+        )
+        .connect_timeout(connect_timeout)
+        .cluster_file(&args.config);
         if args.renderer == RendererKind::None {
             let node =
-                lockstep::cluster::node::connect_direct(&node_config, default_plugins(&config))?;
+                lockstep::cluster::node::connect_direct(&node_config, default_plugins(config))?;
             eprintln!(
                 "node '{}' joined cluster '{}' (no renderer)",
                 args.name, config.name
             );
             announce(NodeState::Ready);
-            return run_headless(node, &args);
+            return run_headless(node, args, config, hashing, totals);
         }
         let (session, link) =
-            lockstep::cluster::node::connect(&node_config, default_plugins(&config))?;
+            lockstep::cluster::node::connect(&node_config, default_plugins(config))?;
         eprintln!("node '{}' joined cluster '{}'", args.name, config.name);
         announce(NodeState::Ready);
-        (FrameSource::Cluster(session), Some(SwapGate::new(link)))
+        (FrameSource::Cluster(Box::new(session)), Some(link))
     } else {
-        if args.renderer == RendererKind::None {
-            bail!("--alone renders: it cannot go with --renderer none");
-        }
         let demo = Demo::new(1.0, 1.0)?;
         (FrameSource::Alone(Box::new(demo)), None)
     };
-    let waits = gate.as_ref().map(|g| g.waits.clone()).unwrap_or_default();
     let mut app = NodeApp::new(source, config.clone(), &args.name);
-    app.record_hashes = args.hash_out.is_some();
-    let hashes = app.hashes.clone();
+    app.record_hashes = hashing;
+    if let Ok(mut log) = app.log.lock() {
+        log.keep = args.hash_out.is_some() || args.views_out.is_some();
+    }
+    let gate = gate.map(|link| SwapGate::new(link, app.log.clone()));
+    let waits = gate.as_ref().map(|g| g.waits.clone()).unwrap_or_default();
     let (capture, keeper) = match &args.out {
         Some(_) if offscreen => {
             let (tx, rx) = mpsc::channel::<CapturedFrame>();
@@ -348,7 +527,7 @@ fn run_node(args: NodeArgs, stop: std::sync::Arc<std::sync::atomic::AtomicBool>)
             .collect::<Vec<_>>()
     });
     let (w, h) = (window.width, window.height);
-    let config = PipelineConfig {
+    let pipeline_config = PipelineConfig {
         threading,
         target: if offscreen {
             Target::Offscreen {
@@ -369,56 +548,31 @@ fn run_node(args: NodeArgs, stop: std::sync::Arc<std::sync::atomic::AtomicBool>)
         backend: args.gpu.backend,
         capture,
         stats: Some(stats_tx),
-        stop,
+        stop: stop.clone(),
         gate: gate.map(|g| Box::new(g) as Box<dyn pipeline::FrameGate>),
     };
-    let started = std::time::Instant::now();
-    let result = pipeline::run(&mut app, config);
-    let elapsed = started.elapsed();
-    let last = keeper.and_then(|k| k.join().ok()).flatten();
-    let report = result?;
-    if let (Some(dir), Some(last)) = (&args.out, last) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        last.image
-            .write_png(&dir.join(format!("{}.png", args.name)))?;
+    let result = pipeline::run(&mut app, pipeline_config);
+    if let Some(last) = keeper.and_then(|k| k.join().ok()).flatten() {
+        totals.last = Some(last);
     }
-    if let Some(path) = &args.hash_out {
-        write_hashes(path, &hashes.lock().map(|h| h.clone()).unwrap_or_default())?;
+    totals.done_at.extend(done_at.join().unwrap_or_default());
+    totals
+        .waits
+        .extend(waits.lock().map(|w| w.clone()).unwrap_or_default());
+    if let Ok(mut log) = app.log.lock() {
+        totals.presented.append(&mut log.presented);
     }
-    let waits = waits.lock().map(|w| w.clone()).unwrap_or_default();
-    let s = Summary::of(&waits);
-    let done_at = done_at.join().unwrap_or_default();
-    let fps = report.frames as f64 / elapsed.as_secs_f64().max(1e-9);
-    let steady = steady_fps(&done_at);
-    let swap = if args.alone {
-        "alone, no swap barrier".to_string()
-    } else {
-        format!(
-            "swap wait median {:.3} ms, p99 {:.3} ms",
-            s.map_or(0.0, |s| s.median_ms),
-            s.map_or(0.0, |s| s.p99_ms)
-        )
-    };
-    println!(
-        "node {}: {} frames, {:.1} fps ({} steady), {swap}",
-        args.name,
-        report.frames,
-        fps,
-        steady.map_or("n/a".to_string(), |f| format!("{f:.1} fps")),
-    );
-    if let Some(path) = &args.stats_out {
-        let json = serde_json::json!({
-            "node": args.name,
-            "alone": args.alone,
-            "frames": report.frames,
-            "fps": fps,
-            "steady_fps": steady,
-            "swap_wait": s,
-        });
-        std::fs::write(path, serde_json::to_string_pretty(&json)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+    match result {
+        Ok(report) => {
+            totals.frames += report.frames;
+            Ok(match app.exit {
+                NodeExit::Done => Session::Done,
+                NodeExit::Restart(new) => Session::Restart(new),
+            })
+        }
+        Err(e) if lost_master(&e) => Ok(Session::Lost(e)),
+        Err(e) => Err(e),
     }
-    Ok(())
 }
 
 /// Frames per second between the 10th frame done and the last: start-up, the start barrier
@@ -431,38 +585,50 @@ fn steady_fps(done_at: &[std::time::Instant]) -> Option<f64> {
 }
 
 /// A node without rendering: apply each frame, then swap.
-fn run_headless(mut node: lockstep::cluster::DirectNode, args: &NodeArgs) -> Result<()> {
+fn run_headless(
+    mut node: lockstep::cluster::DirectNode,
+    args: &NodeArgs,
+    config: &ClusterConfig,
+    hashing: bool,
+    totals: &mut NodeTotals,
+) -> Result<Session> {
+    let mut config = config.clone();
     let mut scene = lockstep::scene::Scene::new();
-    let mut hashes = Vec::new();
-    let mut waits = Vec::new();
-    let started = std::time::Instant::now();
-    let hashing = args.hash_out.is_some();
-    let mut frames = 0u64;
-    while let Some(info) = node.next_frame(&mut scene)? {
-        frames += 1;
-        if hashing {
-            hashes.push((info.frame, lockstep::cluster::scene_hash(&scene)));
+    let mut session_frames = 0u64;
+    let result = (|| -> Result<()> {
+        while let Some(info) = node.next_frame(&mut scene)? {
+            if let Some(new) = node.take_config() {
+                config = new;
+            }
+            let state = hashing.then(|| lockstep::cluster::scene_hash(&scene));
+            let t = std::time::Instant::now();
+            let stats = lockstep_wire::NodeStats {
+                state: state.filter(|_| args.report_state),
+                ..Default::default()
+            };
+            node.swap(info.frame, stats)?;
+            totals.waits.push(t.elapsed());
+            session_frames += 1;
+            totals.frames += 1;
+            if session_frames == 1 {
+                announce(NodeState::Running);
+            }
+            if let Some(state) = state {
+                let head = node
+                    .manager
+                    .get::<lockstep::cluster::plugins::HeadTracking>()
+                    .map_or(config.head, |h| *h.pose());
+                let views = lockstep::roles::views_digest(&config, &args.name, &head).unwrap_or(0);
+                totals.presented.push((info.frame, state, views));
+            }
         }
-        let t = std::time::Instant::now();
-        node.swap(info.frame, lockstep_wire::NodeStats::default())?;
-        waits.push(t.elapsed());
-        if frames == 1 {
-            announce(NodeState::Running);
-        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(Session::Done),
+        Err(e) if lost_master(&e) => Ok(Session::Lost(e)),
+        Err(e) => Err(e),
     }
-    if let Some(path) = &args.hash_out {
-        write_hashes(path, &hashes)?;
-    }
-    let s = Summary::of(&waits);
-    println!(
-        "node {}: {} frames, {:.1} fps, swap wait median {:.3} ms, p99 {:.3} ms (no renderer)",
-        args.name,
-        frames,
-        frames as f64 / started.elapsed().as_secs_f64().max(1e-9),
-        s.map_or(0.0, |s| s.median_ms),
-        s.map_or(0.0, |s| s.p99_ms)
-    );
-    Ok(())
 }
 
 /// `lockstep key` subcommands.
@@ -716,16 +882,13 @@ pub fn run_bench_sync(args: BenchSyncArgs) -> Result<()> {
     };
     let mut master = Master::start(
         MasterConfig {
-            cluster: config.name.clone(),
-            key: ClusterKey::new(key.as_bytes().to_vec())?,
-            listen: resolve(&config.master)?,
-            nodes: config.nodes.iter().map(|n| n.name.clone()).collect(),
             swap_deadline: Duration::from_secs(5),
-            load_deadline: Duration::from_secs(30),
-            handshake_timeout: Duration::from_secs(5),
             policy: FailurePolicy::Stop,
-            max_frame: lockstep_wire::DEFAULT_MAX_FRAME as u32,
-            pipeline_depth: 2,
+            ..MasterConfig::for_cluster(
+                &config,
+                ClusterKey::new(key.as_bytes().to_vec())?,
+                resolve(&config.master)?,
+            )
         },
         default_plugins(&config),
     )?;

@@ -242,8 +242,10 @@ pub struct Capture {
 /// Called by Draw once frame `frame` is drawn and before it is shown: the place for a
 /// cluster's swap barrier (send `SwapReady`, wait for `SwapNow`).
 pub trait FrameGate: Send {
-    /// Blocks until the frame may be presented; an error ends the run.
-    fn ready(&mut self, frame: u64, drawn: Duration) -> Result<()>;
+    /// Blocks until the frame may be presented; `false` if it must not be shown at all (a
+    /// node catching up with its cluster drew a frame the others have presented already).
+    /// An error ends the run.
+    fn ready(&mut self, frame: u64, drawn: Duration) -> Result<bool>;
 }
 
 /// Where Draw draws.
@@ -369,11 +371,12 @@ impl DrawStage {
                         capture && last,
                     )?;
                 }
+                let mut shown = true;
                 if let Some(gate) = &mut self.gate {
                     self.gpu.wait_idle()?;
-                    gate.ready(frame, t0.elapsed())?;
+                    shown = gate.ready(frame, t0.elapsed())?;
                 }
-                if capture {
+                if capture && shown {
                     // The image leaves this thread, so it gets its own buffer.
                     let mut pixels = Vec::new();
                     target.read_into(&self.gpu, &mut pixels)?;

@@ -150,7 +150,11 @@ impl WindowTarget {
         }
         if let Some(gate) = gate {
             gpu.wait_idle()?;
-            gate.ready(frame_number, started.elapsed())?;
+            if !gate.ready(frame_number, started.elapsed())? {
+                // Not to be shown: the texture goes back to the surface unpresented.
+                drop(frame);
+                return Ok(self.size());
+            }
         }
         self.window.pre_present_notify();
         gpu.queue.present(frame);
