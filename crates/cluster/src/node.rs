@@ -340,14 +340,17 @@ impl SwapLink {
                 Err(_) => break,
             }
         }
-        if self.newest.is_some_and(|n| n >= frame) {
-            return Ok(false);
-        }
+        let late = self.newest.is_some_and(|n| n >= frame);
+        // Even late, the master hears of it: it tells the master this node has loaded and
+        // draws at the cluster's pace, so the next barrier may wait for it.
         let sent = match self.writer.lock() {
             Ok(mut w) => w.send(&Message::SwapReady { frame, stats }),
             Err(_) => return Err(self.lost("the reader thread panicked".into())),
         };
         sent?;
+        if late {
+            return Ok(false);
+        }
         loop {
             match self.swaps.recv_timeout(self.master_timeout) {
                 Ok(ToDraw::SwapNow(f)) => {

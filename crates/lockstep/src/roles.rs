@@ -66,40 +66,50 @@ pub enum FrameSource {
     Alone(Box<Demo>),
 }
 
-/// What a node records per frame: its state hash, and its views' digest, both at the App
-/// stage; the frames it presented, at the swap. Shared by the App stage and the swap gate.
+/// What a node records per frame at the App stage — the master's frame number for the
+/// pipeline's frame, its state hash and views digest (when hashing) — and the frames it
+/// presented, at the swap. Shared by the App stage and the swap gate: the pipeline counts its
+/// own frames from 0, while a node that joined late runs the master's numbers.
 #[derive(Debug, Default)]
 pub struct FrameLog {
-    /// (frame, state hash, views digest) applied and not yet past the swap.
-    pending: VecDeque<(u64, u64, u64)>,
-    /// (frame, state hash, views digest) of every frame presented, when kept.
+    /// (pipeline frame, master frame, state hash, views digest) applied, not yet swapped.
+    pending: VecDeque<(u64, u64, Option<(u64, u64)>)>,
+    /// (master frame, state hash, views digest) of every frame presented, when kept.
     pub presented: Vec<(u64, u64, u64)>,
     /// Keep `presented` (for `--hash-out` and `--views-out`).
     pub keep: bool,
 }
 
 impl FrameLog {
-    /// The App stage applied `frame`.
-    pub fn applied(&mut self, frame: u64, state: u64, views: u64) {
-        self.pending.push_back((frame, state, views));
+    /// The App stage's frame `local` applied the master's frame `frame`.
+    pub fn applied(&mut self, local: u64, frame: u64, hashes: Option<(u64, u64)>) {
+        self.pending.push_back((local, frame, hashes));
     }
 
-    /// The swap of `frame`: its entry leaves the queue (with any older one never drawn); kept
-    /// if it was `shown`. Returns its state hash.
-    pub fn swapped(&mut self, frame: u64, shown: bool) -> Option<u64> {
-        while let Some(&(f, state, views)) = self.pending.front() {
-            if f > frame {
+    /// The master's frame for pipeline frame `local`, and its state hash if recorded.
+    pub fn frame_of(&self, local: u64) -> Option<(u64, Option<u64>)> {
+        self.pending
+            .iter()
+            .find(|e| e.0 == local)
+            .map(|e| (e.1, e.2.map(|h| h.0)))
+    }
+
+    /// The swap of pipeline frame `local`: its entry leaves the queue (with any older one
+    /// never drawn); kept if it was `shown`.
+    pub fn swapped(&mut self, local: u64, shown: bool) {
+        while let Some(&(l, frame, hashes)) = self.pending.front() {
+            if l > local {
                 break;
             }
             self.pending.pop_front();
-            if f == frame {
-                if shown && self.keep {
-                    self.presented.push((f, state, views));
-                }
-                return Some(state);
+            if l == local
+                && shown
+                && self.keep
+                && let Some((state, views)) = hashes
+            {
+                self.presented.push((frame, state, views));
             }
         }
-        None
     }
 }
 
@@ -225,15 +235,17 @@ impl App for NodeApp {
         if let Ok(mut l) = self.last_frame.lock() {
             *l = Some(info);
         }
-        if self.record_hashes {
-            let state = lockstep_cluster::scene_hash(ctx.scene);
-            let views = views_digest(&self.config, &self.name, &head).unwrap_or(0);
-            if let Ok(mut log) = self.log.lock() {
-                log.applied(info.frame, state, views);
-                if matches!(self.source, FrameSource::Alone(_)) {
-                    // No swap barrier alone: every frame drawn is shown.
-                    log.swapped(info.frame, true);
-                }
+        let hashes = self.record_hashes.then(|| {
+            (
+                lockstep_cluster::scene_hash(ctx.scene),
+                views_digest(&self.config, &self.name, &head).unwrap_or(0),
+            )
+        });
+        if let Ok(mut log) = self.log.lock() {
+            log.applied(ctx.frame, info.frame, hashes);
+            if matches!(self.source, FrameSource::Alone(_)) {
+                // No swap barrier alone: every frame drawn is shown.
+                log.swapped(ctx.frame, true);
             }
         }
         let rig = rig(ctx.scene);
@@ -286,13 +298,14 @@ impl SwapGate {
 }
 
 impl FrameGate for SwapGate {
-    fn ready(&mut self, frame: u64, drawn: Duration) -> Result<bool> {
+    fn ready(&mut self, local: u64, drawn: Duration) -> Result<bool> {
         let t = Instant::now();
-        let state = self
+        let (frame, state) = self
             .log
             .lock()
             .ok()
-            .and_then(|l| l.pending.iter().find(|e| e.0 == frame).map(|e| e.1));
+            .and_then(|l| l.frame_of(local))
+            .with_context(|| format!("pipeline frame {local} applied no frame of the master"))?;
         let stats = NodeStats {
             cull_ms: 0.0,
             draw_ms: drawn.as_secs_f32() * 1e3,
@@ -301,7 +314,7 @@ impl FrameGate for SwapGate {
         };
         let shown = self.link.swap(frame, stats)?;
         if let Ok(mut log) = self.log.lock() {
-            log.swapped(frame, shown);
+            log.swapped(local, shown);
         }
         if shown && let Ok(mut w) = self.waits.lock() {
             if w.is_empty() {
@@ -337,7 +350,7 @@ pub struct MasterReport {
     pub elapsed: Duration,
 }
 
-/// Runs the master: waits for every node, then for each frame lets `update` edit the scene
+/// Runs the master: waits for every node (or those of `wait_for`), then for each frame lets `update` edit the scene
 /// and sends the frame. Unpaced, frames are pipelined: `update` of frame F+1 runs while the
 /// nodes draw F, and F's barrier completes when F+1 is sent. Paced (at most one frame per
 /// `frame_period`), each frame's barrier runs right after it is sent, so a frame is presented
@@ -353,11 +366,15 @@ pub fn run_master(
     fixed_dt: Option<f64>,
     frame_period: Option<Duration>,
     start_timeout: Duration,
+    wait_for: Option<&[String]>,
     record_hashes: bool,
     stop: &std::sync::atomic::AtomicBool,
     mut update: impl FnMut(&mut Scene, &FrameInfo) -> Result<()>,
 ) -> Result<MasterReport> {
-    master.wait_for_nodes_unless(start_timeout, stop)?;
+    match wait_for {
+        Some(names) => master.wait_for_unless(names, start_timeout, stop)?,
+        None => master.wait_for_nodes_unless(start_timeout, stop)?,
+    }
     announce(NodeState::Running);
     let mut report = MasterReport::default();
     let start = Instant::now();

@@ -157,6 +157,8 @@ struct NodeConn {
     link: Link,
     /// When it last sent anything.
     heard: Instant,
+    /// The first heartbeat it has not answered yet.
+    asked: Option<Instant>,
     /// A `SwapReady` read between frames, for a barrier still to run.
     early: Option<(u64, NodeStats)>,
     /// The last frame it reported ready, and its stats.
@@ -376,6 +378,7 @@ impl Master {
                 standing: Standing::Joining,
                 link,
                 heard: Instant::now(),
+                asked: None,
                 early: None,
                 ready: None,
                 rate: Rates::default(),
@@ -404,7 +407,18 @@ impl Master {
         timeout: Duration,
         stop: &AtomicBool,
     ) -> Result<(), ClusterError> {
-        self.wait_until(timeout, stop, true)
+        let all = self.config.nodes.clone();
+        self.wait_until(timeout, stop, Some(&all))
+    }
+
+    /// The start barrier for some nodes only: the others may join at any time later.
+    pub fn wait_for_unless(
+        &mut self,
+        names: &[String],
+        timeout: Duration,
+        stop: &AtomicBool,
+    ) -> Result<(), ClusterError> {
+        self.wait_until(timeout, stop, Some(names))
     }
 
     /// Waits until at least one node is connected (every node left, and the cluster waits
@@ -414,15 +428,15 @@ impl Master {
         timeout: Duration,
         stop: &AtomicBool,
     ) -> Result<(), ClusterError> {
-        self.wait_until(timeout, stop, false)
+        self.wait_until(timeout, stop, None)
     }
 
-    /// Waits for every node of the configuration (`all`) or any node.
+    /// Waits until every node of `names` has joined, or (`None`) any node.
     fn wait_until(
         &mut self,
         timeout: Duration,
         stop: &AtomicBool,
-        all: bool,
+        names: Option<&[String]>,
     ) -> Result<(), ClusterError> {
         let start = Instant::now();
         loop {
@@ -432,18 +446,26 @@ impl Master {
                 ));
             }
             self.admit()?;
-            let missing: Vec<&String> = self
-                .config
-                .nodes
+            let missing: Vec<&String> = names
+                .unwrap_or(&self.config.nodes)
                 .iter()
                 .filter(|n| !self.nodes.iter().any(|c| &c.name == *n))
                 .collect();
-            if missing.is_empty() || (!all && !self.nodes.is_empty()) {
+            let done = match names {
+                Some(_) => missing.is_empty(),
+                None => !self.nodes.is_empty(),
+            };
+            if done {
                 return Ok(());
             }
             if start.elapsed() > timeout {
                 return Err(ClusterError::Timeout {
-                    peer: if all { "start barrier" } else { "cluster" }.into(),
+                    peer: if names.is_some() {
+                        "start barrier"
+                    } else {
+                        "cluster"
+                    }
+                    .into(),
                     what: format!("nodes {missing:?} did not join within {timeout:?}"),
                 });
             }
@@ -494,6 +516,7 @@ impl Master {
                 if let Err(e) = write_both(&mut n.link.stream, &self.head, &[]) {
                     failed.push((n.name.clone(), format!("cannot send a heartbeat: {e}")));
                 }
+                n.asked.get_or_insert(now);
             }
             self.head.clear();
             self.fail_all(failed, report)?;
@@ -503,10 +526,10 @@ impl Master {
         for n in &mut self.nodes {
             if let Err(why) = drain(n) {
                 failed.push((n.name.clone(), why));
-            } else if n.heard.elapsed() > limit {
+            } else if let Some(asked) = n.asked.filter(|t| t.elapsed() > limit) {
                 failed.push((
                     n.name.clone(),
-                    format!("answered no heartbeat for {:?}", n.heard.elapsed()),
+                    format!("answered no heartbeat for {:?}", asked.elapsed()),
                 ));
             }
         }
@@ -993,11 +1016,12 @@ impl Master {
         for n in self.nodes.iter_mut().filter(|n| n.waited_for(frame)) {
             let outcome = match n.early.take() {
                 Some((f, stats)) if f == frame => Ok(stats),
-                _ => wait_ready(n, frame, deadline, limit),
+                _ => wait_ready(n, frame, false, deadline, limit).map(|(_, s)| s),
             };
             match outcome {
                 Ok(stats) => {
                     n.heard = Instant::now();
+                    n.asked = None;
                     n.ready = Some((frame, stats));
                     n.rate.push(n.heard, Duration::ZERO);
                     check_state(&n.name, frame, expected, &stats, report);
@@ -1006,20 +1030,43 @@ impl Master {
                 Err(why) => failed.push((n.name.clone(), why)),
             }
         }
-        // Nodes catching up: in step from this frame if their answer is already here.
-        let load_limit = self.config.load_deadline;
+        // Nodes catching up. One still loading is only looked at: in step from this frame
+        // if its answer is already here. One that has loaded (it answered a frame after its
+        // snapshot) draws at the cluster's pace, so this barrier waits for it once, as for
+        // any node: in step from this frame, or from the newer one it drew instead.
+        let (load_limit, swap_limit) = (self.config.load_deadline, self.config.swap_deadline);
         for n in &mut self.nodes {
-            let Standing::CatchingUp { since, .. } = n.standing else {
+            let Standing::CatchingUp { first, since } = n.standing else {
                 continue;
             };
-            match catch_up(n, frame) {
+            // At the cluster's pace: it answered one of the last two frames.
+            let loaded = n.ready.is_some_and(|(f, _)| f >= first && f + 2 >= frame);
+            tracing::debug!(
+                "node '{}' catching up at frame {frame}: last ready {:?}, early {:?}",
+                n.name,
+                n.ready.map(|r| r.0),
+                n.early.map(|r| r.0)
+            );
+            let outcome = if let Some((f, stats)) = n.early.take().filter(|(f, _)| *f >= frame) {
+                Ok(Some((f, stats)))
+            } else if loaded {
+                wait_ready(n, frame, true, Instant::now() + swap_limit, swap_limit).map(Some)
+            } else {
+                catch_up(n, frame).map(|r| r.map(|s| (frame, s)))
+            };
+            match outcome {
                 Err(why) => failed.push((n.name.clone(), why)),
-                Ok(Some(stats)) => {
-                    n.standing = Standing::InStep { from: frame };
-                    check_state(&n.name, frame, expected, &stats, report);
-                    report.stats.push((n.name.clone(), stats));
+                Ok(Some((from, stats))) => {
+                    n.standing = Standing::InStep { from };
+                    n.ready = Some((from, stats));
+                    if from == frame {
+                        check_state(&n.name, frame, expected, &stats, report);
+                        report.stats.push((n.name.clone(), stats));
+                    } else {
+                        n.early = Some((from, stats));
+                    }
                     report.joined.push(n.name.clone());
-                    tracing::info!("node '{}' is in step from frame {frame}", n.name);
+                    tracing::info!("node '{}' is in step from frame {from}", n.name);
                 }
                 Ok(None) if since.elapsed() > load_limit => failed.push((
                     n.name.clone(),
@@ -1063,9 +1110,13 @@ fn drain(n: &mut NodeConn) -> Result<(), String> {
             Ok(None) => return Ok(()),
             Ok(Some(m)) => {
                 n.heard = Instant::now();
+                n.asked = None;
                 match m {
                     Message::Heartbeat { .. } => {}
-                    Message::SwapReady { frame, stats } => n.early = Some((frame, stats)),
+                    Message::SwapReady { frame, stats } => {
+                        n.early = Some((frame, stats));
+                        n.ready = Some((frame, stats));
+                    }
                     other => return Err(unexpected(other)),
                 }
             }
@@ -1081,13 +1132,15 @@ fn unexpected(m: Message<'_>) -> String {
     }
 }
 
-/// Waits for an in-step node's `SwapReady(frame)` until `deadline`.
+/// Waits for a node's `SwapReady(frame)` (or, `or_later`, of any frame from `frame` on)
+/// until `deadline`.
 fn wait_ready(
     n: &mut NodeConn,
     frame: u64,
+    or_later: bool,
     deadline: Instant,
     limit: Duration,
-) -> Result<NodeStats, String> {
+) -> Result<(u64, NodeStats), String> {
     loop {
         // Past the deadline (spent waiting on a slower node), still take what this node has
         // already sent: it was on time.
@@ -1098,7 +1151,9 @@ fn wait_ready(
             return Err(format!("cannot wait for it: {e}"));
         }
         match n.link.recv() {
-            Ok(Message::SwapReady { frame: f, stats }) if f == frame => return Ok(stats),
+            Ok(Message::SwapReady { frame: f, stats }) if f == frame || (or_later && f > frame) => {
+                return Ok((f, stats));
+            }
             // A late answer to an earlier frame, or a sign of life.
             Ok(Message::SwapReady { .. } | Message::Heartbeat { .. }) => {}
             Ok(other) => return Err(unexpected(other)),
@@ -1120,6 +1175,7 @@ fn catch_up(n: &mut NodeConn, frame: u64) -> Result<Option<NodeStats>, String> {
             Ok(None) => return Ok(None),
             Ok(Some(m)) => {
                 n.heard = Instant::now();
+                n.asked = None;
                 match m {
                     Message::SwapReady { frame: f, stats } => {
                         n.ready = Some((f, stats));

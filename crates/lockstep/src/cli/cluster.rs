@@ -23,7 +23,7 @@ use lockstep_wire::ClusterKey;
 
 use super::{GpuArgs, ctrl_c, ranged};
 
-fn resolve(e: &Endpoint) -> Result<SocketAddr> {
+pub(super) fn resolve(e: &Endpoint) -> Result<SocketAddr> {
     (e.host.as_str(), e.port)
         .to_socket_addrs()
         .with_context(|| format!("cannot resolve {e}"))?
@@ -70,6 +70,10 @@ pub struct MasterArgs {
     /// What a failed node does to the cluster.
     #[arg(long, value_enum, default_value = "drop")]
     policy: Policy,
+    /// Start once these nodes (comma-separated) have joined instead of all; the others join
+    /// late, whenever they come.
+    #[arg(long = "wait-for", value_delimiter = ',')]
+    wait_for: Option<Vec<String>>,
     /// Seconds to wait for every node to join.
     #[arg(long = "start-timeout", default_value = "30", value_parser = |s: &str| ranged(s, 1, 3600))]
     start_timeout: u64,
@@ -129,6 +133,15 @@ pub fn run_master_cmd(args: MasterArgs) -> Result<()> {
     let (frames, fixed_dt, hashing) = (args.frames, args.fixed_dt, args.hash_out.is_some());
     let fps = args.fps;
     let start_timeout = Duration::from_secs(args.start_timeout);
+    let wait_for = args.wait_for.clone();
+    if let Some(names) = &wait_for
+        && let Some(bad) = names.iter().find(|n| config.node(n).is_none())
+    {
+        bail!(
+            "--wait-for: {} names no node '{bad}'",
+            args.config.display()
+        );
+    }
     let master_stop = stop.clone();
     let run = move || {
         let result = run_master(
@@ -138,6 +151,7 @@ pub fn run_master_cmd(args: MasterArgs) -> Result<()> {
             fixed_dt,
             fps.map(|f| Duration::from_secs_f64(1.0 / f as f64)),
             start_timeout,
+            wait_for.as_deref(),
             hashing,
             &master_stop,
             |scene, info| {
@@ -492,7 +506,7 @@ fn run_session(
                 args.name, config.name
             );
             announce(NodeState::Ready);
-            return run_headless(node, args, config, hashing, totals);
+            return run_headless(node, args, config, hashing, stop, totals);
         }
         let (session, link) =
             lockstep::cluster::node::connect(&node_config, default_plugins(config))?;
@@ -590,6 +604,7 @@ fn run_headless(
     args: &NodeArgs,
     config: &ClusterConfig,
     hashing: bool,
+    stop: &std::sync::atomic::AtomicBool,
     totals: &mut NodeTotals,
 ) -> Result<Session> {
     let mut config = config.clone();
@@ -597,6 +612,10 @@ fn run_headless(
     let mut session_frames = 0u64;
     let result = (|| -> Result<()> {
         while let Some(info) = node.next_frame(&mut scene)? {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Told to stop (Ctrl-C, TERM): leave before this frame's swap.
+                break;
+            }
             if let Some(new) = node.take_config() {
                 config = new;
             }
@@ -855,19 +874,7 @@ pub fn run_bench_sync(args: BenchSyncArgs) -> Result<()> {
     use std::io::Read;
     let dir = tempfile_dir()?;
     let n = args.nodes as usize;
-    let mut text = format!(
-        "name = \"bench\"\n[master]\nhost = \"127.0.0.1\"\nport = {}\n[[screens]]\nname = \"s\"\nlower_left = [-1.0, 0.0, -2.0]\nlower_right = [1.0, 0.0, -2.0]\nupper_left = [-1.0, 2.0, -2.0]\n",
-        free_port()?
-    );
-    for i in 0..n {
-        text += &format!(
-            "[[nodes]]\nname = \"n{i}\"\nhost = \"127.0.0.1\"\nport = {}\n[[nodes.windows]]\nname = \"w\"\nsize = [64, 64]\n[[nodes.windows.viewports]]\nname = \"v\"\nscreen = \"s\"\n",
-            free_port()?
-        );
-    }
-    let cfg_path = dir.join("bench.toml");
-    std::fs::write(&cfg_path, text)?;
-    let config = ClusterConfig::load(&cfg_path)?;
+    let (cfg_path, config) = small_cluster(&dir, "bench", n)?;
     let key = ClusterKey::generate_hex()?;
     let exe = std::env::current_exe()?;
     let spawn = |a: &[&str]| {
@@ -1236,8 +1243,28 @@ pub fn run_bench_cluster(args: BenchClusterArgs) -> Result<()> {
     Ok(())
 }
 
+/// A cluster file on loopback with `n` nodes `n0`, `n1`, … (one small window each on one
+/// screen) and free ports, written to `dir`: for benchmarks and soak runs of many node
+/// processes on one machine.
+pub(super) fn small_cluster(dir: &Path, name: &str, n: usize) -> Result<(PathBuf, ClusterConfig)> {
+    let mut text = format!(
+        "name = \"{name}\"\n[master]\nhost = \"127.0.0.1\"\nport = {}\n[[screens]]\nname = \"s\"\nlower_left = [-1.0, 0.0, -2.0]\nlower_right = [1.0, 0.0, -2.0]\nupper_left = [-1.0, 2.0, -2.0]\n",
+        free_port()?
+    );
+    for i in 0..n {
+        text += &format!(
+            "[[nodes]]\nname = \"n{i}\"\nhost = \"127.0.0.1\"\nport = {}\n[[nodes.windows]]\nname = \"w\"\nsize = [64, 64]\n[[nodes.windows.viewports]]\nname = \"v\"\nscreen = \"s\"\n",
+            free_port()?
+        );
+    }
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    let config = ClusterConfig::load(&path)?;
+    Ok((path, config))
+}
+
 /// A private temporary folder for the benchmark's cluster file.
-fn tempfile_dir() -> Result<PathBuf> {
+pub(super) fn tempfile_dir() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("lockstep-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)

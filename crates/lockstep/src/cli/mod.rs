@@ -5,10 +5,12 @@ dispatch to one module per command.
 mod bench;
 mod cluster;
 mod config;
+mod ctl;
 mod launch;
 mod layout;
 mod render;
 mod run;
+mod soak;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -52,6 +54,11 @@ enum Command {
     Stop(launch::StopArgs),
     /// Show what runs (and ran) of a cluster on each host.
     Status(launch::StopArgs),
+    /// Ask a running cluster's master for its status, or reconfigure it.
+    Ctl(ctl::CtlArgs),
+    /// Run a cluster on this machine while killing, stopping and restarting its nodes, and
+    /// check every frame that all nodes in step show the same state.
+    Soak(soak::SoakArgs),
     /// Create cluster keys.
     #[command(subcommand)]
     Key(cluster::KeyCommand),
@@ -91,6 +98,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Launch(args) => launch::run_launch(args),
         Command::Stop(args) => launch::run_stop(args),
         Command::Status(args) => launch::run_status(args),
+        Command::Ctl(args) => ctl::run(args),
+        Command::Soak(args) => soak::run(args),
     }
 }
 
