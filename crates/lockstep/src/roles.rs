@@ -66,14 +66,17 @@ pub enum FrameSource {
     Alone(Box<Demo>),
 }
 
+/// (pipeline frame, master frame, (state hash, views digest) when hashing).
+type Applied = (u64, u64, Option<(u64, u64)>);
+
 /// What a node records per frame at the App stage — the master's frame number for the
 /// pipeline's frame, its state hash and views digest (when hashing) — and the frames it
 /// presented, at the swap. Shared by the App stage and the swap gate: the pipeline counts its
 /// own frames from 0, while a node that joined late runs the master's numbers.
 #[derive(Debug, Default)]
 pub struct FrameLog {
-    /// (pipeline frame, master frame, state hash, views digest) applied, not yet swapped.
-    pending: VecDeque<(u64, u64, Option<(u64, u64)>)>,
+    /// Frames applied, not yet swapped.
+    pending: VecDeque<Applied>,
     /// (master frame, state hash, views digest) of every frame presented, when kept.
     pub presented: Vec<(u64, u64, u64)>,
     /// Keep `presented` (for `--hash-out` and `--views-out`).
