@@ -588,3 +588,54 @@ fn hooks_in_order(depth: usize) {
     assert_eq!(direct.join().unwrap(), expected);
     assert!(master_log.lock().unwrap().is_empty());
 }
+
+#[test]
+fn heartbeats_keep_an_idle_cluster_alive_and_find_a_node_that_stopped_answering() {
+    let mut m = master(&["alive", "hung"], 300);
+    let addr = m.local_addr();
+    // "alive" waits for frames (and so answers heartbeats) with the default 2 s master
+    // timeout; "hung" connects and then never reads again.
+    let alive = std::thread::spawn(move || {
+        let mut node = lockstep_cluster::node::connect_direct(
+            &node_config("alive", addr, key(), "test"),
+            manager(),
+        )
+        .unwrap();
+        let mut scene = Scene::new();
+        let info = node.next_frame(&mut scene).unwrap().unwrap();
+        node.swap(info.frame, NodeStats::default()).unwrap();
+        info.frame
+    });
+    let _hung = lockstep_cluster::node::connect_direct(
+        &node_config("hung", addr, key(), "test"),
+        manager(),
+    )
+    .unwrap();
+    m.wait_for_nodes(Duration::from_secs(5)).unwrap();
+    // 3 s without a frame: longer than the node's master timeout.
+    let t = Instant::now();
+    m.idle(Duration::from_secs(3)).unwrap();
+    assert!(t.elapsed() >= Duration::from_secs(3));
+    assert_eq!(
+        m.node_names(),
+        ["alive"],
+        "the hung node was dropped while idle"
+    );
+    let world = World::new();
+    let info = FrameInfo {
+        frame: 0,
+        time: 0.0,
+        dt: 0.0,
+    };
+    let report = m.send_frame(&info, &world.scene).unwrap();
+    assert_eq!(report.dropped.len(), 1, "{report:?}");
+    assert_eq!(report.dropped[0].0, "hung");
+    assert!(
+        report.dropped[0].1.contains("answered no heartbeat"),
+        "{report:?}"
+    );
+    let mut report = lockstep_cluster::SwapReport::default();
+    m.swap(0, &world.scene, &mut report).unwrap();
+    assert_eq!(report.presented, ["alive"]);
+    assert_eq!(alive.join().unwrap(), 0);
+}

@@ -14,7 +14,9 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("warn,winit=error,lockstep_launch=info")
+                tracing_subscriber::EnvFilter::new(
+                    "warn,winit=error,lockstep_launch=info,lockstep_cluster::node=info",
+                )
             }),
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
