@@ -412,13 +412,17 @@ pub fn run_master(
         } else {
             report.count(swap, frame);
         }
-        if master.node_names().is_empty() {
+        if master.node_names().is_empty() && !stop.load(std::sync::atomic::Ordering::Relaxed) {
             tracing::warn!(
                 "every node has left the cluster (at frame {frame}); waiting for one to come back"
             );
-            master
-                .wait_for_any_unless(start_timeout, stop)
-                .with_context(|| format!("every node has left the cluster (at frame {frame})"))?;
+            let back = master.wait_for_any_unless(start_timeout, stop);
+            // Told to stop while waiting: an ordinary end.
+            if !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                back.with_context(|| {
+                    format!("every node has left the cluster (at frame {frame})")
+                })?;
+            }
         }
     }
     while let Some(frame) = master.in_flight() {
