@@ -142,9 +142,18 @@ impl ClusterManager {
         scene: &Scene,
         mut emit: impl FnMut(PluginId, &[u8]),
     ) -> Result<(), PluginError> {
+        self.each_block(&mut emit, |p, out| p.write(hook, frame, scene, out))
+    }
+
+    /// Lets every plugin fill the scratch buffer with `fill`, and emits each non-empty block.
+    fn each_block(
+        &mut self,
+        emit: &mut impl FnMut(PluginId, &[u8]),
+        mut fill: impl FnMut(&mut dyn ClusterPlugin, &mut Vec<u8>) -> Result<(), PluginError>,
+    ) -> Result<(), PluginError> {
         for p in &mut self.plugins {
             self.scratch.clear();
-            p.write(hook, frame, scene, &mut self.scratch)?;
+            fill(p.as_mut(), &mut self.scratch)?;
             if !self.scratch.is_empty() {
                 emit(p.id(), &self.scratch);
             }
@@ -177,14 +186,7 @@ impl ClusterManager {
         scene: &Scene,
         mut emit: impl FnMut(PluginId, &[u8]),
     ) -> Result<(), PluginError> {
-        for p in &mut self.plugins {
-            self.scratch.clear();
-            p.snapshot(hook, frame, scene, &mut self.scratch)?;
-            if !self.scratch.is_empty() {
-                emit(p.id(), &self.scratch);
-            }
-        }
-        Ok(())
+        self.each_block(&mut emit, |p, out| p.snapshot(hook, frame, scene, out))
     }
 
     /// Every plugin learns of a new configuration.

@@ -45,6 +45,10 @@ use crate::{ClusterError, ClusterManager, FrameInfo};
 use accept::{Gate, Joined};
 use status::Rates;
 
+/// Why a master without a cluster file refuses every reconfiguration.
+const NO_CLUSTER_FILE: &str =
+    "this master was started without a cluster file, so it cannot be reconfigured";
+
 /// What happens when a node fails (disconnects or misses the swap deadline).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FailurePolicy {
@@ -590,10 +594,7 @@ impl Master {
     /// otherwise every reason, and nothing changes.
     pub fn reconfigure_text(&mut self, text: String) -> Result<(u64, ConfigChange), Vec<String>> {
         let Some(current) = &self.config.cluster_file else {
-            return Err(vec![
-                "this master was started without a cluster file, so it cannot be reconfigured"
-                    .into(),
-            ]);
+            return Err(vec![NO_CLUSTER_FILE.into()]);
         };
         let file = ClusterConfig::parse(&current.path, &text)
             .map_err(|e| e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
@@ -607,10 +608,7 @@ impl Master {
         text: String,
     ) -> Result<(u64, ConfigChange), Vec<String>> {
         let Some(current) = &self.config.cluster_file else {
-            return Err(vec![
-                "this master was started without a cluster file, so it cannot be reconfigured"
-                    .into(),
-            ]);
+            return Err(vec![NO_CLUSTER_FILE.into()]);
         };
         let mut why = Vec::new();
         if self.pending.is_some() {

@@ -35,10 +35,7 @@ impl ClusterPlugin for SceneReplication {
         if hook != Hook::PreDraw {
             return Ok(());
         }
-        write_changes(&self.sent, scene, out).map_err(|e| PluginError {
-            plugin: "scene",
-            reason: e.to_string(),
-        })?;
+        write_changes(&self.sent, scene, out).map_err(failed)?;
         // An O(1) copy: it shares everything with `scene`.
         self.sent = scene.clone();
         Ok(())
@@ -51,12 +48,7 @@ impl ClusterPlugin for SceneReplication {
         scene: &mut Scene,
         bytes: &[u8],
     ) -> Result<(), PluginError> {
-        apply_changes(scene, bytes)
-            .map(|_| ())
-            .map_err(|e| PluginError {
-                plugin: "scene",
-                reason: e.to_string(),
-            })
+        apply_changes(scene, bytes).map(|_| ()).map_err(failed)
     }
 
     /// The whole scene: the changes from an empty one.
@@ -72,9 +64,13 @@ impl ClusterPlugin for SceneReplication {
         }
         write_changes(&Scene::new(), scene, out)
             .map(|_| ())
-            .map_err(|e| PluginError {
-                plugin: "scene",
-                reason: e.to_string(),
-            })
+            .map_err(failed)
+    }
+}
+
+fn failed(e: crate::ReplicationError) -> PluginError {
+    PluginError {
+        plugin: "scene",
+        reason: e.to_string(),
     }
 }
