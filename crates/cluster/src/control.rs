@@ -207,10 +207,13 @@ impl ControlClient {
 
 fn unexpected(m: Message<'_>) -> ClusterError {
     match m {
-        Message::Refused { reason } => ClusterError::Stopped(format!("the master: {reason}")),
-        other => ClusterError::Stopped(format!(
-            "the master answered with an unexpected {} message",
-            other.kind()
-        )),
+        Message::Refused { reason } => ClusterError::Refused {
+            peer: "the master".into(),
+            reason: reason.to_string(),
+        },
+        other => ClusterError::Protocol {
+            peer: "the master".into(),
+            what: format!("it answered with an unexpected {} message", other.kind()),
+        },
     }
 }

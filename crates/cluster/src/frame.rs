@@ -80,13 +80,16 @@ impl FrameBlocks {
         text: Range<usize>,
     ) -> Result<ClusterConfig, ClusterError> {
         let text = std::str::from_utf8(&self.arena[text]).map_err(|_| {
-            ClusterError::Stopped("the master's new cluster file is not UTF-8".into())
+            ClusterError::Config(lockstep_display::ConfigErrors(vec![
+                lockstep_display::ConfigError {
+                    path: origin.to_path_buf(),
+                    line: 0,
+                    column: 0,
+                    message: "the text is not UTF-8".into(),
+                },
+            ]))
         })?;
-        let config = ClusterConfig::parse(origin, text).map_err(|e| {
-            ClusterError::Stopped(format!(
-                "the master's new cluster file does not load here: {e}"
-            ))
-        })?;
+        let config = ClusterConfig::parse(origin, text).map_err(ClusterError::Config)?;
         manager.reconfigure(&config);
         Ok(config)
     }

@@ -8,6 +8,7 @@ tests and the master's verification compare across processes; the master and nod
 #![deny(missing_docs)]
 
 pub mod control;
+mod digest;
 mod error;
 mod frame;
 mod link;
@@ -18,8 +19,9 @@ pub mod plugins;
 pub mod replication;
 
 pub use control::{CONTROL_NAME, ClusterStatus, ControlClient, NodeReport};
+pub use digest::{SceneHasher, scene_hash};
 pub use error::ClusterError;
 pub use master::{FailurePolicy, Master, MasterConfig, Mismatch, SwapReport};
 pub use node::{DirectNode, NodeConfig, NodeSession, SwapLink};
 pub use plugin::{ClusterManager, ClusterPlugin, FrameInfo, Hook, PluginError, PluginId};
-pub use replication::{ReplicationError, apply_changes, scene_hash, write_changes};
+pub use replication::{ReplicationError, apply_changes, write_changes};

@@ -105,7 +105,7 @@ pub(crate) fn io(peer: &str, what: &'static str, source: std::io::Error) -> Clus
     ClusterError::Io {
         peer: peer.to_string(),
         what,
-        source,
+        source: std::sync::Arc::new(source),
     }
 }
 

@@ -93,12 +93,13 @@ enum ToApp {
     Frame(FrameData),
     /// The master stopped; the last frame's post-frame blocks.
     Shutdown(String, FrameBlocks),
-    Lost(String),
+    /// The session ended: the connection was lost, or the master broke the protocol.
+    Ended(ClusterError),
 }
 
 enum ToDraw {
     SwapNow(u64),
-    Lost(String),
+    Ended(ClusterError),
 }
 
 /// The App side of a node: frames from the master.
@@ -121,6 +122,8 @@ pub struct NodeSession {
 /// The Draw side of a node: `SwapReady` out, `SwapNow` in.
 pub struct SwapLink {
     name: String,
+    /// The master's address, as errors name it.
+    master: String,
     /// Shared with the reader thread, which answers heartbeats: those come only while no
     /// frame is in flight, so the lock is never waited for on the frame path.
     writer: Arc<Mutex<Link>>,
@@ -189,9 +192,10 @@ pub fn connect(
     let swapped = Arc::new(AtomicU64::new(0));
     {
         let (writer, swapped) = (writer.clone(), swapped.clone());
+        let silence = config.master_timeout;
         std::thread::Builder::new()
             .name("from master".into())
-            .spawn(move || read_loop(link, writer, swapped, app_tx, draw_tx, recycled))
+            .spawn(move || read_loop(link, silence, writer, swapped, app_tx, draw_tx, recycled))
             .map_err(|e| io(&peer, "cannot start the reader thread", e))?;
     }
     Ok((
@@ -207,6 +211,7 @@ pub fn connect(
         },
         SwapLink {
             name: config.name.clone(),
+            master: peer.clone(),
             writer,
             swaps,
             newest: None,
@@ -215,8 +220,17 @@ pub fn connect(
     ))
 }
 
+/// The master's silence after `silence`: the connection counts as lost.
+fn silent(peer: &str, silence: Duration) -> ClusterError {
+    ClusterError::Timeout {
+        peer: peer.to_string(),
+        what: format!("sent nothing for {silence:?}"),
+    }
+}
+
 fn read_loop(
     mut link: Link,
+    silence: Duration,
     writer: Arc<Mutex<Link>>,
     swapped: Arc<AtomicU64>,
     app: Sender<ToApp>,
@@ -224,13 +238,11 @@ fn read_loop(
     recycled: Receiver<FrameBlocks>,
 ) {
     let mut frames = Assembler::default();
-    let lost = loop {
+    let ended = loop {
         let msg = match link.recv() {
             Ok(m) => m,
-            Err(ClusterError::Timeout { .. }) => {
-                break "the master sent nothing within the timeout".to_string();
-            }
-            Err(e) => break format!("lost the master: {e}"),
+            Err(ClusterError::Timeout { .. }) => break silent(&link.peer, silence),
+            Err(e) => break e,
         };
         match frames.accept(msg) {
             Ok(Step::More) => {}
@@ -254,20 +266,25 @@ fn read_loop(
                     Err(_) => return,
                 };
                 if let Err(e) = answered {
-                    break format!("cannot answer the master's heartbeat: {e}");
+                    break e;
                 }
             }
             Ok(Step::Shutdown(reason)) => {
                 let blocks = std::mem::take(&mut frames.blocks);
                 let _ = app.send(ToApp::Shutdown(reason.clone(), blocks));
-                let _ = draw.send(ToDraw::Lost(format!("the master shut down: {reason}")));
+                let _ = draw.send(ToDraw::Ended(ClusterError::Shutdown(reason)));
                 return;
             }
-            Err(why) => break why,
+            Err(what) => {
+                break ClusterError::Protocol {
+                    peer: link.peer.clone(),
+                    what,
+                };
+            }
         }
     };
-    let _ = app.send(ToApp::Lost(lost.clone()));
-    let _ = draw.send(ToDraw::Lost(lost));
+    let _ = app.send(ToApp::Ended(ended.clone()));
+    let _ = draw.send(ToDraw::Ended(ended));
 }
 
 impl NodeSession {
@@ -304,12 +321,7 @@ impl NodeSession {
                     tracing::info!("node '{}': the master shut down: {reason}", self.name);
                     return Ok(None);
                 }
-                ToApp::Lost(reason) => {
-                    return Err(ClusterError::Stopped(format!(
-                        "node '{}': {reason}",
-                        self.name
-                    )));
-                }
+                ToApp::Ended(e) => return Err(e),
             }
         }
     }
@@ -321,8 +333,8 @@ impl NodeSession {
     }
 
     fn ended(&self) -> ClusterError {
-        ClusterError::Stopped(format!(
-            "node '{}': the connection to the master ended",
+        ClusterError::Internal(format!(
+            "node '{}': the thread reading from the master ended",
             self.name
         ))
     }
@@ -336,7 +348,7 @@ impl SwapLink {
         loop {
             match self.swaps.try_recv() {
                 Ok(ToDraw::SwapNow(f)) => self.newest = Some(f),
-                Ok(ToDraw::Lost(reason)) => return Err(self.lost(reason)),
+                Ok(ToDraw::Ended(e)) => return Err(e),
                 Err(_) => break,
             }
         }
@@ -345,7 +357,7 @@ impl SwapLink {
         // draws at the cluster's pace, so the next barrier may wait for it.
         let sent = match self.writer.lock() {
             Ok(mut w) => w.send(&Message::SwapReady { frame, stats }),
-            Err(_) => return Err(self.lost("the reader thread panicked".into())),
+            Err(_) => return Err(self.internal("the reader thread panicked")),
         };
         sent?;
         if late {
@@ -360,16 +372,16 @@ impl SwapLink {
                     }
                     // A SwapNow for an earlier frame (this node was slow): skip it.
                     if f > frame {
-                        return Err(ClusterError::Stopped(format!(
-                            "node '{}': the master swapped frame {f} before {frame}",
-                            self.name
-                        )));
+                        return Err(ClusterError::Protocol {
+                            peer: self.master.clone(),
+                            what: format!("it swapped frame {f} before frame {frame}"),
+                        });
                     }
                 }
-                Ok(ToDraw::Lost(reason)) => return Err(self.lost(reason)),
+                Ok(ToDraw::Ended(e)) => return Err(e),
                 Err(RecvTimeoutError::Timeout) => {
                     return Err(ClusterError::Timeout {
-                        peer: format!("node '{}'", self.name),
+                        peer: self.master.clone(),
                         what: format!(
                             "no SwapNow for frame {frame} within {:?}",
                             self.master_timeout
@@ -377,14 +389,14 @@ impl SwapLink {
                     });
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    return Err(self.lost("the connection to the master ended".into()));
+                    return Err(self.internal("the thread reading from the master ended"));
                 }
             }
         }
     }
 
-    fn lost(&self, reason: String) -> ClusterError {
-        ClusterError::Stopped(format!("node '{}': {reason}", self.name))
+    fn internal(&self, why: &str) -> ClusterError {
+        ClusterError::Internal(format!("node '{}': {why}", self.name))
     }
 }
 
@@ -405,6 +417,8 @@ impl Drop for SwapLink {
 pub struct DirectNode {
     link: Link,
     name: String,
+    /// Silence from the master after which it counts as gone.
+    master_timeout: Duration,
     origin: PathBuf,
     /// Frames being received; its buffer is reused every frame.
     frames: Assembler,
@@ -425,6 +439,7 @@ pub fn connect_direct(
     Ok(DirectNode {
         link: dial(config)?,
         name: config.name.clone(),
+        master_timeout: config.master_timeout,
         origin: config.cluster_file.clone(),
         frames: Assembler::default(),
         early: None,
@@ -434,18 +449,23 @@ pub fn connect_direct(
 }
 
 impl DirectNode {
-    fn lost(&self, why: impl std::fmt::Display) -> ClusterError {
-        ClusterError::Stopped(format!("node '{}': {why}", self.name))
-    }
-
     /// The next step of the master's stream; heartbeats are answered here.
     fn step(&mut self) -> Result<Step, ClusterError> {
         loop {
             let msg = match self.link.recv() {
                 Ok(m) => m,
-                Err(e) => return Err(self.lost(format!("lost the master: {e}"))),
+                Err(ClusterError::Timeout { .. }) => {
+                    return Err(silent(&self.link.peer, self.master_timeout));
+                }
+                Err(e) => return Err(e),
             };
-            let step = self.frames.accept(msg).map_err(|why| self.lost(why))?;
+            let step = self
+                .frames
+                .accept(msg)
+                .map_err(|what| ClusterError::Protocol {
+                    peer: self.link.peer.clone(),
+                    what,
+                })?;
             match step {
                 Step::Heartbeat(seq) => self.link.send(&Message::Heartbeat { seq })?,
                 other => return Ok(other),
@@ -501,15 +521,16 @@ impl DirectNode {
         loop {
             match self.step()? {
                 Step::SwapNow(f) if f == frame => return Ok(()),
-                Step::Shutdown(reason) => {
-                    return Err(self.lost(format!("the master shut down: {reason}")));
-                }
+                Step::Shutdown(reason) => return Err(ClusterError::Shutdown(reason)),
                 Step::Frame(info) if self.early.is_none() => self.early = Some(info),
                 Step::Frame(info) => {
-                    return Err(self.lost(format!(
-                        "the master sent frame {} two frames ahead of swapping frame {frame}",
-                        info.frame
-                    )));
+                    return Err(ClusterError::Protocol {
+                        peer: self.link.peer.clone(),
+                        what: format!(
+                            "it sent frame {} two frames ahead of swapping frame {frame}",
+                            info.frame
+                        ),
+                    });
                 }
                 Step::More | Step::SwapNow(_) | Step::Heartbeat(_) => {}
             }

@@ -10,8 +10,6 @@ change takes a short record — re-parented, removed). Diffing against an empty 
 full scene, which is what a node that joins late receives.
 */
 use std::borrow::Cow;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use glam::{Quat, Vec2, Vec3};
@@ -464,33 +462,4 @@ pub fn apply_changes(scene: &mut Scene, bytes: &[u8]) -> Result<usize, Replicati
         }
     }
     Ok(n)
-}
-
-/// A hash of everything a frame shows: nodes (ids, structure, names, transforms, visibility,
-/// tints, contents), materials, background, ambient light and active camera, plus mesh and
-/// texture counts and sizes. Equal scenes give equal hashes in every process of one build.
-pub fn scene_hash(scene: &Scene) -> u64 {
-    let mut h = DefaultHasher::new();
-    let f = |h: &mut DefaultHasher, v: &[f32]| v.iter().for_each(|x| x.to_bits().hash(h));
-    f(&mut h, &rgba(scene.background));
-    f(&mut h, &rgba(scene.ambient));
-    scene.active_camera.map(|c| c.0).hash(&mut h);
-    for m in scene.meshes_shared() {
-        (m.vertices.len(), m.indices.len()).hash(&mut h);
-    }
-    for t in scene.textures_shared() {
-        (t.width, t.height, t.rgba8.len()).hash(&mut h);
-    }
-    for m in scene.materials_shared() {
-        f(&mut h, &rgba(m.base_color));
-        (m.texture.map(|t| t.0), m.lit).hash(&mut h);
-    }
-    for (id, n) in scene.nodes_shared() {
-        (id.0, n.parent.map(|p| p.0), n.name.as_deref(), n.visible).hash(&mut h);
-        n.children.iter().for_each(|c| c.0.hash(&mut h));
-        f(&mut h, &trs(&n.transform));
-        f(&mut h, &rgba(n.tint));
-        format!("{:?}", content_record(&n.content)).hash(&mut h);
-    }
-    h.finish()
 }

@@ -154,6 +154,8 @@ pub struct ClusterConfig {
     pub name: String,
     /// Key file, resolved against the cluster file's folder.
     pub key_file: Option<PathBuf>,
+    /// Where `key_file` is written (line, column), for errors about the key.
+    key_file_at: (usize, usize),
     /// Where the master listens.
     pub master: Endpoint,
     /// Stereo settings.
@@ -206,12 +208,32 @@ impl ClusterConfig {
             loc,
             errors: Vec::new(),
         };
+        for (at, value) in crate::raw::unusable_numbers(text) {
+            v.errors.push(v.loc.at(
+                at,
+                format!(
+                    "{value} is not a usable number: every number must be finite and fit in 32 bits"
+                ),
+            ));
+        }
         let config = v.cluster(raw);
         v.errors.sort_by_key(|e| (e.line, e.column));
         if v.errors.is_empty() {
             Ok(config)
         } else {
             Err(ConfigErrors(v.errors))
+        }
+    }
+
+    /// An error about the key file, pointing at the `key_file` line (or at the file when it
+    /// names none).
+    pub fn key_file_error(&self, message: impl Into<String>) -> ConfigError {
+        let (line, column) = self.key_file_at;
+        ConfigError {
+            path: self.path.clone(),
+            line,
+            column,
+            message: message.into(),
         }
     }
 
@@ -249,12 +271,16 @@ impl Validator<'_> {
         self.loc.at(at.span().start, "").line
     }
 
-    /// Records `name`; reports it if `names` has it already.
+    /// Records `name`; reports it if it breaks the name rule or `names` has it already.
     fn unique(&mut self, names: &mut Names, name: &S<String>, what: &str) {
         let n = name.get_ref();
         if n.trim().is_empty() {
             self.err(name, format!("{what} name must not be empty"));
             return;
+        }
+        // Names become file names (`render --out`, `--hash-out`), thread names and log lines.
+        if let Err(e) = crate::check_name(what, n) {
+            self.err(name, e);
         }
         match names.0.get(n) {
             Some(first) => {
@@ -288,6 +314,9 @@ impl Validator<'_> {
     fn cluster(&mut self, raw: RawCluster) -> ClusterConfig {
         if raw.name.get_ref().trim().is_empty() {
             self.err(&raw.name, "cluster name must not be empty");
+        } else if let Err(e) = crate::check_name("cluster", raw.name.get_ref()) {
+            // A daemon keeps each cluster's files in a folder of that name.
+            self.err(&raw.name, e);
         }
         let master = self.endpoint(&raw.master.host, &raw.master.port, "master");
         let stereo = match &raw.stereo {
@@ -363,8 +392,9 @@ impl Validator<'_> {
         let mut nodes = Vec::new();
         let mut used_screens: Vec<(S<String>, String)> = Vec::new();
         for n in &raw.nodes {
-            self.unique(&mut node_names, &n.name, "node");
-            if n.name.get_ref().starts_with('@') {
+            if !n.name.get_ref().starts_with('@') {
+                self.unique(&mut node_names, &n.name, "node");
+            } else {
                 self.err(
                     &n.name,
                     format!(
@@ -512,6 +542,10 @@ impl Validator<'_> {
             }
         }
         let launch = self.launch(raw.launch.as_ref());
+        let key_file_at = raw.key_file.as_ref().map_or((0, 0), |k| {
+            let e = self.loc.at(k.span().start, "");
+            (e.line, e.column)
+        });
         ClusterConfig {
             path: self.loc.path.to_path_buf(),
             name: raw.name.get_ref().clone(),
@@ -519,6 +553,7 @@ impl Validator<'_> {
                 let base = self.loc.path.parent().unwrap_or(Path::new(""));
                 base.join(k.get_ref())
             }),
+            key_file_at,
             master,
             stereo,
             head,
@@ -554,6 +589,34 @@ impl Validator<'_> {
                         f.get_ref()
                     ),
                 );
+                continue;
+            }
+            // Every process of the cluster reads the file as its host has it: a host without
+            // it cannot run this cluster file (nor switch to it at run time).
+            let full = self
+                .loc
+                .path
+                .parent()
+                .unwrap_or(Path::new(""))
+                .join(f.get_ref());
+            match std::fs::metadata(&full) {
+                Ok(m) if m.is_file() => {}
+                Ok(_) => self.err(
+                    f,
+                    format!(
+                        "launch file '{}': {} is not a file",
+                        f.get_ref(),
+                        full.display()
+                    ),
+                ),
+                Err(e) => self.err(
+                    f,
+                    format!(
+                        "launch file '{}' is not on this host: {}: {e}",
+                        f.get_ref(),
+                        full.display()
+                    ),
+                ),
             }
         }
         LaunchConfig {

@@ -16,6 +16,7 @@ Display geometry: the cluster file and what each render node derives from it.
 mod change;
 mod config;
 mod error;
+mod names;
 pub mod projection;
 mod raw;
 mod screen;
@@ -28,6 +29,7 @@ pub use config::{
     StereoMode, ViewportConfig, WindowConfig,
 };
 pub use error::{ConfigError, ConfigErrors};
+pub use names::{MAX_NAME, check_name};
 pub use screen::{Eye, PandaLens, Screen, ScreenSpace, hpr_to_quat};
 pub use threading::{MAX_THREAD_NAME, ThreadingModel};
 pub use views::{ColorMask, ViewSpec};

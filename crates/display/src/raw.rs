@@ -4,8 +4,42 @@ every value that a later check may need to point at.
 */
 use serde::Deserialize;
 use serde_spanned::Spanned;
+use toml::de::{DeTable, DeValue};
 
 pub type S<T> = Spanned<T>;
+
+/// Every number of the file that is not finite once read as the `f32` every value is
+/// (`nan`, `inf`, or too large), with its byte offset and as written: such a number would
+/// pass every range check (NaN compares false) and then draw nothing. Wherever it stands,
+/// so no field can forget the check.
+pub fn unusable_numbers(text: &str) -> Vec<(usize, String)> {
+    fn walk(v: &Spanned<DeValue<'_>>, out: &mut Vec<(usize, String)>) {
+        match v.get_ref() {
+            DeValue::Float(f) => {
+                let finite = f
+                    .as_str()
+                    .parse::<f64>()
+                    .is_ok_and(|x| (x as f32).is_finite());
+                if !finite {
+                    out.push((v.span().start, f.as_str().to_string()));
+                }
+            }
+            DeValue::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            DeValue::Table(t) => t.iter().for_each(|(_, i)| walk(i, out)),
+            DeValue::String(_)
+            | DeValue::Integer(_)
+            | DeValue::Boolean(_)
+            | DeValue::Datetime(_) => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(doc) = DeTable::parse(text) {
+        for (_, v) in doc.get_ref().iter() {
+            walk(v, &mut out);
+        }
+    }
+    out
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -319,3 +319,100 @@ fn stereo_modes_split_viewports_and_masks() {
     );
     assert_eq!(with("mono")[0].eye, Eye::Mono);
 }
+
+#[test]
+fn numbers_that_are_not_finite_are_refused_where_they_stand() {
+    // NaN passes every range check (it compares false) and then draws nothing: refused
+    // wherever it stands, with every one reported.
+    let text = format!(
+        "{BASE}[head]\nposition = [0.0, nan, 0.0]\nhpr = [inf, 0.0, -inf]\n[stereo]\nmode = \"mono\"\neye_separation = 1e39\n{}",
+        node("a", 7001, "front", "")
+    );
+    let err = ClusterConfig::parse(Path::new("test.toml"), &text).expect_err("refused");
+    let got: Vec<String> = err.0.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        got,
+        [
+            "test.toml:11:18: nan is not a usable number: every number must be finite and fit in 32 bits",
+            "test.toml:12:8: inf is not a usable number: every number must be finite and fit in 32 bits",
+            "test.toml:12:18: -inf is not a usable number: every number must be finite and fit in 32 bits",
+            "test.toml:15:18: 1e39 is not a usable number: every number must be finite and fit in 32 bits",
+            "test.toml:15:18: eye_separation inf m is outside 0 to 0.5 m",
+        ],
+        "{err}"
+    );
+    // In a Panda camera too, whose fields have no position of their own.
+    let text = format!(
+        "{BASE}[[screens]]\nname = \"p\"\ncamera = {{ fov = [90.0, 60.0], hpr = [nan, 0.0, 0.0] }}\n"
+    );
+    assert_errors(&text, &[(12, "nan is not a usable number")]);
+}
+
+#[test]
+fn names_that_could_leave_a_folder_or_break_a_line_are_refused() {
+    // Names become file names (`render --out DIR` writes NODE-WINDOW-VIEWPORT.png).
+    let text = format!(
+        "{BASE}{}",
+        node("a", 7001, "front", "").replace("name = \"v\"", "name = \"v/../../escaped\"")
+    );
+    assert_errors(
+        &text,
+        &[(
+            18,
+            "viewport name \"v/../../escaped\" must be 1 to 64 letters, digits, '-', '_' or '.' (not first)",
+        )],
+    );
+    for (bad, line, what) in [
+        ("..", 11, "node"),
+        ("a\\\\b", 11, "node"),
+        ("tab\\there", 11, "node"),
+        ("", 11, "node"),
+    ] {
+        let text = format!("{BASE}{}", node(bad, 7001, "front", ""));
+        let want = if bad.is_empty() {
+            format!("{what} name must not be empty")
+        } else {
+            format!("{what} name ")
+        };
+        assert_errors(&text, &[(line, &want)]);
+    }
+    let text = format!(
+        "{BASE}{}",
+        node("a", 7001, "front", "").replace("name = \"w\"", "name = \"../w\"")
+    );
+    assert_errors(&text, &[(15, "window name \"../w\" must be")]);
+    let text = BASE.replace("name = \"front\"", "name = \"front/left\"")
+        + &node("a", 7001, "front/left", "");
+    assert_errors(&text, &[(6, "screen name \"front/left\" must be")]);
+    let text = BASE.replace("name = \"t\"", "name = \"t/../x\"") + &node("a", 7001, "front", "");
+    assert_errors(&text, &[(1, "cluster name \"t/../x\" must be")]);
+}
+
+#[test]
+fn launch_files_must_be_on_this_host() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("models")).unwrap();
+    std::fs::write(dir.path().join("models/room.glb"), b"glb").unwrap();
+    let file = dir.path().join("c.toml");
+    let text = format!(
+        "{BASE}[launch]\nfiles = [\"models/room.glb\", \"models/gone.glb\", \"models\"]\n{}",
+        node("a", 7001, "front", "")
+    );
+    let err = ClusterConfig::parse(&file, &text).expect_err("refused");
+    let got: Vec<String> = err.0.iter().map(|e| e.message.clone()).collect();
+    let gone = dir.path().join("models/gone.glb");
+    assert_eq!(
+        got,
+        [
+            format!(
+                "launch file 'models/gone.glb' is not on this host: {}: No such file or directory (os error 2)",
+                gone.display()
+            ),
+            format!(
+                "launch file 'models': {} is not a file",
+                dir.path().join("models").display()
+            ),
+        ]
+    );
+    assert_eq!((err.0[0].line, err.0[0].column), (11, 29));
+}

@@ -220,24 +220,9 @@ impl Reply {
     }
 }
 
-/// Checks a cluster or process name: 1 to 64 ASCII letters, digits, `-`, `_` or `.`, not
-/// starting with `.`, because names become folder names, thread names and log prefixes.
-/// `what` says which kind of name, for the message.
-pub fn check_name(what: &str, name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} name '{name}' must be 1 to 64 letters, digits, '-', '_' or '.' (not first)"
-        ))
-    }
-}
+/// The name rule every part of lockstep shares (cluster, node and process names become
+/// folder names, thread names and log prefixes).
+pub use lockstep_display::check_name;
 
 /// Checks a manifest path: relative, `/`-separated, no `.`/`..`/empty parts, no NUL, and
 /// short. Returns the reason it is unsafe.
@@ -280,20 +265,6 @@ mod tests {
         }
         for good in ["cave.toml", "models/room.glb", "a/b/c.png", "..x", "x.."] {
             assert_eq!(check_relative_path(good), Ok(()), "{good:?}");
-        }
-    }
-
-    #[test]
-    fn names_that_could_not_be_folders_are_refused() {
-        for bad in ["", ".hidden", "a/b", "..", "a b", &"x".repeat(65)] {
-            assert!(check_name("node", bad).is_err(), "{bad:?} accepted");
-        }
-        assert_eq!(
-            check_name("process", "a/b").unwrap_err(),
-            "process name 'a/b' must be 1 to 64 letters, digits, '-', '_' or '.' (not first)"
-        );
-        for good in ["front", "wall-3_2", "v1.2", &"x".repeat(64)] {
-            assert_eq!(check_name("node", good), Ok(()));
         }
     }
 

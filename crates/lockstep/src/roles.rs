@@ -23,7 +23,8 @@ use crate::demo::Demo;
 use crate::node_views::color_writes;
 use crate::pipeline::{App, FrameContext, FrameGate, ViewPass};
 
-/// The cluster key: `LOCKSTEP_KEY` if set, else the cluster file's `key_file`.
+/// The cluster key: `LOCKSTEP_KEY` if set, else the cluster file's `key_file`. An error
+/// names the cluster file and the `key_file` line.
 pub fn load_key(config: &ClusterConfig) -> Result<ClusterKey> {
     if let Some(k) = std::env::var_os("LOCKSTEP_KEY") {
         return ClusterKey::new(k.into_encoded_bytes()).context("LOCKSTEP_KEY");
@@ -34,7 +35,14 @@ pub fn load_key(config: &ClusterConfig) -> Result<ClusterKey> {
             config.path.display()
         );
     };
-    Ok(ClusterKey::from_file(path)?)
+    ClusterKey::from_file(path).map_err(|e| {
+        let hint = if path.exists() {
+            String::new()
+        } else {
+            format!(" (create it with `lockstep key new {}`)", path.display())
+        };
+        anyhow::anyhow!("{}", config.key_file_error(format!("{e}{hint}")))
+    })
 }
 
 /// The plugins every process of a cluster registers, in this order (see
@@ -81,6 +89,8 @@ pub struct FrameLog {
     pub presented: Vec<(u64, u64, u64)>,
     /// Keep `presented` (for `--hash-out` and `--views-out`).
     pub keep: bool,
+    /// How many frames were presented.
+    pub shown: u64,
 }
 
 impl FrameLog {
@@ -105,9 +115,11 @@ impl FrameLog {
                 break;
             }
             self.pending.pop_front();
-            if l == local
-                && shown
-                && self.keep
+            if l != local || !shown {
+                continue;
+            }
+            self.shown += 1;
+            if self.keep
                 && let Some((state, views)) = hashes
             {
                 self.presented.push((frame, state, views));
@@ -152,9 +164,10 @@ pub struct NodeApp {
     pub last_frame: Arc<Mutex<Option<FrameInfo>>>,
     /// Per-frame state and views, shared with the swap gate.
     pub log: Arc<Mutex<FrameLog>>,
-    /// Hash every frame's scene (costs a pass over the scene; for `--hash-out` and
-    /// `--report-state`).
+    /// Digest every frame's scene (for `--hash-out` and `--report-state`; only what changed
+    /// since the last frame is rehashed).
     pub record_hashes: bool,
+    hasher: lockstep_cluster::SceneHasher,
     /// Why the run ended early, if it did.
     pub exit: NodeExit,
 }
@@ -169,6 +182,7 @@ impl NodeApp {
             last_frame: Arc::new(Mutex::new(None)),
             log: Arc::new(Mutex::new(FrameLog::default())),
             record_hashes: false,
+            hasher: lockstep_cluster::SceneHasher::default(),
             exit: NodeExit::Done,
         }
     }
@@ -240,7 +254,7 @@ impl App for NodeApp {
         }
         let hashes = self.record_hashes.then(|| {
             (
-                lockstep_cluster::scene_hash(ctx.scene),
+                self.hasher.hash(ctx.scene),
                 views_digest(&self.config, &self.name, &head).unwrap_or(0),
             )
         });
@@ -378,6 +392,7 @@ pub fn run_master(
         Some(names) => master.wait_for_unless(names, start_timeout, stop)?,
         None => master.wait_for_nodes_unless(start_timeout, stop)?,
     }
+    let mut hasher = lockstep_cluster::SceneHasher::default();
     announce(NodeState::Running);
     let mut report = MasterReport::default();
     let start = Instant::now();
@@ -400,7 +415,7 @@ pub fn run_master(
         update(scene, &info)?;
         let mut swap = master.send_frame(&info, scene)?;
         if record_hashes {
-            report.hashes.push(lockstep_cluster::scene_hash(scene));
+            report.hashes.push(hasher.hash(scene));
         }
         if let Some(period) = frame_period {
             master.swap(frame, scene, &mut swap)?;

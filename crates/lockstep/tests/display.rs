@@ -313,8 +313,55 @@ fn an_object_behind_the_screen_shows_the_expected_disparity_between_eyes() {
 
 #[test]
 fn config_check_prints_the_table_and_refuses_bad_files_with_their_line() {
-    let cave = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/cave.toml");
-    let out = ok(&["config", "check", cave.to_str().unwrap()]);
+    let dir = tempfile::tempdir().unwrap();
+    let cave = dir.path().join("cave.toml");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/cave.toml"),
+        &cave,
+    )
+    .unwrap();
+    // Its key_file does not exist yet: refused, pointing at the key_file line, not later in
+    // every process.
+    let o = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .args(["config", "check", cave.to_str().unwrap()])
+        .env_remove("LOCKSTEP_KEY")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let key = dir.path().join("cave.key");
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "error: {}:10:12: cluster key: cannot read {}: No such file or directory (os error 2) (create it with `lockstep key new {}`)",
+            cave.display(),
+            key.display(),
+            key.display()
+        )),
+        "{err}"
+    );
+    ok(&["key", "new", key.to_str().unwrap()]);
+    let o = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .args(["config", "check", cave.to_str().unwrap()])
+        .env_remove("LOCKSTEP_KEY")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.contains(&format!("key: {} (readable)", key.display())),
+        "{out}"
+    );
+    // A key too short to be one is refused the same way.
+    std::fs::write(&key, "short").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .args(["config", "check", cave.to_str().unwrap()])
+        .env_remove("LOCKSTEP_KEY")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains(":10:12: cluster key: "), "{err}");
+    assert!(err.contains("5 bytes is too short"), "{err}");
     assert!(out.contains("cluster 'cave'"), "{out}");
     assert!(
         out.contains("front  127.0.0.1:7402  Cull/Draw  main    512x512"),
@@ -325,7 +372,6 @@ fn config_check_prints_the_table_and_refuses_bad_files_with_their_line() {
         "{out}"
     );
 
-    let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     let text = header("mono", Vec3::new(0.0, 1.7, 0.0))
         + &screen(
@@ -362,6 +408,10 @@ fn config_show_example_and_draw() {
         let text = ok(&["config", "example", name]);
         let file = dir.path().join(format!("{name}.toml"));
         std::fs::write(&file, &text).unwrap();
+        let key = dir.path().join(format!("{name}.key"));
+        if !key.exists() {
+            ok(&["key", "new", key.to_str().unwrap()]);
+        }
         assert!(
             ok(&["config", "check", file.to_str().unwrap()]).contains("ok: "),
             "{name}"
@@ -429,4 +479,77 @@ fn render_with_a_config_refuses_free_camera_options_and_unknown_nodes() {
     let o = lockstep(&["render", "--config", c, "--node", "roof", "--out", "x"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no node named 'roof'"));
+}
+
+#[test]
+fn a_config_whose_names_would_leave_the_output_folder_or_whose_head_is_nan_renders_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("a/b/out");
+    let wall = || {
+        screen(
+            "s",
+            Vec3::new(-1.0, 0.0, -2.0),
+            Vec3::new(1.0, 0.0, -2.0),
+            Vec3::new(-1.0, 2.0, -2.0),
+        )
+    };
+    // `render --out DIR` writes NODE-WINDOW-VIEWPORT.png into DIR.
+    let escaping = dir.path().join("escaping.toml");
+    let text = header("mono", Vec3::new(0.0, 1.7, 0.0))
+        + &wall()
+        + &node("n", 7001, 32, 32, "s", "").replace("name = \"v\"", "name = \"v/../../escaped\"");
+    std::fs::write(&escaping, text).unwrap();
+    // A NaN head used to pass the check and render a picture of background only.
+    let nan = dir.path().join("nan.toml");
+    let text = header("mono", Vec3::new(0.0, 1.7, 0.0)).replace("1.7", "nan")
+        + &wall()
+        + &node("n", 7001, 32, 32, "s", "");
+    std::fs::write(&nan, text).unwrap();
+    for (file, want) in [
+        (
+            &escaping,
+            "viewport name \"v/../../escaped\" must be 1 to 64 letters",
+        ),
+        (&nan, "nan is not a usable number"),
+    ] {
+        for args in [
+            vec!["config", "check", file.to_str().unwrap()],
+            vec![
+                "render",
+                "--config",
+                file.to_str().unwrap(),
+                "--node",
+                "n",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        ] {
+            let o = lockstep(&args);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+            assert!(
+                err.contains(&file.display().to_string()) && err.contains(want),
+                "{err}"
+            );
+        }
+    }
+    let written: Vec<_> = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    assert_eq!(written, Vec::<PathBuf>::new(), "no picture anywhere");
+}
+
+/// Every file below `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }

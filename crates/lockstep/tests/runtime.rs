@@ -1,83 +1,18 @@
 //! A running cluster changing under load: late joins, reconfiguration, hung nodes, and a
 //! soak with faults — real processes on loopback.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use lockstep::display::ClusterConfig;
+use support::{Proc, cave, free_port, p, run, signal, text, wait_until};
 
-const KEY: &str = "test-key-0123456789abcdef";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The sample CAVE on free ports, written into `dir`.
-fn cave(dir: &Path) -> PathBuf {
-    let out = Command::new(env!("CARGO_BIN_EXE_lockstep"))
-        .args(["config", "example", "cave"])
-        .output()
-        .unwrap();
-    let mut text = String::from_utf8(out.stdout).unwrap();
-    for port in 7400..=7404 {
-        text = text.replace(
-            &format!("port = {port}\n"),
-            &format!("port = {}\n", free_port()),
-        );
-    }
-    let path = dir.join("cave.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn start(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_lockstep"))
-        .args(args)
-        .env("LOCKSTEP_KEY", KEY)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lockstep"))
-        .args(args)
-        .env("LOCKSTEP_KEY", KEY)
-        .output()
-        .unwrap()
-}
-
-fn signal(child: &Child, sig: &str) {
-    assert!(
-        Command::new("kill")
-            .args([sig, &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+/// Long enough for any event of these tests on a loaded machine; only a broken cluster
+/// waits this long.
+const LIMIT: Duration = Duration::from_secs(60);
 
 /// "frame hex" lines.
 fn frames(path: &Path) -> BTreeMap<u64, String> {
@@ -91,7 +26,7 @@ fn frames(path: &Path) -> BTreeMap<u64, String> {
         .collect()
 }
 
-fn headless(cfg: &Path, name: &str, extra: &[&str]) -> Child {
+fn headless(cfg: &Path, name: &str, extra: &[&str]) -> Proc {
     let mut a = vec![
         "node",
         "--config",
@@ -102,7 +37,7 @@ fn headless(cfg: &Path, name: &str, extra: &[&str]) -> Child {
         "none",
     ];
     a.extend_from_slice(extra);
-    start(&a)
+    Proc::start(&a)
 }
 
 /// `lockstep ctl status --json` of the cluster.
@@ -126,7 +61,7 @@ fn a_late_joiner_presents_first_a_frame_whose_state_equals_everyone_elses() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = cave(dir.path());
     let h = |who: &str| dir.path().join(format!("{who}.hashes"));
-    let master = start(&[
+    let master = Proc::start(&[
         "master",
         "--config",
         p(&cfg),
@@ -139,13 +74,14 @@ fn a_late_joiner_presents_first_a_frame_whose_state_equals_everyone_elses() {
         "--hash-out",
         p(&h("master")),
     ]);
-    let others: Vec<(&str, Child)> = ["left", "front", "floor"]
+    let others: Vec<(&str, Proc)> = ["left", "front", "floor"]
         .into_iter()
         .map(|n| (n, headless(&cfg, n, &["--hash-out", p(&h(n))])))
         .collect();
-    std::thread::sleep(Duration::from_millis(1200));
+    // Frames run: whoever connects now joins late.
+    master.wait_for("lockstep-state: running", LIMIT);
     // The late joiner renders (lavapipe): loading its scene takes frames.
-    let joiner = start(&[
+    let joiner = Proc::start(&[
         "node",
         "--config",
         p(&cfg),
@@ -155,23 +91,22 @@ fn a_late_joiner_presents_first_a_frame_whose_state_equals_everyone_elses() {
         "--hash-out",
         p(&h("right")),
     ]);
-    let m = master.wait_with_output().unwrap();
-    let mtext = text(&m);
-    assert!(m.status.success(), "{mtext}");
+    let (status, mtext) = master.finish();
+    assert!(status.success(), "{mtext}");
     assert!(
         mtext.contains("0 node(s) dropped, 1 joined late"),
         "{mtext}"
     );
-    let j = joiner.wait_with_output().unwrap();
-    assert!(j.status.success(), "{}", text(&j));
+    let (status, jtext) = joiner.finish();
+    assert!(status.success(), "{jtext}");
     let master_frames = frames(&h("master"));
     let joined = frames(&h("right"));
     let (&first, first_hash) = joined.iter().next().expect("the joiner presented no frame");
     assert!(first > 0, "the joiner's first frame is {first}");
     assert_eq!(first_hash, &master_frames[&first], "joiner's first frame");
-    for (name, child) in others {
-        let o = child.wait_with_output().unwrap();
-        assert!(o.status.success(), "{name}: {}", text(&o));
+    for (name, node) in others {
+        let (status, out) = node.finish();
+        assert!(status.success(), "{name}: {out}");
         let theirs = frames(&h(name));
         // The others never waited for the joiner to load: they presented every frame.
         assert_eq!(theirs, master_frames, "node {name}");
@@ -191,7 +126,7 @@ fn a_reconfiguration_switches_every_node_at_one_frame_and_an_invalid_one_changes
     let cfg = cave(dir.path());
     let text_of = std::fs::read_to_string(&cfg).unwrap();
     let v = |who: &str| dir.path().join(format!("{who}.views"));
-    let master = start(&[
+    let master = Proc::start(&[
         "master",
         "--config",
         p(&cfg),
@@ -201,11 +136,13 @@ fn a_reconfiguration_switches_every_node_at_one_frame_and_an_invalid_one_changes
         "180",
     ]);
     let names = ["left", "front", "right", "floor"];
-    let nodes: Vec<(&str, Child)> = names
+    let nodes: Vec<(&str, Proc)> = names
         .into_iter()
         .map(|n| (n, headless(&cfg, n, &["--views-out", p(&v(n))])))
         .collect();
-    std::thread::sleep(Duration::from_millis(1200));
+    for (_, n) in &nodes {
+        n.wait_for("lockstep-state: running", LIMIT);
+    }
 
     // Wrong as a whole: a new cluster name and a moved master, reported together.
     let bad = dir.path().join("bad.toml");
@@ -269,18 +206,17 @@ fn a_reconfiguration_switches_every_node_at_one_frame_and_an_invalid_one_changes
         .unwrap_or_else(|| panic!("no switch frame in {said:?}"));
     assert!(said.contains("removes floor"), "{said}");
 
-    let m = master.wait_with_output().unwrap();
-    let mtext = text(&m);
-    assert!(m.status.success(), "{mtext}");
+    let (status, mtext) = master.finish();
+    assert!(status.success(), "{mtext}");
     assert!(
         mtext.contains(&format!("new cluster file in force from frame {switch}")),
         "{mtext}"
     );
     let old = ClusterConfig::load(&cfg).unwrap();
     let new = ClusterConfig::load(&good).unwrap();
-    for (name, child) in nodes {
-        let o = child.wait_with_output().unwrap();
-        assert!(o.status.success(), "{name}: {}", text(&o));
+    for (name, node) in nodes {
+        let (status, out) = node.finish();
+        assert!(status.success(), "{name}: {out}");
         let seen = frames(&v(name));
         let digest = |c: &ClusterConfig| {
             format!(
@@ -305,9 +241,8 @@ fn a_reconfiguration_switches_every_node_at_one_frame_and_an_invalid_one_changes
         }
         if name == "floor" {
             assert!(
-                text(&o).contains("removed from the cluster by the reconfiguration"),
-                "{}",
-                text(&o)
+                out.contains("removed from the cluster by the reconfiguration"),
+                "{out}"
             );
             assert_eq!(
                 seen.keys().last(),
@@ -325,7 +260,7 @@ fn a_reconfiguration_switches_every_node_at_one_frame_and_an_invalid_one_changes
 fn a_stopped_node_is_dropped_while_the_others_go_on_and_rejoins_when_continued() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = cave(dir.path());
-    let master = start(&[
+    let master = Proc::start(&[
         "master",
         "--config",
         p(&cfg),
@@ -334,60 +269,60 @@ fn a_stopped_node_is_dropped_while_the_others_go_on_and_rejoins_when_continued()
         "--deadline-ms",
         "300",
     ]);
-    let nodes: Vec<(&str, Child)> = ["left", "front", "right", "floor"]
+    let nodes: Vec<(&str, Proc)> = ["left", "front", "right", "floor"]
         .into_iter()
         .map(|n| (n, headless(&cfg, n, &["--rejoin-timeout", "5"])))
         .collect();
-    std::thread::sleep(Duration::from_millis(1000));
-    let before = status(&cfg);
-    assert_eq!(node_state(&before, "right")["state"], "in step", "{before}");
-    signal(&nodes[2].1, "-STOP");
-    std::thread::sleep(Duration::from_millis(1000));
-    let during = status(&cfg);
-    let right = node_state(&during, "right");
-    assert!(
-        right["state"]
+    let frame_of =
+        |s: &serde_json::Value, name: &str| node_state(s, name)["frame"].as_u64().unwrap();
+    let before = wait_until("every node in step", LIMIT, || {
+        let s = status(&cfg);
+        ["left", "front", "right", "floor"]
+            .iter()
+            .all(|n| node_state(&s, n)["state"] == "in step")
+            .then_some(s)
+    });
+    signal(nodes[2].1.id(), "-STOP");
+    let during = wait_until("right dropped for its deadline", LIMIT, || {
+        let s = status(&cfg);
+        node_state(&s, "right")["state"]
             .as_str()
             .unwrap()
-            .contains("missed the swap deadline of 300ms"),
-        "{during}"
-    );
-    // The others kept presenting: at 60 fps, a second is far more than 20 frames.
-    let left = (
-        node_state(&before, "left")["frame"].as_u64().unwrap(),
-        node_state(&during, "left")["frame"].as_u64().unwrap(),
-    );
-    assert!(
-        left.1 > left.0 + 20,
-        "left went from frame {} to {}",
-        left.0,
-        left.1
-    );
-    assert_eq!(node_state(&during, "left")["state"], "in step");
-    signal(&nodes[2].1, "-CONT");
-    let since = Instant::now();
-    let back = loop {
+            .contains("missed the swap deadline of 300ms")
+            .then_some(s)
+    });
+    // The others keep presenting while right stays stopped: 20 frames and more go by.
+    let later = wait_until("left 20 frames further", LIMIT, || {
         let s = status(&cfg);
-        let r = node_state(&s, "right");
-        if r["state"] == "in step" {
-            break s;
-        }
-        assert!(
-            since.elapsed() < Duration::from_secs(10),
-            "right did not rejoin: {s}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+        (frame_of(&s, "left") > frame_of(&during, "left") + 20).then_some(s)
+    });
+    assert_eq!(node_state(&later, "left")["state"], "in step", "{later}");
+    assert_ne!(node_state(&later, "right")["state"], "in step", "{later}");
+    assert!(
+        frame_of(&later, "right") <= frame_of(&during, "right"),
+        "a stopped node presented frames: {during} then {later}"
+    );
+    signal(nodes[2].1.id(), "-CONT");
+    let back = wait_until("right in step again", LIMIT, || {
+        let s = status(&cfg);
+        (node_state(&s, "right")["state"] == "in step").then_some(s)
+    });
     assert_eq!(node_state(&back, "right")["joins"], 2, "{back}");
-    signal(&master, "-INT");
-    let m = master.wait_with_output().unwrap();
-    let mtext = text(&m);
-    assert!(m.status.success(), "{mtext}");
+    assert!(
+        frame_of(&back, "right") > frame_of(&before, "right"),
+        "{back}"
+    );
+    signal(master.id(), "-INT");
+    let (status, mtext) = master.finish();
+    assert!(status.success(), "{mtext}");
     assert!(mtext.contains("node 'right' dropped at frame"), "{mtext}");
     assert!(mtext.contains("node 'right' in step from frame"), "{mtext}");
-    for (name, child) in nodes {
-        let o = child.wait_with_output().unwrap();
-        assert!(o.status.success(), "{name}: {}", text(&o));
+    for (name, node) in nodes {
+        let (status, out) = node.finish();
+        assert!(status.success(), "{name}: {out}");
+        if name == "right" {
+            assert_eq!(out.matches("; rejoining").count(), 1, "{out}");
+        }
     }
 }
 
@@ -407,9 +342,27 @@ fn a_one_minute_soak_with_a_fault_every_four_seconds_shows_no_mismatch() {
     assert!(o.status.success(), "{said}");
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["mismatches"], 0, "{said}");
-    assert!(r["faults"].as_u64().unwrap() >= 10, "{said}");
-    assert!(r["rejoins"].as_u64().unwrap() >= 8, "{said}");
-    assert!(r["verified"].as_u64().unwrap() > 3 * 1000, "{said}");
-    assert!(r["frames"].as_u64().unwrap() > 50 * 60, "{said}");
+    assert_eq!(r["unexpected_exits"], serde_json::json!([]), "{said}");
+    // The injector works on the clock: a fault every 4 s of the minute, but the last few.
+    let faults = r["faults"].as_u64().unwrap();
+    assert!(faults >= 10, "{said}");
+    assert_eq!(
+        faults,
+        r["kills"].as_u64().unwrap()
+            + r["hangs"].as_u64().unwrap()
+            + r["restarts"].as_u64().unwrap(),
+        "{said}"
+    );
+    // Each fault takes a node out and it comes back (two faults may hit one node that is
+    // still on its way back); all are in step at the end.
+    assert!(r["rejoins"].as_u64().unwrap() * 2 >= faults, "{said}");
     assert_eq!(r["in_step_at_end"].as_array().unwrap().len(), 3, "{said}");
+    // Verification ran on most frames of most nodes, whatever the machine's speed: a node is
+    // out for a fraction of each 4 s.
+    let frames = r["frames"].as_u64().unwrap();
+    assert!(frames > 0, "{said}");
+    assert!(
+        r["verified"].as_u64().unwrap() * 2 >= frames * 3,
+        "fewer than half the states verified: {said}"
+    );
 }

@@ -90,9 +90,10 @@ fn handshake(stream: TcpStream, peer: &str, gate: &Gate) -> Result<Link, Cluster
                 let allowed =
                     node == CONTROL_NAME || gate.allowed.lock().is_ok_and(|a| a.contains(&node));
                 if !allowed {
-                    return Err(ClusterError::Stopped(format!(
-                        "node name '{node}' is not in the cluster file"
-                    )));
+                    return Err(ClusterError::Refused {
+                        peer: peer.to_string(),
+                        reason: format!("node name '{node}' is not in the cluster file"),
+                    });
                 }
                 link.send(&Message::Welcome { max_frame })?;
                 return Ok(node);

@@ -261,6 +261,8 @@ pub struct Master {
     in_flight: VecDeque<FrameInfo>,
     /// With `verify`: the master's state hash of each frame in flight.
     hashes: VecDeque<(u64, u64)>,
+    /// Digests the scene of each frame sent, rehashing only what changed.
+    hasher: crate::SceneHasher,
     /// The cluster file's text once reconfigured: part of every joiner's first frame.
     file_text: Option<String>,
     pending: Option<Pending>,
@@ -322,6 +324,7 @@ impl Master {
             restarting: Vec::new(),
             in_flight: VecDeque::with_capacity(2),
             hashes: VecDeque::with_capacity(4),
+            hasher: crate::SceneHasher::default(),
             file_text: None,
             pending: None,
             carry: SwapReport::default(),
@@ -362,7 +365,7 @@ impl Master {
     fn admit(&mut self) -> Result<(), ClusterError> {
         let joined: Vec<Joined> = match self.gate.joined.lock() {
             Ok(mut j) => j.drain(..).collect(),
-            Err(_) => return Err(ClusterError::Stopped("the accept thread panicked".into())),
+            Err(_) => return Err(ClusterError::Internal("the accept thread panicked".into())),
         };
         for j in joined {
             if let Some(i) = self.nodes.iter().position(|n| n.name == j.name) {
@@ -445,7 +448,7 @@ impl Master {
         let start = Instant::now();
         loop {
             if stop.load(Ordering::Relaxed) {
-                return Err(ClusterError::Stopped(
+                return Err(ClusterError::Interrupted(
                     "stopped while waiting for the nodes to join".into(),
                 ));
             }
@@ -463,15 +466,14 @@ impl Master {
                 return Ok(());
             }
             if start.elapsed() > timeout {
-                return Err(ClusterError::Timeout {
-                    peer: if names.is_some() {
-                        "start barrier"
-                    } else {
-                        "cluster"
-                    }
-                    .into(),
-                    what: format!("nodes {missing:?} did not join within {timeout:?}"),
-                });
+                let at = if names.is_some() {
+                    "start barrier"
+                } else {
+                    "cluster"
+                };
+                return Err(ClusterError::NotJoined(format!(
+                    "{at}: nodes {missing:?} did not join within {timeout:?}"
+                )));
             }
             let mut report = std::mem::take(&mut self.carry);
             self.tick(&mut report)?;
@@ -695,7 +697,7 @@ impl Master {
         self.gone.insert(name.to_string(), reason.to_string());
         match self.config.policy {
             FailurePolicy::Drop => Ok(()),
-            FailurePolicy::Stop => Err(ClusterError::Stopped(format!(
+            FailurePolicy::Stop => Err(ClusterError::Policy(format!(
                 "node '{name}' failed ({reason}) and the policy is stop"
             ))),
         }
@@ -756,7 +758,7 @@ impl Master {
     /// [`Master::send_frame`] calls it if you did not.
     pub fn begin_frame(&mut self, info: &FrameInfo, scene: &Scene) -> Result<(), ClusterError> {
         if let Some(b) = self.begun {
-            return Err(ClusterError::Stopped(format!(
+            return Err(ClusterError::Misuse(format!(
                 "frame {} begun while frame {} was not sent yet",
                 info.frame, b.frame
             )));
@@ -830,7 +832,7 @@ impl Master {
         match self.begun {
             Some(b) if b.frame == info.frame => {}
             Some(b) => {
-                return Err(ClusterError::Stopped(format!(
+                return Err(ClusterError::Misuse(format!(
                     "frame {} sent while frame {} was begun",
                     info.frame, b.frame
                 )));
@@ -858,8 +860,8 @@ impl Master {
             if self.hashes.len() >= 4 {
                 self.hashes.pop_front();
             }
-            self.hashes
-                .push_back((info.frame, crate::scene_hash(scene)));
+            let digest = self.hasher.hash(scene);
+            self.hashes.push_back((info.frame, digest));
         }
         // After the barrier: the snapshot holds what its post-frame blocks wrote.
         let joining = self.nodes.iter().any(
@@ -948,7 +950,7 @@ impl Master {
         let info = match self.in_flight.front() {
             Some(oldest) if oldest.frame == frame => *oldest,
             _ => {
-                return Err(ClusterError::Stopped(format!(
+                return Err(ClusterError::Misuse(format!(
                     "no barrier for frame {frame}: it is not the oldest frame in flight"
                 )));
             }

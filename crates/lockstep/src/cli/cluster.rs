@@ -120,12 +120,28 @@ pub fn run_master_cmd(args: MasterArgs) -> Result<()> {
         pipeline_depth: args.pipeline_depth as usize,
         ..MasterConfig::for_cluster(&config, key, resolve(&config.master)?)
     };
+    if let Some(names) = &args.wait_for
+        && let Some(bad) = names.iter().find(|n| config.node(n).is_none())
+    {
+        bail!(
+            "--wait-for: {} names no node '{bad}'",
+            args.config.display()
+        );
+    }
     let mut master = Master::start(master_config, default_plugins(&config))?;
+    let waiting = match &args.wait_for {
+        Some(names) => format!(
+            "waiting for {} of its {} node(s) ({}); the others may join later",
+            names.len(),
+            config.nodes.len(),
+            names.join(", ")
+        ),
+        None => format!("waiting for its {} node(s)", config.nodes.len()),
+    };
     eprintln!(
-        "master of cluster '{}' listening on {}, waiting for {} node(s)",
+        "master of cluster '{}' listening on {}, {waiting}",
         config.name,
         master.local_addr(),
-        config.nodes.len()
     );
     announce(NodeState::Ready);
     let mut demo = Demo::new(1.0, 1.0)?;
@@ -134,14 +150,6 @@ pub fn run_master_cmd(args: MasterArgs) -> Result<()> {
     let fps = args.fps;
     let start_timeout = Duration::from_secs(args.start_timeout);
     let wait_for = args.wait_for.clone();
-    if let Some(names) = &wait_for
-        && let Some(bad) = names.iter().find(|n| config.node(n).is_none())
-    {
-        bail!(
-            "--wait-for: {} names no node '{bad}'",
-            args.config.display()
-        );
-    }
     let master_stop = stop.clone();
     let run = move || {
         let result = run_master(
@@ -330,9 +338,17 @@ enum Session {
     Done,
     /// The master switched to a file that changes this node's pipeline: start again with it.
     Restart(Box<ClusterConfig>),
-    /// The node lost the master after it had joined: it may rejoin.
-    Lost(anyhow::Error),
+    /// The node lost its connection to the master after it had joined (or the master
+    /// dropped it): it may rejoin. `presented` says whether it showed a frame meanwhile.
+    Lost {
+        error: anyhow::Error,
+        presented: bool,
+    },
 }
+
+/// A node gives up after this many sessions in a row that lost the master before presenting
+/// a single frame: a master that keeps dropping it will not take it in by trying forever.
+const FRUITLESS_REJOINS: u32 = 5;
 
 /// What a node keeps across its sessions (it rejoins after losing the master).
 #[derive(Default)]
@@ -374,6 +390,7 @@ fn run_node(args: NodeArgs, stop: std::sync::Arc<std::sync::atomic::AtomicBool>)
     let mut totals = NodeTotals::default();
     let started = std::time::Instant::now();
     let mut connect_timeout = Duration::from_secs(args.connect_timeout);
+    let mut fruitless = 0;
     loop {
         let session = run_session(
             &args,
@@ -389,12 +406,20 @@ fn run_node(args: NodeArgs, stop: std::sync::Arc<std::sync::atomic::AtomicBool>)
                 eprintln!("node '{}': restarting with the new cluster file", args.name);
                 config = *new;
             }
-            Session::Lost(e)
-                if args.rejoin_timeout > 0 && !stop.load(std::sync::atomic::Ordering::Relaxed) =>
-            {
-                eprintln!("node '{}': {e:#}; rejoining", args.name);
+            Session::Lost { error, presented } => {
+                fruitless = if presented { 0 } else { fruitless + 1 };
+                let error = error.context(format!("node '{}' lost the master", args.name));
+                if args.rejoin_timeout == 0 || stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Err(error);
+                }
+                if fruitless >= FRUITLESS_REJOINS {
+                    return Err(error.context(format!(
+                        "node '{}' gives up: {fruitless} sessions in a row lost the master before presenting a frame",
+                        args.name
+                    )));
+                }
+                eprintln!("{error:#}; rejoining");
             }
-            Session::Lost(e) => return Err(e),
         }
         connect_timeout = Duration::from_secs(args.rejoin_timeout.max(1));
     }
@@ -457,12 +482,13 @@ fn finish_node(args: &NodeArgs, totals: NodeTotals, elapsed: Duration) -> Result
     Ok(())
 }
 
-/// Whether an error is the cluster connection's (the node may rejoin), not this node's own
-/// (GPU, files).
+/// Whether an error is a lost connection to the master (the node may rejoin), not a
+/// frame it cannot apply, a file it cannot load, a protocol violation, or its own failure
+/// (GPU, files): those end it.
 fn lost_master(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<lockstep::cluster::ClusterError>()
-            .is_some()
+            .is_some_and(lockstep::cluster::ClusterError::is_connection_lost)
     })
 }
 
@@ -566,6 +592,7 @@ fn run_session(
         gate: gate.map(|g| Box::new(g) as Box<dyn pipeline::FrameGate>),
     };
     let result = pipeline::run(&mut app, pipeline_config);
+    let presented = app.log.lock().is_ok_and(|l| l.shown > 0);
     if let Some(last) = keeper.and_then(|k| k.join().ok()).flatten() {
         totals.last = Some(last);
     }
@@ -584,7 +611,7 @@ fn run_session(
                 NodeExit::Restart(new) => Session::Restart(new),
             })
         }
-        Err(e) if lost_master(&e) => Ok(Session::Lost(e)),
+        Err(error) if lost_master(&error) => Ok(Session::Lost { error, presented }),
         Err(e) => Err(e),
     }
 }
@@ -610,6 +637,7 @@ fn run_headless(
     let mut config = config.clone();
     let mut scene = lockstep::scene::Scene::new();
     let mut session_frames = 0u64;
+    let mut hasher = lockstep::cluster::SceneHasher::default();
     let result = (|| -> Result<()> {
         while let Some(info) = node.next_frame(&mut scene)? {
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -619,7 +647,7 @@ fn run_headless(
             if let Some(new) = node.take_config() {
                 config = new;
             }
-            let state = hashing.then(|| lockstep::cluster::scene_hash(&scene));
+            let state = hashing.then(|| hasher.hash(&scene));
             let t = std::time::Instant::now();
             let stats = lockstep_wire::NodeStats {
                 state: state.filter(|_| args.report_state),
@@ -645,7 +673,10 @@ fn run_headless(
     })();
     match result {
         Ok(()) => Ok(Session::Done),
-        Err(e) if lost_master(&e) => Ok(Session::Lost(e)),
+        Err(error) if lost_master(&error) => Ok(Session::Lost {
+            error,
+            presented: session_frames > 0,
+        }),
         Err(e) => Err(e),
     }
 }

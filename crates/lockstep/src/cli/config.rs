@@ -62,7 +62,21 @@ pub fn run(cmd: ConfigCommand) -> Result<()> {
     match cmd {
         ConfigCommand::Check { file } => {
             let c = ClusterConfig::load(&file)?;
+            // Every process needs the key: a missing or unreadable one fails here, with the
+            // `key_file` line, not later in each process.
+            let key = match (&c.key_file, std::env::var_os("LOCKSTEP_KEY")) {
+                (_, Some(_)) => "key: from LOCKSTEP_KEY (key_file not read)".to_string(),
+                (Some(path), None) => {
+                    lockstep::roles::load_key(&c)?;
+                    format!("key: {} (readable)", path.display())
+                }
+                (None, None) => {
+                    "key: no key_file; every process needs LOCKSTEP_KEY (lockstep launch gives it)"
+                        .to_string()
+                }
+            };
             print!("{}", summary(&c));
+            println!("{key}");
             Ok(())
         }
         ConfigCommand::Show { file, node } => {

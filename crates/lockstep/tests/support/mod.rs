@@ -1,0 +1,227 @@
+//! What the binary's integration tests share: the executable and the test key, free ports,
+//! the sample CAVE on free ports, processes and their output, and waiting for an event with a
+//! deadline (never a sleep and then a count: the suite must pass on a busy machine).
+//!
+//! Each test file is its own crate and uses only part of this module.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The `lockstep` binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_lockstep");
+
+/// The cluster key the tests' processes get in `LOCKSTEP_KEY`.
+pub const KEY: &str = "test-key-0123456789abcdef";
+
+/// A TCP port free on loopback right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The sample CAVE (`lockstep config example cave`) on free ports, written into `dir`.
+pub fn cave(dir: &Path) -> PathBuf {
+    let out = lockstep(&["config", "example", "cave"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut text = String::from_utf8(out.stdout).unwrap();
+    for port in 7400..=7404 {
+        text = text.replace(
+            &format!("port = {port}\n"),
+            &format!("port = {}\n", free_port()),
+        );
+    }
+    let path = dir.join("cave.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The path as a `&str` argument.
+pub fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// Runs `lockstep ARGS` to the end, with the environment as it is.
+pub fn lockstep(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run lockstep")
+}
+
+/// Runs `lockstep ARGS` to the end with the test key.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("LOCKSTEP_KEY", KEY)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lockstep")
+}
+
+/// Standard output and standard error, one after the other.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Standard error.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Sends `sig` (e.g. `-STOP`) to process `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid} failed");
+}
+
+/// Polls `probe` until it gives a value; fails the test with `what` after `limit`.
+pub fn wait_until<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Everything a process wrote so far, and whether both of its streams ended.
+#[derive(Default)]
+struct Log {
+    text: String,
+    closed: usize,
+}
+
+/// A running `lockstep` process whose output is collected as it comes, so a test can wait for
+/// a line (a node joined, a frame ran) instead of sleeping.
+pub struct Proc {
+    pub child: Child,
+    log: Arc<(Mutex<Log>, Condvar)>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl Proc {
+    /// Starts `lockstep ARGS` with the test key. It prints its `lockstep-state: ready` and
+    /// `running` lines as under a daemon, so tests can wait for them.
+    pub fn start(args: &[&str]) -> Proc {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("LOCKSTEP_KEY", KEY)
+            .env("LOCKSTEP_LAUNCHED", "1")
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start lockstep");
+        let log = Arc::new((Mutex::new(Log::default()), Condvar::new()));
+        let out: Box<dyn Read + Send> = Box::new(child.stdout.take().unwrap());
+        let err: Box<dyn Read + Send> = Box::new(child.stderr.take().unwrap());
+        let readers = [out, err]
+            .into_iter()
+            .map(|stream| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let mut lines = BufReader::new(stream);
+                    let mut line = String::new();
+                    while lines.read_line(&mut line).is_ok_and(|n| n > 0) {
+                        log.0.lock().unwrap().text.push_str(&line);
+                        log.1.notify_all();
+                        line.clear();
+                    }
+                    log.0.lock().unwrap().closed += 1;
+                    log.1.notify_all();
+                })
+            })
+            .collect();
+        Proc {
+            child,
+            log,
+            readers,
+        }
+    }
+
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What it wrote so far.
+    pub fn output_so_far(&self) -> String {
+        self.log.0.lock().unwrap().text.clone()
+    }
+
+    /// Waits until its output contains `needle`; fails the test after `limit` or if the
+    /// process ends first.
+    pub fn wait_for(&self, needle: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut log = self.log.0.lock().unwrap();
+        while !log.text.contains(needle) {
+            assert!(
+                log.closed < 2,
+                "the process ended before writing {needle:?}:\n{}",
+                log.text
+            );
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "{needle:?} not written within {limit:?}:\n{}",
+                log.text
+            );
+            log = self.log.1.wait_timeout(log, left).unwrap().0;
+        }
+    }
+
+    /// Waits (up to `limit`) for the process to end; its exit status and all its output.
+    pub fn finish_within(mut self, limit: Duration) -> (ExitStatus, String) {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "the process did not end within {limit:?}:\n{}",
+                    self.output_so_far()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        for r in self.readers.drain(..) {
+            r.join().unwrap();
+        }
+        (status, self.output_so_far())
+    }
+
+    /// Waits for the process to end (a test's own deadline: two minutes).
+    pub fn finish(self) -> (ExitStatus, String) {
+        self.finish_within(Duration::from_secs(120))
+    }
+}
+
+impl Drop for Proc {
+    /// A test that fails half-way leaves no process behind.
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
