@@ -280,3 +280,84 @@ fn a_replica_that_missed_a_change_or_gets_garbage_reports_it() {
         Err(ReplicationError::Malformed(_))
     ));
 }
+
+/// A master scene with one recognisable vertex coordinate and one recognisable texel.
+fn marked_scene() -> Scene {
+    let mut s = master_scene();
+    let mut tri = Mesh::new(
+        vec![
+            lockstep_scene::Vertex {
+                position: Vec3::new(0.123_456_7, 0.0, 0.0),
+                ..Default::default()
+            },
+            lockstep_scene::Vertex {
+                position: Vec3::X,
+                ..Default::default()
+            },
+            lockstep_scene::Vertex {
+                position: Vec3::Y,
+                ..Default::default()
+            },
+        ],
+        vec![0, 1, 2],
+    );
+    tri.name = Some("tri".into());
+    let tri = s.add_mesh(tri);
+    let mut texels = vec![0u8; 4 * 4 * 4];
+    texels[20..24].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+    let tex = s.add_texture(Texture::new("marked", 4, 4, texels).unwrap());
+    let m = s
+        .add_material(Material::unlit(Color::WHITE).with_texture(tex))
+        .unwrap();
+    s.add(Node::mesh(tri, m).named("marked"), None).unwrap();
+    s
+}
+
+/// Copies the master's scene to a replica through a change list altered in transit: the
+/// first occurrence of `find` becomes `replace`.
+fn replica_with(master: &Scene, find: &[u8], replace: &[u8]) -> Scene {
+    let mut bytes = Vec::new();
+    write_changes(&Scene::new(), master, &mut bytes).unwrap();
+    let at = bytes
+        .windows(find.len())
+        .position(|w| w == find)
+        .expect("the marked bytes travel as they are");
+    bytes[at..at + find.len()].copy_from_slice(replace);
+    let mut replica = Scene::new();
+    apply_changes(&mut replica, &bytes).expect("still a valid change list");
+    replica
+}
+
+#[test]
+fn a_replica_whose_one_vertex_or_one_texel_differs_has_another_digest() {
+    let master = marked_scene();
+    let exact = replica_with(&master, b"marked", b"marked");
+    assert_eq!(scene_hash(&exact), scene_hash(&master));
+
+    // One coordinate of one vertex, off by the last bit of its mantissa.
+    let x = 0.123_456_7f32;
+    let off = f32::from_bits(x.to_bits() + 1);
+    let vertex = replica_with(&master, &x.to_le_bytes(), &off.to_le_bytes());
+    let tri = lockstep_scene::MeshId(2);
+    assert_eq!(vertex.mesh(tri).unwrap().vertices[0].position.x, off);
+    assert_eq!(
+        vertex.mesh(tri).unwrap().indices,
+        master.mesh(tri).unwrap().indices,
+        "sizes and indices alike"
+    );
+    assert_ne!(scene_hash(&vertex), scene_hash(&master), "one vertex");
+
+    // One channel of one texel.
+    let texel = replica_with(
+        &master,
+        &[0xde, 0xad, 0xbe, 0xef],
+        &[0xde, 0xad, 0xbe, 0xee],
+    );
+    let t = lockstep_scene::TextureId(1);
+    assert_eq!(
+        texel.texture(t).unwrap().rgba8.len(),
+        master.texture(t).unwrap().rgba8.len()
+    );
+    assert_ne!(scene_hash(&texel), scene_hash(&master), "one texel");
+    assert_ne!(scene_hash(&texel), scene_hash(&vertex));
+}

@@ -352,4 +352,18 @@ mod tests {
         a.animate(12.6).unwrap();
         assert_ne!(a.scene.node(id).unwrap().transform, before);
     }
+
+    /// The digest every process of a cluster compares (`demo`, `master --verify`, `soak`) is
+    /// fixed by XXH3's specification and the scene: a build, toolchain or platform that
+    /// computes another value for frame 0 of the demo fails here.
+    #[test]
+    fn the_demo_scene_at_frame_0_has_a_fixed_digest() {
+        // As `lockstep master` builds and animates it.
+        let mut demo = Demo::new(1.0, 1.0).unwrap();
+        demo.animate(0.0).unwrap();
+        assert_eq!(
+            format!("{:016x}", lockstep_cluster::scene_hash(&demo.scene)),
+            "ef9763d9159efc63"
+        );
+    }
 }

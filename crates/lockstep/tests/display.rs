@@ -1,17 +1,13 @@
 //! Display geometry end to end: cluster files written by the tests, rendered through
 //! `lockstep render --config`, asserting on pixels.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use lockstep::scene::glam::{Quat, Vec3};
-
-fn lockstep(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lockstep"))
-        .args(args)
-        .output()
-        .expect("run lockstep")
-}
+use support::lockstep;
 
 fn ok(args: &[&str]) -> String {
     let o = lockstep(args);
@@ -322,7 +318,7 @@ fn config_check_prints_the_table_and_refuses_bad_files_with_their_line() {
     .unwrap();
     // Its key_file does not exist yet: refused, pointing at the key_file line, not later in
     // every process.
-    let o = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+    let o = Command::new(support::BIN)
         .args(["config", "check", cave.to_str().unwrap()])
         .env_remove("LOCKSTEP_KEY")
         .output()
@@ -340,7 +336,7 @@ fn config_check_prints_the_table_and_refuses_bad_files_with_their_line() {
         "{err}"
     );
     ok(&["key", "new", key.to_str().unwrap()]);
-    let o = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+    let o = Command::new(support::BIN)
         .args(["config", "check", cave.to_str().unwrap()])
         .env_remove("LOCKSTEP_KEY")
         .output()
@@ -353,7 +349,7 @@ fn config_check_prints_the_table_and_refuses_bad_files_with_their_line() {
     );
     // A key too short to be one is refused the same way.
     std::fs::write(&key, "short").unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+    let o = Command::new(support::BIN)
         .args(["config", "check", cave.to_str().unwrap()])
         .env_remove("LOCKSTEP_KEY")
         .output()

@@ -3,7 +3,6 @@
 //! killed mid-run.
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -12,16 +11,11 @@ use lockstep::launch::launcher::client::DaemonClient;
 use lockstep::launch::protocol::{FileEntry, Program, Request};
 use lockstep_wire::ClusterKey;
 
-const KEY: &str = "launch-test-key-0123456789abcdef";
-const BIN: &str = env!("CARGO_BIN_EXE_lockstep");
+mod support;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{BIN, free_port, text};
+
+const KEY: &str = "launch-test-key-0123456789abcdef";
 
 /// A cluster file: the master on `master_host`, one 64×48 node per (name, host).
 fn cluster_file(
@@ -127,14 +121,6 @@ fn lockstep(args: &[&str], key: Option<&str>) -> Output {
     c.output().unwrap()
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// Processes whose working folder lies under `dir` (what the daemons started there).
 fn processes_in(dir: &Path) -> Vec<String> {
     let dir = dir.canonicalize().unwrap();
@@ -235,7 +221,13 @@ fn a_wrong_key_a_program_outside_the_allow_list_and_a_disallowed_role_are_refuse
         assert!(e.contains(reason), "{e}");
         daemon.wait_for(reason, Duration::from_secs(5));
     }
-    std::thread::sleep(Duration::from_millis(200));
+    // Nothing was started: the daemon runs no process, and the shell left no mark.
+    match c.call(&Request::Status, limit).unwrap() {
+        lockstep::launch::protocol::Reply::Status(procs) => {
+            assert!(procs.is_empty(), "the daemon started {procs:?}")
+        }
+        other => panic!("not a status: {other:?}"),
+    }
     assert!(!marker.exists(), "the shell ran");
     c.close();
     drop(daemon);

@@ -357,6 +357,8 @@ fn five_thousand_frames_of_heavy_edits_end_cleanly_under_every_model() {
             width: 16,
             height: 16,
         };
+        let (tx, rx) = mpsc::channel::<FrameStats>();
+        c.stats = Some(tx);
         let report = run_guarded(
             Churn {
                 mesh: None,
@@ -367,7 +369,23 @@ fn five_thousand_frames_of_heavy_edits_end_cleanly_under_every_model() {
         )
         .unwrap_or_else(|e| panic!("model '{model}': {e:#}"));
         assert_eq!(report.frames, 5000, "model '{model}'");
-        assert_eq!(report.threading, model.parse::<ThreadingModel>().unwrap());
+        // Every frame went through all three stages, once and in order, on as many threads
+        // as the model names.
+        let stats: Vec<FrameStats> = rx.try_iter().collect();
+        assert_eq!(
+            stats.iter().map(|s| s.frame).collect::<Vec<_>>(),
+            (0..5000).collect::<Vec<_>>(),
+            "model '{model}'"
+        );
+        let threads: HashSet<&str> = stats
+            .iter()
+            .flat_map(|s| [&*s.app.thread, &*s.cull.thread, &*s.draw.thread])
+            .collect();
+        assert_eq!(
+            threads.len(),
+            model.parse::<ThreadingModel>().unwrap().thread_count(),
+            "model '{model}': {threads:?}"
+        );
     }
 }
 
@@ -434,14 +452,20 @@ fn a_failure_in_any_stage_ends_the_run_with_its_reason_and_no_deadlock() {
         .unwrap();
         assert_eq!(r.frames, 31, "model '{model}'");
 
-        // Stopped from outside (as Ctrl-C does), while running without a frame limit.
+        // Stopped from outside (as Ctrl-C does), while running without a frame limit: once
+        // frame 10 has been drawn.
         let stop = Arc::new(AtomicBool::new(false));
         let mut c = config(model, 0);
         c.frames = None;
         c.stop = stop.clone();
+        let (tx, rx) = mpsc::channel::<FrameStats>();
+        c.stats = Some(tx);
         let stopper = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
-            stop.store(true, Ordering::Relaxed);
+            for s in rx {
+                if s.frame == 10 {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
         });
         let r = run_guarded(
             Slider {
@@ -452,7 +476,8 @@ fn a_failure_in_any_stage_ends_the_run_with_its_reason_and_no_deadlock() {
         )
         .unwrap();
         stopper.join().unwrap();
-        assert!(r.frames > 0, "model '{model}'");
+        // It ended (no deadlock: run_guarded's watchdog) after frame 10 was drawn.
+        assert!(r.frames >= 11, "model '{model}': {}", r.frames);
     }
 }
 

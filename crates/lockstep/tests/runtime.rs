@@ -366,3 +366,92 @@ fn a_one_minute_soak_with_a_fault_every_four_seconds_shows_no_mismatch() {
         "fewer than half the states verified: {said}"
     );
 }
+
+#[test]
+fn a_node_that_cannot_load_the_new_cluster_file_ends_once_with_the_reason() {
+    // The master's folder has the asset the new file lists; the folder "left" and "right"
+    // run from lacks it, as a host the file was not copied to would.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cave(dir.path());
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let their_cfg = elsewhere.join("cave.toml");
+    std::fs::copy(&cfg, &their_cfg).unwrap();
+    let master = Proc::start(&["master", "--config", p(&cfg), "--fps", "30"]);
+    let mut nodes: Vec<(&str, Proc)> = ["front", "floor"]
+        .into_iter()
+        .map(|n| (n, headless(&cfg, n, &[])))
+        .collect();
+    // One of each node loop: the direct one (no renderer) and the threaded GPU pipeline.
+    nodes.push(("left", headless(&their_cfg, "left", &[])));
+    nodes.push((
+        "right",
+        Proc::start(&[
+            "node",
+            "--config",
+            p(&their_cfg),
+            "--name",
+            "right",
+            "--offscreen",
+        ]),
+    ));
+    for (_, n) in &nodes {
+        n.wait_for("lockstep-state: running", LIMIT);
+    }
+    std::fs::create_dir(dir.path().join("assets")).unwrap();
+    std::fs::write(dir.path().join("assets/room.bin"), b"the room").unwrap();
+    let new = dir.path().join("new.toml");
+    let old = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &new,
+        format!("{old}\n[launch]\nfiles = [\"assets/room.bin\"]\n"),
+    )
+    .unwrap();
+    let o = run(&["ctl", p(&cfg), "reconfigure", p(&new)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let line = old.lines().count() + 3;
+    for (name, node) in nodes.drain(2..) {
+        let (status, out) = node.finish();
+        assert_eq!(status.code(), Some(2), "{name}: {out}");
+        let reason = format!(
+            "{}:{line}:10: launch file 'assets/room.bin' is not on this host: {}: No such file or directory",
+            their_cfg.display(),
+            elsewhere.join("assets/room.bin").display()
+        );
+        assert!(out.contains(&reason), "{name}: {out}");
+        assert!(
+            out.contains("the master's new cluster file does not load here"),
+            "{name}: {out}"
+        );
+        // Once, and never a rejoin: the file would not load the next time either.
+        assert_eq!(
+            out.matches("does not load here").count(),
+            1,
+            "{name}: {out}"
+        );
+        assert!(!out.contains("rejoining"), "{name}: {out}");
+    }
+    // The nodes that could load it go on with it; the master reports the two that left.
+    let status = wait_until("left and right gone", LIMIT, || {
+        let s = status(&cfg);
+        ["left", "right"]
+            .iter()
+            .all(|n| node_state(&s, n)["state"] != "in step")
+            .then_some(s)
+    });
+    assert_eq!(node_state(&status, "front")["state"], "in step", "{status}");
+    assert_eq!(node_state(&status, "floor")["state"], "in step", "{status}");
+    signal(master.id(), "-INT");
+    let (status, mtext) = master.finish();
+    assert!(status.success(), "{mtext}");
+    assert!(
+        mtext.contains("new cluster file in force from frame"),
+        "{mtext}"
+    );
+    assert!(mtext.contains("node 'left' dropped at frame"), "{mtext}");
+    assert!(mtext.contains("node 'right' dropped at frame"), "{mtext}");
+    for (name, node) in nodes {
+        let (status, out) = node.finish();
+        assert!(status.success(), "{name}: {out}");
+    }
+}

@@ -922,6 +922,9 @@ pub fn run_bench_sync(args: BenchSyncArgs) -> Result<()> {
         MasterConfig {
             swap_deadline: Duration::from_secs(5),
             policy: FailurePolicy::Stop,
+            // Every node reports its state each frame and the master checks it: the bench
+            // times lockstep carrying and verifying the real frame data.
+            verify: true,
             ..MasterConfig::for_cluster(
                 &config,
                 ClusterKey::new(key.as_bytes().to_vec())?,
@@ -943,6 +946,7 @@ pub fn run_bench_sync(args: BenchSyncArgs) -> Result<()> {
             &node.name,
             "--renderer",
             "none",
+            "--report-state",
         ])?);
         children.push(spawn(&["bench-peer", &bare_addr.to_string()])?);
     }
@@ -955,6 +959,17 @@ pub fn run_bench_sync(args: BenchSyncArgs) -> Result<()> {
     master.wait_for_nodes(Duration::from_secs(30))?;
     let mut demo = Demo::new(1.0, 1.0)?;
     let (mut sync, mut barrier, mut update) = (Vec::new(), Vec::new(), Vec::new());
+    // The state digest of each frame (what --verify computes), timed outside the frame loop
+    // on the same scenes: incrementally as the master does, and from scratch.
+    let (mut digest, mut digest_full) = (Vec::new(), Vec::new());
+    let mut hasher = lockstep::cluster::SceneHasher::default();
+    let mut scenes = Vec::new();
+    let (mut verified, mut mismatches, mut swapped) = (0usize, 0usize, 0u64);
+    let mut tally = |r: &lockstep::cluster::SwapReport| {
+        verified += r.verified;
+        mismatches += r.mismatches.len();
+        swapped += u64::from(r.swapped.is_some());
+    };
     // Blocks of frames, lockstep's and the bare barrier's taken in turn, so that both see
     // the same machine; within a block each side runs alone, as it would in a cluster, and
     // lockstep's frames are pipelined as `lockstep master` runs them.
@@ -974,7 +989,8 @@ pub fn run_bench_sync(args: BenchSyncArgs) -> Result<()> {
             master.begin_frame(&info, &demo.scene)?;
             demo.animate(info.time)?;
             let animated = t.elapsed();
-            master.send_frame(&info, &demo.scene)?;
+            tally(&master.send_frame(&info, &demo.scene)?);
+            scenes.push(demo.scene.clone());
             // A frame's cost is the loop's period: the app's update, the data, the barrier
             // of the frame before.
             let now = std::time::Instant::now();
@@ -988,7 +1004,17 @@ pub fn run_bench_sync(args: BenchSyncArgs) -> Result<()> {
             frame += 1;
         }
         while let Some(f) = master.in_flight() {
-            master.swap(f, &demo.scene, &mut Default::default())?;
+            let mut report = Default::default();
+            master.swap(f, &demo.scene, &mut report)?;
+            tally(&report);
+        }
+        for scene in scenes.drain(..) {
+            let t = std::time::Instant::now();
+            std::hint::black_box(hasher.hash(&scene));
+            digest.push(t.elapsed());
+            let t = std::time::Instant::now();
+            std::hint::black_box(lockstep::cluster::scene_hash(&scene));
+            digest_full.push(t.elapsed());
         }
         // The bare barrier: one byte out to every peer, one byte back from each.
         for _ in 0..block {
@@ -1008,6 +1034,9 @@ pub fn run_bench_sync(args: BenchSyncArgs) -> Result<()> {
     sync.truncate(wanted);
     update.truncate(wanted);
     barrier.truncate(wanted);
+    // The first digest of a run is a whole one for both.
+    digest.remove(0);
+    digest_full.remove(0);
     master.shutdown("benchmark over");
     drop(peers);
     for c in children {
@@ -1019,6 +1048,13 @@ pub fn run_bench_sync(args: BenchSyncArgs) -> Result<()> {
         Summary::of(&barrier).context("no rounds")?,
     );
     let (median_ratio, p99_ratio) = (s.median_ms / b.median_ms, s.p99_ms / b.p99_ms);
+    let (d, full) = (
+        Summary::of(&digest).context("no digests")?,
+        Summary::of(&digest_full).context("no digests")?,
+    );
+    if mismatches > 0 {
+        bail!("{mismatches} node state(s) differed from the master's");
+    }
     if args.json {
         println!(
             "{}",
@@ -1030,6 +1066,11 @@ pub fn run_bench_sync(args: BenchSyncArgs) -> Result<()> {
                 "bare_barrier": b,
                 "median_ratio": median_ratio,
                 "p99_ratio": p99_ratio,
+                "frames_swapped": swapped,
+                "states_verified": verified,
+                "mismatches": mismatches,
+                "digest": d,
+                "digest_from_scratch": full,
             }))?
         );
         return Ok(());
@@ -1048,12 +1089,19 @@ pub fn run_bench_sync(args: BenchSyncArgs) -> Result<()> {
         "bare TCP barrier", b.median_ms, b.p99_ms
     );
     println!("{:<28} {:>9.2}x {:>9.2}x", "ratio", median_ratio, p99_ratio);
-    if let Some(d) = Summary::of(&update) {
+    if let Some(u) = Summary::of(&update) {
         println!(
-            "(of lockstep's time, the demo's own update took median {:.3} ms, p99 {:.3} ms)",
-            d.median_ms, d.p99_ms
+            "(of lockstep's time, the demo's own update took median {:.3} ms, p99 {:.3} ms; its state digest, as --verify computes it each frame, median {:.1} µs, p99 {:.1} µs — {:.1} µs from scratch)",
+            u.median_ms,
+            u.p99_ms,
+            d.median_ms * 1e3,
+            d.p99_ms * 1e3,
+            full.median_ms * 1e3
         );
     }
+    println!(
+        "every node's state was verified against the master's: {verified} states of {swapped} frames, 0 mismatches"
+    );
     Ok(())
 }
 
@@ -1133,14 +1181,18 @@ pub fn run_bench_cluster(args: BenchClusterArgs) -> Result<()> {
             if alone { "alone" } else { "cluster" }
         ))
     };
-    let read_fps = |who: &str, alone: bool| -> Result<f64> {
+    // A node's steady frame rate, frames presented, and swap barriers waited at.
+    let read_stats = |who: &str, alone: bool| -> Result<(f64, u64, u64)> {
         let path = stats_file(who, alone);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("no figures from node '{who}'"))?;
         let v: serde_json::Value = serde_json::from_str(&text)?;
-        v["steady_fps"]
+        let fps = v["steady_fps"]
             .as_f64()
-            .with_context(|| format!("node '{who}' ran too few frames for a steady rate"))
+            .with_context(|| format!("node '{who}' ran too few frames for a steady rate"))?;
+        let frames = v["frames"].as_u64().unwrap_or(0);
+        let swaps = v["swap_wait"]["count"].as_u64().unwrap_or(0);
+        Ok((fps, frames, swaps))
     };
     let frames = args.frames.to_string();
     let p = |path: &Path| path.to_string_lossy().to_string();
@@ -1149,6 +1201,8 @@ pub fn run_bench_cluster(args: BenchClusterArgs) -> Result<()> {
     let mut alone = vec![0.0; names.len()];
     let mut cluster = vec![0.0; names.len()];
     let mut round_ratios = Vec::new();
+    // Per node and round: (frames alone, frames in the cluster, barriers in the cluster).
+    let mut runs: Vec<Vec<serde_json::Value>> = vec![Vec::new(); names.len()];
     for round in 0..args.rounds {
         // Alone: every node at once (they share this machine's CPU as the cluster's do).
         let alone_runs: Vec<(String, Vec<String>)> = names
@@ -1206,7 +1260,13 @@ pub fn run_bench_cluster(args: BenchClusterArgs) -> Result<()> {
         }
         let (mut a, mut c) = (0.0, 0.0);
         for (i, n) in names.iter().enumerate() {
-            let (fa, fc) = (read_fps(n, true)?, read_fps(n, false)?);
+            let ((fa, frames_alone, _), (fc, frames_cluster, swaps)) =
+                (read_stats(n, true)?, read_stats(n, false)?);
+            runs[i].push(serde_json::json!({
+                "frames_alone": frames_alone,
+                "frames_in_cluster": frames_cluster,
+                "swap_barriers_in_cluster": swaps,
+            }));
             alone[i] += fa / args.rounds as f64;
             cluster[i] += fc / args.rounds as f64;
             a += fa;
@@ -1224,7 +1284,7 @@ pub fn run_bench_cluster(args: BenchClusterArgs) -> Result<()> {
             .iter()
             .enumerate()
             .map(|(i, n)| {
-                serde_json::json!({"node": n, "alone_fps": alone[i], "cluster_fps": cluster[i], "ratio": cluster[i] / alone[i]})
+                serde_json::json!({"node": n, "alone_fps": alone[i], "cluster_fps": cluster[i], "ratio": cluster[i] / alone[i], "runs": runs[i]})
             })
             .collect();
         println!(
