@@ -8,7 +8,18 @@ use crate::PluginError;
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClusterError {
-    /// A socket failed: the connection is lost.
+    /// The peer could not be reached at all within the time given (no connection was made).
+    #[error("cannot reach {peer} within {within:?}: {source}")]
+    Unreachable {
+        /// Address.
+        peer: String,
+        /// How long it was tried.
+        within: std::time::Duration,
+        /// The last attempt's error.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// A socket operation on an open connection failed: the connection is lost.
     #[error("{peer}: {what}: {source}")]
     Io {
         /// Address or node name.

@@ -144,7 +144,13 @@ pub(crate) fn dial(config: &NodeConfig) -> Result<Link, ClusterError> {
                 tracing::debug!("{peer}: {e}; retrying");
                 std::thread::sleep(Duration::from_millis(100));
             }
-            Err(e) => return Err(io(&peer, "cannot connect", e)),
+            Err(e) => {
+                return Err(ClusterError::Unreachable {
+                    peer,
+                    within: config.connect_timeout,
+                    source: Arc::new(e),
+                });
+            }
         }
     };
     let mut link = Link::new(stream, peer.clone(), HANDSHAKE_MAX_FRAME)?;
@@ -196,7 +202,7 @@ pub fn connect(
         std::thread::Builder::new()
             .name("from master".into())
             .spawn(move || read_loop(link, silence, writer, swapped, app_tx, draw_tx, recycled))
-            .map_err(|e| io(&peer, "cannot start the reader thread", e))?;
+            .map_err(|e| ClusterError::Internal(format!("cannot start the reader thread: {e}")))?;
     }
     Ok((
         NodeSession {

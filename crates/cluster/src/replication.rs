@@ -6,7 +6,8 @@ both snapshots — and sent by stable id, never by position.
 
 What is replicated: background, ambient light, active camera; meshes and textures (added once,
 they never change); materials (added or replaced); nodes (added, changed — a transform-only
-change takes a short record — re-parented, removed). Diffing against an empty scene gives the
+change takes a short record — re-parented, removed); the root nodes' order, when applying the
+rest would not give it. Diffing against an empty scene gives the
 full scene, which is what a node that joins late receives.
 */
 use std::borrow::Cow;
@@ -127,6 +128,8 @@ enum Change<'a> {
     Remove {
         id: u32,
     },
+    /// The root nodes' order, when a replica would not reach it by itself.
+    Roots(Vec<u32>),
 }
 
 fn content_record(c: &NodeContent) -> ContentRecord {
@@ -287,6 +290,9 @@ pub fn write_changes(
         }
     }
     changes.extend(removed);
+    if !prev.same_roots(cur) && !replica_keeps_root_order(prev, cur) {
+        changes.push(Change::Roots(cur.roots().map(|r| r.0).collect()));
+    }
     if prev.active_camera != cur.active_camera {
         changes.push(Change::ActiveCamera(cur.active_camera.map(|c| c.0)));
     }
@@ -295,6 +301,20 @@ pub fn write_changes(
     *out =
         postcard::to_extend(&changes, v).map_err(|e| ReplicationError::Malformed(e.to_string()))?;
     Ok(n)
+}
+
+/// Whether a replica holding `prev` ends with `cur`'s root order by applying the changes alone:
+/// it keeps its roots that stay roots, in their order, and appends new roots in id order
+/// (the order of the change list). The master appends them in the order they became roots,
+/// and a joiner built from nothing has them all in id order: then the order travels.
+fn replica_keeps_root_order(prev: &Scene, cur: &Scene) -> bool {
+    let before: std::collections::HashSet<NodeId> = prev.roots().collect();
+    let stay = prev
+        .roots()
+        .filter(|r| cur.node(*r).is_ok_and(|n| n.parent.is_none()));
+    let mut added: Vec<NodeId> = cur.roots().filter(|r| !before.contains(r)).collect();
+    added.sort_unstable();
+    stay.chain(added).eq(cur.roots())
 }
 
 fn expect_id(kind: &'static str, expected: u32, got: u32) -> Result<(), ReplicationError> {
@@ -326,6 +346,7 @@ pub fn apply_changes(scene: &mut Scene, bytes: &[u8]) -> Result<usize, Replicati
     // Nodes whose parent comes later in the list wait for it.
     let mut deferred: Vec<(NodeId, Node, Vec<u32>)> = Vec::new();
     let mut removals: Vec<NodeId> = Vec::new();
+    let mut roots: Option<Vec<NodeId>> = None;
     for c in changes {
         match c {
             Change::Background(v) => scene.background = color(v),
@@ -423,6 +444,7 @@ pub fn apply_changes(scene: &mut Scene, bytes: &[u8]) -> Result<usize, Replicati
             // After every node is placed: a child moving out of a removed subtree must have
             // moved before the subtree goes.
             Change::Remove { id } => removals.push(NodeId(id)),
+            Change::Roots(order) => roots = Some(order.into_iter().map(NodeId).collect()),
         }
     }
     while !deferred.is_empty() {
@@ -460,6 +482,9 @@ pub fn apply_changes(scene: &mut Scene, bytes: &[u8]) -> Result<usize, Replicati
             Ok(()) | Err(SceneError::UnknownNode(_)) => {}
             Err(e) => return Err(e.into()),
         }
+    }
+    if let Some(order) = roots {
+        scene.order_roots(&order);
     }
     Ok(n)
 }

@@ -361,3 +361,39 @@ fn a_replica_whose_one_vertex_or_one_texel_differs_has_another_digest() {
     assert_ne!(scene_hash(&texel), scene_hash(&master), "one texel");
     assert_ne!(scene_hash(&texel), scene_hash(&vertex));
 }
+
+#[test]
+fn the_order_of_the_roots_reaches_replicas_that_follow_and_replicas_that_join() {
+    let mut master = master_scene();
+    let mut follower = Scene::new();
+    sync(&Scene::new(), &master, &mut follower);
+    // obj12 goes under obj13 and back: it is now the last root on the master, which a
+    // joiner rebuilding from nothing (roots by id) would not have by itself.
+    let prev = master.clone();
+    let (a, b) = (master.find("obj12").unwrap(), master.find("obj13").unwrap());
+    master.set_parent(a, Some(b)).unwrap();
+    master.set_parent(a, None).unwrap();
+    master.add(Node::empty().named("late root"), None).unwrap();
+    assert_eq!(master.roots().last(), master.find("late root"));
+    let bytes = sync(&prev, &master, &mut follower);
+    let mut joiner = Scene::new();
+    sync(&Scene::new(), &master, &mut joiner);
+    for replica in [&follower, &joiner] {
+        assert_eq!(
+            replica.roots().collect::<Vec<_>>(),
+            master.roots().collect::<Vec<_>>()
+        );
+        assert_eq!(scene_hash(replica), scene_hash(&master));
+    }
+    // A frame that only moves a node sends no root order.
+    let prev = master.clone();
+    master
+        .set_transform(a, Transform::from_translation(Vec3::Z))
+        .unwrap();
+    let moved = sync(&prev, &master, &mut follower);
+    assert!(
+        moved < 60,
+        "{moved} bytes (the re-ordering frame took {bytes})"
+    );
+    assert_eq!(scene_hash(&follower), scene_hash(&master));
+}

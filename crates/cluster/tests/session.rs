@@ -734,8 +734,7 @@ fn heartbeats_keep_an_idle_cluster_alive_and_find_a_node_that_stopped_answering(
     )
     .unwrap();
     m.wait_for_nodes(Duration::from_secs(5)).unwrap();
-    // Idle until the hung node is dropped: after four unanswered heartbeats (250 ms apart),
-    // not before.
+    // Idle until the hung node is dropped.
     let t = Instant::now();
     while m.node_names() != ["alive"] {
         assert!(
@@ -744,11 +743,6 @@ fn heartbeats_keep_an_idle_cluster_alive_and_find_a_node_that_stopped_answering(
         );
         m.idle(Duration::from_millis(50)).unwrap();
     }
-    let dropped_after = t.elapsed();
-    assert!(
-        dropped_after >= Duration::from_secs(1),
-        "dropped after {dropped_after:?}"
-    );
     // Idle on, past the live node's 2 s master timeout: heartbeats keep it in.
     while t.elapsed() < Duration::from_millis(2500) {
         m.idle(Duration::from_millis(2500) - t.elapsed()).unwrap();
@@ -763,10 +757,15 @@ fn heartbeats_keep_an_idle_cluster_alive_and_find_a_node_that_stopped_answering(
     let report = m.send_frame(&info, &world.scene).unwrap();
     assert_eq!(report.dropped.len(), 1, "{report:?}");
     assert_eq!(report.dropped[0].0, "hung");
-    assert!(
-        report.dropped[0].1.contains("answered no heartbeat"),
-        "{report:?}"
-    );
+    // After four unanswered heartbeats (250 ms apart), not before: the reason says how long
+    // the first one waited.
+    let why = &report.dropped[0].1;
+    let silent: f64 = why
+        .strip_prefix("answered no heartbeat for ")
+        .and_then(|d| d.strip_suffix('s'))
+        .and_then(|d| d.parse().ok())
+        .unwrap_or_else(|| panic!("{report:?}"));
+    assert!(silent >= 1.0, "dropped after {silent} s of silence");
     let mut report = lockstep_cluster::SwapReport::default();
     m.swap(0, &world.scene, &mut report).unwrap();
     assert_eq!(report.presented, ["alive"]);

@@ -207,6 +207,7 @@ impl ClusterConfig {
         let mut v = Validator {
             loc,
             errors: Vec::new(),
+            unusable: Vec::new(),
         };
         for (at, value) in crate::raw::unusable_numbers(text) {
             v.errors.push(v.loc.at(
@@ -215,6 +216,7 @@ impl ClusterConfig {
                     "{value} is not a usable number: every number must be finite and fit in 32 bits"
                 ),
             ));
+            v.unusable.push(at);
         }
         let config = v.cluster(raw);
         v.errors.sort_by_key(|e| (e.line, e.column));
@@ -251,6 +253,8 @@ impl ClusterConfig {
 struct Validator<'a> {
     loc: Locator<'a>,
     errors: Vec<ConfigError>,
+    /// Where unusable numbers stand: a range check of one of them adds nothing.
+    unusable: Vec<usize>,
 }
 
 /// Remembers where each name was first seen, to report duplicates with both places.
@@ -264,7 +268,9 @@ impl Names {
 
 impl Validator<'_> {
     fn err<T>(&mut self, at: &S<T>, message: impl Into<String>) {
-        self.errors.push(self.loc.at(at.span().start, message));
+        if !self.unusable.contains(&at.span().start) {
+            self.errors.push(self.loc.at(at.span().start, message));
+        }
     }
 
     fn line_of<T>(&self, at: &S<T>) -> usize {

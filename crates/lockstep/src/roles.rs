@@ -35,6 +35,12 @@ pub fn load_key(config: &ClusterConfig) -> Result<ClusterKey> {
             config.path.display()
         );
     };
+    read_key_file(config, path)
+}
+
+/// The key in `path`, the file `config` names as its `key_file`; an error names the cluster
+/// file and the `key_file` line.
+pub fn read_key_file(config: &ClusterConfig, path: &std::path::Path) -> Result<ClusterKey> {
     ClusterKey::from_file(path).map_err(|e| {
         let hint = if path.exists() {
             String::new()
@@ -132,17 +138,20 @@ impl FrameLog {
 /// every view of its first window, in order (what `--views-out` writes, and what tests
 /// compare with the cluster file).
 pub fn views_digest(config: &ClusterConfig, name: &str, head: &HeadPose) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
     let views = config.views_for(name, head, Mat4::IDENTITY)?;
     let first = config.node(name)?.windows.first()?.name.clone();
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    // XXH3 over little-endian bytes: the value is the same in every build that writes or
+    // reads a `--views-out` file.
+    let mut bytes = Vec::new();
     for v in views.iter().filter(|v| v.window == first) {
-        v.rect.hash(&mut h);
+        v.rect
+            .iter()
+            .for_each(|x| bytes.extend_from_slice(&x.to_le_bytes()));
         for x in v.frustum.projection().to_cols_array() {
-            x.to_bits().hash(&mut h);
+            bytes.extend_from_slice(&x.to_bits().to_le_bytes());
         }
     }
-    Some(h.finish())
+    Some(xxhash_rust::xxh3::xxh3_64(&bytes))
 }
 
 /// Why a node's App stage ended its run early.

@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lockstep::launch::launcher::client::DaemonClient;
 use lockstep::launch::protocol::{FileEntry, Program, Request};
@@ -13,7 +13,7 @@ use lockstep_wire::ClusterKey;
 
 mod support;
 
-use support::{BIN, free_port, text};
+use support::{BIN, free_port, text, wait_until};
 
 const KEY: &str = "launch-test-key-0123456789abcdef";
 
@@ -92,15 +92,8 @@ impl Daemon {
     }
 
     fn wait_for(&self, text: &str, limit: Duration) {
-        let t = Instant::now();
-        while !self.log().contains(text) {
-            assert!(
-                t.elapsed() < limit,
-                "daemon never logged {text:?}; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let what = format!("the daemon logging {text:?} (in {})", self.log.display());
+        wait_until(&what, limit, || self.log().contains(text).then_some(()));
     }
 }
 
@@ -137,18 +130,10 @@ fn processes_in(dir: &Path) -> Vec<String> {
 }
 
 fn wait_until_gone(dir: &Path) {
-    let t = Instant::now();
-    loop {
-        let left = processes_in(dir);
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(15),
-            "still running: {left:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let what = format!("every process under {} gone", dir.display());
+    wait_until(&what, Duration::from_secs(15), || {
+        processes_in(dir).is_empty().then_some(())
+    });
 }
 
 #[test]
@@ -371,21 +356,11 @@ fn nix_is_root() -> bool {
 
 /// Reads a growing file until `text` appears in it.
 fn wait_in_file(path: &Path, text: &str, limit: Duration) -> String {
-    let t = Instant::now();
-    loop {
-        let mut s = String::new();
-        if let Ok(mut f) = std::fs::File::open(path) {
-            let _ = f.read_to_string(&mut s);
-        }
-        if s.contains(text) {
-            return s;
-        }
-        if t.elapsed() > limit {
-            let err = std::fs::read_to_string(path.with_extension("err")).unwrap_or_default();
-            panic!("{text:?} never appeared in:\n{s}\n(stderr: {err})");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let what = format!("{text:?} in {}", path.display());
+    wait_until(&what, limit, || {
+        let s = std::fs::read_to_string(path).unwrap_or_default();
+        s.contains(text).then_some(s)
+    })
 }
 
 fn hashes(path: &Path) -> Vec<String> {
@@ -562,17 +537,9 @@ fn a_cluster_on_three_namespace_hosts_runs_stops_and_reports_what_was_killed() {
         stop_log.contains(&format!("host '{}'", hosts.addr(2))),
         "{stop_log}"
     );
-    let t = Instant::now();
-    let code = loop {
-        if let Some(s) = launcher.try_wait().unwrap() {
-            break s.code();
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "the launcher did not end"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let code = wait_until("the launcher's end", Duration::from_secs(20), || {
+        launcher.try_wait().unwrap().map(|s| s.code())
+    });
     let mut err = String::new();
     launcher
         .stderr

@@ -5,10 +5,12 @@
 //! winit must own the process's main thread, so this test has its own `main` (harness = false)
 //! and runs one window per process.
 
+mod support;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lockstep::pipeline::{App, FrameContext, PipelineConfig, Target, WindowRequest};
 use lockstep::prelude::*;
@@ -42,14 +44,11 @@ fn start_xvfb() -> Xvfb {
         .spawn()
         .expect("Xvfb (scripts/setup.sh installs it)");
     let socket = format!("/tmp/.X11-unix/X{n}");
-    let start = Instant::now();
-    while !Path::new(&socket).exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "Xvfb {display} did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    support::wait_until(
+        &format!("Xvfb {display} listening"),
+        Duration::from_secs(10),
+        || Path::new(&socket).exists().then_some(()),
+    );
     Xvfb { child, display }
 }
 
@@ -252,7 +251,7 @@ fn main() {
 
     // 3. The command line, in a window, under the other threading models.
     for model in ["", "/Draw", "Cull"] {
-        let o = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        let o = Command::new(support::BIN)
             .args([
                 "run",
                 "--window",
@@ -283,7 +282,7 @@ fn main() {
 
     // 4. The demo cluster with a window per wall: every wall shows every frame, in step.
     let out_dir = std::env::temp_dir().join(format!("lockstep-window-demo-{}", std::process::id()));
-    let o = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+    let o = Command::new(support::BIN)
         .args(["demo", "--window", "--frames", "30", "--out"])
         .arg(&out_dir)
         .env("DISPLAY", &xvfb.display)

@@ -236,6 +236,27 @@ impl Scene {
         Ok(())
     }
 
+    /// Whether `other` has the same root nodes in the same order: O(1) when one is a clone
+    /// of the other whose roots did not change since (replication and the scene digest
+    /// compare frame after frame).
+    pub fn same_roots(&self, other: &Scene) -> bool {
+        self.roots.ptr_eq(&other.roots) || self.roots == other.roots
+    }
+
+    /// Reorders the root nodes to follow `order` (a replica copying the master's order, which
+    /// decides traversal and draw order); roots missing from `order` keep their relative order
+    /// after the listed ones, and ids in `order` that are not roots are ignored.
+    pub fn order_roots(&mut self, order: &[NodeId]) {
+        if self.roots.iter().eq(order.iter()) {
+            return;
+        }
+        let rank: std::collections::HashMap<NodeId, usize> =
+            order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let mut roots: Vec<NodeId> = self.roots.iter().copied().collect();
+        roots.sort_by_key(|r| rank.get(r).copied().unwrap_or(usize::MAX));
+        self.roots = roots.into_iter().collect();
+    }
+
     /// Shared handles of every mesh, in id order (for replication, which compares them).
     pub fn meshes_shared(&self) -> impl Iterator<Item = &Arc<Mesh>> {
         self.meshes.iter()

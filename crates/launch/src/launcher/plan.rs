@@ -9,7 +9,7 @@ use lockstep_display::ClusterConfig;
 
 use crate::LaunchError;
 use crate::daemon::store::digest_file;
-use crate::protocol::{FileEntry, Program, check_name};
+use crate::protocol::{FileEntry, Program};
 
 /// How the processes are started.
 #[derive(Debug, Clone, Default)]
@@ -117,9 +117,6 @@ impl Plan {
                     file.display()
                 )));
             }
-            check_name("node", &n.name).map_err(|e| {
-                LaunchError::Config(format!("{}: {e}, so it cannot be launched", file.display()))
-            })?;
             let mut args = vec![
                 "--config".to_string(),
                 cluster_file.clone(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use lockstep::cluster::{FailurePolicy, FrameInfo, Master, MasterConfig, NodeConfig};
+use lockstep::cluster::{FailurePolicy, Master, MasterConfig, NodeConfig};
 use lockstep::demo::Demo;
 use lockstep::display::{ClusterConfig, Endpoint, ThreadingModel};
 use lockstep::launch::state::{NodeState, announce};
@@ -350,6 +350,17 @@ enum Session {
 /// a single frame: a master that keeps dropping it will not take it in by trying forever.
 const FRUITLESS_REJOINS: u32 = 5;
 
+/// After a session that lost the master: the count of fruitless sessions in a row to rejoin
+/// with, or (`Err`) that count when it reached [`FRUITLESS_REJOINS`] and the node gives up.
+fn rejoin_after(fruitless: u32, presented: bool) -> Result<u32, u32> {
+    let n = if presented { 0 } else { fruitless + 1 };
+    if n >= FRUITLESS_REJOINS {
+        Err(n)
+    } else {
+        Ok(n)
+    }
+}
+
 /// What a node keeps across its sessions (it rejoins after losing the master).
 #[derive(Default)]
 struct NodeTotals {
@@ -391,12 +402,15 @@ fn run_node(args: NodeArgs, stop: std::sync::Arc<std::sync::atomic::AtomicBool>)
     let started = std::time::Instant::now();
     let mut connect_timeout = Duration::from_secs(args.connect_timeout);
     let mut fruitless = 0;
+    // Every session after the first joins a cluster this node was in.
+    let mut rejoining = false;
     loop {
         let session = run_session(
             &args,
             &config,
             key.as_ref(),
             connect_timeout,
+            rejoining,
             &stop,
             &mut totals,
         )?;
@@ -405,23 +419,27 @@ fn run_node(args: NodeArgs, stop: std::sync::Arc<std::sync::atomic::AtomicBool>)
             Session::Restart(new) => {
                 eprintln!("node '{}': restarting with the new cluster file", args.name);
                 config = *new;
+                fruitless = 0;
             }
             Session::Lost { error, presented } => {
-                fruitless = if presented { 0 } else { fruitless + 1 };
                 let error = error.context(format!("node '{}' lost the master", args.name));
                 if args.rejoin_timeout == 0 || stop.load(std::sync::atomic::Ordering::Relaxed) {
                     return Err(error);
                 }
-                if fruitless >= FRUITLESS_REJOINS {
-                    return Err(error.context(format!(
-                        "node '{}' gives up: {fruitless} sessions in a row lost the master before presenting a frame",
-                        args.name
-                    )));
-                }
+                fruitless = match rejoin_after(fruitless, presented) {
+                    Ok(n) => n,
+                    Err(n) => {
+                        return Err(error.context(format!(
+                            "node '{}' gives up: {n} sessions in a row lost the master before presenting a frame",
+                            args.name
+                        )));
+                    }
+                };
                 eprintln!("{error:#}; rejoining");
             }
         }
         connect_timeout = Duration::from_secs(args.rejoin_timeout.max(1));
+        rejoining = true;
     }
     finish_node(&args, totals, started.elapsed())
 }
@@ -486,21 +504,36 @@ fn finish_node(args: &NodeArgs, totals: NodeTotals, elapsed: Duration) -> Result
 /// frame it cannot apply, a file it cannot load, a protocol violation, or its own failure
 /// (GPU, files): those end it.
 fn lost_master(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<lockstep::cluster::ClusterError>()
-            .is_some_and(lockstep::cluster::ClusterError::is_connection_lost)
-    })
+    // The outermost cluster error decides: a failure caused by a lost connection is still
+    // that failure.
+    e.chain()
+        .find_map(|c| c.downcast_ref::<lockstep::cluster::ClusterError>())
+        .is_some_and(lockstep::cluster::ClusterError::is_connection_lost)
 }
 
 /// One session: join (or run alone), render until it ends.
+#[allow(clippy::too_many_arguments)]
 fn run_session(
     args: &NodeArgs,
     config: &ClusterConfig,
     key: Option<&ClusterKey>,
     connect_timeout: Duration,
+    rejoining: bool,
     stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
     totals: &mut NodeTotals,
 ) -> Result<Session> {
+    // A rejoin whose connection breaks during the handshake tries again, like any lost
+    // connection; a master that cannot be reached at all within the timeout ends the node.
+    let lost = |e: lockstep::cluster::ClusterError| -> Result<Session> {
+        if rejoining && e.is_connection_lost() {
+            Ok(Session::Lost {
+                error: e.into(),
+                presented: false,
+            })
+        } else {
+            Err(e.into())
+        }
+    };
     let node = config
         .node(&args.name)
         .with_context(|| format!("the cluster file no longer names node '{}'", args.name))?;
@@ -525,8 +558,13 @@ fn run_session(
         .connect_timeout(connect_timeout)
         .cluster_file(&args.config);
         if args.renderer == RendererKind::None {
-            let node =
-                lockstep::cluster::node::connect_direct(&node_config, default_plugins(config))?;
+            let node = match lockstep::cluster::node::connect_direct(
+                &node_config,
+                default_plugins(config),
+            ) {
+                Ok(n) => n,
+                Err(e) => return lost(e),
+            };
             eprintln!(
                 "node '{}' joined cluster '{}' (no renderer)",
                 args.name, config.name
@@ -535,7 +573,10 @@ fn run_session(
             return run_headless(node, args, config, hashing, stop, totals);
         }
         let (session, link) =
-            lockstep::cluster::node::connect(&node_config, default_plugins(config))?;
+            match lockstep::cluster::node::connect(&node_config, default_plugins(config)) {
+                Ok(halves) => halves,
+                Err(e) => return lost(e),
+            };
         eprintln!("node '{}' joined cluster '{}'", args.name, config.name);
         announce(NodeState::Ready);
         (FrameSource::Cluster(Box::new(session)), Some(link))
@@ -660,7 +701,10 @@ fn run_headless(
             if session_frames == 1 {
                 announce(NodeState::Running);
             }
-            if let Some(state) = state {
+            // Kept only for the files that list them (not for --report-state alone).
+            if let Some(state) =
+                state.filter(|_| args.hash_out.is_some() || args.views_out.is_some())
+            {
                 let head = node
                     .manager
                     .get::<lockstep::cluster::plugins::HeadTracking>()
@@ -864,244 +908,6 @@ fn unfold(dir: &Path, out: &Path) -> Result<()> {
     image::imageops::overlay(&mut img, &floor, w as i64, h as i64);
     img.save(out)
         .with_context(|| format!("cannot write {}", out.display()))?;
-    Ok(())
-}
-
-/// Arguments of `lockstep bench sync`.
-#[derive(Debug, Args)]
-pub struct BenchSyncArgs {
-    /// Render nodes (separate processes, no rendering).
-    #[arg(long, default_value = "3", value_parser = |s: &str| ranged(s, 1, 64))]
-    nodes: u64,
-    /// Measured frames (rounds of each kind).
-    #[arg(long, default_value = "2000", value_parser = |s: &str| ranged(s, 10, 1_000_000))]
-    frames: u64,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
-}
-
-/// `lockstep bench-peer ADDR`: one side of the bare barrier `bench sync` compares with.
-#[derive(Debug, Args)]
-pub struct BenchPeerArgs {
-    /// The bench's address.
-    addr: SocketAddr,
-}
-
-/// Answers every byte with a byte, until the bench closes the connection.
-pub fn run_bench_peer(args: BenchPeerArgs) -> Result<()> {
-    use std::io::Read;
-    let mut s = std::net::TcpStream::connect(args.addr)
-        .with_context(|| format!("cannot reach {}", args.addr))?;
-    s.set_nodelay(true)?;
-    let mut b = [0u8; 1];
-    while s.read(&mut b)? == 1 {
-        s.write_all(&b)?;
-    }
-    Ok(())
-}
-
-pub fn run_bench_sync(args: BenchSyncArgs) -> Result<()> {
-    use std::io::Read;
-    let dir = tempfile_dir()?;
-    let n = args.nodes as usize;
-    let (cfg_path, config) = small_cluster(&dir, "bench", n)?;
-    let key = ClusterKey::generate_hex()?;
-    let exe = std::env::current_exe()?;
-    let spawn = |a: &[&str]| {
-        Command::new(&exe)
-            .args(a)
-            .env("LOCKSTEP_KEY", &key)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot start a bench process")
-    };
-    let mut master = Master::start(
-        MasterConfig {
-            swap_deadline: Duration::from_secs(5),
-            policy: FailurePolicy::Stop,
-            // Every node reports its state each frame and the master checks it: the bench
-            // times lockstep carrying and verifying the real frame data.
-            verify: true,
-            ..MasterConfig::for_cluster(
-                &config,
-                ClusterKey::new(key.as_bytes().to_vec())?,
-                resolve(&config.master)?,
-            )
-        },
-        default_plugins(&config),
-    )?;
-    let bare = TcpListener::bind("127.0.0.1:0")?;
-    let bare_addr = bare.local_addr()?;
-    let cfg = cfg_path.to_string_lossy().to_string();
-    let mut children = Vec::new();
-    for node in &config.nodes {
-        children.push(spawn(&[
-            "node",
-            "--config",
-            &cfg,
-            "--name",
-            &node.name,
-            "--renderer",
-            "none",
-            "--report-state",
-        ])?);
-        children.push(spawn(&["bench-peer", &bare_addr.to_string()])?);
-    }
-    let mut peers = Vec::new();
-    for _ in 0..n {
-        let (s, _) = bare.accept()?;
-        s.set_nodelay(true)?;
-        peers.push(s);
-    }
-    master.wait_for_nodes(Duration::from_secs(30))?;
-    let mut demo = Demo::new(1.0, 1.0)?;
-    let (mut sync, mut barrier, mut update) = (Vec::new(), Vec::new(), Vec::new());
-    // The state digest of each frame (what --verify computes), timed outside the frame loop
-    // on the same scenes: incrementally as the master does, and from scratch.
-    let (mut digest, mut digest_full) = (Vec::new(), Vec::new());
-    let mut hasher = lockstep::cluster::SceneHasher::default();
-    let mut scenes = Vec::new();
-    let (mut verified, mut mismatches, mut swapped) = (0usize, 0usize, 0u64);
-    let mut tally = |r: &lockstep::cluster::SwapReport| {
-        verified += r.verified;
-        mismatches += r.mismatches.len();
-        swapped += u64::from(r.swapped.is_some());
-    };
-    // Blocks of frames, lockstep's and the bare barrier's taken in turn, so that both see
-    // the same machine; within a block each side runs alone, as it would in a cluster, and
-    // lockstep's frames are pipelined as `lockstep master` runs them.
-    let block = 100;
-    let warmup = 50;
-    let mut frame = 0u64;
-    let wanted = args.frames as usize;
-    while sync.len() < wanted || barrier.len() < wanted {
-        let mut last: Option<std::time::Instant> = None;
-        for _ in 0..block {
-            let info = FrameInfo {
-                frame,
-                time: frame as f64 / 60.0,
-                dt: 1.0 / 60.0,
-            };
-            let t = std::time::Instant::now();
-            master.begin_frame(&info, &demo.scene)?;
-            demo.animate(info.time)?;
-            let animated = t.elapsed();
-            tally(&master.send_frame(&info, &demo.scene)?);
-            scenes.push(demo.scene.clone());
-            // A frame's cost is the loop's period: the app's update, the data, the barrier
-            // of the frame before.
-            let now = std::time::Instant::now();
-            if let Some(l) = last
-                && frame >= warmup
-            {
-                sync.push(now - l);
-                update.push(animated);
-            }
-            last = Some(now);
-            frame += 1;
-        }
-        while let Some(f) = master.in_flight() {
-            let mut report = Default::default();
-            master.swap(f, &demo.scene, &mut report)?;
-            tally(&report);
-        }
-        for scene in scenes.drain(..) {
-            let t = std::time::Instant::now();
-            std::hint::black_box(hasher.hash(&scene));
-            digest.push(t.elapsed());
-            let t = std::time::Instant::now();
-            std::hint::black_box(lockstep::cluster::scene_hash(&scene));
-            digest_full.push(t.elapsed());
-        }
-        // The bare barrier: one byte out to every peer, one byte back from each.
-        for _ in 0..block {
-            let t = std::time::Instant::now();
-            for p in &mut peers {
-                p.write_all(&[1])?;
-            }
-            let mut b = [0u8; 1];
-            for p in &mut peers {
-                p.read_exact(&mut b)?;
-            }
-            if frame >= warmup {
-                barrier.push(t.elapsed());
-            }
-        }
-    }
-    sync.truncate(wanted);
-    update.truncate(wanted);
-    barrier.truncate(wanted);
-    // The first digest of a run is a whole one for both.
-    digest.remove(0);
-    digest_full.remove(0);
-    master.shutdown("benchmark over");
-    drop(peers);
-    for c in children {
-        let _ = c.wait_with_output();
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    let (s, b) = (
-        Summary::of(&sync).context("no frames")?,
-        Summary::of(&barrier).context("no rounds")?,
-    );
-    let (median_ratio, p99_ratio) = (s.median_ms / b.median_ms, s.p99_ms / b.p99_ms);
-    let (d, full) = (
-        Summary::of(&digest).context("no digests")?,
-        Summary::of(&digest_full).context("no digests")?,
-    );
-    if mismatches > 0 {
-        bail!("{mismatches} node state(s) differed from the master's");
-    }
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "benchmark": "sync",
-                "nodes": n,
-                "frames": args.frames,
-                "lockstep": s,
-                "bare_barrier": b,
-                "median_ratio": median_ratio,
-                "p99_ratio": p99_ratio,
-                "frames_swapped": swapped,
-                "states_verified": verified,
-                "mismatches": mismatches,
-                "digest": d,
-                "digest_from_scratch": full,
-            }))?
-        );
-        return Ok(());
-    }
-    println!(
-        "lockstep bench sync: {n} node processes, {} frames, the demo scene's changes each frame",
-        args.frames
-    );
-    println!("{:<28} {:>10} {:>10}", "per frame", "median ms", "p99 ms");
-    println!(
-        "{:<28} {:>10.3} {:>10.3}",
-        "lockstep (update+data+sync)", s.median_ms, s.p99_ms
-    );
-    println!(
-        "{:<28} {:>10.3} {:>10.3}",
-        "bare TCP barrier", b.median_ms, b.p99_ms
-    );
-    println!("{:<28} {:>9.2}x {:>9.2}x", "ratio", median_ratio, p99_ratio);
-    if let Some(u) = Summary::of(&update) {
-        println!(
-            "(of lockstep's time, the demo's own update took median {:.3} ms, p99 {:.3} ms; its state digest, as --verify computes it each frame, median {:.1} µs, p99 {:.1} µs — {:.1} µs from scratch)",
-            u.median_ms,
-            u.p99_ms,
-            d.median_ms * 1e3,
-            d.p99_ms * 1e3,
-            full.median_ms * 1e3
-        );
-    }
-    println!(
-        "every node's state was verified against the master's: {verified} states of {swapped} frames, 0 mismatches"
-    );
     Ok(())
 }
 
@@ -1359,4 +1165,37 @@ pub(super) fn tempfile_dir() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("lockstep-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lockstep::cluster::ClusterError;
+
+    #[test]
+    fn a_node_rejoins_until_five_sessions_in_a_row_present_nothing() {
+        let mut fruitless = 0;
+        for _ in 0..4 {
+            fruitless = rejoin_after(fruitless, false).unwrap();
+        }
+        assert_eq!(rejoin_after(fruitless, false), Err(5));
+        // A session that presented a frame starts the count again.
+        assert_eq!(rejoin_after(fruitless, true), Ok(0));
+    }
+
+    #[test]
+    fn only_a_lost_connection_is_a_lost_master_wherever_the_pipeline_wrapped_it() {
+        let closed = || ClusterError::Closed {
+            peer: "master 127.0.0.1:7400".into(),
+            detail: String::new(),
+        };
+        let e = anyhow::Error::new(closed()).context("App update of frame 12");
+        assert!(lost_master(&e));
+        let config = ClusterError::Config(lockstep::display::ConfigErrors(Vec::new()));
+        let e = anyhow::Error::new(config).context("App update of frame 12");
+        assert!(!lost_master(&e));
+        assert!(!lost_master(&anyhow::anyhow!(
+            "no Vulkan or GL adapter found"
+        )));
+    }
 }

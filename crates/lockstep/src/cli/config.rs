@@ -64,13 +64,13 @@ pub fn run(cmd: ConfigCommand) -> Result<()> {
             let c = ClusterConfig::load(&file)?;
             // Every process needs the key: a missing or unreadable one fails here, with the
             // `key_file` line, not later in each process.
-            let key = match (&c.key_file, std::env::var_os("LOCKSTEP_KEY")) {
-                (_, Some(_)) => "key: from LOCKSTEP_KEY (key_file not read)".to_string(),
-                (Some(path), None) => {
-                    lockstep::roles::load_key(&c)?;
+            let key = match &c.key_file {
+                // Read even when LOCKSTEP_KEY is set here: the other hosts read the file.
+                Some(path) => {
+                    lockstep::roles::read_key_file(&c, path)?;
                     format!("key: {} (readable)", path.display())
                 }
-                (None, None) => {
+                None => {
                     "key: no key_file; every process needs LOCKSTEP_KEY (lockstep launch gives it)"
                         .to_string()
                 }

@@ -3,6 +3,7 @@ The CLI's low layer: clap structs that hold validated values (sizes, vectors, an
 dispatch to one module per command.
 */
 mod bench;
+mod bench_sync;
 mod cluster;
 mod config;
 mod ctl;
@@ -64,7 +65,7 @@ enum Command {
     Key(cluster::KeyCommand),
     /// One peer of the bare barrier `bench sync` measures against (started by it).
     #[command(hide = true)]
-    BenchPeer(cluster::BenchPeerArgs),
+    BenchPeer(bench_sync::BenchPeerArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,7 +75,7 @@ enum BenchCommand {
     /// The App/Cull/Draw pipeline under every threading model: fps, speed-up, latency.
     Pipeline(bench::BenchPipelineArgs),
     /// lockstep's per-frame sync (scene data + swap barrier) against a bare TCP barrier.
-    Sync(cluster::BenchSyncArgs),
+    Sync(bench_sync::BenchSyncArgs),
     /// Frame rate of a local CAVE cluster against the same nodes each rendering alone.
     Cluster(cluster::BenchClusterArgs),
 }
@@ -86,9 +87,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => run::run(args),
         Command::Bench(BenchCommand::Render(args)) => bench::run_render(args),
         Command::Bench(BenchCommand::Pipeline(args)) => bench::run_pipeline(args),
-        Command::Bench(BenchCommand::Sync(args)) => cluster::run_bench_sync(args),
+        Command::Bench(BenchCommand::Sync(args)) => bench_sync::run(args),
         Command::Bench(BenchCommand::Cluster(args)) => cluster::run_bench_cluster(args),
-        Command::BenchPeer(args) => cluster::run_bench_peer(args),
+        Command::BenchPeer(args) => bench_sync::run_peer(args),
         Command::Config(cmd) => config::run(cmd),
         Command::Demo(args) => cluster::run_demo(args),
         Command::Master(args) => cluster::run_master_cmd(args),

@@ -137,10 +137,16 @@ impl Proc {
             .map(|stream| {
                 let log = log.clone();
                 std::thread::spawn(move || {
+                    // Bytes, not UTF-8 lines: a stray byte must not stop the draining (the
+                    // process would block on a full pipe).
                     let mut lines = BufReader::new(stream);
-                    let mut line = String::new();
-                    while lines.read_line(&mut line).is_ok_and(|n| n > 0) {
-                        log.0.lock().unwrap().text.push_str(&line);
+                    let mut line = Vec::new();
+                    while lines.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                        log.0
+                            .lock()
+                            .unwrap()
+                            .text
+                            .push_str(&String::from_utf8_lossy(&line));
                         log.1.notify_all();
                         line.clear();
                     }
@@ -171,20 +177,23 @@ impl Proc {
     pub fn wait_for(&self, needle: &str, limit: Duration) {
         let deadline = Instant::now() + limit;
         let mut log = self.log.0.lock().unwrap();
-        while !log.text.contains(needle) {
-            assert!(
-                log.closed < 2,
-                "the process ended before writing {needle:?}:\n{}",
-                log.text
-            );
+        let failure = loop {
+            if log.text.contains(needle) {
+                return;
+            }
+            if log.closed == 2 {
+                break format!("the process ended before writing {needle:?}");
+            }
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "{needle:?} not written within {limit:?}:\n{}",
-                log.text
-            );
+            if left.is_zero() {
+                break format!("{needle:?} not written within {limit:?}");
+            }
             log = self.log.1.wait_timeout(log, left).unwrap().0;
-        }
+        };
+        // Not while holding the lock: the readers would find it poisoned.
+        let text = log.text.clone();
+        drop(log);
+        panic!("{failure}:\n{text}");
     }
 
     /// Waits (up to `limit`) for the process to end; its exit status and all its output.
