@@ -61,12 +61,13 @@ fn a_late_joiner_presents_first_a_frame_whose_state_equals_everyone_elses() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = cave(dir.path());
     let h = |who: &str| dir.path().join(format!("{who}.hashes"));
+    // A pace a GPU node on lavapipe keeps even on a loaded machine.
     let master = Proc::start(&[
         "master",
         "--config",
         p(&cfg),
         "--fps",
-        "30",
+        "15",
         "--wait-for",
         "left,front,floor",
         "--hash-out",
@@ -89,9 +90,11 @@ fn a_late_joiner_presents_first_a_frame_whose_state_equals_everyone_elses() {
         "--hash-out",
         p(&h("right")),
     ]);
-    // It presented a frame; 30 more, and the master stops (Ctrl-C).
-    joiner.wait_for("lockstep-state: running", LIMIT);
-    let first = wait_until("the joiner in step", LIMIT, || {
+    // It presented a frame; 30 more, and the master stops (Ctrl-C). On a loaded machine it
+    // may not draw at the cluster's pace at first: then it is dropped at the load deadline
+    // and tries again, and that is right too.
+    joiner.wait_for("lockstep-state: running", 2 * LIMIT);
+    let first = wait_until("the joiner in step", 2 * LIMIT, || {
         let s = status(&cfg);
         let r = node_state(&s, "right");
         (r["state"] == "in step").then(|| r["frame"].as_u64().unwrap())
@@ -107,9 +110,17 @@ fn a_late_joiner_presents_first_a_frame_whose_state_equals_everyone_elses() {
     let (status, mtext) = master.finish();
     assert!(status.success(), "{mtext}");
     assert!(
-        mtext.contains("0 node(s) dropped, 1 joined late"),
+        mtext.contains("joined late") && !mtext.contains(" 0 joined late"),
         "{mtext}"
     );
+    // Nobody waited for the joiner: the others were never dropped, and the joiner only
+    // for not catching up.
+    for drop in mtext.lines().filter(|l| l.contains(" dropped at frame ")) {
+        assert!(
+            drop.starts_with("node 'right' dropped") && drop.contains("did not catch up"),
+            "{mtext}"
+        );
+    }
     let (status, jtext) = joiner.finish();
     assert!(status.success(), "{jtext}");
     let master_frames = frames(&h("master"));
@@ -404,7 +415,7 @@ fn a_node_that_cannot_load_the_new_cluster_file_ends_once_with_the_reason() {
     std::fs::create_dir(&elsewhere).unwrap();
     let their_cfg = elsewhere.join("cave.toml");
     std::fs::copy(&cfg, &their_cfg).unwrap();
-    let master = Proc::start(&["master", "--config", p(&cfg), "--fps", "30"]);
+    let master = Proc::start(&["master", "--config", p(&cfg), "--fps", "10"]);
     let mut nodes: Vec<(&str, Proc)> = ["front", "floor"]
         .into_iter()
         .map(|n| (n, headless(&cfg, n, &[])))
