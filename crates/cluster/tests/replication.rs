@@ -375,6 +375,8 @@ fn the_order_of_the_roots_reaches_replicas_that_follow_and_replicas_that_join() 
     master.set_parent(a, None).unwrap();
     master.add(Node::empty().named("late root"), None).unwrap();
     assert_eq!(master.roots().last(), master.find("late root"));
+    // obj12 and obj13 (each touched), the new node, and the root order.
+    assert_eq!(write_changes(&prev, &master, &mut Vec::new()).unwrap(), 4);
     let bytes = sync(&prev, &master, &mut follower);
     let mut joiner = Scene::new();
     sync(&Scene::new(), &master, &mut joiner);
@@ -385,15 +387,23 @@ fn the_order_of_the_roots_reaches_replicas_that_follow_and_replicas_that_join() 
         );
         assert_eq!(scene_hash(replica), scene_hash(&master));
     }
-    // A frame that only moves a node sends no root order.
+    assert!(bytes > 0);
+    // A frame that only moves a node, or adds a root the replica appends by itself as the
+    // master does, sends no root order: one change each.
+    let changes = |prev: &Scene, cur: &Scene| write_changes(prev, cur, &mut Vec::new()).unwrap();
     let prev = master.clone();
     master
         .set_transform(a, Transform::from_translation(Vec3::Z))
         .unwrap();
-    let moved = sync(&prev, &master, &mut follower);
-    assert!(
-        moved < 60,
-        "{moved} bytes (the re-ordering frame took {bytes})"
+    assert_eq!(changes(&prev, &master), 1);
+    sync(&prev, &master, &mut follower);
+    let prev = master.clone();
+    master.add(Node::empty().named("newest"), None).unwrap();
+    assert_eq!(changes(&prev, &master), 1);
+    sync(&prev, &master, &mut follower);
+    assert_eq!(
+        follower.roots().collect::<Vec<_>>(),
+        master.roots().collect::<Vec<_>>()
     );
     assert_eq!(scene_hash(&follower), scene_hash(&master));
 }

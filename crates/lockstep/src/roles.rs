@@ -424,7 +424,10 @@ pub fn run_master(
         update(scene, &info)?;
         let mut swap = master.send_frame(&info, scene)?;
         if record_hashes {
-            report.hashes.push(hasher.hash(scene));
+            let digest = master
+                .digest_of(frame)
+                .unwrap_or_else(|| hasher.hash(scene));
+            report.hashes.push(digest);
         }
         if let Some(period) = frame_period {
             master.swap(frame, scene, &mut swap)?;

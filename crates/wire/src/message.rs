@@ -3,8 +3,10 @@ use serde::{Deserialize, Serialize};
 /// The first bytes of every `Hello`.
 pub const MAGIC: [u8; 4] = *b"LKST";
 
-/// Bumped whenever a message changes shape; peers of different versions refuse each other.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// Bumped whenever a message changes shape or meaning; peers of different versions refuse
+/// each other. 4: the state in `NodeStats` is the XXH3 scene digest, and scene change lists
+/// may carry the root order.
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The points of a frame where plugins' blocks are applied on a node; each hook's blocks are
 /// closed by an `EndBlock` naming it.

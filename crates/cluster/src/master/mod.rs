@@ -355,6 +355,12 @@ impl Master {
             .collect()
     }
 
+    /// With `verify`: the master's scene digest of frame `frame`, if it is one of the last few
+    /// sent (so a caller that also records digests need not hash the scene a second time).
+    pub fn digest_of(&self, frame: u64) -> Option<u64> {
+        self.hashes.iter().find(|h| h.0 == frame).map(|h| h.1)
+    }
+
     /// The cluster file in force (after any reconfiguration).
     pub fn cluster_file(&self) -> Option<&ClusterConfig> {
         self.config.cluster_file.as_ref()

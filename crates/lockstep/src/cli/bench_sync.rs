@@ -157,22 +157,80 @@ impl Cluster {
     }
 }
 
+/// The bench's processes, each logging to a file of its own (a pipe nobody reads while the
+/// bench runs would fill and stall it). Killed if the bench ends early, so none is left.
+struct Processes(Vec<(String, std::path::PathBuf, Child)>);
+
+impl Processes {
+    /// Waits for every process; each must have exited 0.
+    fn finish(mut self) -> Result<()> {
+        for (who, log, mut child) in self.0.drain(..) {
+            let status = child.wait()?;
+            if !status.success() {
+                bail!("{who} exited with {status} (its log: {})", log.display());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for (_, _, child) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Accepts `n` connections on `listener` within `limit`.
+fn accept_all(listener: &TcpListener, n: usize, limit: Duration) -> Result<Vec<TcpStream>> {
+    listener.set_nonblocking(true)?;
+    let start = Instant::now();
+    let mut peers = Vec::new();
+    while peers.len() < n {
+        match listener.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false)?;
+                s.set_nodelay(true)?;
+                peers.push(s);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if start.elapsed() > limit {
+                    bail!(
+                        "only {} of {n} bench peers connected within {limit:?}",
+                        peers.len()
+                    );
+                }
+                // Setting up, not measuring: a short poll is fine here.
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(peers)
+}
+
+/// Runs the benchmark and prints its table (or JSON).
 pub fn run(args: BenchSyncArgs) -> Result<()> {
     let dir = tempfile_dir()?;
     let n = args.nodes as usize;
     let key = ClusterKey::generate_hex()?;
     let exe = std::env::current_exe()?;
-    let mut children: Vec<Child> = Vec::new();
-    let mut spawn = |a: &[&str]| -> Result<()> {
+    let mut children = Processes(Vec::new());
+    let mut spawn = |who: String, a: &[&str]| -> Result<()> {
+        let log = dir.join(format!("{who}.log"));
+        let file = std::fs::File::create(&log)
+            .with_context(|| format!("cannot create {}", log.display()))?;
         let child = Command::new(&exe)
             .args(a)
             .env("LOCKSTEP_KEY", &key)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(file)
             .spawn()
-            .context("cannot start a bench process")?;
-        children.push(child);
+            .with_context(|| format!("cannot start {who}"))?;
+        children.0.push((who, log, child));
         Ok(())
     };
     let (mut plain, plain_cfg) = Cluster::start(&dir, "bench", n, &key, false)?;
@@ -181,7 +239,7 @@ pub fn run(args: BenchSyncArgs) -> Result<()> {
     let bare_addr = bare.local_addr()?.to_string();
     for i in 0..n {
         let name = format!("n{i}");
-        spawn(&[
+        let plain_args = [
             "node",
             "--config",
             &plain_cfg,
@@ -189,8 +247,9 @@ pub fn run(args: BenchSyncArgs) -> Result<()> {
             &name,
             "--renderer",
             "none",
-        ])?;
-        spawn(&[
+        ];
+        spawn(format!("node {name}"), &plain_args)?;
+        let verified_args = [
             "node",
             "--config",
             &verified_cfg,
@@ -199,15 +258,11 @@ pub fn run(args: BenchSyncArgs) -> Result<()> {
             "--renderer",
             "none",
             "--report-state",
-        ])?;
-        spawn(&["bench-peer", &bare_addr])?;
+        ];
+        spawn(format!("verified node {name}"), &verified_args)?;
+        spawn(format!("peer {i}"), &["bench-peer", &bare_addr])?;
     }
-    let mut peers = Vec::new();
-    for _ in 0..n {
-        let (s, _) = bare.accept()?;
-        s.set_nodelay(true)?;
-        peers.push(s);
-    }
+    let mut peers = accept_all(&bare, n, Duration::from_secs(30))?;
     plain.master.wait_for_nodes(Duration::from_secs(30))?;
     verified.master.wait_for_nodes(Duration::from_secs(30))?;
     let mut barrier = Vec::new();
@@ -236,14 +291,20 @@ pub fn run(args: BenchSyncArgs) -> Result<()> {
     plain.master.shutdown("benchmark over");
     verified.master.shutdown("benchmark over");
     drop(peers);
-    for c in children {
-        let _ = c.wait_with_output();
-    }
+    children.finish()?;
     let _ = std::fs::remove_dir_all(&dir);
     if verified.mismatches > 0 {
         bail!(
             "{} node state(s) differed from the master's",
             verified.mismatches
+        );
+    }
+    // Every node reported its state at every barrier: otherwise "verified" would be hollow.
+    if verified.verified as u64 != n as u64 * verified.swapped {
+        bail!(
+            "{} node states verified over {} frames of {n} nodes: some nodes reported no state",
+            verified.verified,
+            verified.swapped
         );
     }
     plain.periods.truncate(wanted);

@@ -33,10 +33,14 @@ pub fn cave(dir: &Path) -> PathBuf {
     let out = lockstep(&["config", "example", "cave"]);
     assert!(out.status.success(), "{}", text(&out));
     let mut text = String::from_utf8(out.stdout).unwrap();
-    for port in 7400..=7404 {
+    // Held until all five are chosen, so that they differ.
+    let held: Vec<TcpListener> = (0..5)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    for (port, l) in (7400..=7404).zip(&held) {
         text = text.replace(
             &format!("port = {port}\n"),
-            &format!("port = {}\n", free_port()),
+            &format!("port = {}\n", l.local_addr().unwrap().port()),
         );
     }
     let path = dir.join("cave.toml");
