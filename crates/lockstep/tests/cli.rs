@@ -552,11 +552,8 @@ fn a_node_without_a_key_or_with_a_wrong_name_fails_clearly() {
         "name = \"c\"\nkey_file = \"missing.key\"\n[master]\nhost = \"127.0.0.1\"\nport = 9\n",
     )
     .unwrap();
-    let o = Command::new(support::BIN)
-        .args(["node", "--config", cfg.to_str().unwrap(), "--name", "x"])
-        .env_remove("LOCKSTEP_KEY")
-        .output()
-        .unwrap();
+    let o =
+        support::lockstep_without_key(&["node", "--config", cfg.to_str().unwrap(), "--name", "x"]);
     assert_eq!(o.status.code(), Some(2));
     // Named with the cluster file and the line of its key_file.
     assert!(

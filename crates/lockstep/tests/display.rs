@@ -4,10 +4,9 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use lockstep::scene::glam::{Quat, Vec3};
-use support::lockstep;
+use support::{lockstep, lockstep_without_key};
 
 fn ok(args: &[&str]) -> String {
     let o = lockstep(args);
@@ -318,11 +317,7 @@ fn config_check_prints_the_table_and_refuses_bad_files_with_their_line() {
     .unwrap();
     // Its key_file does not exist yet: refused, pointing at the key_file line, not later in
     // every process.
-    let o = Command::new(support::BIN)
-        .args(["config", "check", cave.to_str().unwrap()])
-        .env_remove("LOCKSTEP_KEY")
-        .output()
-        .unwrap();
+    let o = lockstep_without_key(&["config", "check", cave.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
     let key = dir.path().join("cave.key");
     assert_eq!(o.status.code(), Some(2), "{err}");
@@ -336,11 +331,7 @@ fn config_check_prints_the_table_and_refuses_bad_files_with_their_line() {
         "{err}"
     );
     ok(&["key", "new", key.to_str().unwrap()]);
-    let o = Command::new(support::BIN)
-        .args(["config", "check", cave.to_str().unwrap()])
-        .env_remove("LOCKSTEP_KEY")
-        .output()
-        .unwrap();
+    let o = lockstep_without_key(&["config", "check", cave.to_str().unwrap()]);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(
@@ -349,11 +340,7 @@ fn config_check_prints_the_table_and_refuses_bad_files_with_their_line() {
     );
     // A key too short to be one is refused the same way.
     std::fs::write(&key, "short").unwrap();
-    let o = Command::new(support::BIN)
-        .args(["config", "check", cave.to_str().unwrap()])
-        .env_remove("LOCKSTEP_KEY")
-        .output()
-        .unwrap();
+    let o = lockstep_without_key(&["config", "check", cave.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains(":10:12: cluster key: "), "{err}");

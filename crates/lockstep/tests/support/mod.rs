@@ -58,6 +58,15 @@ pub fn lockstep(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().expect("run lockstep")
 }
 
+/// Runs `lockstep ARGS` to the end with no `LOCKSTEP_KEY`, so that only key files count.
+pub fn lockstep_without_key(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("LOCKSTEP_KEY")
+        .output()
+        .expect("run lockstep")
+}
+
 /// Runs `lockstep ARGS` to the end with the test key.
 pub fn run(args: &[&str]) -> Output {
     Command::new(BIN)
