@@ -273,6 +273,11 @@ impl Validator<'_> {
         }
     }
 
+    /// The cluster file's folder, which relative paths in it start from.
+    fn folder(&self) -> &Path {
+        self.loc.path.parent().unwrap_or(Path::new(""))
+    }
+
     fn line_of<T>(&self, at: &S<T>) -> usize {
         self.loc.at(at.span().start, "").line
     }
@@ -555,10 +560,10 @@ impl Validator<'_> {
         ClusterConfig {
             path: self.loc.path.to_path_buf(),
             name: raw.name.get_ref().clone(),
-            key_file: raw.key_file.as_ref().map(|k| {
-                let base = self.loc.path.parent().unwrap_or(Path::new(""));
-                base.join(k.get_ref())
-            }),
+            key_file: raw
+                .key_file
+                .as_ref()
+                .map(|k| self.folder().join(k.get_ref())),
             key_file_at,
             master,
             stereo,
@@ -599,12 +604,7 @@ impl Validator<'_> {
             }
             // Every process of the cluster reads the file as its host has it: a host without
             // it cannot run this cluster file (nor switch to it at run time).
-            let full = self
-                .loc
-                .path
-                .parent()
-                .unwrap_or(Path::new(""))
-                .join(f.get_ref());
+            let full = self.folder().join(f.get_ref());
             match std::fs::metadata(&full) {
                 Ok(m) if m.is_file() => {}
                 Ok(_) => self.err(

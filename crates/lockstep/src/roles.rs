@@ -261,11 +261,12 @@ impl App for NodeApp {
         if let Ok(mut l) = self.last_frame.lock() {
             *l = Some(info);
         }
+        // The views digest only for the files that list presented frames (`--report-state`
+        // alone sends just the scene digest).
+        let keep = self.log.lock().is_ok_and(|l| l.keep);
         let hashes = self.record_hashes.then(|| {
-            (
-                self.hasher.hash(ctx.scene),
-                views_digest(&self.config, &self.name, &head).unwrap_or(0),
-            )
+            let views = keep.then(|| views_digest(&self.config, &self.name, &head));
+            (self.hasher.hash(ctx.scene), views.flatten().unwrap_or(0))
         });
         if let Ok(mut log) = self.log.lock() {
             log.applied(ctx.frame, info.frame, hashes);

@@ -22,7 +22,7 @@ use lockstep::roles::default_plugins;
 use lockstep::stats::Summary;
 use lockstep_wire::ClusterKey;
 
-use super::cluster::{resolve, small_cluster, tempfile_dir};
+use super::cluster::{master_config, small_cluster, tempfile_dir};
 use super::ranged;
 
 /// Arguments of `lockstep bench sync`.
@@ -92,11 +92,7 @@ impl Cluster {
                 swap_deadline: Duration::from_secs(5),
                 policy: FailurePolicy::Stop,
                 verify,
-                ..MasterConfig::for_cluster(
-                    &config,
-                    ClusterKey::new(key.as_bytes().to_vec())?,
-                    resolve(&config.master)?,
-                )
+                ..master_config(&config, key)?
             },
             default_plugins(&config),
         )?;

@@ -23,6 +23,16 @@ use lockstep_wire::ClusterKey;
 
 use super::{GpuArgs, ctrl_c, ranged};
 
+/// The master of `config` with the key given as text (a benchmark's or soak's fresh key),
+/// listening where the file says, with the library's defaults otherwise.
+pub(super) fn master_config(config: &ClusterConfig, key: &str) -> Result<MasterConfig> {
+    Ok(MasterConfig::for_cluster(
+        config,
+        ClusterKey::new(key.as_bytes().to_vec())?,
+        resolve(&config.master)?,
+    ))
+}
+
 pub(super) fn resolve(e: &Endpoint) -> Result<SocketAddr> {
     (e.host.as_str(), e.port)
         .to_socket_addrs()

@@ -21,7 +21,7 @@ use lockstep_wire::ClusterKey;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::cluster::{resolve, small_cluster, tempfile_dir};
+use super::cluster::{master_config, small_cluster, tempfile_dir};
 use super::{ctrl_c, ranged};
 
 /// Arguments of `lockstep soak`.
@@ -186,11 +186,7 @@ fn soak(args: &SoakArgs, dir: &Path) -> Result<()> {
             load_deadline: Duration::from_secs(10),
             heartbeat: Duration::from_millis(100),
             verify: true,
-            ..MasterConfig::for_cluster(
-                &config,
-                ClusterKey::new(key.as_bytes().to_vec())?,
-                resolve(&config.master)?,
-            )
+            ..master_config(&config, &key)?
         },
         default_plugins(&config),
     )?;
