@@ -122,6 +122,10 @@ pub(crate) struct Assembler {
     /// The last two complete frames (a `SwapNow` names one of them: the master may be a frame
     /// ahead of its barrier).
     recent: [Option<FrameInfo>; 2],
+    /// The last frame begun and the last swapped: each number must be greater than the one
+    /// before, or a stream could make a node apply or present a frame twice.
+    last_begun: Option<u64>,
+    last_swapped: Option<u64>,
     /// Blocks received since the last complete frame was taken.
     pub blocks: FrameBlocks,
 }
@@ -137,6 +141,17 @@ impl Assembler {
                         hook.name()
                     ));
                 }
+                if let Some(last) = self.last_begun.filter(|l| frame <= *l) {
+                    return Err(format!(
+                        "the master began frame {frame} after frame {last}: frame numbers must increase"
+                    ));
+                }
+                if !(time.is_finite() && dt.is_finite()) {
+                    return Err(format!(
+                        "the master's clock at frame {frame} is not a number (time {time}, dt {dt})"
+                    ));
+                }
+                self.last_begun = Some(frame);
                 self.info = Some(FrameInfo { frame, time, dt });
                 self.section = self.info;
                 self.open = Some((frame, Hook::FrameStart));
@@ -195,6 +210,12 @@ impl Assembler {
                         hook.name()
                     ));
                 }
+                if let Some(last) = self.last_swapped.filter(|l| frame <= *l) {
+                    return Err(format!(
+                        "the master swapped frame {frame} after frame {last}: frame numbers must increase"
+                    ));
+                }
+                self.last_swapped = Some(frame);
                 self.open = Some((frame, Hook::PostFrame));
                 // A frame this node has not kept (a reader running ahead, or a frame from
                 // before it joined whose post-frame blocks were written after its first
@@ -306,6 +327,40 @@ mod tests {
             (
                 vec![Message::Welcome { max_frame: 1 }],
                 "unexpected Welcome message",
+            ),
+            (
+                vec![
+                    begin(5),
+                    end(5, Hook::FrameStart),
+                    end(5, Hook::PreDraw),
+                    begin(4),
+                ],
+                "began frame 4 after frame 5: frame numbers must increase",
+            ),
+            (
+                vec![
+                    begin(5),
+                    end(5, Hook::FrameStart),
+                    end(5, Hook::PreDraw),
+                    begin(5),
+                ],
+                "began frame 5 after frame 5",
+            ),
+            (
+                vec![
+                    Message::SwapNow { frame: 2 },
+                    end(2, Hook::PostFrame),
+                    Message::SwapNow { frame: 2 },
+                ],
+                "swapped frame 2 after frame 2",
+            ),
+            (
+                vec![Message::FrameBegin {
+                    frame: 0,
+                    time: f64::NAN,
+                    dt: 0.0,
+                }],
+                "clock at frame 0 is not a number",
             ),
         ];
         for (messages, wanted) in cases {

@@ -1,11 +1,15 @@
 /*!
 A blocking connection: a TCP stream (with `TCP_NODELAY`) pumped through the sans-IO decoder.
+Once authenticated, everything it sends is sealed and everything it receives is checked
+(see `lockstep_wire::session`).
 */
-use std::io::Write;
+use std::io::{IoSlice, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use lockstep_wire::{Decoder, FillError, Message, encode_into};
+use lockstep_wire::{
+    ByDeadline, Decoder, FillError, Message, RECORD_HEADER, Sealer, SessionKeys, encode_into,
+};
 
 use crate::ClusterError;
 
@@ -14,6 +18,8 @@ pub(crate) struct Link {
     pub peer: String,
     decoder: Decoder,
     out: Vec<u8>,
+    /// Seals what it sends, once authenticated (a reading half has none).
+    sealer: Option<Sealer>,
 }
 
 impl Link {
@@ -26,7 +32,27 @@ impl Link {
             peer,
             decoder: Decoder::new(max_frame),
             out: Vec::new(),
+            sealer: None,
         })
+    }
+
+    /// From now on every message this link sends is sealed, and every one it receives must
+    /// be.
+    pub fn authenticate(&mut self, keys: Box<SessionKeys>) {
+        self.decoder.authenticate(keys.opener);
+        self.sealer = Some(keys.sealer);
+    }
+
+    /// A second handle on the socket that does the sending (it takes the sealer); this one
+    /// keeps receiving.
+    pub fn split_writer(&mut self) -> Result<Link, ClusterError> {
+        let stream = self
+            .stream
+            .try_clone()
+            .map_err(|e| io(&self.peer, "cannot clone the socket", e))?;
+        let mut writer = Link::new(stream, self.peer.clone(), 0)?;
+        writer.sealer = self.sealer.take();
+        Ok(writer)
     }
 
     pub fn set_max_frame(&mut self, n: usize) {
@@ -40,12 +66,46 @@ impl Link {
             .map_err(|e| io(&self.peer, "cannot set a timeout", e))
     }
 
+    /// Sends one message (sealed, once authenticated).
     pub fn send(&mut self, msg: &Message<'_>) -> Result<(), ClusterError> {
         self.out.clear();
+        if self.sealer.is_some() {
+            self.out.resize(RECORD_HEADER, 0);
+        }
         encode_into(msg, &mut self.out).map_err(|e| wire(&self.peer, e))?;
+        if let Some(sealer) = self.sealer.as_mut() {
+            sealer
+                .seal_in_place(&mut self.out)
+                .map_err(|e| wire(&self.peer, e))?;
+        }
         self.stream
             .write_all(&self.out)
             .map_err(|e| io(&self.peer, "cannot send", e))
+    }
+
+    /// Sends encoded frames `a` then `b` as one sealed record, without copying them: how
+    /// the master sends the bytes of a frame, encoded once, to every node.
+    pub fn send_encoded(&mut self, a: &[u8], b: &[u8]) -> std::io::Result<()> {
+        if a.is_empty() && b.is_empty() {
+            return Ok(());
+        }
+        let Some(sealer) = self.sealer.as_mut() else {
+            return Err(std::io::Error::other("the link is not authenticated"));
+        };
+        let header = sealer.seal(&[a, b]).map_err(std::io::Error::other)?;
+        write_all_vectored(&mut self.stream, [&header[..], a, b])
+    }
+
+    /// Waits for the next message until `deadline` (one deadline for a whole exchange,
+    /// whatever the peer's pace).
+    pub fn recv_by(&mut self, deadline: Instant) -> Result<Message<'_>, ClusterError> {
+        let mut reader = ByDeadline {
+            stream: &self.stream,
+            deadline,
+        };
+        let filled = self.decoder.fill_from(&mut reader);
+        filled.map_err(|e| self.fill_error(e))?;
+        self.next_buffered()
     }
 
     /// Waits for the next message (up to the read timeout).
@@ -99,6 +159,26 @@ impl Link {
             Err(e) => Err(wire(peer, e)),
         }
     }
+}
+
+/// Writes every part with as few system calls as the kernel allows (one, normally).
+fn write_all_vectored<const N: usize>(
+    stream: &mut TcpStream,
+    parts: [&[u8]; N],
+) -> std::io::Result<()> {
+    let mut slices = parts.map(IoSlice::new);
+    let mut slices: &mut [IoSlice<'_>] = &mut slices;
+    // Drop empty parts first: with nothing left to write, a write of 0 bytes is no error.
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        match stream.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn io(peer: &str, what: &'static str, source: std::io::Error) -> ClusterError {

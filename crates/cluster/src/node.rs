@@ -15,17 +15,17 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lockstep_display::ClusterConfig;
 use lockstep_scene::Scene;
 use lockstep_wire::handshake::ClientStep;
 use lockstep_wire::{
-    ClientHandshake, ClusterKey, HANDSHAKE_MAX_FRAME, Message, NodeStats, random_nonce,
+    ClientHandshake, ClusterKey, HANDSHAKE_MAX_FRAME, Message, NodeStats, WireError, random_nonce,
 };
 
 use crate::frame::{Assembler, FrameBlocks, Step};
-use crate::link::{Link, io, wire};
+use crate::link::{Link, wire};
 use crate::{ClusterError, ClusterManager, FrameInfo};
 
 /// How a node joins.
@@ -133,14 +133,33 @@ pub struct SwapLink {
     master_timeout: Duration,
 }
 
-/// Connects and authenticates; the link's frame limit is the one the master announced.
+/// Connects and authenticates within the connect timeout (a master too busy with other
+/// handshakes is asked again); the link's frame limit is the one the master announced.
 pub(crate) fn dial(config: &NodeConfig) -> Result<Link, ClusterError> {
+    let deadline = Instant::now() + config.connect_timeout;
+    loop {
+        match dial_once(config, deadline) {
+            Err(ClusterError::Wire {
+                source: WireError::Busy(why),
+                ..
+            }) if Instant::now() + BUSY_RETRY < deadline => {
+                tracing::debug!("master {}: {why}; asking again", config.master);
+                std::thread::sleep(BUSY_RETRY);
+            }
+            done => return done,
+        }
+    }
+}
+
+/// How long a node waits before asking a busy master again.
+const BUSY_RETRY: Duration = Duration::from_millis(100);
+
+fn dial_once(config: &NodeConfig, deadline: Instant) -> Result<Link, ClusterError> {
     let peer = format!("master {}", config.master);
-    let start = std::time::Instant::now();
     let stream = loop {
         match TcpStream::connect_timeout(&config.master, Duration::from_millis(500)) {
             Ok(s) => break s,
-            Err(e) if start.elapsed() < config.connect_timeout => {
+            Err(e) if Instant::now() < deadline => {
                 tracing::debug!("{peer}: {e}; retrying");
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -159,9 +178,12 @@ pub(crate) fn dial(config: &NodeConfig) -> Result<Link, ClusterError> {
     let mut hs = ClientHandshake::new(config.key.clone(), &config.cluster, &config.name, nonce);
     link.send(&hs.hello())?;
     let max_frame = loop {
-        let msg = link.recv()?;
+        let msg = link.recv_by(deadline)?;
         match hs.handle(&msg) {
-            Ok(ClientStep::Send(reply)) => link.send(&reply)?,
+            Ok(ClientStep::Prove { proof, keys }) => {
+                link.send(&proof)?;
+                link.authenticate(keys);
+            }
             Ok(ClientStep::Established { max_frame }) => break max_frame,
             Err(e) => {
                 let reason = e.to_string();
@@ -181,17 +203,9 @@ pub fn connect(
     config: &NodeConfig,
     manager: ClusterManager,
 ) -> Result<(NodeSession, SwapLink), ClusterError> {
-    let link = dial(config)?;
+    let mut link = dial(config)?;
     let peer = link.peer.clone();
-    let writer_stream = link
-        .stream
-        .try_clone()
-        .map_err(|e| io(&peer, "cannot clone the socket", e))?;
-    let writer = Arc::new(Mutex::new(Link::new(
-        writer_stream,
-        peer.clone(),
-        HANDSHAKE_MAX_FRAME,
-    )?));
+    let writer = Arc::new(Mutex::new(link.split_writer()?));
     let (app_tx, frames) = mpsc::channel::<ToApp>();
     let (draw_tx, swaps) = mpsc::channel::<ToDraw>();
     let (recycle, recycled) = mpsc::channel::<FrameBlocks>();

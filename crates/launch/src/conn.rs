@@ -1,16 +1,18 @@
 /*!
 A blocking, authenticated connection between a launcher and a daemon: the cluster protocol's
 handshake (mutual HMAC over fresh nonces with the cluster key), then [`Request`]s and
-[`Reply`]s in the same framing.
+[`Reply`]s in the same framing, every one of them in a sealed record (per-connection keys, as
+on the cluster's links), so a relay that passed the handshake through cannot speak for
+either side.
 */
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lockstep_wire::handshake::{ClientStep, ServerStep};
 use lockstep_wire::{
-    ClientHandshake, ClusterKey, Decoder, FillError, HANDSHAKE_MAX_FRAME, Message, ServerHandshake,
-    WireError, encode_frame_into, random_nonce,
+    ByDeadline, ClientHandshake, ClusterKey, Decoder, FillError, HANDSHAKE_MAX_FRAME, Message,
+    RECORD_HEADER, Sealer, ServerHandshake, WireError, encode_frame_into, random_nonce,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -25,6 +27,8 @@ pub struct Conn {
     pub peer: String,
     decoder: Decoder,
     out: Vec<u8>,
+    /// Seals what it sends, once authenticated (the receiving half of a split has none).
+    sealer: Option<Sealer>,
 }
 
 impl Conn {
@@ -37,6 +41,7 @@ impl Conn {
             peer,
             decoder: Decoder::new(HANDSHAKE_MAX_FRAME),
             out: Vec::new(),
+            sealer: None,
         })
     }
 
@@ -48,14 +53,15 @@ impl Conn {
             .map_err(|e| LaunchError::io(&self.peer, "cannot set a timeout", e))
     }
 
-    /// A second handle on the socket, for a writer on another thread.
-    pub fn try_clone(&self) -> Result<Conn, LaunchError> {
+    /// A second handle on the socket that does the sending, for a writer on another thread
+    /// (it takes the sealer); this one keeps receiving.
+    pub fn split_writer(&mut self) -> Result<Conn, LaunchError> {
         let stream = self
             .stream
             .try_clone()
             .map_err(|e| LaunchError::io(&self.peer, "cannot clone the socket", e))?;
         let mut c = Conn::new(stream, self.peer.clone())?;
-        c.decoder.set_max_frame(MAX_FRAME);
+        c.sealer = self.sealer.take();
         Ok(c)
     }
 
@@ -67,7 +73,15 @@ impl Conn {
     /// Sends one message.
     pub fn send<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<(), LaunchError> {
         self.out.clear();
+        if self.sealer.is_some() {
+            self.out.resize(RECORD_HEADER, 0);
+        }
         encode_frame_into(msg, &mut self.out).map_err(|e| LaunchError::wire(&self.peer, e))?;
+        if let Some(sealer) = self.sealer.as_mut() {
+            sealer
+                .seal_in_place(&mut self.out)
+                .map_err(|e| LaunchError::wire(&self.peer, e))?;
+        }
         self.stream
             .write_all(&self.out)
             .map_err(|e| LaunchError::io(&self.peer, "cannot send", e))
@@ -75,7 +89,8 @@ impl Conn {
 
     /// Waits for the next message (up to the read timeout).
     pub fn recv<T: DeserializeOwned>(&mut self) -> Result<T, LaunchError> {
-        self.fill()?;
+        let mut stream = &self.stream;
+        fill(&mut self.decoder, &mut stream, &self.peer)?;
         let peer = &self.peer;
         self.decoder
             .next_as::<T>()
@@ -83,8 +98,13 @@ impl Conn {
             .ok_or_else(|| LaunchError::Closed(peer.clone()))
     }
 
-    fn recv_handshake(&mut self) -> Result<Message<'_>, LaunchError> {
-        self.fill()?;
+    /// A handshake message, by the handshake's deadline.
+    fn recv_handshake(&mut self, deadline: Instant) -> Result<Message<'_>, LaunchError> {
+        let mut reader = ByDeadline {
+            stream: &self.stream,
+            deadline,
+        };
+        fill(&mut self.decoder, &mut reader, &self.peer)?;
         let peer = &self.peer;
         self.decoder
             .next_message()
@@ -92,23 +112,31 @@ impl Conn {
             .ok_or_else(|| LaunchError::Closed(peer.clone()))
     }
 
-    /// Reads until a whole frame is buffered.
-    fn fill(&mut self) -> Result<(), LaunchError> {
-        self.decoder
-            .fill_from(&mut self.stream)
-            .map_err(|e| match e {
-                FillError::Closed(None) => LaunchError::Closed(self.peer.clone()),
-                FillError::Closed(Some(e)) | FillError::Wire(e) => LaunchError::wire(&self.peer, e),
-                FillError::TimedOut => LaunchError::Timeout(self.peer.clone()),
-                FillError::Io(e) => LaunchError::io(&self.peer, "cannot receive", e),
-            })
-    }
-
     /// Sends `Refused` with the error's text (best effort) and returns the error.
     fn refuse(&mut self, e: WireError) -> LaunchError {
         let reason = e.to_string();
         let _ = self.send(&Message::Refused { reason: &reason });
         LaunchError::wire(&self.peer, e)
+    }
+}
+
+/// Reads until a whole frame is buffered.
+fn fill(decoder: &mut Decoder, r: &mut impl Read, peer: &str) -> Result<(), LaunchError> {
+    decoder.fill_from(r).map_err(|e| match e {
+        FillError::Closed(None) => LaunchError::Closed(peer.to_string()),
+        FillError::Closed(Some(e)) | FillError::Wire(e) => LaunchError::wire(peer, e),
+        FillError::TimedOut => LaunchError::Timeout(peer.to_string()),
+        FillError::Io(e) => LaunchError::io(peer, "cannot receive", e),
+    })
+}
+
+/// Tells a peer there is no room for its handshake, without waiting on it: one write that
+/// must not block.
+pub fn refuse_busy(mut stream: TcpStream, why: &str) {
+    if let Ok(bytes) = lockstep_wire::encode(&Message::Busy { reason: why })
+        && stream.set_nonblocking(true).is_ok()
+    {
+        let _ = stream.write(&bytes);
     }
 }
 
@@ -123,15 +151,20 @@ pub fn dial(
     let peer = format!("daemon {addr}");
     let stream = TcpStream::connect_timeout(&addr, timeout)
         .map_err(|e| LaunchError::io(&peer, "cannot connect", e))?;
+    let deadline = Instant::now() + timeout;
     let mut conn = Conn::new(stream, peer)?;
     conn.set_timeout(Some(timeout))?;
     let nonce = random_nonce().map_err(|e| LaunchError::wire(&conn.peer, e))?;
     let mut hs = ClientHandshake::new(key.clone(), cluster, who, nonce);
     conn.send(&hs.hello())?;
     loop {
-        let msg = conn.recv_handshake()?;
+        let msg = conn.recv_handshake(deadline)?;
         match hs.handle(&msg) {
-            Ok(ClientStep::Send(reply)) => conn.send(&reply)?,
+            Ok(ClientStep::Prove { proof, keys }) => {
+                conn.send(&proof)?;
+                conn.decoder.authenticate(keys.opener);
+                conn.sealer = Some(keys.sealer);
+            }
             Ok(ClientStep::Established { .. }) => break,
             Err(e) => return Err(conn.refuse(e)),
         }
@@ -140,7 +173,7 @@ pub fn dial(
     Ok(conn)
 }
 
-/// Answers a launcher's handshake on an accepted socket; returns the connection and the name
+/// Answers a launcher's handshake on an accepted socket, all of it within `timeout`; returns the connection and the name
 /// the launcher gave.
 pub fn accept(
     stream: TcpStream,
@@ -151,17 +184,25 @@ pub fn accept(
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "launcher".to_string(), |a| format!("launcher {a}"));
+    let deadline = Instant::now() + timeout;
     let mut conn = Conn::new(stream, peer)?;
     conn.set_timeout(Some(timeout))?;
     let nonce = random_nonce().map_err(|e| LaunchError::wire(&conn.peer, e))?;
     let mut hs = ServerHandshake::new(key.clone(), cluster, nonce, MAX_FRAME as u32);
     loop {
-        let msg = conn.recv_handshake()?;
+        let msg = conn.recv_handshake(deadline)?;
         let step = hs.handle(&msg);
         match step {
             Ok(ServerStep::Challenge(challenge)) => conn.send(&challenge)?,
-            Ok(ServerStep::Accept { node, max_frame }) => {
+            Ok(ServerStep::Accept {
+                node,
+                max_frame,
+                keys,
+            }) => {
+                conn.decoder.authenticate(keys.opener);
+                conn.sealer = Some(keys.sealer);
                 conn.send(&Message::Welcome { max_frame })?;
+                let node = lockstep_wire::printable(&node);
                 conn.peer = format!("{} ({node})", conn.peer);
                 conn.decoder.set_max_frame(MAX_FRAME);
                 return Ok((conn, node));

@@ -57,6 +57,16 @@ pub enum LaunchError {
 }
 
 impl LaunchError {
+    /// What a refused handshake is counted as in the daemon's log.
+    pub fn refusal_kind(&self) -> &'static str {
+        match self {
+            LaunchError::Wire { source, .. } => source.kind(),
+            LaunchError::Timeout(_) => "handshake not finished in time",
+            LaunchError::Closed(_) | LaunchError::Io { .. } => "closed during the handshake",
+            _ => "other",
+        }
+    }
+
     pub(crate) fn io(peer: &str, what: &'static str, source: std::io::Error) -> Self {
         LaunchError::Io {
             peer: peer.to_string(),

@@ -27,6 +27,15 @@ pub enum SceneError {
         /// The requested new parent.
         parent: NodeId,
     },
+    /// A node id at or past [`crate::Scene::MAX_NODES`]: refused before any slot is made for
+    /// it, so an id from a peer cannot make a scene allocate without bound.
+    #[error("node id {id} exceeds the limit of {limit} nodes per scene")]
+    TooManyNodes {
+        /// The id asked for.
+        id: u32,
+        /// The limit.
+        limit: usize,
+    },
     /// A texture's pixel buffer does not hold `width * height * 4` bytes.
     #[error("texture '{name}' is {width}x{height} but has {len} bytes (expected {expected})")]
     TextureSize {

@@ -40,6 +40,11 @@ impl Default for Scene {
 }
 
 impl Scene {
+    /// Most node slots a scene holds (live nodes and removed ones' empty slots): four
+    /// million, far above any scene this renderer draws at frame rate, and small enough
+    /// (32 MiB of slots) that a replica given the largest id stays within memory.
+    pub const MAX_NODES: usize = 1 << 22;
+
     /// An empty scene with a dark grey background and dim ambient light.
     pub fn new() -> Self {
         Scene {
@@ -130,6 +135,12 @@ impl Scene {
     ///
     /// The node's own `parent` and `children` fields are ignored: structure is set here.
     pub fn add(&mut self, mut node: Node, parent: Option<NodeId>) -> Result<NodeId, SceneError> {
+        if self.nodes.len() >= Self::MAX_NODES {
+            return Err(SceneError::TooManyNodes {
+                id: self.nodes.len() as u32,
+                limit: Self::MAX_NODES,
+            });
+        }
         if let Some(p) = parent {
             self.node(p)?;
         }
@@ -164,6 +175,12 @@ impl Scene {
     /// must use the same one. Slots up to `id` are created empty as needed; the parent, if
     /// any, must exist. Replacing a node keeps its children (they are replicated separately).
     pub fn put(&mut self, id: NodeId, mut node: Node) -> Result<(), SceneError> {
+        if id.0 as usize >= Self::MAX_NODES {
+            return Err(SceneError::TooManyNodes {
+                id: id.0,
+                limit: Self::MAX_NODES,
+            });
+        }
         if let Some(p) = node.parent {
             if p == id {
                 return Err(SceneError::Cycle {
@@ -577,6 +594,24 @@ mod tests {
             (b.min, b.max),
             (Vec3::new(3.5, -0.5, -0.5), Vec3::new(4.5, 0.5, 0.5))
         );
+    }
+
+    #[test]
+    fn an_id_past_the_limit_is_refused_before_any_slot_is_made() {
+        let mut s = Scene::new();
+        let err = s.put(NodeId(u32::MAX - 1), Node::empty()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "node id 4294967294 exceeds the limit of 4194304 nodes per scene"
+        );
+        assert_eq!(s.slot_count(), 0);
+        s.put(NodeId(Scene::MAX_NODES as u32 - 1), Node::empty())
+            .unwrap();
+        assert_eq!(s.slot_count(), Scene::MAX_NODES);
+        assert!(matches!(
+            s.add(Node::empty(), None),
+            Err(SceneError::TooManyNodes { .. })
+        ));
     }
 
     #[test]

@@ -7,6 +7,7 @@ decode to exactly one message, and reports a connection that ends mid-frame.
 */
 use std::io::Read;
 
+use crate::session::{Opener, RECORD_HEADER};
 use crate::{Message, WireError};
 
 const HEADER: usize = 4;
@@ -43,6 +44,30 @@ pub fn encode(msg: &Message<'_>) -> Result<Vec<u8>, WireError> {
     Ok(out)
 }
 
+/// A socket read under one deadline for a whole exchange (the handshake) rather than a
+/// timeout per read: a peer sending one byte a second cannot stretch the exchange.
+#[derive(Debug)]
+pub struct ByDeadline<'a> {
+    /// The socket.
+    pub stream: &'a std::net::TcpStream,
+    /// When the exchange must be over.
+    pub deadline: std::time::Instant,
+}
+
+impl Read for ByDeadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self
+            .deadline
+            .saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        let mut s = self.stream;
+        s.read(buf)
+    }
+}
+
 /// Why [`Decoder::fill_from`] returned without a whole frame.
 #[derive(Debug)]
 pub enum FillError {
@@ -57,11 +82,19 @@ pub enum FillError {
 }
 
 /// Turns a byte stream into messages.
+///
+/// Before [`Decoder::authenticate`] the stream is bare frames (the handshake); after it,
+/// sealed records of whole frames (see [`crate::session`]): a record is checked as a whole
+/// before any frame in it is decoded.
 #[derive(Debug)]
 pub struct Decoder {
     buf: Vec<u8>,
     /// Start of the first unconsumed byte in `buf`.
     start: usize,
+    /// With records: where the payload of the record being decoded ends (`start` when no
+    /// record is open).
+    record_end: usize,
+    opener: Option<Opener>,
     max_frame: usize,
 }
 
@@ -71,13 +104,21 @@ impl Decoder {
         Decoder {
             buf: Vec::new(),
             start: 0,
+            record_end: 0,
+            opener: None,
             max_frame,
         }
     }
 
-    /// Changes the limit (raised after the handshake).
+    /// Changes the limit (raised after the handshake). With records it bounds a record.
     pub fn set_max_frame(&mut self, max_frame: usize) {
         self.max_frame = max_frame;
+    }
+
+    /// From the next byte on, the stream is sealed records checked by `opener`.
+    pub fn authenticate(&mut self, opener: Opener) {
+        self.opener = Some(opener);
+        self.record_end = self.start;
     }
 
     /// Bytes received but not yet returned as messages.
@@ -89,6 +130,7 @@ impl Decoder {
     fn compact(&mut self) {
         if self.start > 0 {
             self.buf.drain(..self.start);
+            self.record_end = self.record_end.saturating_sub(self.start);
             self.start = 0;
         }
     }
@@ -104,10 +146,12 @@ impl Decoder {
     pub fn read_from(&mut self, r: &mut impl Read) -> std::io::Result<usize> {
         self.compact();
         let have = self.buf.len();
-        // Read at most what the current frame still needs (or a header), so that an
-        // oversized announcement is refused before its bytes are buffered.
-        let want = match self.announced_len() {
-            Some(len) if len <= self.max_frame => (HEADER + len).saturating_sub(have).max(1),
+        // Read at most what the current frame or record still needs (or a header), so that
+        // an oversized announcement is refused before its bytes are buffered.
+        let want = match self.next_unit() {
+            Some((header, len)) if len <= self.max_frame => {
+                (header + len).saturating_sub(have).max(1)
+            }
             _ => 64 * 1024,
         }
         .min(1 << 20);
@@ -145,21 +189,68 @@ impl Decoder {
         Ok(())
     }
 
-    fn announced_len(&self) -> Option<usize> {
+    /// Whether a record is open: its frames are checked and buffered.
+    fn in_record(&self) -> bool {
+        self.opener.is_some() && self.start < self.record_end
+    }
+
+    /// The next unit to wait for, once its length is known: its header size and announced
+    /// payload length (a frame's, or with records a record's).
+    fn next_unit(&self) -> Option<(usize, usize)> {
         let b = &self.buf[self.start..];
-        (b.len() >= HEADER).then(|| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        let header = if self.opener.is_some() {
+            RECORD_HEADER
+        } else {
+            HEADER
+        };
+        (b.len() >= 4).then(|| {
+            (
+                header,
+                u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize,
+            )
+        })
     }
 
     /// Whether a whole frame is buffered (an error if the next one is over the limit).
     pub fn has_frame(&self) -> Result<bool, WireError> {
-        match self.announced_len() {
+        if self.in_record() {
+            return Ok(true);
+        }
+        match self.next_unit() {
             None => Ok(false),
-            Some(len) if len > self.max_frame => Err(WireError::Oversized {
+            Some((_, len)) if len > self.max_frame => Err(WireError::Oversized {
                 len,
                 limit: self.max_frame,
             }),
-            Some(len) => Ok(self.buffered() >= HEADER + len),
+            Some((header, len)) => Ok(self.buffered() >= header + len),
         }
+    }
+
+    /// With records and none open: checks the next whole record and opens it. `Ok(false)`
+    /// if it has not fully arrived.
+    fn open_record(&mut self) -> Result<bool, WireError> {
+        let Some((header, len)) = self.next_unit() else {
+            return Ok(false);
+        };
+        if len > self.max_frame {
+            return Err(WireError::Oversized {
+                len,
+                limit: self.max_frame,
+            });
+        }
+        if self.buffered() < header + len {
+            return Ok(false);
+        }
+        if len == 0 {
+            return Err(WireError::Malformed("an empty record".into()));
+        }
+        let (from, to) = (self.start + header, self.start + header + len);
+        if let Some(opener) = self.opener.as_mut() {
+            opener.open(&self.buf[self.start..from], &self.buf[from..to])?;
+        }
+        self.start = from;
+        self.record_end = to;
+        Ok(true)
     }
 
     /// The next complete message, `Ok(None)` if more bytes are needed, or the reason the
@@ -171,7 +262,17 @@ impl Decoder {
     /// The next complete frame decoded as a `T` (see [`encode_frame_into`]), `Ok(None)` if
     /// more bytes are needed.
     pub fn next_as<'a, T: serde::Deserialize<'a>>(&'a mut self) -> Result<Option<T>, WireError> {
-        let Some(len) = self.announced_len() else {
+        let sealed = self.opener.is_some();
+        if sealed && !self.in_record() && !self.open_record()? {
+            return Ok(None);
+        }
+        let b = &self.buf[self.start..];
+        let Some(len) =
+            (b.len() >= HEADER).then(|| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        else {
+            if sealed {
+                return Err(crosses());
+            }
             return Ok(None);
         };
         if len > self.max_frame {
@@ -179,6 +280,9 @@ impl Decoder {
                 len,
                 limit: self.max_frame,
             });
+        }
+        if sealed && HEADER + len > self.record_end - self.start {
+            return Err(crosses());
         }
         if self.buffered() < HEADER + len {
             return Ok(None);
@@ -204,6 +308,11 @@ impl Decoder {
             n => Err(WireError::Truncated { buffered: n }),
         }
     }
+}
+
+/// A record's payload must be whole frames.
+fn crosses() -> WireError {
+    WireError::Malformed("a message crosses the end of its record".into())
 }
 
 #[cfg(test)]
@@ -422,5 +531,105 @@ mod tests {
             assert!(d.next_message().unwrap().is_some());
         }
         assert!(d.buf.capacity() < 4 * frame.len());
+    }
+
+    fn session() -> (crate::Sealer, crate::Opener) {
+        let key = crate::ClusterKey::new(vec![3; 32]).unwrap();
+        let keys = crate::session::derive(
+            &key,
+            &[1; 32],
+            &[2; 32],
+            "c",
+            "n",
+            crate::session::Side::Client,
+        );
+        let peer = crate::session::derive(
+            &key,
+            &[1; 32],
+            &[2; 32],
+            "c",
+            "n",
+            crate::session::Side::Server,
+        );
+        (keys.sealer, peer.opener)
+    }
+
+    /// Every sample, in records of two messages each (the last alone).
+    fn sealed_stream(sealer: &mut crate::Sealer) -> Vec<u8> {
+        let mut stream = Vec::new();
+        for pair in samples().chunks(2) {
+            let mut payload = Vec::new();
+            for m in pair {
+                encode_into(m, &mut payload).unwrap();
+            }
+            stream.extend_from_slice(&sealer.seal(&[&payload]).unwrap());
+            stream.extend_from_slice(&payload);
+        }
+        stream
+    }
+
+    #[test]
+    fn sealed_records_decode_split_anywhere() {
+        for chunk in [1, 3, 7, 64, 4096] {
+            let (mut sealer, opener) = session();
+            let stream = sealed_stream(&mut sealer);
+            let mut d = Decoder::new(1 << 20);
+            d.authenticate(opener);
+            let mut got = Vec::new();
+            for piece in stream.chunks(chunk) {
+                d.push(piece);
+                while let Some(m) = d.next_message().unwrap() {
+                    got.push(format!("{m:?}"));
+                }
+            }
+            let want: Vec<String> = samples().iter().map(|m| format!("{m:?}")).collect();
+            assert_eq!(got, want, "chunks of {chunk}");
+            d.finish().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_record_with_one_flipped_bit_yields_no_message_from_it() {
+        let (mut sealer, opener) = session();
+        let mut stream = sealed_stream(&mut sealer);
+        // A bit of the second record's payload (the first record is Hello and Challenge).
+        let first = RECORD_HEADER + u32::from_le_bytes(stream[..4].try_into().unwrap()) as usize;
+        stream[first + RECORD_HEADER + 2] ^= 0x04;
+        let mut d = Decoder::new(1 << 20);
+        d.authenticate(opener);
+        d.push(&stream);
+        assert!(matches!(d.next_message(), Ok(Some(Message::Hello { .. }))));
+        assert!(matches!(
+            d.next_message(),
+            Ok(Some(Message::Challenge { .. }))
+        ));
+        assert_eq!(d.next_message(), Err(WireError::Unauthentic { record: 1 }));
+    }
+
+    #[test]
+    fn a_frame_must_end_inside_its_record_and_a_record_must_hold_one() {
+        let (mut sealer, opener) = session();
+        let frame = encode(&Message::SwapNow { frame: 3 }).unwrap();
+        // The record holds the frame but one byte.
+        let part = &frame[..frame.len() - 1];
+        let mut stream = sealer.seal(&[part]).unwrap().to_vec();
+        stream.extend_from_slice(part);
+        let mut d = Decoder::new(1 << 20);
+        d.authenticate(opener);
+        d.push(&stream);
+        assert_eq!(
+            d.next_message(),
+            Err(WireError::Malformed(
+                "a message crosses the end of its record".into()
+            ))
+        );
+        let (mut sealer, opener) = session();
+        let mut d = Decoder::new(1 << 20);
+        d.authenticate(opener);
+        d.push(&sealer.seal(&[]).unwrap());
+        assert_eq!(
+            d.next_message(),
+            Err(WireError::Malformed("an empty record".into()))
+        );
     }
 }

@@ -31,12 +31,11 @@ pub enum WireError {
         /// Theirs.
         theirs: u16,
     },
-    /// The peer belongs to another cluster.
-    #[error("cluster '{theirs}' does not match this cluster '{ours}'")]
+    /// The peer belongs to another cluster. The text names only the peer's cluster: it goes
+    /// back to a peer that has not authenticated yet.
+    #[error("cluster '{theirs}' is not the cluster served here")]
     ClusterMismatch {
-        /// Ours.
-        ours: String,
-        /// Theirs.
+        /// Theirs, made printable.
         theirs: String,
     },
     /// The peer could not prove it knows the cluster key.
@@ -45,6 +44,9 @@ pub enum WireError {
     /// The peer refused us, with its reason.
     #[error("refused by peer: {0}")]
     Refused(String),
+    /// The peer has no room for a handshake now; trying again later may succeed.
+    #[error("busy: {0}")]
+    Busy(String),
     /// A message arrived where the protocol does not allow it.
     #[error("unexpected {got} message while {expected}")]
     Unexpected {
@@ -53,7 +55,79 @@ pub enum WireError {
         /// The message's kind.
         got: &'static str,
     },
+    /// A record after the handshake is not the one the peer sealed next: forged, altered,
+    /// replayed, reordered, or one left out before it.
+    #[error("record {record} failed authentication (forged, altered, replayed or out of order)")]
+    Unauthentic {
+        /// The number of the record expected (counted from 0 after the handshake).
+        record: u64,
+    },
+    /// A value in a message is over its limit (checked before allocating for it).
+    #[error("{what} {value} exceeds the limit of {limit}")]
+    OverLimit {
+        /// What was counted.
+        what: &'static str,
+        /// The value received.
+        value: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// The cluster key is unusable.
     #[error("cluster key: {0}")]
     Key(String),
+}
+
+impl WireError {
+    /// A short name of the error's kind, for counting refusals.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WireError::Oversized { .. } | WireError::OverLimit { .. } => "over a limit",
+            WireError::Truncated { .. } => "cut off",
+            WireError::Malformed(_) | WireError::Unexpected { .. } => "malformed",
+            WireError::BadMagic(_) => "not a lockstep peer",
+            WireError::VersionMismatch { .. } => "another protocol version",
+            WireError::ClusterMismatch { .. } => "another cluster",
+            WireError::AuthFailed(_) => "wrong cluster key",
+            WireError::Refused(_) => "refused by the peer",
+            WireError::Busy(_) => "busy",
+            WireError::Unauthentic { .. } => "forged record",
+            WireError::Key(_) => "key",
+        }
+    }
+}
+
+/// Longest peer-supplied text kept in an error or a log line.
+const PRINTABLE_MAX: usize = 200;
+
+/// A peer-supplied string made safe to log and show: control characters (newlines, NUL,
+/// escape sequences) escaped and the length capped, so no peer can forge or garble a log
+/// line.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(PRINTABLE_MAX));
+    for (i, c) in s.chars().enumerate() {
+        if i == PRINTABLE_MAX {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn printable_escapes_control_characters_and_caps_the_length() {
+        assert_eq!(
+            super::printable("cave\nINFO forged\0\u{1b}[31m"),
+            "cave\\nINFO forged\\u{0}\\u{1b}[31m"
+        );
+        let long = "x".repeat(1000);
+        assert_eq!(super::printable(&long).chars().count(), 201);
+        assert_eq!(super::printable("wall-1 ünï"), "wall-1 ünï");
+    }
 }

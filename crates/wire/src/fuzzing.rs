@@ -3,6 +3,7 @@ The entry point shared by the fuzz target (`crates/wire/fuzz`) and the corpus te
 the bytes, decoding them and feeding the messages to both handshake sides must end in values
 or errors, never a panic, a hang or an allocation beyond the limits.
 */
+use crate::handshake::ServerStep;
 use crate::{ClientHandshake, ClusterKey, Decoder, HANDSHAKE_MAX_FRAME, ServerHandshake};
 
 /// Feeds `data` to a decoder (in pieces whose sizes come from the data itself) and every
@@ -20,8 +21,14 @@ pub fn decode_stream(data: &[u8]) -> usize {
             match decoder.next_message() {
                 Ok(Some(msg)) => {
                     decoded += 1;
-                    let _ = server.handle(&msg);
+                    let accepted = match server.handle(&msg) {
+                        Ok(ServerStep::Accept { keys, .. }) => Some(keys.opener),
+                        _ => None,
+                    };
                     let _ = client.handle(&msg);
+                    if let Some(opener) = accepted {
+                        decoder.authenticate(opener);
+                    }
                 }
                 Ok(None) => break,
                 Err(_) => return decoded,

@@ -10,16 +10,22 @@ verifies proof_s                        proof_s = HMAC(key, "lockstep server" �
 Proof { proof_c }                 ──►   verifies proof_c
 proof_c = HMAC(key, "lockstep client" ‖ nonce_s ‖ nonce_c ‖ cluster ‖ node)
                                   ◄──   Welcome { max_frame }   or   Refused { reason }
+                                        (sealed: the first record of the session)
 ```
 
 Both sides prove the key, so a node never follows a fake master either. Fresh nonces on both
 sides make every proof single-use: a recorded session cannot be replayed. Comparisons of MACs
 are constant-time (`Mac::verify_slice`).
+
+Proving the key once is not enough: a relay that passed the handshake through could then
+speak for either side. So both sides derive session keys from the key and both nonces
+([`crate::session`]), and everything from `Welcome` on travels in sealed records.
 */
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::{ClusterKey, MAGIC, Message, PROTOCOL_VERSION, WireError};
+use crate::session::{SessionKeys, Side, derive};
+use crate::{ClusterKey, MAGIC, Message, PROTOCOL_VERSION, WireError, printable};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -65,10 +71,16 @@ enum ClientState {
 }
 
 /// What the client does after a message.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub enum ClientStep<'a> {
-    /// Send this and wait for the next message.
-    Send(Message<'a>),
+    /// Send this proof (bare, as the handshake so far), then read and write only sealed
+    /// records with these keys: the next message is the sealed `Welcome`.
+    Prove {
+        /// The `Proof` message.
+        proof: Message<'a>,
+        /// The session's keys (boxed: they are large, and made once per connection).
+        keys: Box<SessionKeys>,
+    },
     /// Authenticated; frames up to this many bytes may follow.
     Established {
         /// The session's frame limit.
@@ -102,7 +114,10 @@ impl ClientHandshake {
     /// Feeds the server's next message.
     pub fn handle(&mut self, msg: &Message<'_>) -> Result<ClientStep<'static>, WireError> {
         match (self.state, msg) {
-            (_, Message::Refused { reason }) => Err(WireError::Refused(reason.to_string())),
+            (_, Message::Refused { reason }) => Err(WireError::Refused(printable(reason))),
+            (ClientState::AwaitChallenge, Message::Busy { reason }) => {
+                Err(WireError::Busy(printable(reason)))
+            }
             (ClientState::AwaitChallenge, Message::Challenge { nonce, proof }) => {
                 mac(
                     &self.key,
@@ -123,7 +138,18 @@ impl ClientHandshake {
                     &self.cluster,
                     &self.node,
                 ));
-                Ok(ClientStep::Send(Message::Proof { proof }))
+                let keys = derive(
+                    &self.key,
+                    &self.nonce,
+                    nonce,
+                    &self.cluster,
+                    &self.node,
+                    Side::Client,
+                );
+                Ok(ClientStep::Prove {
+                    proof: Message::Proof { proof },
+                    keys: Box::new(keys),
+                })
             }
             (ClientState::AwaitWelcome, Message::Welcome { max_frame }) => {
                 self.state = ClientState::Done;
@@ -163,16 +189,19 @@ enum ServerState {
 }
 
 /// What the server does after a message.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub enum ServerStep {
     /// Send this challenge and wait for the proof.
     Challenge(Message<'static>),
-    /// Send `Welcome { max_frame }`: the peer is node `node`.
+    /// From now on read and write only sealed records with `keys`, and send `Welcome {
+    /// max_frame }` (or `Refused`) as the first: the peer is node `node`.
     Accept {
         /// The authenticated peer's node name.
         node: String,
         /// The frame limit to announce.
         max_frame: u32,
+        /// The session's keys (boxed: they are large, and made once per connection).
+        keys: Box<SessionKeys>,
     },
 }
 
@@ -198,7 +227,7 @@ impl ServerHandshake {
     /// Feeds the client's next message. On an error, send `Refused` with its text and close.
     pub fn handle(&mut self, msg: &Message<'_>) -> Result<ServerStep, WireError> {
         match (self.state, msg) {
-            (_, Message::Refused { reason }) => Err(WireError::Refused(reason.to_string())),
+            (_, Message::Refused { reason }) => Err(WireError::Refused(printable(reason))),
             (
                 ServerState::AwaitHello,
                 Message::Hello {
@@ -220,8 +249,7 @@ impl ServerHandshake {
                 }
                 if *cluster != self.cluster {
                     return Err(WireError::ClusterMismatch {
-                        ours: self.cluster.clone(),
-                        theirs: cluster.to_string(),
+                        theirs: printable(cluster),
                     });
                 }
                 self.client_nonce = *nonce;
@@ -253,9 +281,18 @@ impl ServerHandshake {
                 .verify_slice(proof)
                 .map_err(|_| WireError::AuthFailed("wrong cluster key"))?;
                 self.state = ServerState::Done;
+                let keys = derive(
+                    &self.key,
+                    &self.client_nonce,
+                    &self.nonce,
+                    &self.cluster,
+                    &node,
+                    Side::Server,
+                );
                 Ok(ServerStep::Accept {
                     node,
                     max_frame: self.max_frame,
+                    keys: Box::new(keys),
                 })
             }
             (state, other) => Err(WireError::Unexpected {
@@ -278,7 +315,16 @@ mod tests {
         ClusterKey::new(vec![b; 32]).unwrap()
     }
 
-    /// Runs a whole handshake, passing messages through the codec as a network would.
+    /// A message sealed as one record.
+    fn sealed(sealer: &mut crate::Sealer, m: &Message<'_>) -> Vec<u8> {
+        let frame = crate::encode(m).unwrap();
+        let mut out = sealer.seal(&[&frame]).unwrap().to_vec();
+        out.extend_from_slice(&frame);
+        out
+    }
+
+    /// Runs a whole handshake, passing messages through the codec as a network would, then
+    /// one sealed message each way.
     fn pair(
         client_key: ClusterKey,
         server_key: ClusterKey,
@@ -288,18 +334,19 @@ mod tests {
         let mut c = ClientHandshake::new(client_key, cluster_c, "front", [1; 32]);
         let mut s = ServerHandshake::new(server_key, cluster_s, [2; 32], 4096);
         let wire = |m: &Message<'_>| crate::encode(m).unwrap();
-        let mut d = crate::Decoder::new(crate::HANDSHAKE_MAX_FRAME);
-        d.push(&wire(&c.hello()));
-        let hello = d.next_message().unwrap().unwrap();
+        let mut up = crate::Decoder::new(crate::HANDSHAKE_MAX_FRAME);
+        let mut down = crate::Decoder::new(crate::HANDSHAKE_MAX_FRAME);
+        up.push(&wire(&c.hello()));
+        let hello = up.next_message().unwrap().unwrap();
         let challenge = match s.handle(&hello) {
             Ok(ServerStep::Challenge(m)) => m,
             Ok(other) => panic!("{other:?}"),
             Err(e) => return (Err(WireError::Refused(e.to_string())), Err(e)),
         };
-        d.push(&wire(&challenge));
-        let challenge = d.next_message().unwrap().unwrap();
-        let proof = match c.handle(&challenge) {
-            Ok(ClientStep::Send(m)) => m,
+        down.push(&wire(&challenge));
+        let challenge = down.next_message().unwrap().unwrap();
+        let (proof, mut client_keys) = match c.handle(&challenge) {
+            Ok(ClientStep::Prove { proof, keys }) => (proof, keys),
             Ok(other) => panic!("{other:?}"),
             Err(e) => {
                 // The client closes with its reason; the server learns it from Refused.
@@ -310,15 +357,26 @@ mod tests {
                 return (Err(e), server);
             }
         };
-        d.push(&wire(&proof));
-        let proof = d.next_message().unwrap().unwrap();
+        up.push(&wire(&proof));
+        let proof = up.next_message().unwrap().unwrap();
         match s.handle(&proof) {
-            Ok(ServerStep::Accept { node, max_frame }) => {
-                let welcome = Message::Welcome { max_frame };
-                match c.handle(&welcome) {
-                    Ok(ClientStep::Established { max_frame }) => (Ok(max_frame), Ok(node)),
+            Ok(ServerStep::Accept {
+                node,
+                max_frame,
+                mut keys,
+            }) => {
+                down.authenticate(client_keys.opener);
+                down.push(&sealed(&mut keys.sealer, &Message::Welcome { max_frame }));
+                let welcome = down.next_message().unwrap().unwrap();
+                let established = match c.handle(&welcome) {
+                    Ok(ClientStep::Established { max_frame }) => max_frame,
                     other => panic!("{other:?}"),
-                }
+                };
+                up.authenticate(keys.opener);
+                let beat = Message::Heartbeat { seq: 1 };
+                up.push(&sealed(&mut client_keys.sealer, &beat));
+                assert_eq!(up.next_message().unwrap(), Some(beat));
+                (Ok(established), Ok(node))
             }
             Ok(other) => panic!("{other:?}"),
             Err(e) => {
@@ -373,8 +431,8 @@ mod tests {
             "front",
         ));
         assert_eq!(
-            s.handle(&Message::Proof { proof: forged }),
-            Err(WireError::AuthFailed("wrong cluster key"))
+            s.handle(&Message::Proof { proof: forged }).unwrap_err(),
+            WireError::AuthFailed("wrong cluster key")
         );
     }
 
@@ -383,7 +441,7 @@ mod tests {
         let (_, s) = pair(key(9), key(9), "wall", "cave");
         assert_eq!(
             s.unwrap_err().to_string(),
-            "cluster 'wall' does not match this cluster 'cave'"
+            "cluster 'wall' is not the cluster served here"
         );
         let mut s = ServerHandshake::new(key(9), "cave", [2; 32], 4096);
         let hello = Message::Hello {
@@ -394,11 +452,11 @@ mod tests {
             nonce: [0; 32],
         };
         assert_eq!(
-            s.handle(&hello),
-            Err(WireError::VersionMismatch {
+            s.handle(&hello).unwrap_err(),
+            WireError::VersionMismatch {
                 ours: PROTOCOL_VERSION,
                 theirs: 99
-            })
+            }
         );
         let mut s = ServerHandshake::new(key(9), "cave", [2; 32], 4096);
         let hello = Message::Hello {
@@ -418,11 +476,11 @@ mod tests {
     fn messages_out_of_order_are_refused() {
         let mut s = ServerHandshake::new(key(9), "cave", [2; 32], 4096);
         assert_eq!(
-            s.handle(&Message::Proof { proof: [0; 32] }),
-            Err(WireError::Unexpected {
+            s.handle(&Message::Proof { proof: [0; 32] }).unwrap_err(),
+            WireError::Unexpected {
                 expected: "waiting for Hello",
                 got: "Proof"
-            })
+            }
         );
         let mut s = ServerHandshake::new(key(9), "cave", [2; 32], 4096);
         assert!(
@@ -457,8 +515,8 @@ mod tests {
         let mut s2 = ServerHandshake::new(key(9), "cave", [3; 32], 4096);
         s2.handle(&c.hello()).unwrap();
         assert_eq!(
-            s2.handle(&Message::Proof { proof: recorded }),
-            Err(WireError::AuthFailed("wrong cluster key"))
+            s2.handle(&Message::Proof { proof: recorded }).unwrap_err(),
+            WireError::AuthFailed("wrong cluster key")
         );
     }
 

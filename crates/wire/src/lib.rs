@@ -10,23 +10,29 @@ is deterministic, so every rule is unit-tested and the decoder can be fuzzed.
 - [`handshake`]: magic, protocol version, cluster name and node name, then a mutual
   challenge–response with HMAC-SHA256 over both sides' nonces and the cluster key. A peer that
   fails any step gets a [`Message::Refused`] with the reason, and nothing else.
+- [`session`]: after the handshake every byte travels in records sealed with per-connection,
+  per-direction keys, so a relay that passed the handshake through can neither inject, alter,
+  replay, reorder nor drop a message unnoticed.
 
 Nothing received is ever executed: messages are plain data.
 */
 #![deny(missing_docs)]
 
+pub mod admission;
 pub mod codec;
 mod error;
 pub mod fuzzing;
 pub mod handshake;
 mod key;
 mod message;
+pub mod session;
 
-pub use codec::{Decoder, FillError, encode, encode_frame_into, encode_into};
-pub use error::WireError;
+pub use codec::{ByDeadline, Decoder, FillError, encode, encode_frame_into, encode_into};
+pub use error::{WireError, printable};
 pub use handshake::{ClientHandshake, ServerHandshake};
 pub use key::{ClusterKey, MIN_KEY_LEN, random_nonce};
 pub use message::{Hook, MAGIC, Message, NodeStats, NodeStatus, PROTOCOL_VERSION};
+pub use session::{Opener, RECORD_HEADER, Sealer, SessionKeys};
 
 /// Largest frame a peer may send before it has authenticated: enough for the handshake, too
 /// little for an unauthenticated peer to make us allocate much.

@@ -5,8 +5,8 @@ pub const MAGIC: [u8; 4] = *b"LKST";
 
 /// Bumped whenever a message changes shape or meaning; peers of different versions refuse
 /// each other. 4: the state in `NodeStats` is the XXH3 scene digest, and scene change lists
-/// may carry the root order.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// may carry the root order. 5: everything after the handshake travels in sealed records.
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// The points of a frame where plugins' blocks are applied on a node; each hook's blocks are
 /// closed by an `EndBlock` naming it.
@@ -189,6 +189,12 @@ pub enum Message<'a> {
         #[serde(borrow)]
         nodes: Vec<NodeStatus<'a>>,
     },
+    /// Server → client instead of a handshake: no room for another handshake now (too many
+    /// in progress); try again shortly. The connection closes after it.
+    Busy {
+        /// Why.
+        reason: &'a str,
+    },
 }
 
 impl Message<'_> {
@@ -212,6 +218,7 @@ impl Message<'_> {
             Message::Reconfigured { .. } => "Reconfigured",
             Message::StatusRequest => "StatusRequest",
             Message::Status { .. } => "Status",
+            Message::Busy { .. } => "Busy",
         }
     }
 }

@@ -2,24 +2,34 @@
 Who may connect: the accept thread, and one thread per handshake, so a slow or hostile peer
 never delays the frame loop. Nodes that pass go to the frame loop, which takes them in at the
 next frame; control clients are served on their handshake's thread.
+
+The listener cannot be worn down: a handshake has one deadline as a whole, few run at once
+(fewer per peer address; the rest are refused at once), a failing `accept` (no descriptors
+left) backs off instead of spinning, and refusals are summarised in the log, not told one by
+one.
 */
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use lockstep_wire::admission::{AcceptBackoff, SharedRefusals, Slots};
 use lockstep_wire::handshake::ServerStep;
-use lockstep_wire::{ClusterKey, HANDSHAKE_MAX_FRAME, Message, ServerHandshake, random_nonce};
+use lockstep_wire::{
+    ClusterKey, HANDSHAKE_MAX_FRAME, Message, ServerHandshake, encode, printable, random_nonce,
+};
 
 use crate::ClusterError;
 use crate::control::{CONTROL_NAME, ControlCall};
-use crate::link::{Link, io, wire};
+use crate::link::{Link, wire};
 
 /// A node that passed the handshake, waiting for the next frame.
 pub(super) struct Joined {
     pub name: String,
-    pub stream: TcpStream,
+    /// Its authenticated link.
+    pub link: Link,
 }
 
 /// What the accept side needs, shared with the frame loop.
@@ -28,6 +38,7 @@ pub(super) struct Gate {
     pub cluster: String,
     pub key: ClusterKey,
     pub max_frame: u32,
+    /// The whole handshake must be over within this.
     pub handshake_timeout: Duration,
     /// Write timeout of a node's connection: a node that stops reading fails a write after
     /// this long instead of blocking the frame loop.
@@ -36,25 +47,71 @@ pub(super) struct Gate {
     pub allowed: Arc<Mutex<Vec<String>>>,
     pub joined: Arc<Mutex<Vec<Joined>>>,
     pub control: Sender<ControlCall>,
+    /// Handshakes in progress.
+    pub slots: Arc<Slots>,
+    /// Refused peers, for the log.
+    pub refusals: SharedRefusals,
+}
+
+impl Gate {
+    /// Logs a refusal (summarised with the others).
+    pub fn refused(&self, kind: &'static str, detail: String) {
+        let mut r = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(line) = r.note(kind, detail, Instant::now()) {
+            tracing::warn!("{line}");
+        }
+    }
+
+    /// Logs the summary of refusals counted, when one is due.
+    pub fn tell_refusals(&self) {
+        let mut r = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(line) = r.flush(Instant::now()) {
+            tracing::warn!("{line}");
+        }
+    }
 }
 
 pub(super) fn accept_loop(listener: TcpListener, stop: Arc<AtomicBool>, gate: Gate) {
-    for conn in listener.incoming() {
+    let mut backoff = AcceptBackoff::default();
+    loop {
+        let conn = listener.accept();
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        let Ok(stream) = conn else { continue };
+        let (stream, addr) = match conn {
+            Ok(c) => {
+                backoff.succeeded();
+                c
+            }
+            Err(e) => {
+                let failure = backoff.failed(Instant::now());
+                if let Some(n) = failure.tell {
+                    tracing::warn!(
+                        "cannot accept connections ({n} failure(s) since last told): {e}; retrying"
+                    );
+                }
+                std::thread::sleep(failure.pause);
+                continue;
+            }
+        };
+        let slot = match gate.slots.take(addr.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                refuse_at_once(stream, why);
+                gate.refused("busy", format!("{addr}: {why}"));
+                continue;
+            }
+        };
         let gate = gate.clone();
-        // Each handshake on its own thread: a peer that sends nothing only holds its thread,
-        // until the handshake timeout closes it.
+        // Each handshake on its own thread: a peer that sends nothing only holds its thread
+        // and its slot, until the handshake's deadline closes it.
         let _ = std::thread::Builder::new()
             .name("handshake".into())
             .spawn(move || {
-                let peer = stream
-                    .peer_addr()
-                    .map(|a| a.to_string())
-                    .unwrap_or_else(|_| "unknown peer".into());
-                match handshake(stream, &peer, &gate) {
+                let peer = addr.to_string();
+                let result = handshake(stream, &peer, &gate);
+                drop(slot);
+                match result {
                     Ok(mut link) if link.peer == CONTROL_NAME => {
                         // A cluster file, not a scene: a megabyte is plenty.
                         link.set_max_frame(1 << 20);
@@ -63,36 +120,73 @@ pub(super) fn accept_loop(listener: TcpListener, stop: Arc<AtomicBool>, gate: Ga
                     Ok(link) => {
                         if let Ok(mut v) = gate.joined.lock() {
                             v.push(Joined {
-                                name: link.peer,
-                                stream: link.stream,
+                                name: link.peer.clone(),
+                                link,
                             });
                         }
                     }
-                    Err(e) => tracing::warn!("refused {peer}: {e}"),
+                    Err(e) => gate.refused(refusal_kind(&e), format!("{peer}: {e}")),
                 }
             });
     }
 }
 
-/// Authenticates a peer; the link comes back named after it (a node's name, or
-/// [`CONTROL_NAME`]), with no read timeout for nodes and their write timeout set.
+/// Tells a peer there is no room for it without waiting on it: one write that must not block.
+fn refuse_at_once(mut stream: TcpStream, why: &str) {
+    if let Ok(bytes) = encode(&Message::Busy { reason: why })
+        && stream.set_nonblocking(true).is_ok()
+    {
+        let _ = stream.write(&bytes);
+    }
+}
+
+/// What a refusal is counted as.
+fn refusal_kind(e: &ClusterError) -> &'static str {
+    match e {
+        ClusterError::Wire { source, .. } => source.kind(),
+        ClusterError::Timeout { .. } => "handshake not finished in time",
+        ClusterError::Closed { .. } | ClusterError::Io { .. } => "closed during the handshake",
+        ClusterError::Refused { .. } => "unknown node name",
+        _ => "other",
+    }
+}
+
+/// Authenticates a peer within the handshake's deadline; the link comes back sealed, named
+/// after it (a node's name, or [`CONTROL_NAME`]), with no read timeout for nodes and their
+/// write timeout set.
 fn handshake(stream: TcpStream, peer: &str, gate: &Gate) -> Result<Link, ClusterError> {
+    let deadline = Instant::now() + gate.handshake_timeout;
     let mut link = Link::new(stream, peer.to_string(), HANDSHAKE_MAX_FRAME)?;
     link.set_timeout(Some(gate.handshake_timeout))?;
     let nonce = random_nonce().map_err(|e| wire(peer, e))?;
     let mut hs = ServerHandshake::new(gate.key.clone(), &gate.cluster, nonce, gate.max_frame);
     let result = (|| loop {
-        let msg = link.recv()?;
+        let msg = link.recv_by(deadline).map_err(|e| match e {
+            ClusterError::Timeout { peer, .. } => ClusterError::Timeout {
+                peer,
+                what: format!("handshake not finished within {:?}", gate.handshake_timeout),
+            },
+            e => e,
+        })?;
         let step = hs.handle(&msg).map_err(|e| wire(peer, e));
         match step? {
             ServerStep::Challenge(reply) => link.send(&reply)?,
-            ServerStep::Accept { node, max_frame } => {
+            ServerStep::Accept {
+                node,
+                max_frame,
+                keys,
+            } => {
+                // From here on both sides hold the session keys: the answer is sealed.
+                link.authenticate(keys);
                 let allowed =
                     node == CONTROL_NAME || gate.allowed.lock().is_ok_and(|a| a.contains(&node));
                 if !allowed {
                     return Err(ClusterError::Refused {
                         peer: peer.to_string(),
-                        reason: format!("node name '{node}' is not in the cluster file"),
+                        reason: format!(
+                            "node name '{}' is not in the cluster file",
+                            printable(&node)
+                        ),
                     });
                 }
                 link.send(&Message::Welcome { max_frame })?;
@@ -105,7 +199,7 @@ fn handshake(stream: TcpStream, peer: &str, gate: &Gate) -> Result<Link, Cluster
             link.set_timeout(Some(gate.write_timeout))?;
             link.stream
                 .set_read_timeout(None)
-                .map_err(|e| io(peer, "cannot clear the timeout", e))?;
+                .map_err(|e| crate::link::io(peer, "cannot clear the timeout", e))?;
             link.peer = name;
             Ok(link)
         }

@@ -27,7 +27,6 @@ mod accept;
 mod status;
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{IoSlice, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -37,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use lockstep_display::{ClusterConfig, ConfigChange};
 use lockstep_scene::Scene;
+use lockstep_wire::admission::{MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS, SharedRefusals, Slots};
 use lockstep_wire::{ClusterKey, HANDSHAKE_MAX_FRAME, Hook, Message, NodeStats, encode_into};
 
 use crate::control::ControlCall;
@@ -298,6 +298,8 @@ impl Master {
             allowed: Arc::new(Mutex::new(config.nodes.clone())),
             joined: Arc::new(Mutex::new(Vec::new())),
             control: control_tx,
+            slots: Slots::new(MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS),
+            refusals: SharedRefusals::default(),
         };
         let accept = {
             let (stop, gate) = (stop.clone(), gate.clone());
@@ -383,7 +385,10 @@ impl Master {
                 );
             }
             tracing::info!("node '{}' joined", j.name);
-            let link = Link::new(j.stream, format!("node '{}'", j.name), HANDSHAKE_MAX_FRAME)?;
+            let mut link = j.link;
+            link.peer = format!("node '{}'", j.name);
+            // Nodes send only small messages: a larger frame is an error, not an allocation.
+            link.set_max_frame(HANDSHAKE_MAX_FRAME);
             *self.joins.entry(j.name.clone()).or_default() += 1;
             self.gone.remove(&j.name);
             self.nodes.push(NodeConn {
@@ -525,7 +530,7 @@ impl Master {
                 if matches!(n.standing, Standing::Leaving { .. }) {
                     continue;
                 }
-                if let Err(e) = write_both(&mut n.link.stream, &self.head, &[]) {
+                if let Err(e) = n.link.send_encoded(&self.head, &[]) {
                     failed.push((n.name.clone(), format!("cannot send a heartbeat: {e}")));
                 }
                 n.asked.get_or_insert(now);
@@ -571,6 +576,7 @@ impl Master {
 
     /// Answers control requests; waits up to `wait` for the first one.
     fn serve_control(&mut self, wait: Option<Duration>) -> Result<(), ClusterError> {
+        self.gate.tell_refusals();
         let mut call = match wait {
             Some(w) => match self.control.recv_timeout(w) {
                 Ok(c) => Some(c),
@@ -673,7 +679,7 @@ impl Master {
             let mut n = self.nodes.remove(i);
             self.head.clear();
             Self::encode(&Message::Shutdown { reason: &why }, &mut self.head)?;
-            let _ = write_both(&mut n.link.stream, &self.head, &[]);
+            let _ = n.link.send_encoded(&self.head, &[]);
             self.head.clear();
             tracing::info!("node '{name}' {why}");
             report.dropped.push((name.clone(), why.clone()));
@@ -929,9 +935,9 @@ impl Master {
             let result = match n.standing {
                 Standing::Leaving { .. } => continue,
                 Standing::CatchingUp { first, .. } if first == frame => {
-                    write_both(&mut n.link.stream, &self.snapshot, &[])
+                    n.link.send_encoded(&self.snapshot, &[])
                 }
-                _ => write_both(&mut n.link.stream, &self.head, &self.bytes),
+                _ => n.link.send_encoded(&self.head, &self.bytes),
             };
             if let Err(e) = result {
                 failed.push((n.name.clone(), format!("cannot send frame {frame}: {e}")));
@@ -970,7 +976,7 @@ impl Master {
             if matches!(n.standing, Standing::Leaving { .. }) {
                 continue;
             }
-            if let Err(e) = write_both(&mut n.link.stream, &self.head, &[]) {
+            if let Err(e) = n.link.send_encoded(&self.head, &[]) {
                 failed.push((n.name.clone(), format!("cannot send SwapNow {frame}: {e}")));
             }
         }
@@ -1102,7 +1108,7 @@ impl Master {
         self.bytes.clear();
         if encode_into(&Message::Shutdown { reason }, &mut self.bytes).is_ok() {
             for n in &mut self.nodes {
-                let _ = n.link.stream.write_all(&self.bytes);
+                let _ = n.link.send_encoded(&self.bytes, &[]);
             }
         }
     }
@@ -1236,21 +1242,4 @@ impl Drop for Master {
             let _ = n.link.stream.shutdown(std::net::Shutdown::Both);
         }
     }
-}
-
-/// Writes `a` then `b` with as few system calls as the kernel allows (one, normally).
-fn write_both(stream: &mut TcpStream, a: &[u8], b: &[u8]) -> std::io::Result<()> {
-    let mut parts = [IoSlice::new(a), IoSlice::new(b)];
-    let mut parts: &mut [IoSlice<'_>] = &mut parts;
-    // Drop empty parts first: with nothing left to write, a write of 0 bytes is no error.
-    IoSlice::advance_slices(&mut parts, 0);
-    while !parts.is_empty() {
-        match stream.write_vectored(parts) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut parts, n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

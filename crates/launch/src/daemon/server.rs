@@ -10,7 +10,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use lockstep_wire::admission::{
+    AcceptBackoff, MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS, SharedRefusals, Slot, Slots,
+};
 
 use crate::LaunchError;
 use crate::conn;
@@ -20,7 +24,7 @@ use crate::daemon::supervisor::{KEY_ENV, Launch, Supervisor};
 use crate::protocol::{Program, Reply, Request, check_name};
 use crate::state::LAUNCHED_ENV;
 
-/// Time a peer has to finish the handshake.
+/// Time a peer has to finish the whole handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Most arguments of one process, and longest argument.
@@ -35,6 +39,10 @@ pub struct Daemon {
     supervisor: Supervisor,
     next_conn: AtomicU64,
     closing: AtomicBool,
+    /// Handshakes in progress.
+    slots: Arc<Slots>,
+    /// Refused peers, for the log.
+    refusals: SharedRefusals,
 }
 
 impl Daemon {
@@ -52,6 +60,8 @@ impl Daemon {
             supervisor,
             next_conn: AtomicU64::new(1),
             closing: AtomicBool::new(false),
+            slots: Slots::new(MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS),
+            refusals: SharedRefusals::default(),
         })
     }
 
@@ -71,23 +81,12 @@ impl Daemon {
             let me = me.clone();
             std::thread::Builder::new()
                 .name("accept".into())
-                .spawn(move || {
-                    for stream in me.listener.incoming() {
-                        let Ok(stream) = stream else { continue };
-                        if me.closing.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        let id = me.next_conn.fetch_add(1, Ordering::Relaxed);
-                        let me = me.clone();
-                        let _ = std::thread::Builder::new()
-                            .name(format!("launcher {id}"))
-                            .spawn(move || me.session(id, stream));
-                    }
-                })
+                .spawn(move || me.accept_loop())
                 .map_err(|e| LaunchError::Config(format!("cannot start a thread: {e}")))?
         };
         while !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100));
+            me.tell_refusals(None);
         }
         tracing::info!("stopping: ending every process this daemon started");
         let stopped = me.supervisor.stop(|_, _| true);
@@ -103,25 +102,81 @@ impl Daemon {
         Ok(())
     }
 
-    fn session(&self, id: u64, stream: std::net::TcpStream) {
+    /// Accepts launchers until the daemon closes: a handshake thread each, while there is
+    /// room; accept failures (no descriptors left) back off.
+    fn accept_loop(self: Arc<Self>) {
+        let mut backoff = AcceptBackoff::default();
+        loop {
+            let conn = self.listener.accept();
+            if self.closing.load(Ordering::Relaxed) {
+                break;
+            }
+            let (stream, addr) = match conn {
+                Ok(c) => {
+                    backoff.succeeded();
+                    c
+                }
+                Err(e) => {
+                    let failure = backoff.failed(Instant::now());
+                    if let Some(n) = failure.tell {
+                        tracing::warn!(
+                            "cannot accept connections ({n} failure(s) since last told): {e}; retrying"
+                        );
+                    }
+                    std::thread::sleep(failure.pause);
+                    continue;
+                }
+            };
+            let slot = match self.slots.take(addr.ip()) {
+                Ok(slot) => slot,
+                Err(why) => {
+                    conn::refuse_busy(stream, why);
+                    self.tell_refusals(Some(("busy", format!("{addr}: {why}"))));
+                    continue;
+                }
+            };
+            let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+            let me = self.clone();
+            let _ = std::thread::Builder::new()
+                .name(format!("launcher {id}"))
+                .spawn(move || me.session(id, stream, slot));
+        }
+    }
+
+    /// Counts a refusal, and logs the first of a quiet period or a summary when one is due.
+    fn tell_refusals(&self, refused: Option<(&'static str, String)>) {
+        let mut r = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let line = match refused {
+            Some((kind, detail)) => r.note(kind, detail, now),
+            None => r.flush(now),
+        };
+        if let Some(line) = line {
+            tracing::warn!("{line}");
+        }
+    }
+
+    fn session(&self, id: u64, stream: std::net::TcpStream, slot: Slot) {
         let peer = stream
             .peer_addr()
             .map_or_else(|_| "?".into(), |a| a.to_string());
-        let (mut conn, who) = match conn::accept(
+        let accepted = conn::accept(
             stream,
             &self.config.key,
             &self.config.cluster,
             HANDSHAKE_TIMEOUT,
-        ) {
+        );
+        drop(slot);
+        let (mut conn, who) = match accepted {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!("refused {e}");
+                self.tell_refusals(Some((e.refusal_kind(), format!("refused {e}"))));
                 return;
             }
         };
         tracing::info!("launcher {who} connected from {peer}");
         let (tx, rx) = mpsc::channel::<Reply>();
-        let writer = match conn.try_clone() {
+        let writer = match conn.split_writer() {
             Ok(mut w) => std::thread::spawn(move || {
                 for reply in rx {
                     if w.send(&reply).is_err() {

@@ -58,8 +58,8 @@ impl DaemonClient {
                 .and_then(|h| h.into_string().ok())
                 .unwrap_or_else(|| "?".into())
         );
-        let conn = conn::dial(addr, key, cluster, &who, Duration::from_secs(5))?;
-        let mut reader = conn.try_clone()?;
+        let mut reader = conn::dial(addr, key, cluster, &who, Duration::from_secs(5))?;
+        let conn = reader.split_writer()?;
         reader.set_timeout(Some(DAEMON_TIMEOUT))?;
         let peer = conn.peer.clone();
         let (tx, answers) = mpsc::channel();

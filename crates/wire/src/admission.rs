@@ -1,0 +1,264 @@
+/*!
+Who gets a handshake, and how refusals are told: the rules every listener (the master's, a
+daemon's) follows, without I/O — time is passed in, so each rule is tested without sockets.
+
+- [`Slots`]: at most so many handshakes in progress per listener, and fewer per peer address,
+  so slow or silent peers cannot take every descriptor or thread, nor crowd out other hosts.
+- [`AcceptBackoff`]: when `accept` fails (no descriptors left: `EMFILE`, `ENFILE`), wait
+  longer each time instead of retrying at once, and say so at most once per interval.
+- [`Refusals`]: refused peers are counted per reason and summarised once per interval, so a
+  flood of bad connections cannot flood the log.
+*/
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Handshakes in progress per listener, by default.
+pub const MAX_HANDSHAKES: usize = 64;
+
+/// Handshakes in progress from one peer address, by default.
+pub const MAX_HANDSHAKES_PER_ADDRESS: usize = 8;
+
+/// How often refusals and accept failures are told, at most.
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The handshakes in progress on one listener.
+#[derive(Debug)]
+pub struct Slots {
+    max: usize,
+    per_address: usize,
+    busy: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// A handshake's place; dropping it frees the place.
+#[derive(Debug)]
+pub struct Slot {
+    slots: Arc<Slots>,
+    addr: IpAddr,
+}
+
+impl Slots {
+    /// At most `max` handshakes at once, `per_address` of them from one address.
+    pub fn new(max: usize, per_address: usize) -> Arc<Slots> {
+        Arc::new(Slots {
+            max,
+            per_address,
+            busy: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A place for a handshake with `addr`, or why there is none.
+    pub fn take(self: &Arc<Self>, addr: IpAddr) -> Result<Slot, &'static str> {
+        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        if busy.values().sum::<usize>() >= self.max {
+            return Err("too many handshakes in progress");
+        }
+        let n = busy.entry(addr).or_default();
+        if *n >= self.per_address {
+            return Err("too many handshakes in progress from this address");
+        }
+        *n += 1;
+        Ok(Slot {
+            slots: self.clone(),
+            addr,
+        })
+    }
+
+    /// Handshakes in progress.
+    pub fn in_use(&self) -> usize {
+        let busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        busy.values().sum()
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut busy = self.slots.busy.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = busy.get_mut(&self.addr) {
+            *n -= 1;
+            if *n == 0 {
+                busy.remove(&self.addr);
+            }
+        }
+    }
+}
+
+/// Pauses between failed `accept`s: 1 ms, doubling up to 1 s; reset by a success.
+#[derive(Debug, Default)]
+pub struct AcceptBackoff {
+    pause: Option<Duration>,
+    told: Option<Instant>,
+    untold: u64,
+}
+
+/// What to do after a failed `accept`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct AcceptFailure {
+    /// Wait this long before the next `accept`.
+    pub pause: Duration,
+    /// Log the failure now, with this many failures since the last report (this one
+    /// included); `None`: stay quiet, it is counted.
+    pub tell: Option<u64>,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(1);
+    const MOST: Duration = Duration::from_secs(1);
+
+    /// `accept` failed at `now`.
+    pub fn failed(&mut self, now: Instant) -> AcceptFailure {
+        let pause = self.pause.map_or(Self::FIRST, |p| (p * 2).min(Self::MOST));
+        self.pause = Some(pause);
+        self.untold += 1;
+        let due = self
+            .told
+            .is_none_or(|t| now.duration_since(t) >= REPORT_INTERVAL);
+        let tell = due.then(|| {
+            self.told = Some(now);
+            std::mem::take(&mut self.untold)
+        });
+        AcceptFailure { pause, tell }
+    }
+
+    /// `accept` succeeded: the next failure starts from the shortest pause.
+    pub fn succeeded(&mut self) {
+        self.pause = None;
+    }
+}
+
+/// Refused peers, counted per reason between reports.
+#[derive(Debug, Default)]
+pub struct Refusals {
+    since: Option<Instant>,
+    counts: BTreeMap<&'static str, u64>,
+    last: Option<String>,
+}
+
+impl Refusals {
+    /// A peer was refused at `now` for `reason` (`detail` says more, already printable).
+    /// Returns a line to log: the first refusal of a quiet period in full, then at most one
+    /// summary per interval.
+    pub fn note(&mut self, reason: &'static str, detail: String, now: Instant) -> Option<String> {
+        match self.since {
+            None => {
+                self.since = Some(now);
+                Some(detail)
+            }
+            Some(_) => {
+                *self.counts.entry(reason).or_default() += 1;
+                self.last = Some(detail);
+                self.flush(now)
+            }
+        }
+    }
+
+    /// The summary of what was counted, once the interval since the last report has passed;
+    /// a quiet interval ends the period (the next refusal is told in full again).
+    pub fn flush(&mut self, now: Instant) -> Option<String> {
+        let since = self.since?;
+        if now.duration_since(since) < REPORT_INTERVAL {
+            return None;
+        }
+        if self.counts.is_empty() {
+            self.since = None;
+            return None;
+        }
+        let total: u64 = self.counts.values().sum();
+        let each = self
+            .counts
+            .iter()
+            .map(|(r, n)| format!("{n} {r}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let last = self.last.take().unwrap_or_default();
+        self.counts.clear();
+        self.since = Some(now);
+        Some(format!(
+            "refused {total} more connection(s) in {:.1} s ({each}); the last: {last}",
+            now.duration_since(since).as_secs_f32()
+        ))
+    }
+}
+
+/// A [`Refusals`] shared by a listener's handshake threads.
+pub type SharedRefusals = Arc<Mutex<Refusals>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_cap_the_listener_and_each_address_and_free_on_drop() {
+        let slots = Slots::new(3, 2);
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let a1 = slots.take(a).unwrap();
+        let _a2 = slots.take(a).unwrap();
+        assert_eq!(
+            slots.take(a).unwrap_err(),
+            "too many handshakes in progress from this address"
+        );
+        let _b1 = slots.take(b).unwrap();
+        assert_eq!(
+            slots.take(b).unwrap_err(),
+            "too many handshakes in progress"
+        );
+        assert_eq!(slots.in_use(), 3);
+        drop(a1);
+        assert_eq!(slots.in_use(), 2);
+        slots.take(b).unwrap();
+    }
+
+    #[test]
+    fn accept_failures_back_off_and_are_told_once_per_interval_with_a_count() {
+        let mut b = AcceptBackoff::default();
+        let t0 = Instant::now();
+        let first = b.failed(t0);
+        assert_eq!(
+            first,
+            AcceptFailure {
+                pause: Duration::from_millis(1),
+                tell: Some(1)
+            }
+        );
+        let mut pauses = Vec::new();
+        for i in 1..=12 {
+            let f = b.failed(t0 + Duration::from_millis(i));
+            assert_eq!(f.tell, None);
+            pauses.push(f.pause.as_millis());
+        }
+        assert_eq!(&pauses[..3], &[2, 4, 8]);
+        assert_eq!(*pauses.last().unwrap(), 1000);
+        assert_eq!(b.failed(t0 + Duration::from_secs(1)).tell, Some(13));
+        b.succeeded();
+        assert_eq!(
+            b.failed(t0 + Duration::from_secs(3)).pause,
+            Duration::from_millis(1)
+        );
+    }
+
+    #[test]
+    fn refusals_are_told_first_in_full_then_summarised_per_interval() {
+        let mut r = Refusals::default();
+        let t0 = Instant::now();
+        assert_eq!(
+            r.note("wrong key", "peer 1".into(), t0),
+            Some("peer 1".into())
+        );
+        let ms = Duration::from_millis;
+        for i in 1..2000u64 {
+            let reason = if i % 2 == 0 { "wrong key" } else { "timeout" };
+            assert_eq!(r.note(reason, format!("peer {i}"), t0 + ms(i / 4)), None);
+        }
+        assert_eq!(
+            r.flush(t0 + ms(1000)).unwrap(),
+            "refused 1999 more connection(s) in 1.0 s (1000 timeout, 999 wrong key); the last: peer 1999"
+        );
+        // A quiet interval ends the period; the next refusal is told in full.
+        assert_eq!(r.flush(t0 + ms(2100)), None);
+        assert_eq!(
+            r.note("timeout", "peer x".into(), t0 + ms(2200)),
+            Some("peer x".into())
+        );
+    }
+}
