@@ -172,7 +172,33 @@ fn a_wrong_key_a_program_outside_the_allow_list_and_a_disallowed_role_are_refuse
         folder,
     };
     let limit = Duration::from_secs(10);
+    // A link in the workspace that points out of it.
+    let workspace = dir.path().join("state-one/clusters/trio");
+    std::fs::create_dir_all(&workspace).unwrap();
+    std::os::unix::fs::symlink("/etc", workspace.join("etc")).unwrap();
+    let node = |extra: &[&str]| {
+        let mut args = vec!["--config".to_string(), "trio.toml".into()];
+        args.extend(["--name", "a"].map(String::from));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        start(Program::Lockstep("node".into()), args, None)
+    };
     let refusals = [
+        (
+            node(&["--hash-out", "/tmp/x"]),
+            "--hash-out '/tmp/x' is outside the cluster's workspace",
+        ),
+        (
+            start(
+                Program::Lockstep("master".into()),
+                vec!["--config".into(), "/etc/passwd".into()],
+                None,
+            ),
+            "--config '/etc/passwd' is outside the cluster's workspace (it resolves to /etc/passwd)",
+        ),
+        (
+            node(&["--views-out=etc/cron.d/lockstep"]),
+            "--views-out 'etc/cron.d/lockstep' is outside the cluster's workspace (it resolves to /etc/cron.d/lockstep)",
+        ),
         (
             start(
                 Program::Path("/bin/sh".into()),

@@ -2,8 +2,10 @@
 Who gets a handshake, and how refusals are told: the rules every listener (the master's, a
 daemon's) follows, without I/O — time is passed in, so each rule is tested without sockets.
 
-- [`Slots`]: at most so many handshakes in progress per listener, and fewer per peer address,
-  so slow or silent peers cannot take every descriptor or thread, nor crowd out other hosts.
+- [`Slots`]: at most so many handshakes in progress per listener (a quarter of the descriptors
+  the process has free, at most 64), fewer per peer address, and a reserve that only an
+  address with no handshake in progress may use: slow or silent peers cannot take every
+  descriptor or thread, and a host they do not control still gets in.
 - [`AcceptBackoff`]: when `accept` fails (no descriptors left: `EMFILE`, `ENFILE`), wait
   longer each time instead of retrying at once, and say so at most once per interval.
 - [`Refusals`]: refused peers are counted per reason and summarised once per interval, so a
@@ -28,6 +30,7 @@ pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 pub struct Slots {
     max: usize,
     per_address: usize,
+    reserve: usize,
     busy: Mutex<HashMap<IpAddr, usize>>,
 }
 
@@ -39,24 +42,37 @@ pub struct Slot {
 }
 
 impl Slots {
-    /// At most `max` handshakes at once, `per_address` of them from one address.
-    pub fn new(max: usize, per_address: usize) -> Arc<Slots> {
+    /// At most `max` handshakes at once, `per_address` of them from one address, and
+    /// `reserve` more for addresses with none in progress.
+    pub fn new(max: usize, per_address: usize, reserve: usize) -> Arc<Slots> {
         Arc::new(Slots {
             max,
             per_address,
+            reserve,
             busy: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The slots of a listener in this process: [`MAX_HANDSHAKES`] or a quarter of the
+    /// descriptors still free (whichever is less; the rest stay for sessions and files),
+    /// [`MAX_HANDSHAKES_PER_ADDRESS`], and a reserve of a quarter of that.
+    pub fn for_listener() -> Arc<Slots> {
+        let max =
+            free_descriptors().map_or(MAX_HANDSHAKES, |free| (free / 4).clamp(4, MAX_HANDSHAKES));
+        Slots::new(max, MAX_HANDSHAKES_PER_ADDRESS.min(max), (max / 4).max(2))
     }
 
     /// A place for a handshake with `addr`, or why there is none.
     pub fn take(self: &Arc<Self>, addr: IpAddr) -> Result<Slot, &'static str> {
         let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        if busy.values().sum::<usize>() >= self.max {
-            return Err("too many handshakes in progress");
-        }
+        let total = busy.values().sum::<usize>();
         let n = busy.entry(addr).or_default();
         if *n >= self.per_address {
             return Err("too many handshakes in progress from this address");
+        }
+        let newcomer = *n == 0 && total < self.max + self.reserve;
+        if total >= self.max && !newcomer {
+            return Err("too many handshakes in progress");
         }
         *n += 1;
         Ok(Slot {
@@ -82,6 +98,21 @@ impl Drop for Slot {
             }
         }
     }
+}
+
+/// Descriptors this process may still open (Linux: its limit in `/proc/self/limits` less
+/// those open in `/proc/self/fd`); `None` where that cannot be read.
+pub fn free_descriptors() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let soft: usize = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
+    let open = std::fs::read_dir("/proc/self/fd").ok()?.count();
+    Some(soft.saturating_sub(open))
 }
 
 /// Pauses between failed `accept`s: 1 ms, doubling up to 1 s; reset by a success.
@@ -189,9 +220,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slots_cap_the_listener_and_each_address_and_free_on_drop() {
-        let slots = Slots::new(3, 2);
-        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+    fn slots_cap_the_listener_and_each_address_keep_a_reserve_for_newcomers_and_free_on_drop() {
+        let slots = Slots::new(3, 2, 1);
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let (a, b, c, d) = (
+            ip("10.0.0.1"),
+            ip("10.0.0.2"),
+            ip("10.0.0.3"),
+            ip("10.0.0.4"),
+        );
         let a1 = slots.take(a).unwrap();
         let _a2 = slots.take(a).unwrap();
         assert_eq!(
@@ -199,14 +236,26 @@ mod tests {
             "too many handshakes in progress from this address"
         );
         let _b1 = slots.take(b).unwrap();
+        // Full: b, which has one in progress, is refused; c, which has none, takes the
+        // reserve; then d is refused too.
         assert_eq!(
             slots.take(b).unwrap_err(),
             "too many handshakes in progress"
         );
-        assert_eq!(slots.in_use(), 3);
+        let _c1 = slots.take(c).unwrap();
+        assert_eq!(
+            slots.take(d).unwrap_err(),
+            "too many handshakes in progress"
+        );
+        assert_eq!(slots.in_use(), 4);
         drop(a1);
-        assert_eq!(slots.in_use(), 2);
-        slots.take(b).unwrap();
+        assert_eq!(slots.in_use(), 3);
+        assert_eq!(
+            slots.take(b).unwrap_err(),
+            "too many handshakes in progress"
+        );
+        slots.take(d).unwrap();
+        assert!(free_descriptors().is_some_and(|n| n > 0));
     }
 
     #[test]

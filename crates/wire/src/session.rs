@@ -48,6 +48,23 @@ pub struct SessionKeys {
     pub opener: Opener,
 }
 
+impl SessionKeys {
+    /// Both ends' keys of one session, as a handshake with these nonces would give them
+    /// (client's, server's): for benchmarks and tests that need a session without sockets.
+    pub fn pair(
+        key: &ClusterKey,
+        client_nonce: &[u8; 32],
+        server_nonce: &[u8; 32],
+        cluster: &str,
+        node: &str,
+    ) -> (SessionKeys, SessionKeys) {
+        (
+            derive(key, client_nonce, server_nonce, cluster, node, Side::Client),
+            derive(key, client_nonce, server_nonce, cluster, node, Side::Server),
+        )
+    }
+}
+
 /// Derives the session keys of one connection from the cluster key and both nonces. Both
 /// sides call it with the same inputs and their own [`Side`].
 pub(crate) fn derive(

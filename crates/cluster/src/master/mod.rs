@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use lockstep_display::{ClusterConfig, ConfigChange};
 use lockstep_scene::Scene;
-use lockstep_wire::admission::{MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS, SharedRefusals, Slots};
+use lockstep_wire::admission::{SharedRefusals, Slots};
 use lockstep_wire::{ClusterKey, HANDSHAKE_MAX_FRAME, Hook, Message, NodeStats, encode_into};
 
 use crate::control::ControlCall;
@@ -275,6 +275,8 @@ pub struct Master {
     gone: HashMap<String, String>,
     /// Barriers over the last second, with their waits.
     swaps: Rates,
+    /// Bytes of the last frame written to an in-step node (head and frame).
+    last_sent: usize,
     /// The manager whose plugins write each frame.
     pub manager: ClusterManager,
 }
@@ -298,7 +300,7 @@ impl Master {
             allowed: Arc::new(Mutex::new(config.nodes.clone())),
             joined: Arc::new(Mutex::new(Vec::new())),
             control: control_tx,
-            slots: Slots::new(MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS),
+            slots: Slots::for_listener(),
             refusals: SharedRefusals::default(),
         };
         let accept = {
@@ -334,6 +336,7 @@ impl Master {
             joins: HashMap::new(),
             gone: HashMap::new(),
             swaps: Rates::default(),
+            last_sent: 0,
             manager,
         })
     }
@@ -361,6 +364,12 @@ impl Master {
     /// sent (so a caller that also records digests need not hash the scene a second time).
     pub fn digest_of(&self, frame: u64) -> Option<u64> {
         self.hashes.iter().find(|h| h.0 == frame).map(|h| h.1)
+    }
+
+    /// Bytes of the last frame sent to in-step nodes (with the `SwapNow` and post-frame
+    /// blocks that travelled with it): what each node's record sealed.
+    pub fn last_frame_bytes(&self) -> usize {
+        self.last_sent
     }
 
     /// The cluster file in force (after any reconfiguration).
@@ -929,6 +938,7 @@ impl Master {
     /// snapshot alone); drops the nodes that cannot take it. Nodes that restart for a
     /// reconfiguration get this frame, then nothing more.
     fn write_frame(&mut self, frame: u64, report: &mut SwapReport) -> Result<(), ClusterError> {
+        self.last_sent = self.head.len() + self.bytes.len();
         let mut failed = Vec::new();
         let restarting = std::mem::take(&mut self.restarting);
         for n in &mut self.nodes {

@@ -12,6 +12,7 @@ folders = []                          # working folders beyond the cluster works
 stop_on_disconnect = true             # stop a launcher's processes when it goes away
 grace_ms = 3000                       # TERM, then KILL after this long
 launcher_timeout_s = 15               # a launcher silent this long counts as gone
+quota_mib = 16384                     # most file bytes one cluster's manifest may lay out
 ```
 */
 use std::net::SocketAddr;
@@ -39,6 +40,7 @@ struct RawDaemon {
     stop_on_disconnect: Option<bool>,
     grace_ms: Option<u64>,
     launcher_timeout_s: Option<u64>,
+    quota_mib: Option<u64>,
 }
 
 /// Command-line values that override the file's.
@@ -81,6 +83,8 @@ pub struct DaemonConfig {
     pub launcher_timeout: Duration,
     /// The `lockstep` binary that `Program::Lockstep` runs.
     pub lockstep_exe: PathBuf,
+    /// Most bytes of distinct files one cluster's manifest may lay out in its workspace.
+    pub quota: u64,
 }
 
 impl DaemonConfig {
@@ -219,6 +223,7 @@ impl DaemonConfig {
                 raw.launcher_timeout_s.unwrap_or(15).clamp(3, 3600),
             ),
             lockstep_exe,
+            quota: raw.quota_mib.unwrap_or(16 * 1024).clamp(1, 1 << 30) << 20,
         })
     }
 }

@@ -12,13 +12,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::time::{Duration, Instant};
 
-use lockstep_wire::admission::{
-    AcceptBackoff, MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS, SharedRefusals, Slot, Slots,
-};
+use lockstep_wire::admission::{AcceptBackoff, SharedRefusals, Slot, Slots};
 
 use crate::LaunchError;
 use crate::conn;
 use crate::daemon::config::DaemonConfig;
+use crate::daemon::confine::check_role_args;
 use crate::daemon::store::{Store, Sync};
 use crate::daemon::supervisor::{KEY_ENV, Launch, Supervisor};
 use crate::protocol::{Program, Reply, Request, check_name};
@@ -50,7 +49,7 @@ impl Daemon {
     pub fn bind(config: DaemonConfig) -> Result<Daemon, LaunchError> {
         let listener = TcpListener::bind(config.listen)
             .map_err(|e| LaunchError::io(&format!("listen {}", config.listen), "cannot bind", e))?;
-        let store = Store::open(&config.state_dir).map_err(LaunchError::Config)?;
+        let store = Store::open(&config.state_dir, config.quota).map_err(LaunchError::Config)?;
         let supervisor = Supervisor::new(config.grace)
             .map_err(|e| LaunchError::Config(format!("cannot start a thread: {e}")))?;
         Ok(Daemon {
@@ -60,7 +59,7 @@ impl Daemon {
             supervisor,
             next_conn: AtomicU64::new(1),
             closing: AtomicBool::new(false),
-            slots: Slots::new(MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS),
+            slots: Slots::for_listener(),
             refusals: SharedRefusals::default(),
         })
     }
@@ -378,6 +377,12 @@ impl Daemon {
                 c
             }
         };
+        if first.is_some() {
+            // A built-in role: its paths stay inside what the daemon serves.
+            let mut roots = vec![workspace_root(&self.store, &cluster)?];
+            roots.extend(self.config.folders.iter().cloned());
+            check_role_args(&args, &dir, &roots)?;
+        }
         if self.supervisor.is_running(&cluster, &name) {
             return Err(format!(
                 "'{name}' of cluster '{cluster}' is already running"
@@ -407,4 +412,12 @@ impl Daemon {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// The cluster's workspace, created and canonical (paths are compared after symlinks).
+fn workspace_root(store: &Store, cluster: &str) -> Result<PathBuf, String> {
+    let ws = store.workspace(cluster)?;
+    std::fs::create_dir_all(&ws).map_err(|e| format!("cannot create {}: {e}", ws.display()))?;
+    ws.canonicalize()
+        .map_err(|e| format!("{}: {e}", ws.display()))
 }

@@ -3,6 +3,10 @@ The daemon's content-addressed file store: every file a launcher ships is kept o
 SHA-256 (`objects/<hex>`), and each cluster's workspace (`clusters/<name>/`) is laid out from
 those objects. A launcher only sends what the store lacks, so a second launch with unchanged
 files sends no file bytes at all.
+
+A manifest's distinct files must fit the daemon's quota, and each distinct file is copied into
+the workspace once: further names of the same content are hard links to that copy, so 4,096
+names of one object cost one object's bytes, not 4,096.
 */
 use std::collections::HashMap;
 use std::fs::File;
@@ -19,6 +23,8 @@ use crate::protocol::{
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// Most bytes of distinct files one manifest may lay out.
+    quota: u64,
 }
 
 /// A file being received.
@@ -42,8 +48,9 @@ pub struct Sync {
 }
 
 impl Store {
-    /// Opens (creating) the store at `root`.
-    pub fn open(root: &Path) -> Result<Store, String> {
+    /// Opens (creating) the store at `root`; a manifest's distinct files may take `quota`
+    /// bytes.
+    pub fn open(root: &Path, quota: u64) -> Result<Store, String> {
         for sub in ["objects", "clusters", "tmp"] {
             std::fs::create_dir_all(root.join(sub))
                 .map_err(|e| format!("cannot create {}: {e}", root.join(sub).display()))?;
@@ -51,7 +58,7 @@ impl Store {
         let root = root
             .canonicalize()
             .map_err(|e| format!("{}: {e}", root.display()))?;
-        Ok(Store { root })
+        Ok(Store { root, quota })
     }
 
     fn object(&self, d: &Digest) -> PathBuf {
@@ -86,6 +93,13 @@ impl Store {
             if sizes.insert(f.digest, f.size).is_some_and(|s| s != f.size) {
                 return Err(format!("{}: one digest with two sizes", f.path));
             }
+        }
+        let total: u64 = sizes.values().sum();
+        if total > self.quota {
+            return Err(format!(
+                "the files take {total} bytes, over this daemon's quota of {} bytes per cluster (quota_mib in its daemon file)",
+                self.quota
+            ));
         }
         let mut missing = Vec::new();
         for (d, size) in &sizes {
@@ -198,6 +212,8 @@ impl Store {
     /// file still missing.
     pub fn commit(&self, sync: &Sync) -> Result<PathBuf, String> {
         let ws = self.workspace(&sync.cluster)?;
+        // Where each distinct file was laid out: its other names link to that copy.
+        let mut laid: HashMap<Digest, PathBuf> = HashMap::new();
         for f in &sync.files {
             let object = self.object(&f.digest);
             if !object.is_file() {
@@ -208,12 +224,21 @@ impl Store {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             }
-            // A copy, not a link: a process that edits its file must not change the store.
+            // A copy of the store's object, not a link: a process that edits its file must
+            // not change the store. Names of the same content share one copy.
             let tmp = dest.with_extension("lockstep-tmp");
-            std::fs::copy(&object, &tmp)
-                .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+            let _ = std::fs::remove_file(&tmp);
+            match laid.get(&f.digest) {
+                Some(first) => std::fs::hard_link(first, &tmp)
+                    .map_err(|e| format!("cannot link {}: {e}", tmp.display()))?,
+                None => {
+                    std::fs::copy(&object, &tmp)
+                        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+                }
+            }
             std::fs::rename(&tmp, &dest)
                 .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+            laid.entry(f.digest).or_insert(dest);
         }
         Ok(ws)
     }
@@ -273,7 +298,7 @@ mod tests {
     #[test]
     fn only_files_the_store_lacks_are_asked_for_and_a_wrong_digest_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), 1 << 30).unwrap();
         let a = entry("cave.toml", b"name = 'cave'");
         let b = entry("models/room.glb", b"glTF....");
         let e = entry("empty", b"");
@@ -323,7 +348,7 @@ mod tests {
     #[test]
     fn bad_manifests_are_refused_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), 1 << 30).unwrap();
         let mut up = entry("../up", b"x");
         assert!(
             store
@@ -344,6 +369,37 @@ mod tests {
                 .begin("cave", vec![up])
                 .unwrap_err()
                 .contains("over the limit")
+        );
+    }
+
+    #[test]
+    fn many_names_of_one_file_take_its_bytes_once_and_the_quota_holds() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 100_000).unwrap();
+        let body = vec![7u8; 65_536];
+        let names: Vec<FileEntry> = (0..4096).map(|i| entry(&format!("d/{i}"), &body)).collect();
+        let (mut sync, missing) = store.begin("cave", names.clone()).unwrap();
+        assert_eq!(missing.len(), 1);
+        store.chunk(&mut sync, missing[0], 0, &body).unwrap();
+        let ws = store.commit(&sync).unwrap();
+        let (first, last) = (
+            std::fs::metadata(ws.join("d/0")).unwrap(),
+            std::fs::metadata(ws.join("d/4095")).unwrap(),
+        );
+        assert_eq!(std::fs::read(ws.join("d/4095")).unwrap(), body);
+        // One copy in the workspace, linked 4,096 times; the store's object apart from it.
+        assert_eq!((first.ino(), first.nlink()), (last.ino(), 4096));
+        let object = std::fs::metadata(store.object(&missing[0])).unwrap();
+        assert_ne!(object.ino(), first.ino());
+        // Two distinct files of 64 KiB are over a quota of 100,000 bytes.
+        let other = entry("e", &[8u8; 65_536]);
+        let err = store
+            .begin("cave", vec![names[0].clone(), other])
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "the files take 131072 bytes, over this daemon's quota of 100000 bytes per cluster (quota_mib in its daemon file)"
         );
     }
 }

@@ -132,7 +132,21 @@ impl Proc {
     /// Starts `lockstep ARGS` with the test key. It prints its `lockstep-state: ready` and
     /// `running` lines as under a daemon, so tests can wait for them.
     pub fn start(args: &[&str]) -> Proc {
-        let mut child = Command::new(BIN)
+        Proc::start_under(&[], args)
+    }
+
+    /// As [`Proc::start`], run by `wrapper` (e.g. `prlimit --nofile=40`): `WRAPPER lockstep
+    /// ARGS`.
+    pub fn start_under(wrapper: &[&str], args: &[&str]) -> Proc {
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .args(args)
             .env("LOCKSTEP_KEY", KEY)
             .env("LOCKSTEP_LAUNCHED", "1")
