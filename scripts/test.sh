@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, then formatting, lints, every test on the
-# default backend (Vulkan; lavapipe without a GPU), and the rendering tests again on GL.
+# default backend (Vulkan; lavapipe without a GPU), the rendering tests again on GL, and every
+# fuzz target for a bounded time.
 # Nothing is skipped: a missing driver fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,4 +18,6 @@ cargo test --workspace --locked
 echo "== rendering tests on the GL backend"
 # Selected by name within the workspace, so the build above (same feature set) is reused.
 LOCKSTEP_TEST_BACKEND=gl cargo test --workspace --locked --test render --test gltf_import
+echo "== fuzzing every network decoder for a bounded time"
+bash scripts/fuzz.sh
 echo "== all tests passed"

@@ -11,6 +11,7 @@ pub mod control;
 mod digest;
 mod error;
 mod frame;
+pub mod fuzzing;
 mod link;
 pub mod master;
 pub mod node;

@@ -15,6 +15,7 @@ Bringing a cluster up and down from one command.
 pub mod conn;
 pub mod daemon;
 mod error;
+pub mod fuzzing;
 pub mod launcher;
 pub mod protocol;
 pub mod state;

@@ -1,7 +1,7 @@
 /*!
-The entry point shared by the fuzz target (`crates/wire/fuzz`) and the corpus test: whatever
-the bytes, decoding them and feeding the messages to both handshake sides must end in values
-or errors, never a panic, a hang or an allocation beyond the limits.
+Entry points shared by the fuzz targets (`fuzz/`) and the stable tests that replay their
+corpus and mutations: whatever the bytes, decoding them must end in values or errors, never a
+panic, a hang or an allocation beyond the limits.
 */
 use crate::handshake::ServerStep;
 use crate::{ClientHandshake, ClusterKey, Decoder, HANDSHAKE_MAX_FRAME, ServerHandshake};
@@ -37,4 +37,94 @@ pub fn decode_stream(data: &[u8]) -> usize {
     }
     let _ = decoder.finish();
     decoded
+}
+
+/// Feeds `data` to an authenticated decoder two ways: as it is (records a peer without the
+/// key made up: each must be refused), and sealed with the session's keys (what a key holder
+/// could send: every frame inside must decode or be refused). Returns how many messages
+/// decoded.
+pub fn decode_records(data: &[u8]) -> usize {
+    let key = ClusterKey::new(vec![0x5a; 32]).expect("a 32-byte key is long enough");
+    let (mut client, server) = crate::SessionKeys::pair(&key, &[1; 32], &[2; 32], "fuzz", "node");
+    let mut raw = Decoder::new(1 << 16);
+    raw.authenticate(server.opener);
+    raw.push(data);
+    let mut decoded = 0;
+    while let Ok(Some(_)) = raw.next_message() {
+        decoded += 1;
+    }
+    // The same keys again (they follow from the nonces): a fresh opener for the sealed run.
+    let (_, server) = crate::SessionKeys::pair(&key, &[1; 32], &[2; 32], "fuzz", "node");
+    let mut sealed = Decoder::new(1 << 16);
+    sealed.authenticate(server.opener);
+    // As few records as the limit allows: frames inside one, as a sender seals them.
+    for payload in data.chunks(1 << 16) {
+        let Ok(header) = client.sealer.seal(&[payload]) else {
+            break;
+        };
+        sealed.push(&header);
+        sealed.push(payload);
+        loop {
+            match sealed.next_message() {
+                Ok(Some(_)) => decoded += 1,
+                Ok(None) => break,
+                Err(_) => return decoded,
+            }
+        }
+    }
+    decoded
+}
+
+/// A deterministic mutator for the stable tests that stand in for the fuzzers between runs
+/// (xorshift64*: a failure names a reproducible case).
+#[derive(Debug, Clone)]
+pub struct Mutator(u64);
+
+impl Mutator {
+    /// A mutator seeded with `seed` (not 0).
+    pub fn new(seed: u64) -> Self {
+        Mutator(seed.max(1))
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    /// Case `case` of `valid` mutated: bits flipped, cut short, a byte replaced, random bytes
+    /// inserted, or all random, in turn.
+    pub fn mutate(&mut self, valid: &[u8], case: usize) -> Vec<u8> {
+        let mut bytes = valid.to_vec();
+        match case % 5 {
+            0 => {
+                for _ in 0..1 + self.below(8) {
+                    let i = self.below(bytes.len());
+                    if let Some(b) = bytes.get_mut(i) {
+                        *b ^= 1 << self.below(8);
+                    }
+                }
+            }
+            1 => bytes.truncate(self.below(bytes.len())),
+            2 => {
+                let i = self.below(bytes.len());
+                let v = self.next() as u8;
+                if let Some(b) = bytes.get_mut(i) {
+                    *b = v;
+                }
+            }
+            3 => {
+                let extra: Vec<u8> = (0..self.below(2048)).map(|_| self.next() as u8).collect();
+                let at = self.below(bytes.len());
+                bytes.splice(at..at, extra);
+            }
+            _ => bytes = (0..self.below(4096)).map(|_| self.next() as u8).collect(),
+        }
+        bytes
+    }
 }

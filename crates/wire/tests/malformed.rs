@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use lockstep_wire::fuzzing::decode_stream;
+use lockstep_wire::fuzzing::{Mutator, decode_records, decode_stream};
 use lockstep_wire::{Hook, Message, NodeStats, encode_into};
 
 fn valid_stream() -> (Vec<u8>, usize) {
@@ -45,7 +45,7 @@ fn valid_stream() -> (Vec<u8>, usize) {
 
 #[test]
 fn the_seed_corpus_replays_without_panic() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/decode");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/decode");
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
@@ -72,21 +72,6 @@ fn the_seed_corpus_replays_without_panic() {
     );
 }
 
-/// xorshift64*: deterministic, so a failure names a reproducible case.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 #[test]
 fn twenty_thousand_mutations_never_panic() {
     let (stream, count) = valid_stream();
@@ -95,28 +80,9 @@ fn twenty_thousand_mutations_never_panic() {
         count,
         "the valid stream decodes whole"
     );
-    let mut rng = Rng(0x1ce_b00c);
+    let mut rng = Mutator::new(0x1ce_b00c);
     for case in 0..20_000 {
-        let mut bytes = stream.clone();
-        match case % 5 {
-            0 => {
-                for _ in 0..1 + rng.below(8) {
-                    let i = rng.below(bytes.len());
-                    bytes[i] ^= 1 << rng.below(8);
-                }
-            }
-            1 => bytes.truncate(rng.below(bytes.len())),
-            2 => {
-                let i = rng.below(bytes.len());
-                bytes[i] = rng.next() as u8;
-            }
-            3 => {
-                let extra: Vec<u8> = (0..rng.below(2048)).map(|_| rng.next() as u8).collect();
-                let at = rng.below(bytes.len());
-                bytes.splice(at..at, extra);
-            }
-            _ => bytes = (0..rng.below(4096)).map(|_| rng.next() as u8).collect(),
-        }
+        let bytes = rng.mutate(&stream, case);
         // A panic here fails the test and names the case.
         let result = std::panic::catch_unwind(|| decode_stream(&bytes));
         assert!(
@@ -125,4 +91,36 @@ fn twenty_thousand_mutations_never_panic() {
             bytes.len()
         );
     }
+}
+
+#[test]
+fn sealed_records_forged_or_genuine_never_panic() {
+    let (stream, count) = valid_stream();
+    // Unsealed, nothing decodes (no record's tag holds); sealed, every frame does.
+    assert_eq!(decode_records(&stream), count);
+    // The seeds of the records target.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/records");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        decode_records(&std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    let mut rng = Mutator::new(0x5ea1_ed);
+    for case in 0..5_000 {
+        let bytes = rng.mutate(&stream, case);
+        let result = std::panic::catch_unwind(|| decode_records(&bytes));
+        assert!(
+            result.is_ok(),
+            "case {case} panicked on {} bytes",
+            bytes.len()
+        );
+    }
+}
+
+/// Writes the valid stream as the records target's seed: `cargo test -p lockstep-wire --test
+/// malformed -- --ignored`.
+#[test]
+#[ignore]
+fn write_seed() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/records");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("session.bin"), valid_stream().0).unwrap();
 }

@@ -292,4 +292,28 @@ mod tests {
             PathBuf::from("x-0002")
         );
     }
+
+    #[test]
+    fn the_daemon_confines_every_path_flag_of_the_roles_it_starts() {
+        use clap::CommandFactory;
+        use lockstep::launch::daemon::confine::PATH_FLAGS;
+        let cli = Cli::command();
+        let mut seen = Vec::new();
+        for role in ["node", "master"] {
+            let sub = cli.find_subcommand(role).unwrap();
+            for arg in sub.get_arguments() {
+                if arg.get_value_parser().type_id() == std::any::TypeId::of::<PathBuf>() {
+                    let flag = format!("--{}", arg.get_long().expect("path flags are long"));
+                    assert!(
+                        PATH_FLAGS.contains(&flag.as_str()),
+                        "lockstep {role} {flag} takes a path the daemon does not confine"
+                    );
+                    seen.push(flag);
+                }
+            }
+        }
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), PATH_FLAGS.len(), "{seen:?}");
+    }
 }
