@@ -23,7 +23,7 @@ for target in decode records launch frames; do
     set +e
     cargo "${toolchain[@]}" fuzz run "$target" "$scratch" "corpus/$target" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1 2>&1 \
-        | grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|==|INFO: seed corpus|.*(ERROR|panicked|SUMMARY|[Cc]rash|artifact))'
+        | grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|==|INFO: seed corpus|.*([Ee]rror|panicked|SUMMARY|[Cc]rash|artifact))'
     status="${PIPESTATUS[0]}"
     set -e
     rm -rf "$scratch"

@@ -230,7 +230,7 @@ impl Assembler {
                 Ok(Step::SwapNow(frame))
             }
             Message::Heartbeat { seq } => Ok(Step::Heartbeat(seq)),
-            Message::Shutdown { reason } => Ok(Step::Shutdown(reason.to_string())),
+            Message::Shutdown { reason } => Ok(Step::Shutdown(lockstep_wire::printable(reason))),
             other => Err(format!(
                 "the master sent an unexpected {} message",
                 other.kind()

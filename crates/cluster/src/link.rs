@@ -20,6 +20,8 @@ pub(crate) struct Link {
     out: Vec<u8>,
     /// Seals what it sends, once authenticated (a reading half has none).
     sealer: Option<Sealer>,
+    /// Largest record the peer accepts (its frame limit): larger sends are split.
+    send_limit: usize,
 }
 
 impl Link {
@@ -33,7 +35,13 @@ impl Link {
             decoder: Decoder::new(max_frame),
             out: Vec::new(),
             sealer: None,
+            send_limit: usize::MAX,
         })
+    }
+
+    /// The largest record the peer accepts (the frame limit it was told).
+    pub fn set_send_limit(&mut self, n: usize) {
+        self.send_limit = n;
     }
 
     /// From now on every message this link sends is sealed, and every one it receives must
@@ -92,8 +100,18 @@ impl Link {
         let Some(sealer) = self.sealer.as_mut() else {
             return Err(std::io::Error::other("the link is not authenticated"));
         };
-        let header = sealer.seal(&[a, b]).map_err(std::io::Error::other)?;
-        write_all_vectored(&mut self.stream, [&header[..], a, b])
+        if a.len() + b.len() <= self.send_limit {
+            let header = sealer.seal(&[a, b]).map_err(std::io::Error::other)?;
+            return write_all_vectored(&mut self.stream, [&header[..], a, b]);
+        }
+        // Too large for one record (a big snapshot): runs of whole frames, each its own.
+        for part in [a, b] {
+            for run in whole_frames(part, self.send_limit) {
+                let header = sealer.seal(&[run]).map_err(std::io::Error::other)?;
+                write_all_vectored(&mut self.stream, [&header[..], run])?;
+            }
+        }
+        Ok(())
     }
 
     /// Waits for the next message until `deadline` (one deadline for a whole exchange,
@@ -161,6 +179,31 @@ impl Link {
     }
 }
 
+/// Encoded frames split into runs of whole frames of at most `limit` bytes each (a frame
+/// larger than that alone makes a run, which the peer refuses as oversized).
+fn whole_frames(bytes: &[u8], limit: usize) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start >= bytes.len() {
+            return None;
+        }
+        let mut end = start;
+        while end < bytes.len() {
+            let len = bytes.get(end..end + 4).map_or(bytes.len(), |h| {
+                u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize
+            });
+            let next = end.saturating_add(4).saturating_add(len).min(bytes.len());
+            if next - start > limit && end > start {
+                break;
+            }
+            end = next;
+        }
+        let run = &bytes[start..end];
+        start = end;
+        Some(run)
+    })
+}
+
 /// Writes every part with as few system calls as the kernel allows (one, normally).
 fn write_all_vectored<const N: usize>(
     stream: &mut TcpStream,
@@ -193,5 +236,28 @@ pub(crate) fn wire(peer: &str, source: lockstep_wire::WireError) -> ClusterError
     ClusterError::Wire {
         peer: peer.to_string(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn frames_too_large_for_one_record_are_split_between_whole_frames() {
+        let mut bytes = Vec::new();
+        for n in [10u8, 20, 5, 30] {
+            lockstep_wire::encode_into(
+                &lockstep_wire::Message::Block {
+                    plugin: 1,
+                    bytes: &vec![n; n as usize],
+                },
+                &mut bytes,
+            )
+            .unwrap();
+        }
+        let runs: Vec<usize> = super::whole_frames(&bytes, 40).map(<[u8]>::len).collect();
+        // Frames of 17, 27, 12 and 37 bytes: 17 alone (17 + 27 > 40), 27 + 12, 37.
+        assert_eq!(runs, [17, 39, 37]);
+        assert_eq!(runs.iter().sum::<usize>(), bytes.len());
+        assert_eq!(super::whole_frames(&bytes, 1 << 20).count(), 1);
     }
 }

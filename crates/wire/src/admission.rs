@@ -65,16 +65,17 @@ impl Slots {
     /// A place for a handshake with `addr`, or why there is none.
     pub fn take(self: &Arc<Self>, addr: IpAddr) -> Result<Slot, &'static str> {
         let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        // Looked up, not inserted: a refused address leaves no entry behind.
         let total = busy.values().sum::<usize>();
-        let n = busy.entry(addr).or_default();
-        if *n >= self.per_address {
+        let n = busy.get(&addr).copied().unwrap_or(0);
+        if n >= self.per_address {
             return Err("too many handshakes in progress from this address");
         }
-        let newcomer = *n == 0 && total < self.max + self.reserve;
+        let newcomer = n == 0 && total < self.max + self.reserve;
         if total >= self.max && !newcomer {
             return Err("too many handshakes in progress");
         }
-        *n += 1;
+        *busy.entry(addr).or_default() += 1;
         Ok(Slot {
             slots: self.clone(),
             addr,

@@ -398,6 +398,8 @@ impl Master {
             link.peer = format!("node '{}'", j.name);
             // Nodes send only small messages: a larger frame is an error, not an allocation.
             link.set_max_frame(HANDSHAKE_MAX_FRAME);
+            // What it accepts: larger frames (snapshots) go in several records.
+            link.set_send_limit(self.gate.max_frame as usize);
             *self.joins.entry(j.name.clone()).or_default() += 1;
             self.gone.remove(&j.name);
             self.nodes.push(NodeConn {
@@ -1149,7 +1151,7 @@ fn drain(n: &mut NodeConn) -> Result<(), String> {
 
 fn unexpected(m: Message<'_>) -> String {
     match m {
-        Message::Refused { reason } => format!("it left: {reason}"),
+        Message::Refused { reason } => format!("it left: {}", lockstep_wire::printable(reason)),
         other => format!("sent an unexpected {} message", other.kind()),
     }
 }

@@ -40,6 +40,16 @@ pub fn check_role_args(args: &[String], dir: &Path, roots: &[PathBuf]) -> Result
                 continue;
             }
         };
+        // `..` is refused outright: after a folder that does not exist yet it could not be
+        // resolved, and the process may create that folder before it writes.
+        if Path::new(value)
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(format!(
+                "{flag} '{value}' contains '..'; paths given to a started role must stay inside the cluster's workspace"
+            ));
+        }
         let resolved = resolve(&dir.join(value));
         if !roots.iter().any(|r| resolved.starts_with(r)) {
             return Err(format!(
@@ -136,7 +146,8 @@ mod tests {
         ] {
             let err = check_role_args(&args(bad), &ws, &roots).unwrap_err();
             assert!(
-                err.starts_with(flag) && err.contains("outside the cluster's workspace"),
+                err.starts_with(flag)
+                    && (err.contains("outside the cluster's workspace") || err.contains("'..'")),
                 "{err}"
             );
         }

@@ -199,7 +199,10 @@ impl Daemon {
             };
             let reply = self.handle(id, &who, req, &mut sync, &tx);
             if let Reply::Refused(reason) = &reply {
-                tracing::warn!("refused a request of launcher {who}: {reason}");
+                tracing::warn!(
+                    "refused a request of launcher {who}: {}",
+                    lockstep_wire::printable(reason)
+                );
             }
             if tx.send(reply).is_err() {
                 break LaunchError::Closed(conn.peer.clone());

@@ -82,8 +82,12 @@ impl Store {
             return Err(format!("{} files: at most {MAX_FILES}", files.len()));
         }
         let mut sizes = HashMap::new();
+        let mut paths = std::collections::HashSet::new();
         for f in &files {
             check_relative_path(&f.path)?;
+            if !paths.insert(f.path.as_str()) {
+                return Err(format!("{}: named twice in the manifest", f.path));
+            }
             if f.size > MAX_FILE_SIZE {
                 return Err(format!(
                     "{}: {} bytes is over the limit of {MAX_FILE_SIZE}",
