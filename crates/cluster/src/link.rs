@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use lockstep_wire::{
-    ByDeadline, Decoder, FillError, Message, RECORD_HEADER, Sealer, SessionKeys, encode_into,
+    ByDeadline, Decoder, FillError, Message, Sealer, SessionKeys, encode_record_into,
 };
 
 use crate::ClusterError;
@@ -76,16 +76,8 @@ impl Link {
 
     /// Sends one message (sealed, once authenticated).
     pub fn send(&mut self, msg: &Message<'_>) -> Result<(), ClusterError> {
-        self.out.clear();
-        if self.sealer.is_some() {
-            self.out.resize(RECORD_HEADER, 0);
-        }
-        encode_into(msg, &mut self.out).map_err(|e| wire(&self.peer, e))?;
-        if let Some(sealer) = self.sealer.as_mut() {
-            sealer
-                .seal_in_place(&mut self.out)
-                .map_err(|e| wire(&self.peer, e))?;
-        }
+        encode_record_into(msg, self.sealer.as_mut(), &mut self.out)
+            .map_err(|e| wire(&self.peer, e))?;
         self.stream
             .write_all(&self.out)
             .map_err(|e| io(&self.peer, "cannot send", e))

@@ -2,13 +2,11 @@
 //! then thousands of mutations of a valid session stream, through the node's frame assembly
 //! and scene replication.
 
-use std::path::Path;
-
 use lockstep_cluster::fuzzing::apply_stream;
 use lockstep_cluster::plugins::SCENE_PLUGIN;
 use lockstep_cluster::write_changes;
 use lockstep_scene::{Color, Material, Mesh, Node, Scene};
-use lockstep_wire::fuzzing::Mutator;
+use lockstep_wire::fuzzing::{corpus, replay_and_mutate};
 use lockstep_wire::{Hook, Message, encode_into};
 
 fn valid_stream() -> (Vec<u8>, usize) {
@@ -53,27 +51,11 @@ fn valid_stream() -> (Vec<u8>, usize) {
     (out, frames as usize)
 }
 
-fn corpus() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/frames")
-}
-
 #[test]
 fn session_streams_mutated_never_panic() {
     let (stream, frames) = valid_stream();
     assert_eq!(apply_stream(&stream), frames, "the valid stream assembles");
-    for entry in std::fs::read_dir(corpus()).unwrap() {
-        apply_stream(&std::fs::read(entry.unwrap().path()).unwrap());
-    }
-    let mut rng = Mutator::new(0x0f4a_03e5);
-    for case in 0..10_000 {
-        let bytes = rng.mutate(&stream, case);
-        let result = std::panic::catch_unwind(|| apply_stream(&bytes));
-        assert!(
-            result.is_ok(),
-            "case {case} panicked on {} bytes",
-            bytes.len()
-        );
-    }
+    replay_and_mutate("frames", &stream, 0x0f4a_03e5, 10_000, apply_stream);
 }
 
 /// Writes the valid stream as the fuzz target's seed: `cargo test -p lockstep-cluster --test
@@ -81,6 +63,6 @@ fn session_streams_mutated_never_panic() {
 #[test]
 #[ignore]
 fn write_seed() {
-    std::fs::create_dir_all(corpus()).unwrap();
-    std::fs::write(corpus().join("frames.bin"), valid_stream().0).unwrap();
+    std::fs::create_dir_all(corpus("frames")).unwrap();
+    std::fs::write(corpus("frames").join("frames.bin"), valid_stream().0).unwrap();
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use lockstep_wire::handshake::{ClientStep, ServerStep};
 use lockstep_wire::{
     ByDeadline, ClientHandshake, ClusterKey, Decoder, FillError, HANDSHAKE_MAX_FRAME, Message,
-    RECORD_HEADER, Sealer, ServerHandshake, WireError, encode_frame_into, random_nonce,
+    Sealer, ServerHandshake, SessionKeys, WireError, encode_record_into, random_nonce,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -70,18 +70,16 @@ impl Conn {
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
     }
 
+    /// From now on every message is sealed, and every one received must be.
+    fn authenticate(&mut self, keys: Box<SessionKeys>) {
+        self.decoder.authenticate(keys.opener);
+        self.sealer = Some(keys.sealer);
+    }
+
     /// Sends one message.
     pub fn send<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<(), LaunchError> {
-        self.out.clear();
-        if self.sealer.is_some() {
-            self.out.resize(RECORD_HEADER, 0);
-        }
-        encode_frame_into(msg, &mut self.out).map_err(|e| LaunchError::wire(&self.peer, e))?;
-        if let Some(sealer) = self.sealer.as_mut() {
-            sealer
-                .seal_in_place(&mut self.out)
-                .map_err(|e| LaunchError::wire(&self.peer, e))?;
-        }
+        encode_record_into(msg, self.sealer.as_mut(), &mut self.out)
+            .map_err(|e| LaunchError::wire(&self.peer, e))?;
         self.stream
             .write_all(&self.out)
             .map_err(|e| LaunchError::io(&self.peer, "cannot send", e))
@@ -130,16 +128,6 @@ fn fill(decoder: &mut Decoder, r: &mut impl Read, peer: &str) -> Result<(), Laun
     })
 }
 
-/// Tells a peer there is no room for its handshake, without waiting on it: one write that
-/// must not block.
-pub fn refuse_busy(mut stream: TcpStream, why: &str) {
-    if let Ok(bytes) = lockstep_wire::encode(&Message::Busy { reason: why })
-        && stream.set_nonblocking(true).is_ok()
-    {
-        let _ = stream.write(&bytes);
-    }
-}
-
 /// Dials a daemon and proves the key; `who` names this launcher in the daemon's log.
 pub fn dial(
     addr: SocketAddr,
@@ -162,8 +150,7 @@ pub fn dial(
         match hs.handle(&msg) {
             Ok(ClientStep::Prove { proof, keys }) => {
                 conn.send(&proof)?;
-                conn.decoder.authenticate(keys.opener);
-                conn.sealer = Some(keys.sealer);
+                conn.authenticate(keys);
             }
             Ok(ClientStep::Established { .. }) => break,
             Err(e) => return Err(conn.refuse(e)),
@@ -199,8 +186,7 @@ pub fn accept(
                 max_frame,
                 keys,
             }) => {
-                conn.decoder.authenticate(keys.opener);
-                conn.sealer = Some(keys.sealer);
+                conn.authenticate(keys);
                 conn.send(&Message::Welcome { max_frame })?;
                 let node = lockstep_wire::printable(&node);
                 conn.peer = format!("{} ({node})", conn.peer);

@@ -2,12 +2,10 @@
 //! thousands of mutations of a valid request stream, through what a daemon and a launcher
 //! decode and check.
 
-use std::path::Path;
-
 use lockstep_launch::fuzzing::decode_launch;
 use lockstep_launch::protocol::{FileEntry, Program, Request};
 use lockstep_wire::encode_frame_into;
-use lockstep_wire::fuzzing::Mutator;
+use lockstep_wire::fuzzing::{corpus, replay_and_mutate};
 
 fn valid_stream() -> (Vec<u8>, usize) {
     let requests = [
@@ -48,27 +46,11 @@ fn valid_stream() -> (Vec<u8>, usize) {
     (out, requests.len())
 }
 
-fn corpus() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/launch")
-}
-
 #[test]
 fn requests_and_replies_mutated_never_panic() {
     let (stream, count) = valid_stream();
     assert!(decode_launch(&stream) >= count, "the valid stream decodes");
-    for entry in std::fs::read_dir(corpus()).unwrap() {
-        decode_launch(&std::fs::read(entry.unwrap().path()).unwrap());
-    }
-    let mut rng = Mutator::new(0x00da_e404);
-    for case in 0..10_000 {
-        let bytes = rng.mutate(&stream, case);
-        let result = std::panic::catch_unwind(|| decode_launch(&bytes));
-        assert!(
-            result.is_ok(),
-            "case {case} panicked on {} bytes",
-            bytes.len()
-        );
-    }
+    replay_and_mutate("launch", &stream, 0x00da_e404, 10_000, decode_launch);
 }
 
 /// Writes the valid stream as the fuzz target's seed: `cargo test -p lockstep-launch --test
@@ -76,6 +58,6 @@ fn requests_and_replies_mutated_never_panic() {
 #[test]
 #[ignore]
 fn write_seed() {
-    std::fs::create_dir_all(corpus()).unwrap();
-    std::fs::write(corpus().join("requests.bin"), valid_stream().0).unwrap();
+    std::fs::create_dir_all(corpus("launch")).unwrap();
+    std::fs::write(corpus("launch").join("requests.bin"), valid_stream().0).unwrap();
 }

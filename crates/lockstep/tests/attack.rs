@@ -18,7 +18,7 @@ use lockstep::cluster::{
 use lockstep::display::ClusterConfig;
 use lockstep::scene::{Node, Scene};
 use lockstep_wire::ClusterKey;
-use support::{KEY, Proc, cave, p, run, signal, wait_until};
+use support::{KEY, Proc, cave, headless, headless_under, p, run, signal, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -93,19 +93,11 @@ fn a_node_id_of_two_to_the_32_minus_2_is_refused_naming_the_limit_within_bounded
     )
     .unwrap();
     // 1 GiB of address space: far below the 32 GiB one slot per id would take.
-    let node = Proc::start_under(
+    let node = headless_under(
         &["prlimit", "--as=1073741824"],
-        &[
-            "node",
-            "--config",
-            p(&cfg),
-            "--name",
-            "front",
-            "--renderer",
-            "none",
-            "--rejoin-timeout",
-            "0",
-        ],
+        &cfg,
+        "front",
+        &["--rejoin-timeout", "0"],
     );
     master.wait_for_nodes(LIMIT).unwrap();
     let scene = Scene::new();
@@ -208,15 +200,7 @@ fn three_hundred_slow_peers_neither_spin_the_master_nor_keep_ctl_or_a_late_node_
             "front",
         ],
     );
-    let front = Proc::start(&[
-        "node",
-        "--config",
-        p(&cfg),
-        "--name",
-        "front",
-        "--renderer",
-        "none",
-    ]);
+    let front = headless(&cfg, "front", &[]);
     master.wait_for("lockstep-state: running", LIMIT);
     let stop = Arc::new(AtomicBool::new(false));
     // From ten other loopback addresses, so no per-address cap alone keeps them out.
@@ -262,15 +246,7 @@ fn three_hundred_slow_peers_neither_spin_the_master_nor_keep_ctl_or_a_late_node_
         in_step(&cfg, "front").then_some(())
     });
     let answered = asked.elapsed();
-    let left = Proc::start(&[
-        "node",
-        "--config",
-        p(&cfg),
-        "--name",
-        "left",
-        "--renderer",
-        "none",
-    ]);
+    let left = headless(&cfg, "left", &[]);
     wait_until("the late node to be in step", LIMIT, || {
         in_step(&cfg, "left").then_some(())
     });

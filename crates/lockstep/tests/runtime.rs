@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use lockstep::display::ClusterConfig;
-use support::{Proc, cave, free_port, p, run, signal, text, wait_until};
+use support::{Proc, cave, free_port, headless, p, run, signal, text, wait_until};
 
 /// Long enough for any event of these tests on a loaded machine; only a broken cluster
 /// waits this long.
@@ -24,20 +24,6 @@ fn frames(path: &Path) -> BTreeMap<u64, String> {
             (f.parse().unwrap(), h.to_string())
         })
         .collect()
-}
-
-fn headless(cfg: &Path, name: &str, extra: &[&str]) -> Proc {
-    let mut a = vec![
-        "node",
-        "--config",
-        p(cfg),
-        "--name",
-        name,
-        "--renderer",
-        "none",
-    ];
-    a.extend_from_slice(extra);
-    Proc::start(&a)
 }
 
 /// `lockstep ctl status --json` of the cluster.

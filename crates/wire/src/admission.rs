@@ -10,9 +10,14 @@ daemon's) follows, without I/O — time is passed in, so each rule is tested wit
   longer each time instead of retrying at once, and say so at most once per interval.
 - [`Refusals`]: refused peers are counted per reason and summarised once per interval, so a
   flood of bad connections cannot flood the log.
+
+[`Gatekeeper`] puts the three on a listener: its [`Gatekeeper::accept`] is the one accept step
+both listeners run (the only socket code here besides `ByDeadline`); what to log comes back as
+text, so each caller logs it its own way.
 */
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -213,8 +218,88 @@ impl Refusals {
     }
 }
 
-/// A [`Refusals`] shared by a listener's handshake threads.
-pub type SharedRefusals = Arc<Mutex<Refusals>>;
+/// A listener's admission: its handshake slots and its refusals, shared by its accept thread
+/// and its handshake threads.
+#[derive(Debug)]
+pub struct Gatekeeper {
+    slots: Arc<Slots>,
+    refusals: Mutex<Refusals>,
+}
+
+/// What one [`Gatekeeper::accept`] gave.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A peer with a place for its handshake (freed when `slot` drops).
+    Admitted {
+        /// Its connection.
+        stream: TcpStream,
+        /// Its address.
+        addr: SocketAddr,
+        /// Its place.
+        slot: Slot,
+    },
+    /// No peer to serve (it was told `Busy`, or `accept` failed and the back-off pause has
+    /// passed); a line to log, if one is due.
+    Tell(Option<String>),
+}
+
+impl Gatekeeper {
+    /// The admission of a listener in this process ([`Slots::for_listener`]).
+    pub fn for_listener() -> Arc<Gatekeeper> {
+        Arc::new(Gatekeeper {
+            slots: Slots::for_listener(),
+            refusals: Mutex::new(Refusals::default()),
+        })
+    }
+
+    /// Waits for the next connection on `listener`. A peer with no place is sent `Busy` at
+    /// once, without waiting on it; a failed `accept` waits out `backoff`'s pause first.
+    pub fn accept(&self, listener: &TcpListener, backoff: &mut AcceptBackoff) -> Incoming {
+        let (stream, addr) = match listener.accept() {
+            Ok(c) => {
+                backoff.succeeded();
+                c
+            }
+            Err(e) => {
+                let failure = backoff.failed(Instant::now());
+                std::thread::sleep(failure.pause);
+                return Incoming::Tell(failure.tell.map(|n| {
+                    format!(
+                        "cannot accept connections ({n} failure(s) since last told): {e}; retrying"
+                    )
+                }));
+            }
+        };
+        match self.slots.take(addr.ip()) {
+            Ok(slot) => Incoming::Admitted { stream, addr, slot },
+            Err(why) => {
+                refuse_busy(stream, why);
+                Incoming::Tell(self.refused("busy", format!("{addr}: {why}")))
+            }
+        }
+    }
+
+    /// A peer was refused for `kind` (`detail` printable): a line to log, if one is due.
+    pub fn refused(&self, kind: &'static str, detail: String) -> Option<String> {
+        let mut r = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        r.note(kind, detail, Instant::now())
+    }
+
+    /// The summary of the refusals counted, once one is due.
+    pub fn summary(&self) -> Option<String> {
+        let mut r = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        r.flush(Instant::now())
+    }
+}
+
+/// Tells a peer there is no room for its handshake: one write that must not block.
+fn refuse_busy(mut stream: TcpStream, why: &str) {
+    if let Ok(bytes) = crate::encode(&crate::Message::Busy { reason: why })
+        && stream.set_nonblocking(true).is_ok()
+    {
+        let _ = stream.write(&bytes);
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,7 @@ decode to exactly one message, and reports a connection that ends mid-frame.
 */
 use std::io::Read;
 
-use crate::session::{Opener, RECORD_HEADER};
+use crate::session::{Opener, RECORD_HEADER, Sealer};
 use crate::{Message, WireError};
 
 const HEADER: usize = 4;
@@ -35,6 +35,24 @@ pub fn encode_frame_into<T: serde::Serialize + ?Sized>(
     })?;
     out[start..start + HEADER].copy_from_slice(&len32.to_le_bytes());
     Ok(())
+}
+
+/// Encodes `msg` as one frame into `out` (cleared first): bare, or with `sealer` as one
+/// sealed record — how a connection sends a single message before and after its handshake.
+pub fn encode_record_into<T: serde::Serialize + ?Sized>(
+    msg: &T,
+    sealer: Option<&mut Sealer>,
+    out: &mut Vec<u8>,
+) -> Result<(), WireError> {
+    out.clear();
+    match sealer {
+        None => encode_frame_into(msg, out),
+        Some(sealer) => {
+            out.resize(RECORD_HEADER, 0);
+            encode_frame_into(msg, out)?;
+            sealer.seal_in_place(out)
+        }
+    }
 }
 
 /// Encodes `msg` as one frame.
@@ -390,6 +408,22 @@ mod tests {
         ]
     }
 
+    /// Every message `stream` decodes to, pushed `chunk` bytes at a time.
+    fn in_pieces(d: &mut Decoder, stream: &[u8], chunk: usize) -> Vec<String> {
+        let mut got = Vec::new();
+        for piece in stream.chunks(chunk) {
+            d.push(piece);
+            while let Some(m) = d.next_message().unwrap() {
+                got.push(format!("{m:?}"));
+            }
+        }
+        got
+    }
+
+    fn every_sample() -> Vec<String> {
+        samples().iter().map(|m| format!("{m:?}")).collect()
+    }
+
     #[test]
     fn every_message_round_trips_through_one_stream() {
         let mut stream = Vec::new();
@@ -413,15 +447,11 @@ mod tests {
         }
         for chunk in [1, 2, 3, 5, 7, 64] {
             let mut d = Decoder::new(1 << 20);
-            let mut got = Vec::new();
-            for piece in stream.chunks(chunk) {
-                d.push(piece);
-                while let Some(m) = d.next_message().unwrap() {
-                    got.push(format!("{m:?}"));
-                }
-            }
-            let want: Vec<String> = samples().iter().map(|m| format!("{m:?}")).collect();
-            assert_eq!(got, want, "chunks of {chunk}");
+            assert_eq!(
+                in_pieces(&mut d, &stream, chunk),
+                every_sample(),
+                "chunks of {chunk}"
+            );
         }
     }
 
@@ -575,15 +605,11 @@ mod tests {
             let stream = sealed_stream(&mut sealer);
             let mut d = Decoder::new(1 << 20);
             d.authenticate(opener);
-            let mut got = Vec::new();
-            for piece in stream.chunks(chunk) {
-                d.push(piece);
-                while let Some(m) = d.next_message().unwrap() {
-                    got.push(format!("{m:?}"));
-                }
-            }
-            let want: Vec<String> = samples().iter().map(|m| format!("{m:?}")).collect();
-            assert_eq!(got, want, "chunks of {chunk}");
+            assert_eq!(
+                in_pieces(&mut d, &stream, chunk),
+                every_sample(),
+                "chunks of {chunk}"
+            );
             d.finish().unwrap();
         }
     }

@@ -75,6 +75,40 @@ pub fn decode_records(data: &[u8]) -> usize {
     decoded
 }
 
+/// The seed corpus of fuzz target `target` (`fuzz/corpus/<target>` in this source tree).
+pub fn corpus(target: &str) -> std::path::PathBuf {
+    std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus")).join(target)
+}
+
+/// A fuzz target's stable stand-in: `decode` on every seed of `target`'s corpus, then on
+/// `cases` mutations of `valid` (from `seed`); panics naming the first input it panicked on.
+pub fn replay_and_mutate(
+    target: &str,
+    valid: &[u8],
+    seed: u64,
+    cases: usize,
+    decode: fn(&[u8]) -> usize,
+) {
+    let dir = corpus(target);
+    let seeds = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for entry in seeds {
+        let path = entry.expect("a readable corpus folder").path();
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let result = std::panic::catch_unwind(|| decode(&bytes));
+        assert!(result.is_ok(), "seed {} panicked", path.display());
+    }
+    let mut rng = Mutator::new(seed);
+    for case in 0..cases {
+        let bytes = rng.mutate(valid, case);
+        let result = std::panic::catch_unwind(|| decode(&bytes));
+        assert!(
+            result.is_ok(),
+            "{target}: case {case} panicked on {} bytes",
+            bytes.len()
+        );
+    }
+}
+
 /// A deterministic mutator for the stable tests that stand in for the fuzzers between runs
 /// (xorshift64*: a failure names a reproducible case).
 #[derive(Debug, Clone)]

@@ -27,7 +27,9 @@ mod key;
 mod message;
 pub mod session;
 
-pub use codec::{ByDeadline, Decoder, FillError, encode, encode_frame_into, encode_into};
+pub use codec::{
+    ByDeadline, Decoder, FillError, encode, encode_frame_into, encode_into, encode_record_into,
+};
 pub use error::{WireError, printable};
 pub use handshake::{ClientHandshake, ServerHandshake};
 pub use key::{ClusterKey, MIN_KEY_LEN, random_nonce};

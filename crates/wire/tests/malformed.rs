@@ -1,9 +1,7 @@
 //! Malformed input never panics: the seed corpus of the fuzz target, then thousands of
 //! mutations of a valid stream, go through the decoder and both handshake sides.
 
-use std::path::Path;
-
-use lockstep_wire::fuzzing::{Mutator, decode_records, decode_stream};
+use lockstep_wire::fuzzing::{corpus, decode_records, decode_stream, replay_and_mutate};
 use lockstep_wire::{Hook, Message, NodeStats, encode_into};
 
 fn valid_stream() -> (Vec<u8>, usize) {
@@ -45,7 +43,7 @@ fn valid_stream() -> (Vec<u8>, usize) {
 
 #[test]
 fn the_seed_corpus_replays_without_panic() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/decode");
+    let dir = corpus("decode");
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
@@ -80,17 +78,7 @@ fn twenty_thousand_mutations_never_panic() {
         count,
         "the valid stream decodes whole"
     );
-    let mut rng = Mutator::new(0x1ce_b00c);
-    for case in 0..20_000 {
-        let bytes = rng.mutate(&stream, case);
-        // A panic here fails the test and names the case.
-        let result = std::panic::catch_unwind(|| decode_stream(&bytes));
-        assert!(
-            result.is_ok(),
-            "case {case} panicked on {} bytes",
-            bytes.len()
-        );
-    }
+    replay_and_mutate("decode", &stream, 0x1ce_b00c, 20_000, decode_stream);
 }
 
 #[test]
@@ -98,21 +86,7 @@ fn sealed_records_forged_or_genuine_never_panic() {
     let (stream, count) = valid_stream();
     // Unsealed, nothing decodes (no record's tag holds); sealed, every frame does.
     assert_eq!(decode_records(&stream), count);
-    // The seeds of the records target.
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/records");
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        decode_records(&std::fs::read(entry.unwrap().path()).unwrap());
-    }
-    let mut rng = Mutator::new(0x005e_a1ed);
-    for case in 0..5_000 {
-        let bytes = rng.mutate(&stream, case);
-        let result = std::panic::catch_unwind(|| decode_records(&bytes));
-        assert!(
-            result.is_ok(),
-            "case {case} panicked on {} bytes",
-            bytes.len()
-        );
-    }
+    replay_and_mutate("records", &stream, 0x005e_a1ed, 5_000, decode_records);
 }
 
 /// Writes the valid stream as the records target's seed: `cargo test -p lockstep-wire --test
@@ -120,7 +94,7 @@ fn sealed_records_forged_or_genuine_never_panic() {
 #[test]
 #[ignore]
 fn write_seed() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/records");
+    let dir = corpus("records");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("session.bin"), valid_stream().0).unwrap();
 }

@@ -8,17 +8,16 @@ The listener cannot be worn down: a handshake has one deadline as a whole, few r
 left) backs off instead of spinning, and refusals are summarised in the log, not told one by
 one.
 */
-use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lockstep_wire::admission::{AcceptBackoff, SharedRefusals, Slots};
+use lockstep_wire::admission::{AcceptBackoff, Gatekeeper, Incoming};
 use lockstep_wire::handshake::ServerStep;
 use lockstep_wire::{
-    ClusterKey, HANDSHAKE_MAX_FRAME, Message, ServerHandshake, encode, printable, random_nonce,
+    ClusterKey, HANDSHAKE_MAX_FRAME, Message, ServerHandshake, printable, random_nonce,
 };
 
 use crate::ClusterError;
@@ -47,58 +46,39 @@ pub(super) struct Gate {
     pub allowed: Arc<Mutex<Vec<String>>>,
     pub joined: Arc<Mutex<Vec<Joined>>>,
     pub control: Sender<ControlCall>,
-    /// Handshakes in progress.
-    pub slots: Arc<Slots>,
-    /// Refused peers, for the log.
-    pub refusals: SharedRefusals,
+    /// Handshake slots and refusals.
+    pub gatekeeper: Arc<Gatekeeper>,
 }
 
 impl Gate {
     /// Logs a refusal (summarised with the others).
     pub fn refused(&self, kind: &'static str, detail: String) {
-        let mut r = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(line) = r.note(kind, detail, Instant::now()) {
-            tracing::warn!("{line}");
-        }
+        tell(self.gatekeeper.refused(kind, detail));
     }
 
     /// Logs the summary of refusals counted, when one is due.
     pub fn tell_refusals(&self) {
-        let mut r = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(line) = r.flush(Instant::now()) {
-            tracing::warn!("{line}");
-        }
+        tell(self.gatekeeper.summary());
+    }
+}
+
+fn tell(line: Option<String>) {
+    if let Some(line) = line {
+        tracing::warn!("{line}");
     }
 }
 
 pub(super) fn accept_loop(listener: TcpListener, stop: Arc<AtomicBool>, gate: Gate) {
     let mut backoff = AcceptBackoff::default();
     loop {
-        let conn = listener.accept();
+        let incoming = gate.gatekeeper.accept(&listener, &mut backoff);
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        let (stream, addr) = match conn {
-            Ok(c) => {
-                backoff.succeeded();
-                c
-            }
-            Err(e) => {
-                let failure = backoff.failed(Instant::now());
-                if let Some(n) = failure.tell {
-                    tracing::warn!(
-                        "cannot accept connections ({n} failure(s) since last told): {e}; retrying"
-                    );
-                }
-                std::thread::sleep(failure.pause);
-                continue;
-            }
-        };
-        let slot = match gate.slots.take(addr.ip()) {
-            Ok(slot) => slot,
-            Err(why) => {
-                refuse_at_once(stream, why);
-                gate.refused("busy", format!("{addr}: {why}"));
+        let (stream, addr, slot) = match incoming {
+            Incoming::Admitted { stream, addr, slot } => (stream, addr, slot),
+            Incoming::Tell(line) => {
+                tell(line);
                 continue;
             }
         };
@@ -128,15 +108,6 @@ pub(super) fn accept_loop(listener: TcpListener, stop: Arc<AtomicBool>, gate: Ga
                     Err(e) => gate.refused(refusal_kind(&e), format!("{peer}: {e}")),
                 }
             });
-    }
-}
-
-/// Tells a peer there is no room for it without waiting on it: one write that must not block.
-fn refuse_at_once(mut stream: TcpStream, why: &str) {
-    if let Ok(bytes) = encode(&Message::Busy { reason: why })
-        && stream.set_nonblocking(true).is_ok()
-    {
-        let _ = stream.write(&bytes);
     }
 }
 

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use lockstep_display::{ClusterConfig, ConfigChange};
 use lockstep_scene::Scene;
-use lockstep_wire::admission::{SharedRefusals, Slots};
+use lockstep_wire::admission::Gatekeeper;
 use lockstep_wire::{ClusterKey, HANDSHAKE_MAX_FRAME, Hook, Message, NodeStats, encode_into};
 
 use crate::control::ControlCall;
@@ -300,8 +300,7 @@ impl Master {
             allowed: Arc::new(Mutex::new(config.nodes.clone())),
             joined: Arc::new(Mutex::new(Vec::new())),
             control: control_tx,
-            slots: Slots::for_listener(),
-            refusals: SharedRefusals::default(),
+            gatekeeper: Gatekeeper::for_listener(),
         };
         let accept = {
             let (stop, gate) = (stop.clone(), gate.clone());

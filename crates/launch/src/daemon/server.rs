@@ -10,9 +10,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use lockstep_wire::admission::{AcceptBackoff, SharedRefusals, Slot, Slots};
+use lockstep_wire::admission::{AcceptBackoff, Gatekeeper, Incoming, Slot};
 
 use crate::LaunchError;
 use crate::conn;
@@ -38,10 +38,8 @@ pub struct Daemon {
     supervisor: Supervisor,
     next_conn: AtomicU64,
     closing: AtomicBool,
-    /// Handshakes in progress.
-    slots: Arc<Slots>,
-    /// Refused peers, for the log.
-    refusals: SharedRefusals,
+    /// Handshake slots and refusals.
+    gatekeeper: Arc<Gatekeeper>,
 }
 
 impl Daemon {
@@ -59,8 +57,7 @@ impl Daemon {
             supervisor,
             next_conn: AtomicU64::new(1),
             closing: AtomicBool::new(false),
-            slots: Slots::for_listener(),
-            refusals: SharedRefusals::default(),
+            gatekeeper: Gatekeeper::for_listener(),
         })
     }
 
@@ -85,7 +82,7 @@ impl Daemon {
         };
         while !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100));
-            me.tell_refusals(None);
+            tell(me.gatekeeper.summary());
         }
         tracing::info!("stopping: ending every process this daemon started");
         let stopped = me.supervisor.stop(|_, _| true);
@@ -106,31 +103,14 @@ impl Daemon {
     fn accept_loop(self: Arc<Self>) {
         let mut backoff = AcceptBackoff::default();
         loop {
-            let conn = self.listener.accept();
+            let incoming = self.gatekeeper.accept(&self.listener, &mut backoff);
             if self.closing.load(Ordering::Relaxed) {
                 break;
             }
-            let (stream, addr) = match conn {
-                Ok(c) => {
-                    backoff.succeeded();
-                    c
-                }
-                Err(e) => {
-                    let failure = backoff.failed(Instant::now());
-                    if let Some(n) = failure.tell {
-                        tracing::warn!(
-                            "cannot accept connections ({n} failure(s) since last told): {e}; retrying"
-                        );
-                    }
-                    std::thread::sleep(failure.pause);
-                    continue;
-                }
-            };
-            let slot = match self.slots.take(addr.ip()) {
-                Ok(slot) => slot,
-                Err(why) => {
-                    conn::refuse_busy(stream, why);
-                    self.tell_refusals(Some(("busy", format!("{addr}: {why}"))));
+            let (stream, slot) = match incoming {
+                Incoming::Admitted { stream, slot, .. } => (stream, slot),
+                Incoming::Tell(line) => {
+                    tell(line);
                     continue;
                 }
             };
@@ -139,19 +119,6 @@ impl Daemon {
             let _ = std::thread::Builder::new()
                 .name(format!("launcher {id}"))
                 .spawn(move || me.session(id, stream, slot));
-        }
-    }
-
-    /// Counts a refusal, and logs the first of a quiet period or a summary when one is due.
-    fn tell_refusals(&self, refused: Option<(&'static str, String)>) {
-        let mut r = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        let line = match refused {
-            Some((kind, detail)) => r.note(kind, detail, now),
-            None => r.flush(now),
-        };
-        if let Some(line) = line {
-            tracing::warn!("{line}");
         }
     }
 
@@ -169,7 +136,10 @@ impl Daemon {
         let (mut conn, who) = match accepted {
             Ok(c) => c,
             Err(e) => {
-                self.tell_refusals(Some((e.refusal_kind(), format!("refused {e}"))));
+                tell(
+                    self.gatekeeper
+                        .refused(e.refusal_kind(), format!("refused {e}")),
+                );
                 return;
             }
         };
@@ -423,4 +393,11 @@ fn workspace_root(store: &Store, cluster: &str) -> Result<PathBuf, String> {
     std::fs::create_dir_all(&ws).map_err(|e| format!("cannot create {}: {e}", ws.display()))?;
     ws.canonicalize()
         .map_err(|e| format!("{}: {e}", ws.display()))
+}
+
+/// Logs a line the gatekeeper says is due.
+fn tell(line: Option<String>) {
+    if let Some(line) = line {
+        tracing::warn!("{line}");
+    }
 }

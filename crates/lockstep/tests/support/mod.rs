@@ -122,6 +122,26 @@ struct Log {
 
 /// A running `lockstep` process whose output is collected as it comes, so a test can wait for
 /// a line (a node joined, a frame ran) instead of sleeping.
+/// `lockstep node --renderer none` (run by `wrapper`, if any) as node `name` of `cfg`.
+pub fn headless_under(wrapper: &[&str], cfg: &Path, name: &str, extra: &[&str]) -> Proc {
+    let mut a = vec![
+        "node",
+        "--config",
+        p(cfg),
+        "--name",
+        name,
+        "--renderer",
+        "none",
+    ];
+    a.extend_from_slice(extra);
+    Proc::start_under(wrapper, &a)
+}
+
+/// `lockstep node --renderer none` as node `name` of `cfg`.
+pub fn headless(cfg: &Path, name: &str, extra: &[&str]) -> Proc {
+    headless_under(&[], cfg, name, extra)
+}
+
 pub struct Proc {
     pub child: Child,
     log: Arc<(Mutex<Log>, Condvar)>,
