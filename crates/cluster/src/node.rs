@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use lockstep_display::ClusterConfig;
 use lockstep_scene::Scene;
+use lockstep_wire::admission::ask_until_admitted;
 use lockstep_wire::handshake::ClientStep;
 use lockstep_wire::{
     ClientHandshake, ClusterKey, HANDSHAKE_MAX_FRAME, Message, NodeStats, WireError, random_nonce,
@@ -137,22 +138,18 @@ pub struct SwapLink {
 /// handshakes is asked again); the link's frame limit is the one the master announced.
 pub(crate) fn dial(config: &NodeConfig) -> Result<Link, ClusterError> {
     let deadline = Instant::now() + config.connect_timeout;
-    loop {
-        match dial_once(config, deadline) {
-            Err(ClusterError::Wire {
-                source: WireError::Busy(why),
-                ..
-            }) if Instant::now() + BUSY_RETRY < deadline => {
-                tracing::debug!("master {}: {why}; asking again", config.master);
-                std::thread::sleep(BUSY_RETRY);
-            }
-            done => return done,
+    let busy = |e: &ClusterError| match e {
+        ClusterError::Wire {
+            source: WireError::Busy(why),
+            ..
+        } => {
+            tracing::debug!("master {}: {why}; asking again", config.master);
+            true
         }
-    }
+        _ => false,
+    };
+    ask_until_admitted(deadline, busy, || dial_once(config, deadline))
 }
-
-/// How long a node waits before asking a busy master again.
-const BUSY_RETRY: Duration = Duration::from_millis(100);
 
 fn dial_once(config: &NodeConfig, deadline: Instant) -> Result<Link, ClusterError> {
     let peer = format!("master {}", config.master);

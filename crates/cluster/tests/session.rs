@@ -413,8 +413,7 @@ fn wrong_keys_wrong_clusters_strangers_and_garbage_are_refused_without_disturbin
     );
     assert!(
         errors[1].contains("refused by peer")
-            && errors[1].contains("cluster 'other' is not the cluster served here")
-            && !errors[1].contains("'test'"),
+            && errors[1].contains("cluster 'other' is not the cluster served here ('test')"),
         "{}",
         errors[1]
     );

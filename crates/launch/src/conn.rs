@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use lockstep_wire::admission::ask_until_admitted;
 use lockstep_wire::handshake::{ClientStep, ServerStep};
 use lockstep_wire::{
     ByDeadline, ClientHandshake, ClusterKey, Decoder, FillError, HANDSHAKE_MAX_FRAME, Message,
@@ -128,7 +129,8 @@ fn fill(decoder: &mut Decoder, r: &mut impl Read, peer: &str) -> Result<(), Laun
     })
 }
 
-/// Dials a daemon and proves the key; `who` names this launcher in the daemon's log.
+/// Dials a daemon and proves the key, all within `timeout` (a daemon too busy with other
+/// handshakes is asked again); `who` names this launcher in the daemon's log.
 pub fn dial(
     addr: SocketAddr,
     key: &ClusterKey,
@@ -136,10 +138,32 @@ pub fn dial(
     who: &str,
     timeout: Duration,
 ) -> Result<Conn, LaunchError> {
-    let peer = format!("daemon {addr}");
-    let stream = TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| LaunchError::io(&peer, "cannot connect", e))?;
     let deadline = Instant::now() + timeout;
+    let busy = |e: &LaunchError| {
+        matches!(
+            e,
+            LaunchError::Wire {
+                source: WireError::Busy(_),
+                ..
+            }
+        )
+    };
+    ask_until_admitted(deadline, busy, || {
+        dial_once(addr, key, cluster, who, (timeout, deadline))
+    })
+}
+
+fn dial_once(
+    addr: SocketAddr,
+    key: &ClusterKey,
+    cluster: &str,
+    who: &str,
+    (timeout, deadline): (Duration, Instant),
+) -> Result<Conn, LaunchError> {
+    let peer = format!("daemon {addr}");
+    let left = deadline.saturating_duration_since(Instant::now());
+    let stream = TcpStream::connect_timeout(&addr, left.max(Duration::from_millis(1)))
+        .map_err(|e| LaunchError::io(&peer, "cannot connect", e))?;
     let mut conn = Conn::new(stream, peer)?;
     conn.set_timeout(Some(timeout))?;
     let nonce = random_nonce().map_err(|e| LaunchError::wire(&conn.peer, e))?;
@@ -177,8 +201,12 @@ pub fn accept(
     let nonce = random_nonce().map_err(|e| LaunchError::wire(&conn.peer, e))?;
     let mut hs = ServerHandshake::new(key.clone(), cluster, nonce, MAX_FRAME as u32);
     loop {
-        let msg = conn.recv_handshake(deadline)?;
-        let step = hs.handle(&msg);
+        let step = match conn.recv_handshake(deadline) {
+            Ok(msg) => hs.handle(&msg),
+            // Bytes that are no handshake get a reason too; a closed or silent peer none.
+            Err(LaunchError::Wire { source, .. }) => Err(source),
+            Err(e) => return Err(e),
+        };
         match step {
             Ok(ServerStep::Challenge(challenge)) => conn.send(&challenge)?,
             Ok(ServerStep::Accept {
@@ -192,6 +220,10 @@ pub fn accept(
                 conn.peer = format!("{} ({node})", conn.peer);
                 conn.decoder.set_max_frame(MAX_FRAME);
                 return Ok((conn, node));
+            }
+            Ok(ServerStep::Refuse { error, keys }) => {
+                conn.authenticate(keys);
+                return Err(conn.refuse(error));
             }
             Err(e) => return Err(conn.refuse(e)),
         }

@@ -267,3 +267,84 @@ fn three_hundred_slow_peers_neither_spin_the_master_nor_keep_ctl_or_a_late_node_
     assert_eq!(status.code(), Some(0), "{out}");
     drop((front, left));
 }
+
+#[test]
+fn a_master_out_of_descriptors_backs_off_tells_it_once_a_second_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cave(dir.path());
+    let file = ClusterConfig::load(&cfg).unwrap();
+    let addr: SocketAddr = file.master.to_string().parse().unwrap();
+    let master = Proc::start(&[
+        "master",
+        "--config",
+        p(&cfg),
+        "--fps",
+        "30",
+        "--wait-for",
+        "front",
+    ]);
+    let front = headless(&cfg, "front", &[]);
+    master.wait_for("lockstep-state: running", LIMIT);
+    // Its handshake slots were sized for the descriptors it had at start; now it has two
+    // spare, so silent peers make `accept` itself fail (EMFILE) with slots still free.
+    let pid = master.id();
+    let limit = descriptors(pid) + 2;
+    let lowered = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid.to_string(),
+            &format!("--nofile={limit}:{limit}"),
+        ])
+        .status()
+        .unwrap();
+    assert!(lowered.success(), "prlimit --pid failed");
+    let silent: Vec<TcpStream> = (0..10)
+        .map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(1)).unwrap())
+        .collect();
+    master.wait_for("cannot accept connections", LIMIT);
+    let (cpu0, t0) = (cpu_seconds(pid), Instant::now());
+    while t0.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let share = (cpu_seconds(pid) - cpu0) / t0.elapsed().as_secs_f64();
+    let log = master.output_so_far();
+    let told: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("cannot accept connections"))
+        .collect();
+    assert!(
+        share < 0.5,
+        "the master used {:.0} % of a core",
+        share * 100.0
+    );
+    assert!(
+        told[0].contains("Too many open files"),
+        "{}",
+        told.join("\n")
+    );
+    // At most one line a second (with a count), however often accept failed.
+    assert!(told.len() <= 5, "{}", told.join("\n"));
+    assert!(
+        told.iter().skip(1).any(|l| !l.contains("(1 failure(s)")),
+        "failures not counted:\n{}",
+        told.join("\n")
+    );
+    // The peers go; ctl is answered again and a node joins, within the same low limit.
+    drop(silent);
+    wait_until("ctl status to answer", LIMIT, || {
+        in_step(&cfg, "front").then_some(())
+    });
+    let left = headless(&cfg, "left", &[]);
+    wait_until("the late node to be in step", LIMIT, || {
+        in_step(&cfg, "left").then_some(())
+    });
+    eprintln!(
+        "out of descriptors: {:.1} % of a core, {} line(s) about it in 3 s",
+        share * 100.0,
+        told.len()
+    );
+    signal(master.id(), "-INT");
+    let (status, out) = master.finish_within(LIMIT);
+    assert_eq!(status.code(), Some(0), "{out}");
+    drop((front, left));
+}

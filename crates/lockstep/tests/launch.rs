@@ -159,9 +159,38 @@ fn a_wrong_key_a_program_outside_the_allow_list_and_a_disallowed_role_are_refuse
     );
     daemon.wait_for("authentication failed", Duration::from_secs(5));
 
-    // With the key, but asking for a shell, another role, or a folder outside the workspace.
+    // Bytes that are no handshake get a reason back before the daemon closes.
+    let mut http = std::net::TcpStream::connect(&listen).unwrap();
+    http.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // Only the first four bytes (a length, to a lockstep peer): nothing is left unread when
+    // the daemon closes, which would reset the connection and lose the answer.
+    std::io::Write::write_all(&mut http, b"GET ").unwrap();
+    let mut answer = Vec::new();
+    http.read_to_end(&mut answer).unwrap();
+    let mut d = lockstep_wire::Decoder::new(lockstep_wire::HANDSHAKE_MAX_FRAME);
+    d.push(&answer);
+    match d.next_message() {
+        Ok(Some(lockstep_wire::Message::Refused { reason })) => {
+            assert!(reason.starts_with("frame of 542393671 bytes"), "{reason}")
+        }
+        other => panic!("not a refusal: {other:?}"),
+    }
+
+    // With the key, another cluster's name is refused naming both (sealed: only a key holder
+    // learns this cluster's name).
     let key = ClusterKey::new(KEY).unwrap();
     let (tx, _events) = std::sync::mpsc::channel();
+    let err = DaemonClient::connect(0, listen.parse().unwrap(), &key, "other", tx.clone())
+        .err()
+        .expect("another cluster's launcher was let in")
+        .to_string();
+    assert!(
+        err.contains("cluster 'other' is not the cluster served here ('trio')"),
+        "{err}"
+    );
+
+    // With the key, but asking for a shell, another role, or a folder outside the workspace.
     let mut c = DaemonClient::connect(0, listen.parse().unwrap(), &key, "trio", tx).unwrap();
     let marker = dir.path().join("shell-ran");
     let start = |program: Program, args: Vec<String>, folder: Option<String>| Request::Start {

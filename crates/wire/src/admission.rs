@@ -292,6 +292,26 @@ impl Gatekeeper {
     }
 }
 
+/// How long a peer told `Busy` waits before it asks again.
+pub const BUSY_RETRY: Duration = Duration::from_millis(100);
+
+/// The dialling side of `Busy`: runs `attempt` again, [`BUSY_RETRY`] apart, while `busy` says
+/// its error was a listener without room and another try still fits before `deadline`.
+pub fn ask_until_admitted<T, E>(
+    deadline: Instant,
+    busy: impl Fn(&E) -> bool,
+    mut attempt: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
+    loop {
+        match attempt() {
+            Err(e) if busy(&e) && Instant::now() + BUSY_RETRY < deadline => {
+                std::thread::sleep(BUSY_RETRY);
+            }
+            done => return done,
+        }
+    }
+}
+
 /// Tells a peer there is no room for its handshake: one write that must not block.
 fn refuse_busy(mut stream: TcpStream, why: &str) {
     if let Ok(bytes) = crate::encode(&crate::Message::Busy { reason: why })
@@ -395,5 +415,30 @@ mod tests {
             r.note("timeout", "peer x".into(), t0 + ms(2200)),
             Some("peer x".into())
         );
+    }
+
+    #[test]
+    fn a_busy_listener_is_asked_again_until_it_admits_or_the_deadline_nears() {
+        let busy = |e: &&str| *e == "busy";
+        let mut tries = 0;
+        let got = ask_until_admitted(Instant::now() + Duration::from_secs(30), busy, || {
+            tries += 1;
+            if tries < 3 { Err("busy") } else { Ok(tries) }
+        });
+        assert_eq!(got, Ok(3));
+        // Another error ends it at once; so does a deadline with no room for another try.
+        let mut tries = 0;
+        let got: Result<(), _> =
+            ask_until_admitted(Instant::now() + Duration::from_secs(30), busy, || {
+                tries += 1;
+                Err("refused")
+            });
+        assert_eq!((got, tries), (Err("refused"), 1));
+        let mut tries = 0;
+        let got: Result<(), _> = ask_until_admitted(Instant::now() + BUSY_RETRY / 2, busy, || {
+            tries += 1;
+            Err("busy")
+        });
+        assert_eq!((got, tries), (Err("busy"), 1));
     }
 }

@@ -31,12 +31,13 @@ pub enum WireError {
         /// Theirs.
         theirs: u16,
     },
-    /// The peer belongs to another cluster. The text names only the peer's cluster: it goes
-    /// back to a peer that has not authenticated yet.
-    #[error("cluster '{theirs}' is not the cluster served here")]
+    /// The peer proved the key but belongs to another cluster (only a key holder is told).
+    #[error("cluster '{theirs}' is not the cluster served here ('{ours}')")]
     ClusterMismatch {
         /// Theirs, made printable.
         theirs: String,
+        /// Ours, made printable.
+        ours: String,
     },
     /// The peer could not prove it knows the cluster key.
     #[error("authentication failed: {0}")]

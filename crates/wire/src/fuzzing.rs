@@ -22,7 +22,9 @@ pub fn decode_stream(data: &[u8]) -> usize {
                 Ok(Some(msg)) => {
                     decoded += 1;
                     let accepted = match server.handle(&msg) {
-                        Ok(ServerStep::Accept { keys, .. }) => Some(keys.opener),
+                        Ok(ServerStep::Accept { keys, .. } | ServerStep::Refuse { keys, .. }) => {
+                            Some(keys.opener)
+                        }
                         _ => None,
                     };
                     let _ = client.handle(&msg);

@@ -3,15 +3,20 @@ The handshake, as two state machines fed with messages and answering with messag
 
 ```text
 client                                  server
-Hello { magic, version, cluster,  ──►   checks magic, version, cluster
+Hello { magic, version, cluster,  ──►   checks magic and version
         node, nonce_c }
                                   ◄──   Challenge { nonce_s, proof_s }
 verifies proof_s                        proof_s = HMAC(key, "lockstep server" ‖ nonce_c ‖ nonce_s ‖ cluster ‖ node)
-Proof { proof_c }                 ──►   verifies proof_c
+Proof { proof_c }                 ──►   verifies proof_c, then checks the cluster name
 proof_c = HMAC(key, "lockstep client" ‖ nonce_s ‖ nonce_c ‖ cluster ‖ node)
                                   ◄──   Welcome { max_frame }   or   Refused { reason }
                                         (sealed: the first record of the session)
 ```
+
+The cluster name in both proofs is the one the client claimed. The server checks it against
+its own only after the client has proven the key, so a peer without the key gets a
+`Challenge` whatever name it guesses, and learns nothing of the cluster's name. A key holder
+of another cluster is told both names, in the sealed `Refused`.
 
 Both sides prove the key, so a node never follows a fake master either. Fresh nonces on both
 sides make every proof single-use: a recorded session cannot be replayed. Comparisons of MACs
@@ -178,6 +183,8 @@ pub struct ServerHandshake {
     max_frame: u32,
     client_nonce: [u8; 32],
     node: Option<String>,
+    /// The cluster the client claimed, which its proof covers.
+    claimed: String,
     state: ServerState,
 }
 
@@ -203,6 +210,14 @@ pub enum ServerStep {
         /// The session's keys (boxed: they are large, and made once per connection).
         keys: Box<SessionKeys>,
     },
+    /// The client proved the key but is of another cluster: read and write sealed records
+    /// with `keys`, send `Refused` with the error's text as the first, and close.
+    Refuse {
+        /// Why (names both clusters: the peer holds the key).
+        error: WireError,
+        /// The session's keys, to seal the refusal with.
+        keys: Box<SessionKeys>,
+    },
 }
 
 impl ServerHandshake {
@@ -215,6 +230,7 @@ impl ServerHandshake {
             max_frame,
             client_nonce: [0; 32],
             node: None,
+            claimed: String::new(),
             state: ServerState::AwaitHello,
         }
     }
@@ -247,11 +263,8 @@ impl ServerHandshake {
                         theirs: *version,
                     });
                 }
-                if *cluster != self.cluster {
-                    return Err(WireError::ClusterMismatch {
-                        theirs: printable(cluster),
-                    });
-                }
+                // The name is checked only once the client has proven the key.
+                self.claimed = cluster.to_string();
                 self.client_nonce = *nonce;
                 self.node = Some(node.to_string());
                 self.state = ServerState::AwaitProof;
@@ -260,7 +273,7 @@ impl ServerHandshake {
                     b"lockstep server",
                     nonce,
                     &self.nonce,
-                    &self.cluster,
+                    &self.claimed,
                     node,
                 ));
                 Ok(ServerStep::Challenge(Message::Challenge {
@@ -275,24 +288,33 @@ impl ServerHandshake {
                     b"lockstep client",
                     &self.nonce,
                     &self.client_nonce,
-                    &self.cluster,
+                    &self.claimed,
                     &node,
                 )
                 .verify_slice(proof)
                 .map_err(|_| WireError::AuthFailed("wrong cluster key"))?;
                 self.state = ServerState::Done;
-                let keys = derive(
+                let keys = Box::new(derive(
                     &self.key,
                     &self.client_nonce,
                     &self.nonce,
-                    &self.cluster,
+                    &self.claimed,
                     &node,
                     Side::Server,
-                );
+                ));
+                if self.claimed != self.cluster {
+                    return Ok(ServerStep::Refuse {
+                        error: WireError::ClusterMismatch {
+                            theirs: printable(&self.claimed),
+                            ours: printable(&self.cluster),
+                        },
+                        keys,
+                    });
+                }
                 Ok(ServerStep::Accept {
                     node,
                     max_frame: self.max_frame,
-                    keys: Box::new(keys),
+                    keys,
                 })
             }
             (state, other) => Err(WireError::Unexpected {
@@ -378,6 +400,17 @@ mod tests {
                 assert_eq!(up.next_message().unwrap(), Some(beat));
                 (Ok(established), Ok(node))
             }
+            Ok(ServerStep::Refuse { error, mut keys }) => {
+                // Sealed: the client can tell it from a relay's words.
+                down.authenticate(client_keys.opener);
+                let text = error.to_string();
+                down.push(&sealed(
+                    &mut keys.sealer,
+                    &Message::Refused { reason: &text },
+                ));
+                let refused = down.next_message().unwrap().unwrap();
+                (c.handle(&refused).map(|_| 0), Err(error))
+            }
             Ok(other) => panic!("{other:?}"),
             Err(e) => {
                 let text = e.to_string();
@@ -438,11 +471,11 @@ mod tests {
 
     #[test]
     fn the_wrong_cluster_or_version_or_magic_is_refused() {
-        let (_, s) = pair(key(9), key(9), "wall", "cave");
-        assert_eq!(
-            s.unwrap_err().to_string(),
-            "cluster 'wall' is not the cluster served here"
-        );
+        // A key holder of another cluster is told both names, sealed.
+        let (c, s) = pair(key(9), key(9), "wall", "cave");
+        let text = "cluster 'wall' is not the cluster served here ('cave')";
+        assert_eq!(s.unwrap_err().to_string(), text);
+        assert_eq!(c, Err(WireError::Refused(text.into())));
         let mut s = ServerHandshake::new(key(9), "cave", [2; 32], 4096);
         let hello = Message::Hello {
             magic: MAGIC,
@@ -470,6 +503,26 @@ mod tests {
             s.handle(&hello).unwrap_err().to_string(),
             "not a lockstep peer (bad magic [48, 54, 54, 50])"
         );
+    }
+
+    #[test]
+    fn a_peer_without_the_key_learns_nothing_of_the_cluster_name() {
+        // Guessing right or wrong, it gets a Challenge, then the same refusal for its proof.
+        let answers: Vec<_> = ["cave", "wall"]
+            .into_iter()
+            .map(|guess| {
+                let c = ClientHandshake::new(key(1), guess, "front", [1; 32]);
+                let mut s = ServerHandshake::new(key(9), "cave", [2; 32], 4096);
+                let challenge = s.handle(&c.hello()).unwrap();
+                assert!(
+                    matches!(challenge, ServerStep::Challenge(_)),
+                    "{challenge:?}"
+                );
+                s.handle(&Message::Proof { proof: [5; 32] }).unwrap_err()
+            })
+            .collect();
+        let refused = WireError::AuthFailed("wrong cluster key");
+        assert_eq!(answers, [refused.clone(), refused]);
     }
 
     #[test]

@@ -163,6 +163,11 @@ fn handshake(stream: TcpStream, peer: &str, gate: &Gate) -> Result<Link, Cluster
                 link.send(&Message::Welcome { max_frame })?;
                 return Ok(node);
             }
+            ServerStep::Refuse { error, keys } => {
+                // Sealed below, like every refusal of a peer that proved the key.
+                link.authenticate(keys);
+                return Err(wire(peer, error));
+            }
         }
     })();
     match result {

@@ -12,7 +12,7 @@ folders = []                          # working folders beyond the cluster works
 stop_on_disconnect = true             # stop a launcher's processes when it goes away
 grace_ms = 3000                       # TERM, then KILL after this long
 launcher_timeout_s = 15               # a launcher silent this long counts as gone
-quota_mib = 16384                     # most file bytes one cluster's manifest may lay out
+quota_mib = 16384                     # most file bytes of one launch, and being received at once
 ```
 */
 use std::net::SocketAddr;

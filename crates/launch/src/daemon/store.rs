@@ -4,15 +4,24 @@ SHA-256 (`objects/<hex>`), and each cluster's workspace (`clusters/<name>/`) is 
 those objects. A launcher only sends what the store lacks, so a second launch with unchanged
 files sends no file bytes at all.
 
-A manifest's distinct files must fit the daemon's quota, and each distinct file is copied into
-the workspace once: further names of the same content are hard links to that copy, so 4,096
-names of one object cost one object's bytes, not 4,096.
+Disk use is bounded, whatever key holders send, by three times the quota (plus what the
+started processes write themselves):
+- a manifest's distinct files must fit the quota, and each is copied into the workspace once
+  (further names of the same content are hard links to that copy);
+- the bytes all launchers are receiving at once must fit the quota too;
+- each commit records what it laid out (`clusters/<name>.files`), removes from the workspace
+  what the previous commit laid out and this one does not name, and every finished sync
+  (committed or abandoned) removes the objects no record names and no sync still uses.
+
+One daemon owns a store: it holds a lock on `lock` in it while it runs.
 */
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest as _, Sha256};
 
 use crate::protocol::{
@@ -23,8 +32,22 @@ use crate::protocol::{
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
-    /// Most bytes of distinct files one manifest may lay out.
+    /// Most bytes of distinct files one manifest may lay out, and most bytes being received at
+    /// once.
     quota: u64,
+    /// What the syncs in progress hold, shared by every connection's.
+    books: Arc<Mutex<Books>>,
+    /// Held while the daemon runs, so that no second daemon collects this store's objects.
+    _lock: Arc<Flock<File>>,
+}
+
+/// The syncs in progress.
+#[derive(Debug, Default)]
+struct Books {
+    /// Objects that syncs in progress name (with how many do): never collected.
+    pinned: HashMap<Digest, usize>,
+    /// Bytes that syncs in progress may still receive.
+    receiving: u64,
 }
 
 /// A file being received.
@@ -36,20 +59,23 @@ struct Partial {
     size: u64,
 }
 
-/// One launcher's sync: its manifest, and the files it still has to send.
-#[derive(Default)]
+/// One launcher's sync: its manifest, and the files it still has to send. Dropping it (once
+/// committed, or abandoned) releases what it held and collects unneeded objects.
 pub struct Sync {
+    store: Store,
     cluster: String,
     files: Vec<FileEntry>,
     sizes: HashMap<Digest, u64>,
     partial: HashMap<Digest, Partial>,
+    /// Bytes counted in `Books::receiving` for this sync.
+    reserved: u64,
     /// File bytes received so far.
     pub received: u64,
 }
 
 impl Store {
     /// Opens (creating) the store at `root`; a manifest's distinct files may take `quota`
-    /// bytes.
+    /// bytes. Fails if another daemon has it open.
     pub fn open(root: &Path, quota: u64) -> Result<Store, String> {
         for sub in ["objects", "clusters", "tmp"] {
             std::fs::create_dir_all(root.join(sub))
@@ -58,7 +84,33 @@ impl Store {
         let root = root
             .canonicalize()
             .map_err(|e| format!("{}: {e}", root.display()))?;
-        Ok(Store { root, quota })
+        let lock_path = root.join("lock");
+        let lock = File::create(&lock_path)
+            .map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
+        let lock = Flock::lock(lock, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+            if e == nix::errno::Errno::EWOULDBLOCK {
+                format!(
+                    "{} is in use by another daemon (state_dir must differ per daemon)",
+                    root.display()
+                )
+            } else {
+                format!("cannot lock {}: {e}", lock_path.display())
+            }
+        })?;
+        // Left by a daemon that was killed while receiving: no sync can own them now.
+        if let Ok(dir) = std::fs::read_dir(root.join("tmp")) {
+            for e in dir.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let store = Store {
+            root,
+            quota,
+            books: Arc::default(),
+            _lock: Arc::new(lock),
+        };
+        store.collect();
+        Ok(store)
     }
 
     fn object(&self, d: &Digest) -> PathBuf {
@@ -69,6 +121,15 @@ impl Store {
     pub fn workspace(&self, cluster: &str) -> Result<PathBuf, String> {
         check_name("cluster", cluster)?;
         Ok(self.root.join("clusters").join(cluster))
+    }
+
+    /// Where the last commit for `cluster` recorded what it laid out.
+    fn record(&self, cluster: &str) -> PathBuf {
+        self.root.join("clusters").join(format!("{cluster}.files"))
+    }
+
+    fn books(&self) -> MutexGuard<'_, Books> {
+        self.books.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Starts a sync of `files` for `cluster`; returns it and the digests the store lacks.
@@ -82,7 +143,7 @@ impl Store {
             return Err(format!("{} files: at most {MAX_FILES}", files.len()));
         }
         let mut sizes = HashMap::new();
-        let mut paths = std::collections::HashSet::new();
+        let mut paths = HashSet::new();
         for f in &files {
             check_relative_path(&f.path)?;
             if !paths.insert(f.path.as_str()) {
@@ -105,6 +166,9 @@ impl Store {
                 self.quota
             ));
         }
+        // Checked and pinned under one lock, so that no collection removes an object
+        // between finding it present and pinning it.
+        let mut books = self.books();
         let mut missing = Vec::new();
         for (d, size) in &sizes {
             if self.object(d).is_file() {
@@ -122,11 +186,25 @@ impl Store {
             missing.push(*d);
         }
         missing.sort();
+        let reserved: u64 = missing.iter().map(|d| sizes[d]).sum();
+        if books.receiving + reserved > self.quota {
+            return Err(format!(
+                "the files to send take {reserved} bytes, and other launchers are sending {} now: together over this daemon's quota of {} bytes (quota_mib in its daemon file); try again when they are done",
+                books.receiving, self.quota
+            ));
+        }
+        books.receiving += reserved;
+        for d in sizes.keys() {
+            *books.pinned.entry(*d).or_default() += 1;
+        }
+        drop(books);
         let sync = Sync {
+            store: self.clone(),
             cluster: cluster.to_string(),
             files,
             sizes,
             partial: HashMap::new(),
+            reserved,
             received: 0,
         };
         Ok((sync, missing))
@@ -212,21 +290,37 @@ impl Store {
         Ok(())
     }
 
-    /// Lays the manifest's files out in the cluster's workspace; an error names the first
-    /// file still missing.
+    /// Lays the manifest's files out in the cluster's workspace, in place of what the last
+    /// commit laid out, and records them; an error names the first file still missing.
     pub fn commit(&self, sync: &Sync) -> Result<PathBuf, String> {
         let ws = self.workspace(&sync.cluster)?;
+        std::fs::create_dir_all(&ws).map_err(|e| format!("cannot create {}: {e}", ws.display()))?;
+        if ws.is_symlink() {
+            return Err(format!("{} is a symlink, not a workspace", ws.display()));
+        }
+        if let Some(f) = sync
+            .files
+            .iter()
+            .find(|f| !self.object(&f.digest).is_file())
+        {
+            return Err(format!("{} ({}) was never sent", f.path, hex(&f.digest)));
+        }
+        // What the last commit laid out and this one does not name goes first (it may be a
+        // file where this manifest wants a folder).
+        let keep: HashSet<&str> = sync.files.iter().map(|f| f.path.as_str()).collect();
+        for old in self.recorded(&sync.cluster)? {
+            if !keep.contains(old.path.as_str()) {
+                remove_laid_out(&ws, &old.path)?;
+            }
+        }
         // Where each distinct file was laid out: its other names link to that copy.
         let mut laid: HashMap<Digest, PathBuf> = HashMap::new();
         for f in &sync.files {
-            let object = self.object(&f.digest);
-            if !object.is_file() {
-                return Err(format!("{} ({}) was never sent", f.path, hex(&f.digest)));
-            }
             let dest = ws.join(&f.path);
             if let Some(dir) = dest.parent() {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                inside(&ws, dir)?;
             }
             // A copy of the store's object, not a link: a process that edits its file must
             // not change the store. Names of the same content share one copy.
@@ -236,7 +330,7 @@ impl Store {
                 Some(first) => std::fs::hard_link(first, &tmp)
                     .map_err(|e| format!("cannot link {}: {e}", tmp.display()))?,
                 None => {
-                    std::fs::copy(&object, &tmp)
+                    std::fs::copy(self.object(&f.digest), &tmp)
                         .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
                 }
             }
@@ -244,8 +338,112 @@ impl Store {
                 .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
             laid.entry(f.digest).or_insert(dest);
         }
+        self.write_record(&sync.cluster, &sync.files)?;
         Ok(ws)
     }
+
+    /// What the last commit for `cluster` laid out (nothing, if none did).
+    fn recorded(&self, cluster: &str) -> Result<Vec<FileEntry>, String> {
+        let path = self.record(cluster);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        postcard::from_bytes(&bytes).map_err(|e| {
+            format!(
+                "{} is damaged ({e}); remove it and its workspace to start afresh",
+                path.display()
+            )
+        })
+    }
+
+    fn write_record(&self, cluster: &str, files: &[FileEntry]) -> Result<(), String> {
+        let path = self.record(cluster);
+        let bytes = postcard::to_stdvec(files).map_err(|e| format!("cannot encode: {e}"))?;
+        let tmp = path.with_extension("files-tmp");
+        std::fs::write(&tmp, bytes)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
+    /// Removes the objects that no cluster's record names and no sync in progress uses.
+    /// Returns how many it removed.
+    fn collect(&self) -> usize {
+        let mut wanted: HashSet<String> = HashSet::new();
+        let Ok(clusters) = std::fs::read_dir(self.root.join("clusters")) else {
+            return 0;
+        };
+        for e in clusters.flatten() {
+            let name = e.file_name();
+            let Some(cluster) = name.to_str().and_then(|n| n.strip_suffix(".files")) else {
+                continue;
+            };
+            match self.recorded(cluster) {
+                Ok(files) => wanted.extend(files.iter().map(|f| hex(&f.digest))),
+                Err(e) => {
+                    // Unsure what is still needed: keep everything.
+                    tracing::warn!("not collecting unused files: {e}");
+                    return 0;
+                }
+            }
+        }
+        // Under the books' lock, so that no sync pins an object while it goes.
+        let books = self.books();
+        wanted.extend(books.pinned.keys().map(hex));
+        let Ok(objects) = std::fs::read_dir(self.root.join("objects")) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for e in objects.flatten() {
+            let unwanted = e.file_name().to_str().is_none_or(|n| !wanted.contains(n));
+            if unwanted && std::fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+}
+
+/// Checks that `dir`, an existing folder, is `ws` or inside it once symlinks are resolved: a
+/// process the daemon started may have put a link where a manifest names a folder, and the
+/// daemon must not write or remove through it.
+fn inside(ws: &Path, dir: &Path) -> Result<(), String> {
+    match dir.canonicalize() {
+        Ok(real) if real.starts_with(ws) => Ok(()),
+        Ok(real) => Err(format!(
+            "{} leads to {}, outside the workspace",
+            dir.display(),
+            real.display()
+        )),
+        Err(e) => Err(format!("{}: {e}", dir.display())),
+    }
+}
+
+/// Removes a file an earlier commit laid out at `path` in `ws`, and the folders it leaves
+/// empty.
+fn remove_laid_out(ws: &Path, path: &str) -> Result<(), String> {
+    let full = ws.join(path);
+    match full.parent().map(|dir| inside(ws, dir)) {
+        Some(Err(_)) | None => return Ok(()),
+        Some(Ok(())) => {}
+    }
+    match std::fs::remove_file(&full) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        // A folder a process made there, say: not ours to remove.
+        Err(_) if full.is_dir() => return Ok(()),
+        Err(e) => return Err(format!("cannot remove {}: {e}", full.display())),
+    }
+    let mut dir = full.parent();
+    while let Some(d) = dir.filter(|d| *d != ws) {
+        // Fails, as it should, once a folder holds anything else.
+        if std::fs::remove_dir(d).is_err() {
+            break;
+        }
+        dir = d.parent();
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for Sync {
@@ -264,6 +462,19 @@ impl Drop for Sync {
         for p in self.partial.values() {
             let _ = std::fs::remove_file(&p.tmp);
         }
+        {
+            let mut books = self.store.books();
+            books.receiving -= self.reserved;
+            for d in self.sizes.keys() {
+                if let Some(n) = books.pinned.get_mut(d) {
+                    *n -= 1;
+                    if *n == 0 {
+                        books.pinned.remove(d);
+                    }
+                }
+            }
+        }
+        self.store.collect();
     }
 }
 
@@ -404,6 +615,122 @@ mod tests {
         assert_eq!(
             err,
             "the files take 131072 bytes, over this daemon's quota of 100000 bytes per cluster (quota_mib in its daemon file)"
+        );
+    }
+
+    /// Sends every missing file of `files` whole and commits.
+    fn launch(store: &Store, files: &[(&str, &[u8])]) -> Result<PathBuf, String> {
+        let entries: Vec<FileEntry> = files.iter().map(|(p, b)| entry(p, b)).collect();
+        let (mut sync, missing) = store.begin("cave", entries)?;
+        for d in missing {
+            let (_, body) = files
+                .iter()
+                .find(|(_, b)| Sha256::digest(b).as_slice() == d)
+                .unwrap();
+            store.chunk(&mut sync, d, 0, body)?;
+        }
+        store.commit(&sync)
+    }
+
+    fn objects(store: &Store) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(store.root.join("objects"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn hexes(bodies: &[&[u8]]) -> Vec<String> {
+        let mut v: Vec<String> = bodies
+            .iter()
+            .map(|b| hex(&Sha256::digest(b).into()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_new_manifest_replaces_the_last_and_unneeded_objects_are_collected() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let ws = launch(&store, &[("a/one", b"1"), ("a/two", b"2"), ("keep", b"k")]).unwrap();
+        // A process's own output in the workspace is not the store's to remove.
+        std::fs::write(ws.join("a/out.png"), b"png").unwrap();
+        assert_eq!(objects(&store), hexes(&[b"1", b"2", b"k"]));
+        // The second launch names a file where the first had a folder.
+        launch(&store, &[("keep", b"k"), ("b", b"3"), ("a/two/x", b"4")]).unwrap();
+        assert!(!ws.join("a/one").exists());
+        assert_eq!(std::fs::read(ws.join("a/out.png")).unwrap(), b"png");
+        assert_eq!(std::fs::read(ws.join("a/two/x")).unwrap(), b"4");
+        assert_eq!(objects(&store), hexes(&[b"k", b"3", b"4"]));
+        // Five launches of different content leave one launch's bytes behind.
+        for i in 0..5u8 {
+            launch(&store, &[("big", &[i; 50_000])]).unwrap();
+        }
+        assert_eq!(objects(&store), hexes(&[&[4u8; 50_000]]));
+        let sizes: u64 = std::fs::read_dir(&ws)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        assert!(sizes < 60_000, "{sizes} bytes in the workspace");
+        // A folder a process replaced with a link out of the workspace is neither written
+        // nor cleaned through.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("one"), b"theirs").unwrap();
+        launch(&store, &[("m/one", b"5")]).unwrap();
+        std::fs::remove_dir_all(ws.join("m")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), ws.join("m")).unwrap();
+        let err = launch(&store, &[("m/two", b"6")]).unwrap_err();
+        assert!(err.contains("outside the workspace"), "{err}");
+        launch(&store, &[("n", b"7")]).unwrap();
+        assert_eq!(
+            std::fs::read(outside.path().join("one")).unwrap(),
+            b"theirs"
+        );
+        assert!(!outside.path().join("two").exists());
+    }
+
+    #[test]
+    fn abandoned_uploads_are_collected_and_what_is_received_at_once_fits_the_quota() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 100_000).unwrap();
+        let first = entry("f", &[1u8; 60_000]);
+        let (mut sync, missing) = store.begin("cave", vec![first.clone()]).unwrap();
+        store
+            .chunk(&mut sync, missing[0], 0, &[1u8; 60_000])
+            .unwrap();
+        // While 60,000 bytes are being received, another 60,000 would pass the quota.
+        let err = store
+            .begin("cave", vec![entry("g", &[2u8; 60_000])])
+            .unwrap_err();
+        assert!(
+            err.starts_with(
+                "the files to send take 60000 bytes, and other launchers are sending 60000 now"
+            ),
+            "{err}"
+        );
+        // A manifest of files the store has needs no room to receive.
+        let (again, missing) = store.begin("cave", vec![first]).unwrap();
+        assert!(missing.is_empty());
+        drop(again);
+        assert_eq!(objects(&store), hexes(&[&[1u8; 60_000]]));
+        // The launcher goes away without committing: its file goes too, and the room.
+        drop(sync);
+        assert!(objects(&store).is_empty());
+        store
+            .begin("cave", vec![entry("g", &[2u8; 60_000])])
+            .unwrap();
+    }
+
+    #[test]
+    fn one_daemon_owns_a_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path(), 1 << 20).unwrap();
+        let err = Store::open(dir.path(), 1 << 20).unwrap_err();
+        assert!(
+            err.ends_with("is in use by another daemon (state_dir must differ per daemon)"),
+            "{err}"
         );
     }
 }
