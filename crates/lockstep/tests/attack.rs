@@ -181,6 +181,40 @@ fn in_step(cfg: &Path, node: &str) -> bool {
         .any(|n| n["name"] == node && n["state"] == "in step")
 }
 
+/// A master at 30 fps (run by `wrapper`) with node "front" joined and running.
+fn master_with_front(cfg: &Path, wrapper: &[&str]) -> (Proc, Proc) {
+    let master = Proc::start_under(
+        wrapper,
+        &[
+            "master",
+            "--config",
+            p(cfg),
+            "--fps",
+            "30",
+            "--wait-for",
+            "front",
+        ],
+    );
+    let front = headless(cfg, "front", &[]);
+    master.wait_for("lockstep-state: running", LIMIT);
+    (master, front)
+}
+
+/// Waits for `ctl status` to show "front" in step, then starts "left" and waits for it to be
+/// in step too; returns how long each took, and the late node.
+fn ctl_answers_and_a_late_node_joins(cfg: &Path) -> (Duration, Duration, Proc) {
+    let asked = Instant::now();
+    wait_until("ctl status to answer", LIMIT, || {
+        in_step(cfg, "front").then_some(())
+    });
+    let answered = asked.elapsed();
+    let left = headless(cfg, "left", &[]);
+    wait_until("the late node to be in step", LIMIT, || {
+        in_step(cfg, "left").then_some(())
+    });
+    (answered, asked.elapsed() - answered, left)
+}
+
 #[test]
 fn three_hundred_slow_peers_neither_spin_the_master_nor_keep_ctl_or_a_late_node_out() {
     let dir = tempfile::tempdir().unwrap();
@@ -188,20 +222,7 @@ fn three_hundred_slow_peers_neither_spin_the_master_nor_keep_ctl_or_a_late_node_
     let file = ClusterConfig::load(&cfg).unwrap();
     let addr: SocketAddr = file.master.to_string().parse().unwrap();
     // Few descriptors: the slow peers take them all if the master lets them.
-    let master = Proc::start_under(
-        &["prlimit", "--nofile=48"],
-        &[
-            "master",
-            "--config",
-            p(&cfg),
-            "--fps",
-            "30",
-            "--wait-for",
-            "front",
-        ],
-    );
-    let front = headless(&cfg, "front", &[]);
-    master.wait_for("lockstep-state: running", LIMIT);
+    let (master, front) = master_with_front(&cfg, &["prlimit", "--nofile=48"]);
     let stop = Arc::new(AtomicBool::new(false));
     // From ten other loopback addresses, so no per-address cap alone keeps them out.
     static FROM: [&str; 10] = [
@@ -241,19 +262,10 @@ fn three_hundred_slow_peers_neither_spin_the_master_nor_keep_ctl_or_a_late_node_
         share * 100.0
     );
     // ctl is answered, and a node started now joins.
-    let asked = Instant::now();
-    wait_until("ctl status to answer", LIMIT, || {
-        in_step(&cfg, "front").then_some(())
-    });
-    let answered = asked.elapsed();
-    let left = headless(&cfg, "left", &[]);
-    wait_until("the late node to be in step", LIMIT, || {
-        in_step(&cfg, "left").then_some(())
-    });
+    let (answered, joined, left) = ctl_answers_and_a_late_node_joins(&cfg);
     eprintln!(
-        "under attack: the master used {:.1} % of a core and at most {most} of its 48 descriptors, ctl answered after {answered:?}, the late node was in step after {:?}",
+        "under attack: the master used {:.1} % of a core and at most {most} of its 48 descriptors, ctl answered after {answered:?}, the late node was in step after {joined:?}",
         share * 100.0,
-        asked.elapsed() - answered
     );
     stop.store(true, Ordering::Relaxed);
     attack.join().unwrap();
@@ -274,17 +286,7 @@ fn a_master_out_of_descriptors_backs_off_tells_it_once_a_second_and_recovers() {
     let cfg = cave(dir.path());
     let file = ClusterConfig::load(&cfg).unwrap();
     let addr: SocketAddr = file.master.to_string().parse().unwrap();
-    let master = Proc::start(&[
-        "master",
-        "--config",
-        p(&cfg),
-        "--fps",
-        "30",
-        "--wait-for",
-        "front",
-    ]);
-    let front = headless(&cfg, "front", &[]);
-    master.wait_for("lockstep-state: running", LIMIT);
+    let (master, front) = master_with_front(&cfg, &[]);
     // Its handshake slots were sized for the descriptors it had at start; now it has two
     // spare, so silent peers make `accept` itself fail (EMFILE) with slots still free.
     let pid = master.id();
@@ -331,13 +333,7 @@ fn a_master_out_of_descriptors_backs_off_tells_it_once_a_second_and_recovers() {
     );
     // The peers go; ctl is answered again and a node joins, within the same low limit.
     drop(silent);
-    wait_until("ctl status to answer", LIMIT, || {
-        in_step(&cfg, "front").then_some(())
-    });
-    let left = headless(&cfg, "left", &[]);
-    wait_until("the late node to be in step", LIMIT, || {
-        in_step(&cfg, "left").then_some(())
-    });
+    let (_, _, left) = ctl_answers_and_a_late_node_joins(&cfg);
     eprintln!(
         "out of descriptors: {:.1} % of a core, {} line(s) about it in 3 s",
         share * 100.0,
