@@ -165,7 +165,8 @@ fn dial_once(
     let stream = TcpStream::connect_timeout(&addr, left.max(Duration::from_millis(1)))
         .map_err(|e| LaunchError::io(&peer, "cannot connect", e))?;
     let mut conn = Conn::new(stream, peer)?;
-    conn.set_timeout(Some(timeout))?;
+    // Writes too end by the deadline; afterwards each operation has the whole timeout.
+    conn.set_timeout(Some(left.max(Duration::from_millis(1))))?;
     let nonce = random_nonce().map_err(|e| LaunchError::wire(&conn.peer, e))?;
     let mut hs = ClientHandshake::new(key.clone(), cluster, who, nonce);
     conn.send(&hs.hello())?;
@@ -181,6 +182,7 @@ fn dial_once(
         }
     }
     conn.decoder.set_max_frame(MAX_FRAME);
+    conn.set_timeout(Some(timeout))?;
     Ok(conn)
 }
 

@@ -131,18 +131,37 @@ fn descriptors(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
+/// A connection to `to` from loopback address `from`.
+fn connect_from(from: &str, to: SocketAddr) -> Option<TcpStream> {
+    let local: SocketAddr = format!("{from}:0").parse().unwrap();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+    socket.bind(&local.into()).ok()?;
+    socket
+        .connect_timeout(&to.into(), Duration::from_millis(500))
+        .ok()?;
+    Some(socket.into())
+}
+
+/// Ten loopback addresses besides 127.0.0.1, so that no per-address cap alone keeps peers
+/// from them out.
+static FROM: [&str; 10] = [
+    "127.0.0.2",
+    "127.0.0.3",
+    "127.0.0.4",
+    "127.0.0.5",
+    "127.0.0.6",
+    "127.0.0.7",
+    "127.0.0.8",
+    "127.0.0.9",
+    "127.0.0.10",
+    "127.0.0.11",
+];
+
 /// `count` sockets from `from` to `to`, each sending one byte a second, each opened again
 /// when the master closes it, until `stop`.
 fn slowloris(from: &'static [&'static str], to: SocketAddr, count: usize, stop: Arc<AtomicBool>) {
     let open = |i: usize| -> Option<TcpStream> {
-        let local: SocketAddr = format!("{}:0", from[i % from.len()]).parse().unwrap();
-        let socket =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
-        socket.bind(&local.into()).ok()?;
-        socket
-            .connect_timeout(&to.into(), Duration::from_millis(500))
-            .ok()?;
-        let s: TcpStream = socket.into();
+        let s = connect_from(from[i % from.len()], to)?;
         s.set_write_timeout(Some(Duration::from_millis(50))).ok()?;
         Some(s)
     };
@@ -224,19 +243,6 @@ fn three_hundred_slow_peers_neither_spin_the_master_nor_keep_ctl_or_a_late_node_
     // Few descriptors: the slow peers take them all if the master lets them.
     let (master, front) = master_with_front(&cfg, &["prlimit", "--nofile=48"]);
     let stop = Arc::new(AtomicBool::new(false));
-    // From ten other loopback addresses, so no per-address cap alone keeps them out.
-    static FROM: [&str; 10] = [
-        "127.0.0.2",
-        "127.0.0.3",
-        "127.0.0.4",
-        "127.0.0.5",
-        "127.0.0.6",
-        "127.0.0.7",
-        "127.0.0.8",
-        "127.0.0.9",
-        "127.0.0.10",
-        "127.0.0.11",
-    ];
     let attack = {
         let stop = stop.clone();
         std::thread::spawn(move || slowloris(&FROM, addr, 300, stop))
@@ -288,9 +294,15 @@ fn a_master_out_of_descriptors_backs_off_tells_it_once_a_second_and_recovers() {
     let addr: SocketAddr = file.master.to_string().parse().unwrap();
     let (master, front) = master_with_front(&cfg, &[]);
     // Its handshake slots were sized for the descriptors it had at start; now it has two
-    // spare, so silent peers make `accept` itself fail (EMFILE) with slots still free.
+    // spare, so silent peers make `accept` itself fail (EMFILE) with slots still free. The
+    // limit bounds descriptor numbers, and a new descriptor takes the lowest free one: the
+    // limit is where the second free number below it is.
     let pid = master.id();
-    let limit = descriptors(pid) + 2;
+    let open: std::collections::HashSet<usize> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let limit = (0..).filter(|n| !open.contains(n)).nth(1).unwrap() + 1;
     let lowered = std::process::Command::new("prlimit")
         .args([
             "--pid",
@@ -300,8 +312,9 @@ fn a_master_out_of_descriptors_backs_off_tells_it_once_a_second_and_recovers() {
         .status()
         .unwrap();
     assert!(lowered.success(), "prlimit --pid failed");
-    let silent: Vec<TcpStream> = (0..10)
-        .map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(1)).unwrap())
+    // From ten addresses: more than the spare descriptors get a handshake slot.
+    let silent: Vec<TcpStream> = (0..50)
+        .filter_map(|i| connect_from(FROM[i % FROM.len()], addr))
         .collect();
     master.wait_for("cannot accept connections", LIMIT);
     let (cpu0, t0) = (cpu_seconds(pid), Instant::now());

@@ -292,6 +292,15 @@ impl Gatekeeper {
     }
 }
 
+/// Wakes the thread blocked in `accept` on `listener`, and every later `accept` on it fails
+/// at once, without opening a descriptor: a process that has run out of them can still end
+/// its accept loop (set its stop flag first). Connecting to the listener, the usual trick,
+/// needs a descriptor.
+pub fn stop_accepting(listener: &TcpListener) {
+    // On Linux, shutting a listening socket's read side makes accept() fail with EINVAL.
+    let _ = socket2::SockRef::from(listener).shutdown(std::net::Shutdown::Read);
+}
+
 /// How long a peer told `Busy` waits before it asks again.
 pub const BUSY_RETRY: Duration = Duration::from_millis(100);
 

@@ -68,10 +68,10 @@ fn tell(line: Option<String>) {
     }
 }
 
-pub(super) fn accept_loop(listener: TcpListener, stop: Arc<AtomicBool>, gate: Gate) {
+pub(super) fn accept_loop(listener: &TcpListener, stop: Arc<AtomicBool>, gate: Gate) {
     let mut backoff = AcceptBackoff::default();
     loop {
-        let incoming = gate.gatekeeper.accept(&listener, &mut backoff);
+        let incoming = gate.gatekeeper.accept(listener, &mut backoff);
         if stop.load(Ordering::Relaxed) {
             return;
         }

@@ -27,7 +27,7 @@ mod accept;
 mod status;
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -237,6 +237,8 @@ pub struct Master {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
+    /// Shared with the accept thread, so that stopping can wake it without a descriptor.
+    listener: Arc<TcpListener>,
     gate: Gate,
     control: Receiver<ControlCall>,
     nodes: Vec<NodeConn>,
@@ -302,16 +304,18 @@ impl Master {
             control: control_tx,
             gatekeeper: Gatekeeper::for_listener(),
         };
+        let listener = Arc::new(listener);
         let accept = {
-            let (stop, gate) = (stop.clone(), gate.clone());
+            let (stop, gate, listener) = (stop.clone(), gate.clone(), listener.clone());
             std::thread::Builder::new()
                 .name("accept".into())
-                .spawn(move || accept::accept_loop(listener, stop, gate))
+                .spawn(move || accept::accept_loop(&listener, stop, gate))
                 .map_err(|e| io("accept", "cannot start the accept thread", e))?
         };
         Ok(Master {
             config,
             addr,
+            listener,
             stop,
             accept: Some(accept),
             gate,
@@ -1244,8 +1248,7 @@ fn check_state(
 impl Drop for Master {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        // Wake the accept thread blocked in accept().
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+        lockstep_wire::admission::stop_accepting(&self.listener);
         if let Some(h) = self.accept.take() {
             let _ = h.join();
         }

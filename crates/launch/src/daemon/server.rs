@@ -72,7 +72,6 @@ impl Daemon {
         me.listener
             .set_nonblocking(false)
             .map_err(|e| LaunchError::io("listener", "cannot configure", e))?;
-        let waker = me.local_addr();
         let accepting = {
             let me = me.clone();
             std::thread::Builder::new()
@@ -89,11 +88,9 @@ impl Daemon {
         if !stopped.is_empty() {
             tracing::info!("stopped {}", stopped.join(", "));
         }
-        // Wake the accept loop so its thread ends.
+        // Wake the accept loop so its thread ends (with no descriptor to spare, too).
         me.closing.store(true, Ordering::Relaxed);
-        if let Some(addr) = waker {
-            let _ = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200));
-        }
+        lockstep_wire::admission::stop_accepting(&me.listener);
         let _ = accepting.join();
         Ok(())
     }

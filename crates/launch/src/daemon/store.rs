@@ -8,12 +8,15 @@ Disk use is bounded, whatever key holders send, by three times the quota (plus w
 started processes write themselves):
 - a manifest's distinct files must fit the quota, and each is copied into the workspace once
   (further names of the same content are hard links to that copy);
-- the bytes all launchers are receiving at once must fit the quota too;
-- each commit records what it laid out (`clusters/<name>.files`), removes from the workspace
-  what the previous commit laid out and this one does not name, and every finished sync
-  (committed or abandoned) removes the objects no record names and no sync still uses.
+- the objects that syncs in progress hold and no commit has recorded (being received, or
+  received and not committed) must fit the quota together;
+- each commit records what it lays out (`records/<name>`), removes from the workspace what
+  the previous commit laid out and this one does not name, and every finished sync (committed
+  or abandoned) removes the objects no record names and no sync still uses.
 
-One daemon owns a store: it holds a lock on `lock` in it while it runs.
+The daemon creates workspace folders one at a time and never follows a symlink there, so a
+link a started process left in the workspace cannot send its writes elsewhere. One daemon owns
+a store: it holds a lock on `lock` in it while it runs.
 */
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -41,14 +44,35 @@ pub struct Store {
     _lock: Arc<Flock<File>>,
 }
 
-/// The syncs in progress.
+/// What the store's objects are kept for. Every change to it, and every collection, happens
+/// under its lock.
 #[derive(Debug, Default)]
 struct Books {
-    /// Objects that syncs in progress name (with how many do): never collected.
-    pinned: HashMap<Digest, usize>,
-    /// Bytes that syncs in progress may still receive.
-    receiving: u64,
+    /// Objects that syncs in progress name: how many syncs do, and the object's size. Never
+    /// collected.
+    pinned: HashMap<Digest, (usize, u64)>,
+    /// Per cluster, the objects its record names (what its workspace was laid out from).
+    recorded: HashMap<String, HashSet<Digest>>,
 }
+
+impl Books {
+    fn is_recorded(&self, d: &Digest) -> bool {
+        self.recorded.values().any(|r| r.contains(d))
+    }
+
+    /// Bytes that syncs hold and no record names: received, or to be received, for a commit
+    /// still to come.
+    fn unrecorded(&self) -> u64 {
+        self.pinned
+            .iter()
+            .filter(|(d, _)| !self.is_recorded(d))
+            .map(|(_, (_, size))| size)
+            .sum()
+    }
+}
+
+/// Names each sync's temporary files apart from every other's.
+static NEXT_TMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A file being received.
 struct Partial {
@@ -67,8 +91,6 @@ pub struct Sync {
     files: Vec<FileEntry>,
     sizes: HashMap<Digest, u64>,
     partial: HashMap<Digest, Partial>,
-    /// Bytes counted in `Books::receiving` for this sync.
-    reserved: u64,
     /// File bytes received so far.
     pub received: u64,
 }
@@ -77,7 +99,7 @@ impl Store {
     /// Opens (creating) the store at `root`; a manifest's distinct files may take `quota`
     /// bytes. Fails if another daemon has it open.
     pub fn open(root: &Path, quota: u64) -> Result<Store, String> {
-        for sub in ["objects", "clusters", "tmp"] {
+        for sub in ["objects", "clusters", "records", "tmp"] {
             std::fs::create_dir_all(root.join(sub))
                 .map_err(|e| format!("cannot create {}: {e}", root.join(sub).display()))?;
         }
@@ -109,6 +131,19 @@ impl Store {
             books: Arc::default(),
             _lock: Arc::new(lock),
         };
+        let records = store.root.join("records");
+        let entries = std::fs::read_dir(&records)
+            .map_err(|e| format!("cannot read {}: {e}", records.display()))?;
+        for e in entries.flatten() {
+            let Some(cluster) = e.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if check_name("cluster", &cluster).is_err() {
+                continue; // a temporary file of a record being written when the daemon died
+            }
+            let digests = store.recorded(&cluster)?.iter().map(|f| f.digest).collect();
+            store.books().recorded.insert(cluster, digests);
+        }
         store.collect();
         Ok(store)
     }
@@ -125,7 +160,7 @@ impl Store {
 
     /// Where the last commit for `cluster` recorded what it laid out.
     fn record(&self, cluster: &str) -> PathBuf {
-        self.root.join("clusters").join(format!("{cluster}.files"))
+        self.root.join("records").join(cluster)
     }
 
     fn books(&self) -> MutexGuard<'_, Books> {
@@ -186,16 +221,21 @@ impl Store {
             missing.push(*d);
         }
         missing.sort();
-        let reserved: u64 = missing.iter().map(|d| sizes[d]).sum();
-        if books.receiving + reserved > self.quota {
+        // Whatever this sync would hold that no record names and no other sync holds yet.
+        let adds: u64 = sizes
+            .iter()
+            .filter(|(d, _)| !books.pinned.contains_key(*d) && !books.is_recorded(d))
+            .map(|(_, size)| size)
+            .sum();
+        let held = books.unrecorded();
+        if held + adds > self.quota {
             return Err(format!(
-                "the files to send take {reserved} bytes, and other launchers are sending {} now: together over this daemon's quota of {} bytes (quota_mib in its daemon file); try again when they are done",
-                books.receiving, self.quota
+                "these files add {adds} bytes to the {held} that other launchers are sending or have not committed: together over this daemon's quota of {} bytes (quota_mib in its daemon file); try again when they are done",
+                self.quota
             ));
         }
-        books.receiving += reserved;
-        for d in sizes.keys() {
-            *books.pinned.entry(*d).or_default() += 1;
+        for (d, size) in &sizes {
+            books.pinned.entry(*d).or_insert((0, *size)).0 += 1;
         }
         drop(books);
         let sync = Sync {
@@ -204,7 +244,6 @@ impl Store {
             files,
             sizes,
             partial: HashMap::new(),
-            reserved,
             received: 0,
         };
         Ok((sync, missing))
@@ -226,19 +265,22 @@ impl Store {
             ));
         };
         if self.object(&digest).is_file() {
-            return Err(format!(
-                "chunk of {} which the store already has",
-                hex(&digest)
-            ));
+            // Another launcher's sync finished it meanwhile: nothing more to receive.
+            if let Some(p) = sync.partial.remove(&digest) {
+                let _ = std::fs::remove_file(&p.tmp);
+            }
+            sync.received += bytes.len() as u64;
+            return Ok(());
         }
         let partial = match sync.partial.entry(digest) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
-                let tmp =
-                    self.root
-                        .join("tmp")
-                        .join(format!("{}.{}", hex(&digest), std::process::id()));
-                let file = File::create(&tmp)
+                let n = NEXT_TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let tmp = self.root.join("tmp").join(format!("{}.{n}", hex(&digest)));
+                let file = File::options()
+                    .write(true)
+                    .create_new(true)
+                    .open(&tmp)
                     .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
                 v.insert(Partial {
                     tmp,
@@ -294,10 +336,7 @@ impl Store {
     /// commit laid out, and records them; an error names the first file still missing.
     pub fn commit(&self, sync: &Sync) -> Result<PathBuf, String> {
         let ws = self.workspace(&sync.cluster)?;
-        std::fs::create_dir_all(&ws).map_err(|e| format!("cannot create {}: {e}", ws.display()))?;
-        if ws.is_symlink() {
-            return Err(format!("{} is a symlink, not a workspace", ws.display()));
-        }
+        make_folders(&self.root, &ws)?;
         if let Some(f) = sync
             .files
             .iter()
@@ -305,34 +344,34 @@ impl Store {
         {
             return Err(format!("{} ({}) was never sent", f.path, hex(&f.digest)));
         }
+        // Until the layout is done the record names the old files and the new: a commit that
+        // fails half-way leaves nothing that the next one would not clean up.
+        let old = self.recorded(&sync.cluster)?;
+        let both: Vec<FileEntry> = old.iter().chain(&sync.files).cloned().collect();
+        self.write_record(&sync.cluster, &both)?;
         // What the last commit laid out and this one does not name goes first (it may be a
         // file where this manifest wants a folder).
         let keep: HashSet<&str> = sync.files.iter().map(|f| f.path.as_str()).collect();
-        for old in self.recorded(&sync.cluster)? {
-            if !keep.contains(old.path.as_str()) {
-                remove_laid_out(&ws, &old.path)?;
-            }
+        for f in old.iter().filter(|f| !keep.contains(f.path.as_str())) {
+            remove_laid_out(&ws, &f.path)?;
         }
         // Where each distinct file was laid out: its other names link to that copy.
         let mut laid: HashMap<Digest, PathBuf> = HashMap::new();
         for f in &sync.files {
             let dest = ws.join(&f.path);
             if let Some(dir) = dest.parent() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-                inside(&ws, dir)?;
+                make_folders(&ws, dir)?;
             }
             // A copy of the store's object, not a link: a process that edits its file must
-            // not change the store. Names of the same content share one copy.
+            // not change the store. Names of the same content share one copy. The
+            // temporary name is created anew (never opened through a link), and the rename
+            // replaces whatever is at `dest`, a link included, without following it.
             let tmp = dest.with_extension("lockstep-tmp");
             let _ = std::fs::remove_file(&tmp);
             match laid.get(&f.digest) {
                 Some(first) => std::fs::hard_link(first, &tmp)
                     .map_err(|e| format!("cannot link {}: {e}", tmp.display()))?,
-                None => {
-                    std::fs::copy(self.object(&f.digest), &tmp)
-                        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-                }
+                None => copy_new(&self.object(&f.digest), &tmp)?,
             }
             std::fs::rename(&tmp, &dest)
                 .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
@@ -352,52 +391,41 @@ impl Store {
         };
         postcard::from_bytes(&bytes).map_err(|e| {
             format!(
-                "{} is damaged ({e}); remove it and its workspace to start afresh",
+                "{} is damaged ({e}); remove it and the workspace clusters/{cluster} to start afresh",
                 path.display()
             )
         })
     }
 
+    /// Writes `cluster`'s record, on disk and in the books.
     fn write_record(&self, cluster: &str, files: &[FileEntry]) -> Result<(), String> {
         let path = self.record(cluster);
         let bytes = postcard::to_stdvec(files).map_err(|e| format!("cannot encode: {e}"))?;
-        let tmp = path.with_extension("files-tmp");
+        let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, bytes)
             .and_then(|_| std::fs::rename(&tmp, &path))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let digests = files.iter().map(|f| f.digest).collect();
+        self.books().recorded.insert(cluster.to_string(), digests);
+        Ok(())
     }
 
-    /// Removes the objects that no cluster's record names and no sync in progress uses.
-    /// Returns how many it removed.
+    /// Removes the objects that no record names and no sync in progress uses; all under the
+    /// books' lock, so that no sync pins or records an object while it goes. Returns how
+    /// many it removed.
     fn collect(&self) -> usize {
-        let mut wanted: HashSet<String> = HashSet::new();
-        let Ok(clusters) = std::fs::read_dir(self.root.join("clusters")) else {
-            return 0;
-        };
-        for e in clusters.flatten() {
-            let name = e.file_name();
-            let Some(cluster) = name.to_str().and_then(|n| n.strip_suffix(".files")) else {
-                continue;
-            };
-            match self.recorded(cluster) {
-                Ok(files) => wanted.extend(files.iter().map(|f| hex(&f.digest))),
-                Err(e) => {
-                    // Unsure what is still needed: keep everything.
-                    tracing::warn!("not collecting unused files: {e}");
-                    return 0;
-                }
-            }
-        }
-        // Under the books' lock, so that no sync pins an object while it goes.
         let books = self.books();
-        wanted.extend(books.pinned.keys().map(hex));
         let Ok(objects) = std::fs::read_dir(self.root.join("objects")) else {
             return 0;
         };
         let mut removed = 0;
         for e in objects.flatten() {
-            let unwanted = e.file_name().to_str().is_none_or(|n| !wanted.contains(n));
-            if unwanted && std::fs::remove_file(e.path()).is_ok() {
+            let name = e.file_name();
+            let wanted = name
+                .to_str()
+                .and_then(parse_hex)
+                .is_some_and(|d| books.pinned.contains_key(&d) || books.is_recorded(&d));
+            if !wanted && std::fs::remove_file(e.path()).is_ok() {
                 removed += 1;
             }
         }
@@ -405,28 +433,70 @@ impl Store {
     }
 }
 
-/// Checks that `dir`, an existing folder, is `ws` or inside it once symlinks are resolved: a
-/// process the daemon started may have put a link where a manifest names a folder, and the
-/// daemon must not write or remove through it.
-fn inside(ws: &Path, dir: &Path) -> Result<(), String> {
-    match dir.canonicalize() {
-        Ok(real) if real.starts_with(ws) => Ok(()),
-        Ok(real) => Err(format!(
-            "{} leads to {}, outside the workspace",
-            dir.display(),
-            real.display()
-        )),
-        Err(e) => Err(format!("{}: {e}", dir.display())),
+/// The digest a store object's file name spells.
+fn parse_hex(name: &str) -> Option<Digest> {
+    if name.len() != 64 {
+        return None;
     }
+    let mut d = [0u8; 32];
+    for (i, b) in d.iter_mut().enumerate() {
+        *b = u8::from_str_radix(name.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(d)
+}
+
+/// Creates `dir` (inside `base`, an existing real folder) one folder at a time, refusing any
+/// part that is a symlink or not a folder: a started process may have left a link where a
+/// manifest names a folder, and the daemon must not write through it.
+fn make_folders(base: &Path, dir: &Path) -> Result<(), String> {
+    let rel = dir
+        .strip_prefix(base)
+        .map_err(|_| format!("{} is not inside {}", dir.display(), base.display()))?;
+    let mut at = base.to_path_buf();
+    for part in rel.components() {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(format!(
+                    "{} is a symlink: the daemon lays files out only in real folders of the workspace",
+                    at.display()
+                ));
+            }
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(format!("{} is a file, not a folder", at.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir(&at)
+                .map_err(|e| format!("cannot create {}: {e}", at.display()))?,
+            Err(e) => return Err(format!("{}: {e}", at.display())),
+        }
+    }
+    Ok(())
+}
+
+/// Copies `from` to `to`, a name that must not exist yet (so no link there is followed).
+fn copy_new(from: &Path, to: &Path) -> Result<(), String> {
+    let write = |e: std::io::Error| format!("cannot write {}: {e}", to.display());
+    let mut src = File::open(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+    let mut dst = File::options()
+        .write(true)
+        .create_new(true)
+        .open(to)
+        .map_err(write)?;
+    std::io::copy(&mut src, &mut dst).map_err(write)?;
+    Ok(())
 }
 
 /// Removes a file an earlier commit laid out at `path` in `ws`, and the folders it leaves
 /// empty.
 fn remove_laid_out(ws: &Path, path: &str) -> Result<(), String> {
     let full = ws.join(path);
-    match full.parent().map(|dir| inside(ws, dir)) {
-        Some(Err(_)) | None => return Ok(()),
-        Some(Ok(())) => {}
+    // Nothing is removed through a link: every folder on the way must be a real one.
+    let mut at = ws.to_path_buf();
+    let parent = Path::new(path).parent().unwrap_or(Path::new(""));
+    for part in parent.components() {
+        at.push(part);
+        if !std::fs::symlink_metadata(&at).is_ok_and(|m| m.is_dir()) {
+            return Ok(());
+        }
     }
     match std::fs::remove_file(&full) {
         Ok(()) => {}
@@ -464,9 +534,8 @@ impl Drop for Sync {
         }
         {
             let mut books = self.store.books();
-            books.receiving -= self.reserved;
             for d in self.sizes.keys() {
-                if let Some(n) = books.pinned.get_mut(d) {
+                if let Some((n, _)) = books.pinned.get_mut(d) {
                     *n -= 1;
                     if *n == 0 {
                         books.pinned.remove(d);
@@ -681,46 +750,74 @@ mod tests {
         launch(&store, &[("m/one", b"5")]).unwrap();
         std::fs::remove_dir_all(ws.join("m")).unwrap();
         std::os::unix::fs::symlink(outside.path(), ws.join("m")).unwrap();
-        let err = launch(&store, &[("m/two", b"6")]).unwrap_err();
-        assert!(err.contains("outside the workspace"), "{err}");
+        for deep in ["m/two", "m/sub/two"] {
+            let err = launch(&store, &[(deep, b"6")]).unwrap_err();
+            assert!(
+                err.ends_with(
+                    "/m is a symlink: the daemon lays files out only in real folders of the workspace"
+                ),
+                "{err}"
+            );
+        }
         launch(&store, &[("n", b"7")]).unwrap();
         assert_eq!(
             std::fs::read(outside.path().join("one")).unwrap(),
             b"theirs"
         );
-        assert!(!outside.path().join("two").exists());
+        assert!(!outside.path().join("two").exists() && !outside.path().join("sub").exists());
+        // A link planted at a laid-out file's name is replaced, not written through.
+        std::fs::remove_file(ws.join("n")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("one"), ws.join("n")).unwrap();
+        launch(&store, &[("n", b"8")]).unwrap();
+        assert_eq!(
+            std::fs::read(outside.path().join("one")).unwrap(),
+            b"theirs"
+        );
+        assert_eq!(std::fs::read(ws.join("n")).unwrap(), b"8");
     }
 
     #[test]
-    fn abandoned_uploads_are_collected_and_what_is_received_at_once_fits_the_quota() {
+    fn abandoned_uploads_are_collected_and_what_syncs_hold_uncommitted_fits_the_quota() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 100_000).unwrap();
         let first = entry("f", &[1u8; 60_000]);
         let (mut sync, missing) = store.begin("cave", vec![first.clone()]).unwrap();
         store
-            .chunk(&mut sync, missing[0], 0, &[1u8; 60_000])
+            .chunk(&mut sync, missing[0], 0, &[1u8; 30_000])
             .unwrap();
-        // While 60,000 bytes are being received, another 60,000 would pass the quota.
-        let err = store
-            .begin("cave", vec![entry("g", &[2u8; 60_000])])
-            .unwrap_err();
+        // Two launchers sending the same file at once: each in its own temporary file.
+        let (mut other, _) = store.begin("cave", vec![first.clone()]).unwrap();
+        store
+            .chunk(&mut other, missing[0], 0, &[1u8; 60_000])
+            .unwrap();
+        drop(other);
+        store
+            .chunk(&mut sync, missing[0], 30_000, &[1u8; 30_000])
+            .unwrap();
+        assert_eq!(
+            std::fs::read(store.object(&missing[0])).unwrap(),
+            [1u8; 60_000]
+        );
+        // While 60,000 bytes are held for a commit, another 60,000 would pass the quota.
+        let second = entry("g", &[2u8; 60_000]);
+        let err = store.begin("cave", vec![second.clone()]).unwrap_err();
         assert!(
             err.starts_with(
-                "the files to send take 60000 bytes, and other launchers are sending 60000 now"
+                "these files add 60000 bytes to the 60000 that other launchers are sending or have not committed"
             ),
             "{err}"
         );
-        // A manifest of files the store has needs no room to receive.
+        // A second launcher naming the file received holds it too, at no extra cost; the
+        // first going away frees no room while the second holds it.
         let (again, missing) = store.begin("cave", vec![first]).unwrap();
         assert!(missing.is_empty());
-        drop(again);
-        assert_eq!(objects(&store), hexes(&[&[1u8; 60_000]]));
-        // The launcher goes away without committing: its file goes too, and the room.
         drop(sync);
+        assert_eq!(objects(&store), hexes(&[&[1u8; 60_000]]));
+        assert!(store.begin("cave", vec![second.clone()]).is_err());
+        // Both gone without committing: the file goes too, and the room comes back.
+        drop(again);
         assert!(objects(&store).is_empty());
-        store
-            .begin("cave", vec![entry("g", &[2u8; 60_000])])
-            .unwrap();
+        store.begin("cave", vec![second]).unwrap();
     }
 
     #[test]
