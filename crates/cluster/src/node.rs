@@ -27,7 +27,7 @@ use lockstep_wire::{
 
 use crate::frame::{Assembler, FrameBlocks, Step};
 use crate::link::{Link, wire};
-use crate::{ClusterError, ClusterManager, FrameInfo};
+use crate::{AppIdentity, CONTROL_NAME, ClusterError, ClusterManager, FrameInfo};
 
 /// How a node joins.
 #[derive(Debug, Clone)]
@@ -48,6 +48,9 @@ pub struct NodeConfig {
     /// The cluster file this node was started with: a new file from the master is read as
     /// if it were this one (relative paths, error messages).
     pub cluster_file: PathBuf,
+    /// The application this node runs, sent in its `Join` (its plugin list is taken from
+    /// the manager it connects with).
+    pub identity: AppIdentity,
 }
 
 impl NodeConfig {
@@ -62,6 +65,7 @@ impl NodeConfig {
             connect_timeout: Duration::from_secs(30),
             master_timeout: Duration::from_secs(2),
             cluster_file: PathBuf::from("cluster.toml"),
+            identity: AppIdentity::default(),
         }
     }
 
@@ -81,6 +85,19 @@ impl NodeConfig {
     pub fn cluster_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.cluster_file = path.into();
         self
+    }
+
+    /// The application this node runs.
+    pub fn identity(mut self, identity: AppIdentity) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    /// The same, with the plugin list of `manager`.
+    fn joining_with(&self, manager: &ClusterManager) -> NodeConfig {
+        let mut c = self.clone();
+        c.identity.plugins = AppIdentity::new("", manager).plugins;
+        c
     }
 }
 
@@ -180,6 +197,9 @@ fn dial_once(config: &NodeConfig, deadline: Instant) -> Result<Link, ClusterErro
             Ok(ClientStep::Prove { proof, keys }) => {
                 link.send(&proof)?;
                 link.authenticate(keys);
+                if config.name != CONTROL_NAME {
+                    link.send(&config.identity.to_message())?;
+                }
             }
             Ok(ClientStep::Established { max_frame }) => break max_frame,
             Err(e) => {
@@ -200,7 +220,7 @@ pub fn connect(
     config: &NodeConfig,
     manager: ClusterManager,
 ) -> Result<(NodeSession, SwapLink), ClusterError> {
-    let mut link = dial(config)?;
+    let mut link = dial(&config.joining_with(&manager))?;
     let peer = link.peer.clone();
     let writer = Arc::new(Mutex::new(link.split_writer()?));
     let (app_tx, frames) = mpsc::channel::<ToApp>();
@@ -454,7 +474,7 @@ pub fn connect_direct(
     manager: ClusterManager,
 ) -> Result<DirectNode, ClusterError> {
     Ok(DirectNode {
-        link: dial(config)?,
+        link: dial(&config.joining_with(&manager))?,
         name: config.name.clone(),
         master_timeout: config.master_timeout,
         origin: config.cluster_file.clone(),

@@ -46,6 +46,14 @@ pub trait ClusterPlugin: Any + Send {
     /// Name for logs and errors.
     fn name(&self) -> &'static str;
 
+    /// What this plugin's blocks hold, as text: a node whose plugin of the same id says
+    /// otherwise is refused at the handshake. By default the plugin's Rust type (for
+    /// [`crate::plugins::Shared`], with its value's type); override it to add a version when
+    /// the bytes' layout changes under the same type name.
+    fn schema(&self) -> &'static str {
+        std::any::type_name::<Self>()
+    }
+
     /// Master, at `hook` of `frame`: append this plugin's data to `out` (leave it empty to
     /// send nothing). `scene` is the master's scene as it is at that point.
     fn write(
@@ -131,6 +139,24 @@ impl ClusterManager {
     /// Names and ids in registration order.
     pub fn plugins(&self) -> impl Iterator<Item = (PluginId, &'static str)> + '_ {
         self.plugins.iter().map(|p| (p.id(), p.name()))
+    }
+
+    /// Ids, names and schemas in registration order: what a node's `Join` lists.
+    pub fn signatures(&self) -> impl Iterator<Item = (PluginId, &'static str, &'static str)> + '_ {
+        self.plugins.iter().map(|p| (p.id(), p.name(), p.schema()))
+    }
+
+    /// The plugin with wire id `id`, if it is registered and of type `P` (e.g. one of several
+    /// [`crate::plugins::Shared`] values of the same type).
+    pub fn by_id<P: ClusterPlugin>(&self, id: PluginId) -> Option<&P> {
+        let p = self.plugins.iter().find(|p| p.id() == id)?;
+        (p.as_ref() as &dyn Any).downcast_ref::<P>()
+    }
+
+    /// The plugin with wire id `id`, mutably.
+    pub fn by_id_mut<P: ClusterPlugin>(&mut self, id: PluginId) -> Option<&mut P> {
+        let p = self.plugins.iter_mut().find(|p| p.id() == id)?;
+        (p.as_mut() as &mut dyn Any).downcast_mut::<P>()
     }
 
     /// Master: every plugin writes at `hook`; `emit(id, bytes)` is called for each non-empty

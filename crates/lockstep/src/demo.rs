@@ -332,6 +332,38 @@ impl crate::pipeline::App for DemoApp {
     }
 }
 
+/// The demo as a cluster application ([`crate::app::ClusterApp`]): what `lockstep master`
+/// and `lockstep node` run unless told otherwise. Every process builds the scene; the master
+/// animates it.
+#[derive(Default)]
+pub struct DemoCluster {
+    demo: Option<Demo>,
+}
+
+impl crate::app::ClusterApp for DemoCluster {
+    fn name(&self) -> &str {
+        "demo"
+    }
+
+    fn setup(&mut self, setup: &mut crate::app::Setup<'_>) -> anyhow::Result<()> {
+        let demo = Demo::new(1.0, 1.0)?;
+        *setup.scene = demo.scene.clone();
+        self.demo = Some(demo);
+        Ok(())
+    }
+
+    fn update(&mut self, frame: &mut crate::app::MasterFrame<'_>) -> anyhow::Result<()> {
+        let Some(demo) = self.demo.as_mut() else {
+            anyhow::bail!("DemoCluster::update before setup");
+        };
+        // The demo's own scene is the working copy while it animates.
+        std::mem::swap(&mut demo.scene, frame.scene);
+        let animated = demo.animate(frame.info.time);
+        std::mem::swap(&mut demo.scene, frame.scene);
+        Ok(animated?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,8 +18,10 @@ assert_eq!(scene.find("box"), Some(id));
 */
 #![deny(missing_docs)]
 
+pub mod app;
 pub mod demo;
 pub mod node_views;
+pub mod options;
 pub mod pipeline;
 pub mod roles;
 pub mod stats;

@@ -19,7 +19,7 @@ use lockstep_scene::Scene;
 use lockstep_scene::glam::Mat4;
 use lockstep_wire::{ClusterKey, NodeStats};
 
-use crate::demo::Demo;
+use crate::app::{ClusterApp, MasterFrame, NodeFrame};
 use crate::node_views::color_writes;
 use crate::pipeline::{App, FrameContext, FrameGate, ViewPass};
 
@@ -75,9 +75,10 @@ pub fn rig(scene: &Scene) -> Mat4 {
 pub enum FrameSource {
     /// The master's frames.
     Cluster(Box<NodeSession>),
-    /// The demo, animated in this process on the pipeline's clock: what the node would
-    /// draw with no cluster around it (`bench cluster` compares the two).
-    Alone(Box<Demo>),
+    /// The application's own update, run in this process on the pipeline's clock with these
+    /// plugins: what the node would draw with no cluster around it (`bench cluster` compares
+    /// the two).
+    Alone(Box<ClusterManager>),
 }
 
 /// (pipeline frame, master frame, (state hash, views digest) when hashing).
@@ -165,8 +166,12 @@ pub enum NodeExit {
 }
 
 /// The App stage of a render node.
-pub struct NodeApp {
+pub struct NodeApp<'a> {
     source: FrameSource,
+    /// The application: its node hook after each frame (alone: its update).
+    app: &'a mut dyn ClusterApp,
+    /// The scene the application's setup built, which every session starts from.
+    baseline: Scene,
     config: ClusterConfig,
     name: String,
     /// Frames applied, and the master's last frame number.
@@ -181,11 +186,20 @@ pub struct NodeApp {
     pub exit: NodeExit,
 }
 
-impl NodeApp {
-    /// A node app for `name`, with frames from `source`.
-    pub fn new(source: FrameSource, config: ClusterConfig, name: &str) -> Self {
+impl<'a> NodeApp<'a> {
+    /// A node app for `name` running `app`, whose setup built `baseline`, with frames from
+    /// `source`.
+    pub fn new(
+        source: FrameSource,
+        app: &'a mut dyn ClusterApp,
+        baseline: Scene,
+        config: ClusterConfig,
+        name: &str,
+    ) -> Self {
         NodeApp {
             source,
+            app,
+            baseline,
             config,
             name: name.to_string(),
             last_frame: Arc::new(Mutex::new(None)),
@@ -202,12 +216,10 @@ impl NodeApp {
     }
 }
 
-impl App for NodeApp {
+impl App for NodeApp<'_> {
     fn setup(&mut self, scene: &mut Scene) -> Result<()> {
-        // In a cluster, the first frame from the master brings the whole scene.
-        if let FrameSource::Alone(demo) = &self.source {
-            *scene = demo.scene.clone();
-        }
+        // The master's frames bring what changed since setup.
+        *scene = self.baseline.clone();
         Ok(())
     }
 
@@ -237,6 +249,16 @@ impl App for NodeApp {
                     }
                     self.config = new;
                 }
+                self.app
+                    .node_frame(&NodeFrame {
+                        node: &self.name,
+                        scene: ctx.scene,
+                        info,
+                        plugins: &session.manager,
+                    })
+                    .with_context(|| {
+                        format!("node '{}': the application's node hook", self.name)
+                    })?;
                 // The head as the master last sent it (the file's until a tracker moves it).
                 let head = session
                     .manager
@@ -244,17 +266,18 @@ impl App for NodeApp {
                     .map_or(self.config.head, |h| *h.pose());
                 (info, head)
             }
-            FrameSource::Alone(demo) => {
-                // The master's update, done here: the demo's scene is the working copy.
-                std::mem::swap(&mut demo.scene, ctx.scene);
-                let animated = demo.animate(ctx.time);
-                std::mem::swap(&mut demo.scene, ctx.scene);
-                animated?;
+            FrameSource::Alone(plugins) => {
+                // The master's update, done here.
                 let info = FrameInfo {
                     frame: ctx.frame,
                     time: ctx.time,
-                    dt: 0.0,
+                    dt: ctx.dt,
                 };
+                self.app.update(&mut MasterFrame {
+                    scene: ctx.scene,
+                    info,
+                    plugins,
+                })?;
                 (info, self.config.head)
             }
         };
@@ -386,7 +409,7 @@ pub struct MasterReport {
 /// up to `start_timeout` for one to come back. Ends after `frames` frames, when `stop` is
 /// set, or when no node is left.
 #[allow(clippy::too_many_arguments)]
-pub fn run_master(
+pub fn master_loop(
     master: &mut Master,
     scene: &mut Scene,
     frames: Option<u64>,
@@ -396,7 +419,7 @@ pub fn run_master(
     wait_for: Option<&[String]>,
     record_hashes: bool,
     stop: &std::sync::atomic::AtomicBool,
-    mut update: impl FnMut(&mut Scene, &FrameInfo) -> Result<()>,
+    mut update: impl FnMut(&mut MasterFrame<'_>) -> Result<()>,
 ) -> Result<MasterReport> {
     match wait_for {
         Some(names) => master.wait_for_unless(names, start_timeout, stop)?,
@@ -422,7 +445,12 @@ pub fn run_master(
         };
         last = time;
         master.begin_frame(&info, scene)?;
-        update(scene, &info)?;
+        update(&mut MasterFrame {
+            scene,
+            info,
+            plugins: &mut master.manager,
+        })
+        .with_context(|| format!("the application's update of frame {frame}"))?;
         let mut swap = master.send_frame(&info, scene)?;
         if record_hashes {
             let digest = master

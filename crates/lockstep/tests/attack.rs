@@ -10,11 +10,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use lockstep::cluster::plugins::SCENE_PLUGIN;
+use lockstep::app::prepare;
+use lockstep::cluster::plugins::{HeadTracking, SCENE_PLUGIN, SceneReplication};
 use lockstep::cluster::{
     ClusterManager, ClusterPlugin, FrameInfo, Hook, Master, MasterConfig, PluginError, PluginId,
     write_changes,
 };
+use lockstep::demo::DemoCluster;
 use lockstep::display::ClusterConfig;
 use lockstep::scene::{Node, Scene};
 use lockstep_wire::ClusterKey;
@@ -39,7 +41,8 @@ fn huge_id_block() -> Vec<u8> {
     out
 }
 
-/// Writes the hostile scene block as the scene plugin, every frame.
+/// Writes the hostile scene block as the scene plugin, every frame (and passes for it at
+/// the node's join: a master with the key can claim anything).
 struct Hostile(Vec<u8>);
 
 impl ClusterPlugin for Hostile {
@@ -47,7 +50,10 @@ impl ClusterPlugin for Hostile {
         SCENE_PLUGIN
     }
     fn name(&self) -> &'static str {
-        "hostile scene"
+        "scene"
+    }
+    fn schema(&self) -> &'static str {
+        std::any::type_name::<SceneReplication>()
     }
     fn write(
         &mut self,
@@ -84,9 +90,13 @@ fn a_node_id_of_two_to_the_32_minus_2_is_refused_naming_the_limit_within_bounded
     let addr: SocketAddr = file.master.to_string().parse().unwrap();
     let mut manager = ClusterManager::new();
     manager.register(Hostile(huge_id_block())).unwrap();
+    manager.register(HeadTracking::new(file.head)).unwrap();
     let mut master = Master::start(
         MasterConfig {
             nodes: vec!["front".into()],
+            identity: prepare(&mut DemoCluster::default(), &file)
+                .unwrap()
+                .identity,
             ..MasterConfig::for_cluster(&file, key, addr)
         },
         manager,

@@ -33,7 +33,9 @@ pub use codec::{
 pub use error::{WireError, printable};
 pub use handshake::{ClientHandshake, ServerHandshake};
 pub use key::{ClusterKey, MIN_KEY_LEN, random_nonce};
-pub use message::{Hook, MAGIC, Message, NodeStats, NodeStatus, PROTOCOL_VERSION};
+pub use message::{
+    AssetSig, Hook, MAGIC, Message, NodeStats, NodeStatus, PROTOCOL_VERSION, PluginSig,
+};
 pub use session::{Opener, RECORD_HEADER, Sealer, SessionKeys};
 
 /// Largest frame a peer may send before it has authenticated: enough for the handshake, too

@@ -6,7 +6,8 @@ pub const MAGIC: [u8; 4] = *b"LKST";
 /// Bumped whenever a message changes shape or meaning; peers of different versions refuse
 /// each other. 4: the state in `NodeStats` is the XXH3 scene digest, and scene change lists
 /// may carry the root order. 5: everything after the handshake travels in sealed records.
-pub const PROTOCOL_VERSION: u16 = 5;
+/// 6: a node says which application it runs (`Join`) before the master welcomes it.
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// The points of a frame where plugins' blocks are applied on a node; each hook's blocks are
 /// closed by an `EndBlock` naming it.
@@ -65,6 +66,26 @@ pub struct NodeStatus<'a> {
     pub ready_ms: f32,
     /// How many times it has joined since the master started.
     pub joins: u32,
+}
+
+/// One plugin as a node or the master registered it (see `Join`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginSig<'a> {
+    /// Its wire id.
+    pub id: u16,
+    /// Its name.
+    pub name: &'a str,
+    /// What its blocks hold (e.g. the Rust type of a shared value), as text.
+    pub schema: &'a str,
+}
+
+/// One file the application loaded in its setup, by path and SHA-256 (see `Join`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssetSig<'a> {
+    /// The path the application named, relative to where it runs.
+    pub path: &'a str,
+    /// SHA-256 of the file's bytes.
+    pub digest: [u8; 32],
 }
 
 /// Every message of the protocol. Strings and byte blocks borrow from the receive buffer, so
@@ -195,6 +216,21 @@ pub enum Message<'a> {
         /// Why.
         reason: &'a str,
     },
+    /// Node → master, the first sealed record after its `Proof`: the application it runs, as
+    /// its setup left it. The master answers `Welcome` only if all of it is the master's
+    /// own, else `Refused` naming the difference. (Decoding this one allocates its lists.)
+    Join {
+        /// The application's name.
+        app: &'a str,
+        /// Every plugin, in registration order.
+        #[serde(borrow)]
+        plugins: Vec<PluginSig<'a>>,
+        /// Every file its setup loaded.
+        #[serde(borrow)]
+        assets: Vec<AssetSig<'a>>,
+        /// The digest of the scene its setup built: the base that frames' changes apply to.
+        baseline: u64,
+    },
 }
 
 impl Message<'_> {
@@ -219,6 +255,7 @@ impl Message<'_> {
             Message::StatusRequest => "StatusRequest",
             Message::Status { .. } => "Status",
             Message::Busy { .. } => "Busy",
+            Message::Join { .. } => "Join",
         }
     }
 }

@@ -20,9 +20,9 @@ use lockstep_wire::{
     ClusterKey, HANDSHAKE_MAX_FRAME, Message, ServerHandshake, printable, random_nonce,
 };
 
-use crate::ClusterError;
 use crate::control::{CONTROL_NAME, ControlCall};
 use crate::link::{Link, wire};
+use crate::{AppIdentity, ClusterError};
 
 /// A node that passed the handshake, waiting for the next frame.
 pub(super) struct Joined {
@@ -48,6 +48,8 @@ pub(super) struct Gate {
     pub control: Sender<ControlCall>,
     /// Handshake slots and refusals.
     pub gatekeeper: Arc<Gatekeeper>,
+    /// What a node's `Join` must match.
+    pub identity: Arc<AppIdentity>,
 }
 
 impl Gate {
@@ -117,10 +119,16 @@ fn refusal_kind(e: &ClusterError) -> &'static str {
         ClusterError::Wire { source, .. } => source.kind(),
         ClusterError::Timeout { .. } => "handshake not finished in time",
         ClusterError::Closed { .. } | ClusterError::Io { .. } => "closed during the handshake",
-        ClusterError::Refused { .. } => "unknown node name",
+        ClusterError::Refused { reason, .. } if reason.starts_with("node name") => {
+            "unknown node name"
+        }
+        ClusterError::Refused { .. } => "another application",
         _ => "other",
     }
 }
+
+/// Largest `Join` a node may send.
+const JOIN_MAX_FRAME: usize = 256 * 1024;
 
 /// Authenticates a peer within the handshake's deadline; the link comes back sealed, named
 /// after it (a node's name, or [`CONTROL_NAME`]), with no read timeout for nodes and their
@@ -159,6 +167,21 @@ fn handshake(stream: TcpStream, peer: &str, gate: &Gate) -> Result<Link, Cluster
                             printable(&node)
                         ),
                     });
+                }
+                if node != CONTROL_NAME {
+                    // A key holder's lists of plugins and files: more than a handshake
+                    // frame, bounded all the same.
+                    link.set_max_frame(JOIN_MAX_FRAME);
+                    let join = link.recv_by(deadline)?;
+                    gate.identity
+                        .check(&join)
+                        .map_err(|reason| ClusterError::Refused {
+                            peer: peer.to_string(),
+                            reason: format!(
+                                "node '{}' does not run the master's application: {reason}",
+                                printable(&node)
+                            ),
+                        })?;
                 }
                 link.send(&Message::Welcome { max_frame })?;
                 return Ok(node);

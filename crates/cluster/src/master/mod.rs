@@ -41,7 +41,7 @@ use lockstep_wire::{ClusterKey, HANDSHAKE_MAX_FRAME, Hook, Message, NodeStats, e
 
 use crate::control::ControlCall;
 use crate::link::{Link, io, wire};
-use crate::{ClusterError, ClusterManager, FrameInfo};
+use crate::{AppIdentity, ClusterError, ClusterManager, FrameInfo};
 use accept::{Gate, Joined};
 use status::Rates;
 
@@ -97,6 +97,9 @@ pub struct MasterConfig {
     /// Hash the scene of every frame and compare it with the hash each node reports with
     /// its `SwapReady` (a pass over the scene per frame).
     pub verify: bool,
+    /// The application this master runs: a node whose `Join` differs is refused. Its plugin
+    /// list is taken from the manager the master starts with.
+    pub identity: AppIdentity,
 }
 
 impl MasterConfig {
@@ -118,6 +121,7 @@ impl MasterConfig {
             heartbeat: Duration::from_millis(250),
             cluster_file: None,
             verify: false,
+            identity: AppIdentity::default(),
         }
     }
 
@@ -303,6 +307,10 @@ impl Master {
             joined: Arc::new(Mutex::new(Vec::new())),
             control: control_tx,
             gatekeeper: Gatekeeper::for_listener(),
+            identity: Arc::new(AppIdentity {
+                plugins: AppIdentity::new("", &manager).plugins,
+                ..config.identity.clone()
+            }),
         };
         let listener = Arc::new(listener);
         let accept = {

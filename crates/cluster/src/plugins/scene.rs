@@ -4,15 +4,36 @@ use crate::replication::{apply_changes, write_changes};
 use crate::{ClusterPlugin, FrameInfo, Hook, PluginError, PluginId};
 
 /// Replicates the scene: each frame, what changed since the previous frame's snapshot.
+///
+/// Every process starts from a baseline: the scene its application's setup built (the same
+/// on every process, as the master checks at each node's join), or an empty scene. Only
+/// changes from it travel — a node that joins late gets what changed since setup, not the
+/// models every process loaded itself.
 pub struct SceneReplication {
-    /// What the nodes hold: the snapshot last sent (empty until the first frame, so that the
-    /// first write is the whole scene).
+    /// What the nodes hold: the snapshot last sent (the baseline until the first frame).
     sent: Scene,
+    /// The scene every process starts from.
+    baseline: Scene,
 }
 
 impl Default for SceneReplication {
     fn default() -> Self {
-        SceneReplication { sent: Scene::new() }
+        SceneReplication::from_baseline(Scene::new())
+    }
+}
+
+impl SceneReplication {
+    /// Replication from `baseline`, the scene every process built before the first frame.
+    pub fn from_baseline(baseline: Scene) -> Self {
+        SceneReplication {
+            sent: baseline.clone(),
+            baseline,
+        }
+    }
+
+    /// Master, before the first frame: every process starts from `baseline`.
+    pub fn set_baseline(&mut self, baseline: Scene) {
+        *self = SceneReplication::from_baseline(baseline);
     }
 }
 
@@ -51,7 +72,7 @@ impl ClusterPlugin for SceneReplication {
         apply_changes(scene, bytes).map(|_| ()).map_err(failed)
     }
 
-    /// The whole scene: the changes from an empty one.
+    /// The whole scene, as the changes from the baseline a joining node starts from.
     fn snapshot(
         &mut self,
         hook: Hook,
@@ -62,7 +83,7 @@ impl ClusterPlugin for SceneReplication {
         if hook != Hook::PreDraw {
             return Ok(());
         }
-        write_changes(&Scene::new(), scene, out)
+        write_changes(&self.baseline, scene, out)
             .map(|_| ())
             .map_err(failed)
     }

@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use lockstep::app::{ClusterApp, MasterFrame, prepare};
 use lockstep::cluster::{FailurePolicy, FrameInfo, Master, MasterConfig, SceneHasher, SwapReport};
 use lockstep::demo::Demo;
-use lockstep::roles::default_plugins;
+use lockstep::demo::DemoCluster;
 use lockstep::stats::Summary;
 use lockstep_wire::{ClusterKey, SessionKeys, random_nonce};
 
@@ -66,7 +67,10 @@ const WARMUP: u64 = 50;
 /// One lockstep cluster of the bench: its master, the demo it animates, and what it measured.
 struct Cluster {
     master: Master,
-    demo: Demo,
+    /// The demo, as the cluster application every node runs.
+    app: DemoCluster,
+    /// The master's working scene.
+    scene: lockstep::scene::Scene,
     frame: u64,
     /// The loop's period per measured frame.
     periods: Vec<Duration>,
@@ -89,18 +93,22 @@ impl Cluster {
         verify: bool,
     ) -> Result<(Cluster, String)> {
         let (path, config) = small_cluster(dir, name, n)?;
+        let mut app = DemoCluster::default();
+        let prepared = prepare(&mut app, &config)?;
         let master = Master::start(
             MasterConfig {
                 swap_deadline: Duration::from_secs(5),
                 policy: FailurePolicy::Stop,
                 verify,
+                identity: prepared.identity,
                 ..master_config(&config, key)?
             },
-            default_plugins(&config),
+            prepared.manager,
         )?;
         let cluster = Cluster {
             master,
-            demo: Demo::new(1.0, 1.0)?,
+            app,
+            scene: prepared.scene,
             frame: 0,
             periods: Vec::new(),
             updates: Vec::new(),
@@ -130,10 +138,14 @@ impl Cluster {
                 dt: 1.0 / 60.0,
             };
             let t = Instant::now();
-            self.master.begin_frame(&info, &self.demo.scene)?;
-            self.demo.animate(info.time)?;
+            self.master.begin_frame(&info, &self.scene)?;
+            self.app.update(&mut MasterFrame {
+                scene: &mut self.scene,
+                info,
+                plugins: &mut self.master.manager,
+            })?;
             let animated = t.elapsed();
-            let report = self.master.send_frame(&info, &self.demo.scene)?;
+            let report = self.master.send_frame(&info, &self.scene)?;
             self.count(&report);
             // A frame's cost is the loop's period: the app's update, the data, the barrier
             // of the frame before.
@@ -150,7 +162,7 @@ impl Cluster {
         }
         while let Some(f) = self.master.in_flight() {
             let mut report = SwapReport::default();
-            self.master.swap(f, &self.demo.scene, &mut report)?;
+            self.master.swap(f, &self.scene, &mut report)?;
             self.count(&report);
         }
         Ok(())

@@ -11,8 +11,8 @@ use lockstep::cluster::{ClusterError, ClusterStatus, ControlClient};
 use lockstep::display::ClusterConfig;
 use lockstep::roles::load_key;
 
-use super::cluster::resolve;
 use super::ranged;
+use lockstep::app::resolve;
 
 /// Arguments of `lockstep ctl`.
 #[derive(Debug, Args)]

@@ -17,8 +17,10 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
-use lockstep::render::{BackendChoice, GpuContext, MAX_TARGET_SIZE};
+use clap::{Parser, Subcommand};
+use lockstep::demo::DemoCluster;
+use lockstep::options::{GpuArgs, ranged, stop_on_ctrl_c as ctrl_c};
+use lockstep::render::MAX_TARGET_SIZE;
 use lockstep::scene::glam::Vec3;
 
 /// Frame-locked cluster rendering.
@@ -44,9 +46,9 @@ enum Command {
     /// Run a whole CAVE on this machine: a master and one render node per wall, as processes.
     Demo(cluster::DemoArgs),
     /// Run the master of a cluster (the application; it sends every frame to the nodes).
-    Master(cluster::MasterArgs),
+    Master(lockstep::app::MasterArgs),
     /// Run one render node of a cluster.
-    Node(cluster::NodeArgs),
+    Node(lockstep::app::NodeArgs),
     /// On every host of a cluster: start and stop its processes when `lockstep launch` asks.
     Daemon(launch::DaemonArgs),
     /// Start a whole cluster through the daemons on its hosts, and follow it until it ends.
@@ -92,8 +94,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::BenchPeer(args) => bench_sync::run_peer(args),
         Command::Config(cmd) => config::run(cmd),
         Command::Demo(args) => cluster::run_demo(args),
-        Command::Master(args) => cluster::run_master_cmd(args),
-        Command::Node(args) => cluster::run_node_cmd(args),
+        Command::Master(args) => lockstep::app::run_master(DemoCluster::default, args),
+        Command::Node(args) => lockstep::app::run_node(DemoCluster::default, args),
         Command::Key(cmd) => cluster::run_key(cmd),
         Command::Daemon(args) => launch::run_daemon(args),
         Command::Launch(args) => launch::run_launch(args),
@@ -102,42 +104,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Ctl(args) => ctl::run(args),
         Command::Soak(args) => soak::run(args),
     }
-}
-
-/// Options every command that renders takes.
-#[derive(Debug, Clone, Args)]
-struct GpuArgs {
-    /// Graphics API: auto (Vulkan, else GL), vulkan or gl.
-    #[arg(long, default_value = "auto", value_parser = parse_backend)]
-    backend: BackendChoice,
-}
-
-impl GpuArgs {
-    /// Opens the device and says which adapter was chosen.
-    fn open(&self) -> Result<GpuContext> {
-        let gpu = GpuContext::new(self.backend)?;
-        eprintln!("adapter: {}", gpu.summary);
-        Ok(gpu)
-    }
-}
-
-fn parse_backend(s: &str) -> Result<BackendChoice, String> {
-    BackendChoice::from_str(s)
-}
-
-/// The Ctrl-C (and TERM) flag: the first one lets the run end cleanly after the frame in flight, a
-/// second one leaves at once.
-fn ctrl_c() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let stop = std::sync::Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::Relaxed) {
-            std::process::exit(130);
-        }
-    })
-    .map_err(|e| anyhow::anyhow!("cannot install the Ctrl-C handler: {e}"))?;
-    Ok(stop)
 }
 
 /// A target size `WxH`.
@@ -202,18 +168,6 @@ fn parse_fov(s: &str) -> Result<f32, String> {
         return Err(format!(
             "{v}° is not a field of view: it must lie strictly between 0 and 180"
         ));
-    }
-    Ok(v)
-}
-
-/// A whole number within `lo..=hi`, named in the error.
-fn ranged(s: &str, lo: u64, hi: u64) -> Result<u64, String> {
-    let v: u64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a whole number"))?;
-    if v < lo || v > hi {
-        return Err(format!("{v} is out of range: expected {lo} to {hi}"));
     }
     Ok(v)
 }

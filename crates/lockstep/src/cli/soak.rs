@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use lockstep::app::{ClusterApp, prepare};
 use lockstep::cluster::{Master, MasterConfig};
-use lockstep::demo::Demo;
-use lockstep::roles::{default_plugins, run_master};
+use lockstep::demo::DemoCluster;
+use lockstep::roles::master_loop;
 use lockstep_wire::ClusterKey;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -180,15 +181,18 @@ fn soak(args: &SoakArgs, dir: &Path) -> Result<()> {
     let key = ClusterKey::generate_hex()?;
     let stop = ctrl_c()?;
     let swap_deadline = Duration::from_millis(300);
+    let mut app = DemoCluster::default();
+    let prepared = prepare(&mut app, &config)?;
     let mut master = Master::start(
         MasterConfig {
             swap_deadline,
             load_deadline: Duration::from_secs(10),
             heartbeat: Duration::from_millis(100),
             verify: true,
+            identity: prepared.identity,
             ..master_config(&config, &key)?
         },
-        default_plugins(&config),
+        prepared.manager,
     )?;
     let mut nodes = Nodes {
         exe: std::env::current_exe().context("cannot find the lockstep executable")?,
@@ -230,10 +234,9 @@ fn soak(args: &SoakArgs, dir: &Path) -> Result<()> {
             stop.store(true, Ordering::Relaxed);
         })
     };
-    let mut demo = Demo::new(1.0, 1.0)?;
-    let mut scene = demo.scene.clone();
+    let mut scene = prepared.scene;
     let period = Duration::from_secs_f64(1.0 / args.fps as f64);
-    let ran = run_master(
+    let ran = master_loop(
         &mut master,
         &mut scene,
         None,
@@ -243,12 +246,7 @@ fn soak(args: &SoakArgs, dir: &Path) -> Result<()> {
         None,
         false,
         &stop,
-        |scene, info| {
-            std::mem::swap(&mut demo.scene, scene);
-            let r = demo.animate(info.time);
-            std::mem::swap(&mut demo.scene, scene);
-            Ok(r?)
-        },
+        |frame| app.update(frame),
     );
     stop.store(true, Ordering::Relaxed);
     injecting.store(false, Ordering::Relaxed);
