@@ -97,8 +97,9 @@ impl WireError {
     }
 }
 
-/// Longest peer-supplied text kept in an error or a log line.
-const PRINTABLE_MAX: usize = 200;
+/// Longest peer-supplied text kept in an error or a log line (long enough for a refusal that
+/// lists what differs).
+const PRINTABLE_MAX: usize = 1000;
 
 /// A peer-supplied string made safe to log and show: control characters (newlines, NUL,
 /// escape sequences) escaped and the length capped, so no peer can forge or garble a log
@@ -127,8 +128,8 @@ mod tests {
             super::printable("cave\nINFO forged\0\u{1b}[31m"),
             "cave\\nINFO forged\\u{0}\\u{1b}[31m"
         );
-        let long = "x".repeat(1000);
-        assert_eq!(super::printable(&long).chars().count(), 201);
+        let long = "x".repeat(5000);
+        assert_eq!(super::printable(&long).chars().count(), 1001);
         assert_eq!(super::printable("wall-1 ünï"), "wall-1 ünï");
     }
 }

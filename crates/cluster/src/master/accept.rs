@@ -203,7 +203,11 @@ fn handshake(stream: TcpStream, peer: &str, gate: &Gate) -> Result<Link, Cluster
             Ok(link)
         }
         Err(e) => {
-            let reason = e.to_string();
+            // The peer is told why; its own address is for our log only.
+            let reason = match &e {
+                ClusterError::Refused { reason, .. } => reason.clone(),
+                e => e.to_string(),
+            };
             let _ = link.send(&Message::Refused { reason: &reason });
             Err(e)
         }

@@ -158,7 +158,7 @@ impl Proc {
     /// As [`Proc::start`], run by `wrapper` (e.g. `prlimit --nofile=40`): `WRAPPER lockstep
     /// ARGS`.
     pub fn start_under(wrapper: &[&str], args: &[&str]) -> Proc {
-        let mut command = match wrapper.split_first() {
+        let command = match wrapper.split_first() {
             Some((program, rest)) => {
                 let mut c = Command::new(program);
                 c.args(rest).arg(BIN);
@@ -166,6 +166,18 @@ impl Proc {
             }
             None => Command::new(BIN),
         };
+        Proc::spawn(command, args)
+    }
+
+    /// Starts another program (an application built on lockstep) the same way, with `env`
+    /// added to its environment.
+    pub fn start_program(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let mut command = Command::new(program);
+        command.envs(env.iter().copied());
+        Proc::spawn(command, args)
+    }
+
+    fn spawn(mut command: Command, args: &[&str]) -> Proc {
         let mut child = command
             .args(args)
             .env("LOCKSTEP_KEY", KEY)
