@@ -19,7 +19,7 @@ use lockstep_scene::Scene;
 use lockstep_scene::glam::Mat4;
 use lockstep_wire::{ClusterKey, NodeStats};
 
-use crate::app::{ClusterApp, MasterFrame, NodeFrame};
+use crate::app::{ClusterApp, MasterFrame, NodeFrame, guard};
 use crate::node_views::color_writes;
 use crate::pipeline::{App, FrameContext, FrameGate, ViewPass};
 
@@ -249,16 +249,21 @@ impl App for NodeApp<'_> {
                     }
                     self.config = new;
                 }
-                self.app
-                    .node_frame(&NodeFrame {
+                let what = || {
+                    format!(
+                        "node '{}': the application's node hook in frame {}",
+                        self.name, info.frame
+                    )
+                };
+                let app = &mut self.app;
+                guard(what, || {
+                    app.node_frame(&NodeFrame {
                         node: &self.name,
                         scene: ctx.scene,
                         info,
                         plugins: &session.manager,
                     })
-                    .with_context(|| {
-                        format!("node '{}': the application's node hook", self.name)
-                    })?;
+                })?;
                 // The head as the master last sent it (the file's until a tracker moves it).
                 let head = session
                     .manager
@@ -273,10 +278,14 @@ impl App for NodeApp<'_> {
                     time: ctx.time,
                     dt: ctx.dt,
                 };
-                self.app.update(&mut MasterFrame {
-                    scene: ctx.scene,
-                    info,
-                    plugins,
+                let what = || format!("the application's update of frame {}", info.frame);
+                let app = &mut self.app;
+                guard(what, || {
+                    app.update(&mut MasterFrame {
+                        scene: ctx.scene,
+                        info,
+                        plugins,
+                    })
                 })?;
                 (info, self.config.head)
             }
@@ -445,12 +454,14 @@ pub fn master_loop(
         };
         last = time;
         master.begin_frame(&info, scene)?;
-        update(&mut MasterFrame {
-            scene,
-            info,
-            plugins: &mut master.manager,
-        })
-        .with_context(|| format!("the application's update of frame {frame}"))?;
+        let what = || format!("the application's update of frame {frame}");
+        guard(what, || {
+            update(&mut MasterFrame {
+                scene,
+                info,
+                plugins: &mut master.manager,
+            })
+        })?;
         let mut swap = master.send_frame(&info, scene)?;
         if record_hashes {
             let digest = master

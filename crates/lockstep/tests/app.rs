@@ -13,16 +13,20 @@ use support::{Proc, cave, headless, p};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-/// The example, which `cargo test` builds beside the binary under test.
-fn cluster_app() -> PathBuf {
+/// An example, which `cargo test` builds beside the binary under test.
+fn example(name: &str) -> PathBuf {
     let bin = PathBuf::from(support::BIN);
-    let app = bin.parent().unwrap().join("examples/cluster_app");
+    let app = bin.parent().unwrap().join("examples").join(name);
     assert!(
         app.is_file(),
-        "{} is missing: `cargo test --workspace` builds it (or `cargo build --example cluster_app`)",
+        "{} is missing: `cargo test --workspace` builds it (or `cargo build --example {name}`)",
         app.display()
     );
     app
+}
+
+fn cluster_app() -> PathBuf {
+    example("cluster_app")
 }
 
 /// `(frame, counter)` per frame a node traced, from its output.
@@ -132,4 +136,75 @@ fn a_node_running_another_application_is_refused_with_the_difference_named() {
     let (status, out) = master.finish_within(LIMIT);
     // Stopped before any node joined: the start barrier's error.
     assert_eq!(status.code(), Some(2), "{out}");
+}
+
+#[test]
+fn a_panic_in_the_masters_update_ends_the_cluster_with_its_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cave(dir.path());
+    let app = example("failing_app");
+    let fail = [("FAILING_APP_MASTER_PANIC_AT", "30")];
+    let args = ["--config", p(&cfg)];
+    let master = Proc::start_program(
+        &app,
+        &[&["master"][..], &args, &["--wait-for", "front,left"]].concat(),
+        &fail,
+    );
+    let nodes: Vec<(&str, Proc)> = ["front", "left"]
+        .into_iter()
+        .map(|n| {
+            let a = [&["node"][..], &args, &["--name", n, "--renderer", "none"]].concat();
+            (n, Proc::start_program(&app, &a, &fail))
+        })
+        .collect();
+    let (status, out) = master.finish_within(LIMIT);
+    assert_eq!(status.code(), Some(2), "{out}");
+    let why = "the application's update of frame 30: panicked: the master's update gave up";
+    assert!(out.contains(&format!("error: {why}")), "{out}");
+    // Told why, whether the news came between frames or at a swap: an ordinary end.
+    for (name, node) in nodes {
+        let (status, out) = node.finish_within(LIMIT);
+        assert_eq!(status.code(), Some(0), "{out}");
+        let told = format!("node '{name}': the master shut down: the master stopped: {why}");
+        assert!(out.contains(&told), "{out}");
+    }
+}
+
+#[test]
+fn a_panic_in_a_nodes_hook_ends_that_node_and_the_others_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cave(dir.path());
+    let app = example("failing_app");
+    let fail = [("FAILING_APP_NODE_PANIC", "left:20")];
+    let args = ["--config", p(&cfg)];
+    let master = Proc::start_program(
+        &app,
+        &[
+            &["master"][..],
+            &args,
+            &["--wait-for", "front,left", "--frames", "90", "--fps", "60"],
+        ]
+        .concat(),
+        &fail,
+    );
+    let node = |n: &str| {
+        let a = [&["node"][..], &args, &["--name", n, "--renderer", "none"]].concat();
+        Proc::start_program(&app, &a, &fail)
+    };
+    let (front, left) = (node("front"), node("left"));
+    let (status, out) = left.finish_within(LIMIT);
+    assert_eq!(status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("node 'left': the application's node hook in frame 20: panicked: the node's hook gave up"),
+        "{out}"
+    );
+    let (status, out) = front.finish_within(LIMIT);
+    assert_eq!(status.code(), Some(0), "{out}");
+    assert!(out.contains("node front: 90 frames"), "{out}");
+    let (status, out) = master.finish_within(LIMIT);
+    assert_eq!(status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("master: 90 frames") && out.contains("node 'left' dropped at frame"),
+        "{out}"
+    );
 }

@@ -173,10 +173,11 @@ pub fn run_master<A: ClusterApp>(
             &master_stop,
             |frame| app.update(frame),
         );
-        master.shutdown(match &result {
-            Ok(_) => "the master finished",
-            Err(_) => "the master stopped on an error",
-        });
+        // The nodes are told why, and print it.
+        match &result {
+            Ok(_) => master.shutdown("the master finished"),
+            Err(e) => master.shutdown(&format!("the master stopped: {e:#}")),
+        }
         result
     };
     let result = match &args.render {

@@ -172,6 +172,24 @@ impl NodeFrame<'_> {
     }
 }
 
+/// Runs application code (`what`, for the error's context), turning a panic into an error
+/// with its message: a master whose update panics ends the cluster cleanly (the nodes are
+/// told why), and a node whose hook panics exits 2 without taking the others down.
+pub(crate) fn guard<T>(what: impl Fn() -> String, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".into());
+            Err(anyhow::anyhow!("panicked: {msg}"))
+        }
+    }
+    .with_context(what)
+}
+
 fn no_shared<T>(id: PluginId) -> String {
     format!(
         "no shared value of type {} registered with id {id}",
@@ -197,11 +215,16 @@ pub fn prepare(app: &mut dyn ClusterApp, config: &ClusterConfig) -> Result<Prepa
         .with_context(|| format!("application '{}': its plugins", app.name()))?;
     let mut scene = Scene::new();
     let mut assets = Vec::new();
-    app.setup(&mut Setup {
-        scene: &mut scene,
-        assets: &mut assets,
-    })
-    .with_context(|| format!("application '{}': setup", app.name()))?;
+    let name = app.name().to_string();
+    guard(
+        || format!("application '{name}': setup"),
+        || {
+            app.setup(&mut Setup {
+                scene: &mut scene,
+                assets: &mut assets,
+            })
+        },
+    )?;
     if let Some(r) = manager.get_mut::<SceneReplication>() {
         r.set_baseline(scene.clone());
     }

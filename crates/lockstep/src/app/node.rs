@@ -15,7 +15,7 @@ use lockstep_launch::state::{NodeState, announce};
 use lockstep_wire::ClusterKey;
 
 use super::master::{resolve, write_hashes};
-use super::{ClusterApp, NodeFrame, Prepared, prepare};
+use super::{ClusterApp, NodeFrame, Prepared, guard, prepare};
 use crate::options::{GpuArgs, ranged, stop_on_ctrl_c};
 use crate::pipeline::{self, Capture, CapturedFrame, PipelineConfig, Target};
 use crate::roles::{FrameSource, NodeApp, NodeExit, SwapGate, default_plugins, load_key};
@@ -281,6 +281,19 @@ fn lost_master(e: &anyhow::Error) -> bool {
         .is_some_and(lockstep_cluster::ClusterError::is_connection_lost)
 }
 
+/// Whether the master shut the cluster down while this node waited for a swap (an ordinary
+/// end, as when the `Shutdown` comes between frames); if so, says why.
+fn told_to_stop(e: &anyhow::Error, node: &str) -> bool {
+    let reason = e.chain().find_map(|c| match c.downcast_ref() {
+        Some(lockstep_cluster::ClusterError::Shutdown(reason)) => Some(reason),
+        _ => None,
+    });
+    if let Some(reason) = reason {
+        eprintln!("node '{node}': the master shut down: {reason}");
+    }
+    reason.is_some()
+}
+
 /// One session: join (or run alone), render until it ends.
 #[allow(clippy::too_many_arguments)]
 fn run_session(
@@ -431,6 +444,7 @@ fn run_session(
                 NodeExit::Restart(new) => Session::Restart(new),
             })
         }
+        Err(error) if told_to_stop(&error, &args.name) => Ok(Session::Done),
         Err(error) if lost_master(&error) => Ok(Session::Lost { error, presented }),
         Err(e) => Err(e),
     }
@@ -470,13 +484,20 @@ fn run_headless(
             if let Some(new) = node.take_config() {
                 config = new;
             }
-            app.node_frame(&NodeFrame {
-                node: &args.name,
-                scene: &scene,
-                info,
-                plugins: &node.manager,
-            })
-            .with_context(|| format!("node '{}': the application's node hook", args.name))?;
+            let what = || {
+                format!(
+                    "node '{}': the application's node hook in frame {}",
+                    args.name, info.frame
+                )
+            };
+            guard(what, || {
+                app.node_frame(&NodeFrame {
+                    node: &args.name,
+                    scene: &scene,
+                    info,
+                    plugins: &node.manager,
+                })
+            })?;
             let state = hashing.then(|| hasher.hash(&scene));
             let t = std::time::Instant::now();
             let stats = lockstep_wire::NodeStats {
@@ -506,6 +527,7 @@ fn run_headless(
     })();
     match result {
         Ok(()) => Ok(Session::Done),
+        Err(error) if told_to_stop(&error, &args.name) => Ok(Session::Done),
         Err(error) if lost_master(&error) => Ok(Session::Lost {
             error,
             presented: session_frames > 0,
