@@ -55,6 +55,12 @@ pub struct ClusterStatus {
 pub(crate) enum ControlCall {
     Status(Sender<ClusterStatus>),
     Reconfigure(String, Sender<Result<u64, Vec<String>>>),
+    /// An event with a JSON value; the answer is the frame it is delivered in.
+    Event {
+        name: String,
+        json: String,
+        reply: Sender<Result<u64, String>>,
+    },
 }
 
 /// How long a control connection waits for the frame loop's answer.
@@ -72,6 +78,31 @@ pub(crate) fn serve(mut link: Link, calls: Sender<ControlCall>) {
         let request = match link.recv() {
             Ok(Message::StatusRequest) => None,
             Ok(Message::ReconfigureRequest { config }) => Some(config.to_string()),
+            Ok(Message::Event {
+                name,
+                payload,
+                json: true,
+            }) => {
+                let (tx, rx) = mpsc::channel();
+                let call = ControlCall::Event {
+                    name: name.to_string(),
+                    json: String::from_utf8_lossy(payload).into_owned(),
+                    reply: tx,
+                };
+                let answer = calls
+                    .send(call)
+                    .ok()
+                    .and_then(|_| rx.recv_timeout(ANSWER_WITHIN).ok());
+                let sent = match answer {
+                    Some(Ok(frame)) => link.send(&Message::Queued { frame }),
+                    Some(Err(reason)) => link.send(&Message::Refused { reason: &reason }),
+                    None => not_answering(&mut link),
+                };
+                if sent.is_err() {
+                    return;
+                }
+                continue;
+            }
             Ok(other) => {
                 let reason = format!("a control connection cannot send {}", other.kind());
                 let _ = link.send(&Message::Refused { reason: &reason });
@@ -159,6 +190,25 @@ impl ControlClient {
         Ok(ControlClient {
             link: dial(&config)?,
         })
+    }
+
+    /// Sends the cluster event `name` with a JSON value; the master checks it against the
+    /// application's declaration and answers with the frame every process sees it in.
+    pub fn event(&mut self, name: &str, json: &str) -> Result<u64, ClusterError> {
+        self.link.send(&Message::Event {
+            name,
+            payload: json.as_bytes(),
+            json: true,
+        })?;
+        match self.link.recv()? {
+            Message::Queued { frame } => Ok(frame),
+            Message::Refused { reason } => {
+                Err(ClusterError::Rejected(vec![lockstep_wire::printable(
+                    reason,
+                )]))
+            }
+            other => Err(unexpected(other)),
+        }
     }
 
     /// The cluster now.

@@ -47,7 +47,7 @@ impl AppIdentity {
                 .map(|(id, name, schema)| PluginEntry {
                     id,
                     name: name.to_string(),
-                    schema: schema.to_string(),
+                    schema: schema.into_owned(),
                 })
                 .collect(),
             assets: Vec::new(),

@@ -133,6 +133,8 @@ pub struct NodeSession {
     held: Option<ToApp>,
     /// The cluster file the master switched to, not yet taken.
     config: Option<Box<ClusterConfig>>,
+    /// The sending half, shared with the Draw side and the reader (events go out on it).
+    writer: Arc<Mutex<Link>>,
     /// The plugins that apply each frame's blocks.
     pub manager: ClusterManager,
 }
@@ -244,6 +246,7 @@ pub fn connect(
             swapped,
             held: None,
             config: None,
+            writer: writer.clone(),
             manager,
         },
         SwapLink {
@@ -367,6 +370,20 @@ impl NodeSession {
     /// call, if it did: every plugin's reconfigure hook has already seen it.
     pub fn take_config(&mut self) -> Option<ClusterConfig> {
         self.config.take().map(|c| *c)
+    }
+
+    /// Sends a cluster event (postcard bytes of its declared type) to the master, which
+    /// delivers it to every process in the next frame it begins.
+    pub fn send_event(&mut self, name: &str, payload: &[u8]) -> Result<(), ClusterError> {
+        let msg = Message::Event {
+            name,
+            payload,
+            json: false,
+        };
+        match self.writer.lock() {
+            Ok(mut w) => w.send(&msg),
+            Err(_) => Err(self.ended()),
+        }
     }
 
     fn ended(&self) -> ClusterError {
@@ -550,6 +567,16 @@ impl DirectNode {
     /// call, if it did: every plugin's reconfigure hook has already seen it.
     pub fn take_config(&mut self) -> Option<ClusterConfig> {
         self.config.take().map(|c| *c)
+    }
+
+    /// Sends a cluster event (postcard bytes of its declared type) to the master, which
+    /// delivers it to every process in the next frame it begins.
+    pub fn send_event(&mut self, name: &str, payload: &[u8]) -> Result<(), ClusterError> {
+        self.link.send(&Message::Event {
+            name,
+            payload,
+            json: false,
+        })
     }
 
     /// Tells the master frame `frame` is ready and waits for its `SwapNow`.

@@ -50,8 +50,8 @@ pub trait ClusterPlugin: Any + Send {
     /// otherwise is refused at the handshake. By default the plugin's Rust type (for
     /// [`crate::plugins::Shared`], with its value's type); override it to add a version when
     /// the bytes' layout changes under the same type name.
-    fn schema(&self) -> &'static str {
-        std::any::type_name::<Self>()
+    fn schema(&self) -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed(std::any::type_name::<Self>())
     }
 
     /// Master, at `hook` of `frame`: append this plugin's data to `out` (leave it empty to
@@ -142,7 +142,9 @@ impl ClusterManager {
     }
 
     /// Ids, names and schemas in registration order: what a node's `Join` lists.
-    pub fn signatures(&self) -> impl Iterator<Item = (PluginId, &'static str, &'static str)> + '_ {
+    pub fn signatures(
+        &self,
+    ) -> impl Iterator<Item = (PluginId, &'static str, std::borrow::Cow<'static, str>)> + '_ {
         self.plugins.iter().map(|p| (p.id(), p.name(), p.schema()))
     }
 

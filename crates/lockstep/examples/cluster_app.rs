@@ -1,19 +1,20 @@
-//! A cluster application of your own: a spinning cube and a counter shared by every process.
+//! A cluster application of your own: a spinning cube, a counter shared by every process, and
+//! a `hello` event each node sends when it starts (`lockstep ctl FILE event hello '"hi"'`
+//! sends one too), which every process sees in the same frame.
 //!
 //! The same binary runs as the master and as each render node of a cluster file:
 //!
 //! ```text
-//! cargo build --release --example cluster_app
-//! APP=target/release/examples/cluster_app
+//! cargo build --example cluster_app && APP=target/debug/examples/cluster_app
 //! $APP master --config configs/cave.toml --frames 600 &
 //! for wall in left front right floor; do $APP node --config configs/cave.toml --name $wall & done
 //! ```
 //!
-//! Set `CLUSTER_APP_TRACE=1` to have every node print the counter it sees in each frame.
+//! With `CLUSTER_APP_TRACE=1` every process prints the counter and the events it sees.
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use lockstep::app::{ClusterApp, MasterFrame, NodeFrame, Setup};
+use lockstep::app::{ClusterApp, Event, MasterFrame, NodeFrame, Setup};
 use lockstep::cluster::plugins::{FIRST_APP_PLUGIN, Shared};
 use lockstep::cluster::{ClusterManager, PluginError};
 use lockstep::prelude::*;
@@ -25,6 +26,7 @@ const COUNTER: u16 = FIRST_APP_PLUGIN;
 struct SpinningCube {
     cube: Option<NodeId>,
     trace: bool,
+    greeted: bool,
 }
 
 impl ClusterApp for SpinningCube {
@@ -34,7 +36,8 @@ impl ClusterApp for SpinningCube {
 
     fn plugins(&self, plugins: &mut ClusterManager) -> Result<(), PluginError> {
         // Set on the master each frame; every node sees the value of the frame it shows.
-        plugins.register(Shared::new(COUNTER, "counter", 0u64))
+        plugins.register(Shared::new(COUNTER, "counter", 0u64))?;
+        plugins.declare_event::<String>("hello")
     }
 
     fn setup(&mut self, setup: &mut Setup<'_>) -> Result<()> {
@@ -42,9 +45,8 @@ impl ClusterApp for SpinningCube {
         let scene = &mut *setup.scene;
         let mesh = scene.add_mesh(Mesh::cube(0.6));
         let orange = scene.add_material(Material::lit(Color::rgb(1.0, 0.5, 0.1)))?;
-        let cube = Node::mesh(mesh, orange)
-            .named("cube")
-            .with_transform(Transform::from_translation(Vec3::new(0.0, 1.5, -1.0)));
+        let at = Transform::from_translation(Vec3::new(0.0, 1.5, -1.0));
+        let cube = Node::mesh(mesh, orange).named("cube").with_transform(at);
         self.cube = Some(scene.add(cube, None)?);
         let sun = Light::directional(Color::rgb(1.0, 1.0, 1.0), 3.0);
         scene.add(Node::light(sun), None)?;
@@ -58,22 +60,34 @@ impl ClusterApp for SpinningCube {
         frame.scene.node_mut(cube)?.transform.rotation = Quat::from_rotation_y(angle);
         let n = frame.info.frame;
         frame.shared_mut::<u64>(COUNTER)?.set(n);
-        Ok(())
+        self.show("master", n, None, frame.events())
     }
 
-    fn node_frame(&mut self, frame: &NodeFrame<'_>) -> Result<()> {
+    fn node_frame(&mut self, frame: &mut NodeFrame<'_>) -> Result<()> {
+        let (node, n) = (frame.node, frame.info.frame);
         let counter = *frame.shared::<u64>(COUNTER)?.get();
-        if self.trace {
-            println!(
-                "{} frame {} counter {counter}",
-                frame.node, frame.info.frame
-            );
+        if counter != n {
+            bail!("the counter reads {counter} in frame {n}: shared data lags its frame");
         }
-        if counter != frame.info.frame {
-            bail!(
-                "the counter reads {counter} in frame {}: shared data lags its frame",
-                frame.info.frame
-            );
+        self.show(node, n, Some(counter), frame.events())?;
+        if !std::mem::replace(&mut self.greeted, true) {
+            frame.send_event("hello", &format!("from {node}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl SpinningCube {
+    /// With tracing on: the counter and the events of frame `n`, as process `who` sees them.
+    fn show(&self, who: &str, n: u64, counter: Option<u64>, events: &[Event]) -> Result<()> {
+        if !self.trace {
+            return Ok(());
+        }
+        if let Some(c) = counter {
+            println!("{who} frame {n} counter {c}");
+        }
+        for e in events {
+            println!("{who} frame {n} event {}: {}", e.name, e.value::<String>()?);
         }
         Ok(())
     }

@@ -38,7 +38,7 @@ impl ClusterApp for Failing {
         Ok(())
     }
 
-    fn node_frame(&mut self, frame: &NodeFrame<'_>) -> Result<()> {
+    fn node_frame(&mut self, frame: &mut NodeFrame<'_>) -> Result<()> {
         if let Some((name, at)) = &self.node_at
             && name == frame.node
             && *at == frame.info.frame

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use lockstep_cluster::plugins::{HeadTracking, SceneReplication};
+use lockstep_cluster::plugins::{Event, Events, HeadTracking, SceneReplication};
 use lockstep_cluster::{ClusterManager, FrameInfo, Master, NodeSession, SwapLink, SwapReport};
 use lockstep_display::{ClusterConfig, HeadPose};
 use lockstep_render::View;
@@ -19,7 +19,7 @@ use lockstep_scene::Scene;
 use lockstep_scene::glam::Mat4;
 use lockstep_wire::{ClusterKey, NodeStats};
 
-use crate::app::{ClusterApp, MasterFrame, NodeFrame, guard};
+use crate::app::{ClusterApp, MasterFrame, NodeFrame, Outbox, guard};
 use crate::node_views::color_writes;
 use crate::pipeline::{App, FrameContext, FrameGate, ViewPass};
 
@@ -58,6 +58,8 @@ pub fn default_plugins(config: &ClusterConfig) -> ClusterManager {
     m.register(SceneReplication::default())
         .expect("the built-in plugins have distinct ids");
     m.register(HeadTracking::new(config.head))
+        .expect("the built-in plugins have distinct ids");
+    m.register(Events::default())
         .expect("the built-in plugins have distinct ids");
     m
 }
@@ -170,6 +172,8 @@ pub struct NodeApp<'a> {
     source: FrameSource,
     /// The application: its node hook after each frame (alone: its update).
     app: &'a mut dyn ClusterApp,
+    /// Events the application sent this frame, on their way to the master.
+    outbox: Outbox,
     /// The scene the application's setup built, which every session starts from.
     baseline: Scene,
     config: ClusterConfig,
@@ -199,6 +203,7 @@ impl<'a> NodeApp<'a> {
         NodeApp {
             source,
             app,
+            outbox: Outbox::new(),
             baseline,
             config,
             name: name.to_string(),
@@ -255,15 +260,19 @@ impl App for NodeApp<'_> {
                         self.name, info.frame
                     )
                 };
-                let app = &mut self.app;
+                let (app, outbox) = (&mut self.app, &mut self.outbox);
                 guard(what, || {
-                    app.node_frame(&NodeFrame {
+                    app.node_frame(&mut NodeFrame {
                         node: &self.name,
                         scene: ctx.scene,
                         info,
                         plugins: &session.manager,
+                        outbox,
                     })
                 })?;
+                for (name, payload) in self.outbox.drain(..) {
+                    session.send_event(&name, &payload)?;
+                }
                 // The head as the master last sent it (the file's until a tracker moves it).
                 let head = session
                     .manager
@@ -279,13 +288,21 @@ impl App for NodeApp<'_> {
                     dt: ctx.dt,
                 };
                 let what = || format!("the application's update of frame {}", info.frame);
-                let app = &mut self.app;
-                guard(what, || {
-                    app.update(&mut MasterFrame {
-                        scene: ctx.scene,
-                        info,
-                        plugins,
+                // Alone, this process is the master: last frame's events are this frame's.
+                let sent: Vec<Event> = self
+                    .outbox
+                    .drain(..)
+                    .filter_map(|(name, payload)| {
+                        let events = plugins.get::<Events>()?;
+                        events.accept(&name, &payload, false).ok()
                     })
+                    .collect();
+                if let Some(events) = plugins.get_mut::<Events>() {
+                    events.deliver(sent);
+                }
+                let (app, outbox) = (&mut self.app, &mut self.outbox);
+                guard(what, || {
+                    app.update(&mut MasterFrame::new(ctx.scene, info, plugins, outbox))
                 })?;
                 (info, self.config.head)
             }
@@ -435,6 +452,7 @@ pub fn master_loop(
         None => master.wait_for_nodes_unless(start_timeout, stop)?,
     }
     let mut hasher = lockstep_cluster::SceneHasher::default();
+    let mut outbox = Outbox::new();
     announce(NodeState::Running);
     let mut report = MasterReport::default();
     let start = Instant::now();
@@ -456,12 +474,19 @@ pub fn master_loop(
         master.begin_frame(&info, scene)?;
         let what = || format!("the application's update of frame {frame}");
         guard(what, || {
-            update(&mut MasterFrame {
+            update(&mut MasterFrame::new(
                 scene,
                 info,
-                plugins: &mut master.manager,
-            })
+                &mut master.manager,
+                &mut outbox,
+            ))
         })?;
+        for (name, payload) in outbox.drain(..) {
+            master
+                .queue_event(&name, &payload, false)
+                .map_err(anyhow::Error::msg)
+                .with_context(what)?;
+        }
         let mut swap = master.send_frame(&info, scene)?;
         if record_hashes {
             let digest = master

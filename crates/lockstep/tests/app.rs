@@ -208,3 +208,99 @@ fn a_panic_in_a_nodes_hook_ends_that_node_and_the_others_go_on() {
         "{out}"
     );
 }
+
+/// `(frame, text)` per event a process traced, from its output.
+fn events_seen(who: &str, out: &str) -> Vec<(u64, String)> {
+    out.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(who)?.strip_prefix(" frame ")?;
+            let (frame, text) = rest.split_once(" event hello: ")?;
+            Some((frame.parse().ok()?, text.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn events_from_nodes_and_from_ctl_reach_every_process_in_the_same_frame_and_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cave(dir.path());
+    let app = cluster_app();
+    let trace = [("CLUSTER_APP_TRACE", "1")];
+    let master = Proc::start_program(
+        &app,
+        &[
+            "master",
+            "--config",
+            p(&cfg),
+            "--frames",
+            "180",
+            "--fps",
+            "60",
+            "--wait-for",
+            "front,left,right",
+        ],
+        &trace,
+    );
+    let nodes: Vec<(&str, Proc)> = ["front", "left", "right"]
+        .into_iter()
+        .map(|n| {
+            let args = [
+                "node",
+                "--config",
+                p(&cfg),
+                "--name",
+                n,
+                "--renderer",
+                "none",
+            ];
+            (n, Proc::start_program(&app, &args, &trace))
+        })
+        .collect();
+    nodes[0].1.wait_for("front frame 60 counter 60", LIMIT);
+    let ctl = |name: &str, json: &str| support::run(&["ctl", p(&cfg), "event", name, json]);
+    let sent = ctl("hello", r#""from ctl""#);
+    assert!(sent.status.success(), "{}", support::text(&sent));
+    let said = support::text(&sent);
+    let at: u64 = said
+        .trim()
+        .strip_prefix("cluster 'cave': event 'hello' is delivered in frame ")
+        .and_then(|f| f.parse().ok())
+        .unwrap_or_else(|| panic!("{said}"));
+    // Unknown names and values of the wrong type are refused, naming what was wrong.
+    let unknown = ctl("bye", "1");
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        support::text(&unknown)
+            .contains("the master refused the event: no event 'bye' is declared (declared: hello)"),
+        "{}",
+        support::text(&unknown)
+    );
+    let wrong = ctl("hello", "[1, 2");
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(
+        support::text(&wrong).contains("event 'hello': not a alloc::string::String in JSON: "),
+        "{}",
+        support::text(&wrong)
+    );
+    let mut seen = BTreeMap::new();
+    for (name, node) in nodes {
+        let (status, out) = node.finish_within(LIMIT);
+        assert_eq!(status.code(), Some(0), "{out}");
+        seen.insert(name, events_seen(name, &out));
+    }
+    let (status, out) = master.finish_within(LIMIT);
+    assert_eq!(status.code(), Some(0), "{out}");
+    let on_master = events_seen("master", &out);
+    // Every node's hello and ctl's, each once, ctl's in the frame it was told.
+    let mut texts: Vec<&str> = on_master.iter().map(|(_, t)| t.as_str()).collect();
+    texts.sort();
+    assert_eq!(texts, ["from ctl", "from front", "from left", "from right"]);
+    assert!(
+        on_master.contains(&(at, "from ctl".to_string())),
+        "{on_master:?}"
+    );
+    for (name, events) in &seen {
+        assert_eq!(events, &on_master, "{name}");
+    }
+    eprintln!("events, frame by frame: {on_master:?}");
+}

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use lockstep::app::prepare;
-use lockstep::cluster::plugins::{HeadTracking, SCENE_PLUGIN, SceneReplication};
+use lockstep::cluster::plugins::{Events, HeadTracking, SCENE_PLUGIN, SceneReplication};
 use lockstep::cluster::{
     ClusterManager, ClusterPlugin, FrameInfo, Hook, Master, MasterConfig, PluginError, PluginId,
     write_changes,
@@ -52,8 +52,8 @@ impl ClusterPlugin for Hostile {
     fn name(&self) -> &'static str {
         "scene"
     }
-    fn schema(&self) -> &'static str {
-        std::any::type_name::<SceneReplication>()
+    fn schema(&self) -> std::borrow::Cow<'static, str> {
+        std::any::type_name::<SceneReplication>().into()
     }
     fn write(
         &mut self,
@@ -91,6 +91,7 @@ fn a_node_id_of_two_to_the_32_minus_2_is_refused_naming_the_limit_within_bounded
     let mut manager = ClusterManager::new();
     manager.register(Hostile(huge_id_block())).unwrap();
     manager.register(HeadTracking::new(file.head)).unwrap();
+    manager.register(Events::default()).unwrap();
     let mut master = Master::start(
         MasterConfig {
             nodes: vec!["front".into()],

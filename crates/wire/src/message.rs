@@ -6,7 +6,8 @@ pub const MAGIC: [u8; 4] = *b"LKST";
 /// Bumped whenever a message changes shape or meaning; peers of different versions refuse
 /// each other. 4: the state in `NodeStats` is the XXH3 scene digest, and scene change lists
 /// may carry the root order. 5: everything after the handshake travels in sealed records.
-/// 6: a node says which application it runs (`Join`) before the master welcomes it.
+/// 6: a node says which application it runs (`Join`) before the master welcomes it; cluster
+/// events (`Event`, `Queued`).
 pub const PROTOCOL_VERSION: u16 = 6;
 
 /// The points of a frame where plugins' blocks are applied on a node; each hook's blocks are
@@ -231,6 +232,21 @@ pub enum Message<'a> {
         /// The digest of the scene its setup built: the base that frames' changes apply to.
         baseline: u64,
     },
+    /// Node or control client → master: a cluster event, for the master to deliver to every
+    /// process in one frame.
+    Event {
+        /// The event's name, as the application declared it.
+        name: &'a str,
+        /// Its value: postcard bytes of the declared type, or (`json`) JSON text.
+        payload: &'a [u8],
+        /// The payload is JSON (from a sender outside the application, `lockstep ctl`).
+        json: bool,
+    },
+    /// Master → control client: the event was accepted and is delivered in frame `frame`.
+    Queued {
+        /// The frame every process sees it in.
+        frame: u64,
+    },
 }
 
 impl Message<'_> {
@@ -256,6 +272,8 @@ impl Message<'_> {
             Message::Status { .. } => "Status",
             Message::Busy { .. } => "Busy",
             Message::Join { .. } => "Join",
+            Message::Event { .. } => "Event",
+            Message::Queued { .. } => "Queued",
         }
     }
 }

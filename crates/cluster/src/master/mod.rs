@@ -37,10 +37,11 @@ use std::time::{Duration, Instant};
 use lockstep_display::{ClusterConfig, ConfigChange};
 use lockstep_scene::Scene;
 use lockstep_wire::admission::Gatekeeper;
-use lockstep_wire::{ClusterKey, HANDSHAKE_MAX_FRAME, Hook, Message, NodeStats, encode_into};
+use lockstep_wire::{ClusterKey, Hook, Message, NodeStats, encode_into};
 
 use crate::control::ControlCall;
 use crate::link::{Link, io, wire};
+use crate::plugins::{Event, Events, MAX_EVENT_PAYLOAD, MAX_EVENTS_PER_FRAME};
 use crate::{AppIdentity, ClusterError, ClusterManager, FrameInfo};
 use accept::{Gate, Joined};
 use status::Rates;
@@ -173,6 +174,8 @@ struct NodeConn {
     ready: Option<(u64, NodeStats)>,
     /// Its `SwapReady`s over the last second.
     rate: Rates,
+    /// Events it sent, not yet taken into the master's queue: (name, postcard bytes).
+    events: Vec<(String, Vec<u8>)>,
 }
 
 impl NodeConn {
@@ -285,6 +288,8 @@ pub struct Master {
     last_sent: usize,
     /// The manager whose plugins write each frame.
     pub manager: ClusterManager,
+    /// Events accepted and not delivered yet, in the order they came.
+    events: Vec<Event>,
 }
 
 impl Master {
@@ -343,6 +348,7 @@ impl Master {
             file_text: None,
             pending: None,
             carry: SwapReport::default(),
+            events: Vec::new(),
             beat: (0, Instant::now()),
             joins: HashMap::new(),
             gone: HashMap::new(),
@@ -407,8 +413,9 @@ impl Master {
             tracing::info!("node '{}' joined", j.name);
             let mut link = j.link;
             link.peer = format!("node '{}'", j.name);
-            // Nodes send only small messages: a larger frame is an error, not an allocation.
-            link.set_max_frame(HANDSHAKE_MAX_FRAME);
+            // Nodes send only small messages (an event at most): a larger frame is an error,
+            // not an allocation.
+            link.set_max_frame(NODE_MAX_FRAME);
             // What it accepts: larger frames (snapshots) go in several records.
             link.set_send_limit(self.gate.max_frame as usize);
             *self.joins.entry(j.name.clone()).or_default() += 1;
@@ -422,6 +429,7 @@ impl Master {
                 early: None,
                 ready: None,
                 rate: Rates::default(),
+                events: Vec::new(),
             });
         }
         // Cluster-file order, whatever order they connected in: reports read the same each run.
@@ -596,6 +604,43 @@ impl Master {
         });
     }
 
+    /// Queues a cluster event for the next frame begun (every process sees it in that
+    /// frame), after checking it against its declaration: `payload` is postcard bytes of the
+    /// declared type, or JSON text if `json`. The master's own application sends with this.
+    pub fn queue_event(&mut self, name: &str, payload: &[u8], json: bool) -> Result<(), String> {
+        let events = self
+            .manager
+            .get::<Events>()
+            .ok_or_else(|| "this master has no events plugin".to_string())?;
+        let event = events.accept(name, payload, json)?;
+        self.events.push(event);
+        Ok(())
+    }
+
+    /// Takes in the events nodes sent and hands this frame's to the events plugin (at most
+    /// [`MAX_EVENTS_PER_FRAME`]; the rest wait for the next frames).
+    fn deliver_events(&mut self) {
+        for n in &mut self.nodes {
+            for (name, payload) in std::mem::take(&mut n.events) {
+                let accepted = match self.manager.get::<Events>() {
+                    Some(events) => events.accept(&name, &payload, false),
+                    None => Err("this master has no events plugin".into()),
+                };
+                match accepted {
+                    Ok(e) => self.events.push(e),
+                    Err(why) => tracing::warn!("node '{}' sent an event refused: {why}", n.name),
+                }
+            }
+        }
+        let now: Vec<Event> = self
+            .events
+            .drain(..self.events.len().min(MAX_EVENTS_PER_FRAME))
+            .collect();
+        if let Some(events) = self.manager.get_mut::<Events>() {
+            events.deliver(now);
+        }
+    }
+
     /// Answers control requests; waits up to `wait` for the first one.
     fn serve_control(&mut self, wait: Option<Duration>) -> Result<(), ClusterError> {
         self.gate.tell_refusals();
@@ -618,6 +663,13 @@ impl Master {
                 }
                 ControlCall::Reconfigure(text, reply) => {
                     let _ = reply.send(self.reconfigure_text(text).map(|(f, _)| f));
+                }
+                ControlCall::Event { name, json, reply } => {
+                    let frame = self.next;
+                    let _ = reply.send(
+                        self.queue_event(&name, json.as_bytes(), true)
+                            .map(|()| frame),
+                    );
                 }
             }
             call = self.control.try_recv().ok();
@@ -840,6 +892,7 @@ impl Master {
                 &mut self.bytes,
             )?;
         }
+        self.deliver_events();
         Self::encode_hook(
             &mut self.manager,
             Hook::FrameStart,
@@ -1152,6 +1205,10 @@ fn drain(n: &mut NodeConn) -> Result<(), String> {
                         n.early = Some((frame, stats));
                         n.ready = Some((frame, stats));
                     }
+                    Message::Event { name, payload, .. } => {
+                        let event = (name.to_string(), payload.to_vec());
+                        n.events.push(event);
+                    }
                     other => return Err(unexpected(other)),
                 }
             }
@@ -1159,6 +1216,9 @@ fn drain(n: &mut NodeConn) -> Result<(), String> {
         }
     }
 }
+
+/// Largest message a node may send: an event of the largest payload, with room for its name.
+const NODE_MAX_FRAME: usize = MAX_EVENT_PAYLOAD + 1024;
 
 fn unexpected(m: Message<'_>) -> String {
     match m {
@@ -1191,6 +1251,10 @@ fn wait_ready(
             }
             // A late answer to an earlier frame, or a sign of life.
             Ok(Message::SwapReady { .. } | Message::Heartbeat { .. }) => {}
+            Ok(Message::Event { name, payload, .. }) => {
+                let (name, payload) = (name.to_string(), payload.to_vec());
+                n.events.push((name, payload));
+            }
             Ok(other) => return Err(unexpected(other)),
             Err(ClusterError::Timeout { .. }) => {
                 return Err(format!(
@@ -1220,6 +1284,10 @@ fn catch_up(n: &mut NodeConn, frame: u64) -> Result<Option<NodeStats>, String> {
                         }
                     }
                     Message::Heartbeat { .. } => {}
+                    Message::Event { name, payload, .. } => {
+                        let event = (name.to_string(), payload.to_vec());
+                        n.events.push(event);
+                    }
                     other => return Err(unexpected(other)),
                 }
             }

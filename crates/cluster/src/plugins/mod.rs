@@ -4,14 +4,17 @@ Built-in plugins. `DefaultClusterPlugins` registers them in this order:
 1. [`SceneReplication`] — scene changes (nodes, transforms, visibility, colours, materials,
    meshes, textures, camera). NOTE: first, because application data may refer to nodes it adds.
 2. [`HeadTracking`] — the viewer's head pose, which every node's projection depends on.
-3. [`Shared`] plugins the application registers for its own typed data.
+3. [`Events`] — the frame's cluster events, the same list on every process.
+4. [`Shared`] plugins the application registers for its own typed data.
 
 The clock needs no plugin: it travels in `FrameBegin` itself.
 */
+mod events;
 mod head;
 mod scene;
 mod shared;
 
+pub use events::{Event, Events, MAX_EVENT_NAME, MAX_EVENT_PAYLOAD, MAX_EVENTS_PER_FRAME};
 pub use head::HeadTracking;
 pub use scene::SceneReplication;
 pub use shared::Shared;
@@ -20,6 +23,8 @@ pub use shared::Shared;
 pub const SCENE_PLUGIN: crate::PluginId = 1;
 /// Id of the head-tracking plugin.
 pub const HEAD_PLUGIN: crate::PluginId = 2;
+/// Id of the cluster events plugin.
+pub const EVENTS_PLUGIN: crate::PluginId = 3;
 /// First id free for application plugins.
 pub const FIRST_APP_PLUGIN: crate::PluginId = 100;
 

@@ -50,6 +50,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+pub use lockstep_cluster::plugins::Event;
 use lockstep_cluster::plugins::{SceneReplication, Shared};
 use lockstep_cluster::{AppIdentity, ClusterManager, FrameInfo, PluginError, PluginId};
 use lockstep_display::ClusterConfig;
@@ -79,9 +80,10 @@ pub trait ClusterApp: Send + 'static {
     /// node shows for this frame.
     fn update(&mut self, frame: &mut MasterFrame<'_>) -> Result<()>;
 
-    /// Node, each frame, once the master's frame is applied (read shared data here). It
-    /// sees the scene but cannot change it: replicated state comes only from the master.
-    fn node_frame(&mut self, _frame: &NodeFrame<'_>) -> Result<()> {
+    /// Node, each frame, once the master's frame is applied (read shared data and events,
+    /// send events here). It sees the scene but cannot change it: replicated state comes only
+    /// from the master.
+    fn node_frame(&mut self, _frame: &mut NodeFrame<'_>) -> Result<()> {
         Ok(())
     }
 }
@@ -116,6 +118,9 @@ impl Setup<'_> {
     }
 }
 
+/// Events an application sent in one frame: (name, postcard bytes of the value).
+pub type Outbox = Vec<(String, Vec<u8>)>;
+
 /// What [`ClusterApp::update`] sees and changes on the master.
 pub struct MasterFrame<'a> {
     /// The scene to edit.
@@ -124,9 +129,36 @@ pub struct MasterFrame<'a> {
     pub info: FrameInfo,
     /// Every plugin (the application's shared values among them).
     pub plugins: &'a mut ClusterManager,
+    outbox: &'a mut Outbox,
 }
 
-impl MasterFrame<'_> {
+impl<'a> MasterFrame<'a> {
+    /// The master's frame `info` over `scene` and `plugins`; events sent go to `outbox`.
+    pub fn new(
+        scene: &'a mut Scene,
+        info: FrameInfo,
+        plugins: &'a mut ClusterManager,
+        outbox: &'a mut Outbox,
+    ) -> Self {
+        MasterFrame {
+            scene,
+            info,
+            plugins,
+            outbox,
+        }
+    }
+
+    /// This frame's cluster events, as every process sees them.
+    pub fn events(&self) -> &[Event] {
+        self.plugins.events()
+    }
+
+    /// Sends the cluster event `name` (declared with type `T`): every process, this one
+    /// too, sees it in the next frame.
+    pub fn send_event<T: Serialize>(&mut self, name: &str, value: &T) -> Result<()> {
+        send(self.outbox, name, value)
+    }
+
     /// The shared value registered with id `id`, to set.
     pub fn shared_mut<T: Serialize + DeserializeOwned + Send + 'static>(
         &mut self,
@@ -158,9 +190,21 @@ pub struct NodeFrame<'a> {
     pub info: FrameInfo,
     /// Every plugin, as of this frame.
     pub plugins: &'a ClusterManager,
+    pub(crate) outbox: &'a mut Outbox,
 }
 
 impl NodeFrame<'_> {
+    /// This frame's cluster events, as every process sees them.
+    pub fn events(&self) -> &[Event] {
+        self.plugins.events()
+    }
+
+    /// Sends the cluster event `name` (declared with type `T`) to the master, which delivers
+    /// it to every process, this one too, in the next frame it begins.
+    pub fn send_event<T: Serialize>(&mut self, name: &str, value: &T) -> Result<()> {
+        send(self.outbox, name, value)
+    }
+
     /// The shared value registered with id `id`.
     pub fn shared<T: Serialize + DeserializeOwned + Send + 'static>(
         &self,
@@ -188,6 +232,13 @@ pub(crate) fn guard<T>(what: impl Fn() -> String, f: impl FnOnce() -> Result<T>)
         }
     }
     .with_context(what)
+}
+
+fn send<T: Serialize>(outbox: &mut Outbox, name: &str, value: &T) -> Result<()> {
+    let bytes =
+        postcard::to_stdvec(value).with_context(|| format!("cannot encode event '{name}'"))?;
+    outbox.push((name.to_string(), bytes));
+    Ok(())
 }
 
 fn no_shared<T>(id: PluginId) -> String {

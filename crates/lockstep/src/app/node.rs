@@ -475,6 +475,7 @@ fn run_headless(
     let mut scene = prepared.scene.clone();
     let mut session_frames = 0u64;
     let mut hasher = lockstep_cluster::SceneHasher::default();
+    let mut outbox = super::Outbox::new();
     let result = (|| -> Result<()> {
         while let Some(info) = node.next_frame(&mut scene)? {
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -491,13 +492,17 @@ fn run_headless(
                 )
             };
             guard(what, || {
-                app.node_frame(&NodeFrame {
+                app.node_frame(&mut NodeFrame {
                     node: &args.name,
                     scene: &scene,
                     info,
                     plugins: &node.manager,
+                    outbox: &mut outbox,
                 })
             })?;
+            for (name, payload) in outbox.drain(..) {
+                node.send_event(&name, &payload)?;
+            }
             let state = hashing.then(|| hasher.hash(&scene));
             let t = std::time::Instant::now();
             let stats = lockstep_wire::NodeStats {

@@ -139,11 +139,12 @@ impl Cluster {
             };
             let t = Instant::now();
             self.master.begin_frame(&info, &self.scene)?;
-            self.app.update(&mut MasterFrame {
-                scene: &mut self.scene,
+            self.app.update(&mut MasterFrame::new(
+                &mut self.scene,
                 info,
-                plugins: &mut self.master.manager,
-            })?;
+                &mut self.master.manager,
+                &mut Vec::new(),
+            ))?;
             let animated = t.elapsed();
             let report = self.master.send_frame(&info, &self.scene)?;
             self.count(&report);

@@ -1,5 +1,5 @@
 /*!
-`lockstep ctl FILE status|reconfigure NEW_FILE`: talk to a running cluster's master over its
+`lockstep ctl FILE status|reconfigure NEW_FILE|event NAME JSON`: talk to a running cluster's master over its
 control connection (authenticated with the cluster key, like a node).
 */
 use std::path::PathBuf;
@@ -43,6 +43,14 @@ pub enum CtlCommand {
     Reconfigure {
         /// The new cluster file.
         new_file: PathBuf,
+    },
+    /// Send the cluster event NAME with the value JSON (of the type the application declared
+    /// for NAME): the master delivers it to every process in one frame, and says which.
+    Event {
+        /// The event's name.
+        name: String,
+        /// Its value, as JSON (e.g. '"hello"', '[1, 2.5]', '{"x": 1}').
+        json: String,
     },
 }
 
@@ -93,6 +101,19 @@ pub fn run(args: CtlArgs) -> Result<()> {
                 Err(e) => Err(e.into()),
             }
         }
+        CtlCommand::Event { name, json } => match client.event(&name, &json) {
+            Ok(frame) => {
+                println!(
+                    "cluster '{}': event '{name}' is delivered in frame {frame}",
+                    config.name
+                );
+                Ok(())
+            }
+            Err(ClusterError::Rejected(reasons)) => {
+                bail!("the master refused the event: {}", reasons.join("; "))
+            }
+            Err(e) => Err(e.into()),
+        },
     }
 }
 
