@@ -58,7 +58,7 @@ pub(crate) enum ControlCall {
     /// An event with a JSON value; the answer is the frame it is delivered in.
     Event {
         name: String,
-        json: String,
+        json: Vec<u8>,
         reply: Sender<Result<u64, String>>,
     },
 }
@@ -86,7 +86,7 @@ pub(crate) fn serve(mut link: Link, calls: Sender<ControlCall>) {
                 let (tx, rx) = mpsc::channel();
                 let call = ControlCall::Event {
                     name: name.to_string(),
-                    json: String::from_utf8_lossy(payload).into_owned(),
+                    json: payload.to_vec(),
                     reply: tx,
                 };
                 let answer = calls

@@ -33,6 +33,9 @@ pub struct AppIdentity {
     pub baseline: u64,
 }
 
+/// Most differences a refusal lists (then how many more there are).
+pub const MAX_DIFFERENCES_TOLD: usize = 6;
+
 /// Most plugins and most assets a `Join` may list.
 pub const MAX_JOIN_ENTRIES: usize = 1024;
 
@@ -134,6 +137,11 @@ impl AppIdentity {
                 "the scene after setup differs (the master's digest {:016x}, the node's {baseline:016x}): setup must build the same scene on every process",
                 self.baseline
             ));
+        }
+        if diff.len() > MAX_DIFFERENCES_TOLD {
+            let more = diff.len() - MAX_DIFFERENCES_TOLD;
+            diff.truncate(MAX_DIFFERENCES_TOLD);
+            diff.push(format!("and {more} more difference(s)"));
         }
         if diff.is_empty() {
             Ok(())
@@ -240,6 +248,27 @@ mod tests {
                 "the node loaded logo.png, which the master did not",
             ]
         );
+    }
+
+    #[test]
+    fn a_long_list_of_differences_is_cut_short() {
+        let master = identity(|_| {});
+        let node = identity(|m| {
+            for id in 100..120 {
+                m.register(Shared::new(
+                    id,
+                    [
+                        "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o",
+                        "p", "q", "r", "s", "t",
+                    ][(id - 100) as usize],
+                    0u8,
+                ))
+                .unwrap();
+            }
+        });
+        let err = master.check(&node.to_message()).unwrap_err();
+        assert_eq!(err.split("; ").count(), MAX_DIFFERENCES_TOLD + 1);
+        assert!(err.ends_with("; and 14 more difference(s)"), "{err}");
     }
 
     #[test]

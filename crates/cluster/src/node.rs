@@ -170,6 +170,9 @@ pub(crate) fn dial(config: &NodeConfig) -> Result<Link, ClusterError> {
     ask_until_admitted(deadline, busy, || dial_once(config, deadline))
 }
 
+/// Largest answer to a node's `Join` (after the master proved the key).
+const REFUSAL_MAX_FRAME: usize = 64 * 1024;
+
 fn dial_once(config: &NodeConfig, deadline: Instant) -> Result<Link, ClusterError> {
     let peer = format!("master {}", config.master);
     let stream = loop {
@@ -199,6 +202,9 @@ fn dial_once(config: &NodeConfig, deadline: Instant) -> Result<Link, ClusterErro
             Ok(ClientStep::Prove { proof, keys }) => {
                 link.send(&proof)?;
                 link.authenticate(keys);
+                // The master has proven the key: its answer may be a long refusal (every
+                // way this node's application differs).
+                link.set_max_frame(REFUSAL_MAX_FRAME);
                 if config.name != CONTROL_NAME {
                     link.send(&config.identity.to_message())?;
                 }

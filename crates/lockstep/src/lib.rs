@@ -25,6 +25,7 @@ pub mod options;
 pub mod pipeline;
 pub mod roles;
 pub mod stats;
+pub mod view;
 
 pub use lockstep_cluster as cluster;
 pub use lockstep_display as display;

@@ -73,5 +73,7 @@ pub fn init_logging() {
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
-        .init();
+        // An application may have set its own up already.
+        .try_init()
+        .ok();
 }

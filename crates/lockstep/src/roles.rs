@@ -7,6 +7,7 @@ each frame; to render a view as well, a master process also runs a node (see
 */
 use lockstep_launch::state::{NodeState, announce};
 use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,7 @@ use lockstep_wire::{ClusterKey, NodeStats};
 
 use crate::app::{ClusterApp, MasterFrame, NodeFrame, Outbox, guard};
 use crate::node_views::color_writes;
-use crate::pipeline::{App, FrameContext, FrameGate, ViewPass};
+use crate::pipeline::{App, FrameContext, FrameGate, InputState, ViewPass};
 
 /// The cluster key: `LOCKSTEP_KEY` if set, else the cluster file's `key_file`. An error
 /// names the cluster file and the `key_file` line.
@@ -174,6 +175,10 @@ pub struct NodeApp<'a> {
     app: &'a mut dyn ClusterApp,
     /// Events the application sent this frame, on their way to the master.
     outbox: Outbox,
+    /// Where this node's window input goes when it changes (the master's own view, whose
+    /// window steers the master's application), and what went last.
+    pub input_to: Option<Sender<InputState>>,
+    sent_input: InputState,
     /// The scene the application's setup built, which every session starts from.
     baseline: Scene,
     config: ClusterConfig,
@@ -204,6 +209,8 @@ impl<'a> NodeApp<'a> {
             source,
             app,
             outbox: Outbox::new(),
+            input_to: None,
+            sent_input: InputState::default(),
             baseline,
             config,
             name: name.to_string(),
@@ -270,8 +277,18 @@ impl App for NodeApp<'_> {
                         outbox,
                     })
                 })?;
+                if let Some(events) = session.manager.get_mut::<Events>() {
+                    events.seen();
+                }
                 for (name, payload) in self.outbox.drain(..) {
                     session.send_event(&name, &payload)?;
+                }
+                if let Some(to) = &self.input_to
+                    && *ctx.input != self.sent_input
+                {
+                    self.sent_input = ctx.input.clone();
+                    // The master's loop gone means the run is ending anyway.
+                    let _ = to.send(self.sent_input.clone());
                 }
                 // The head as the master last sent it (the file's until a tracker moves it).
                 let head = session
@@ -300,9 +317,11 @@ impl App for NodeApp<'_> {
                 if let Some(events) = plugins.get_mut::<Events>() {
                     events.deliver(sent);
                 }
-                let (app, outbox) = (&mut self.app, &mut self.outbox);
+                let (app, outbox, input) = (&mut self.app, &mut self.outbox, ctx.input);
                 guard(what, || {
-                    app.update(&mut MasterFrame::new(ctx.scene, info, plugins, outbox))
+                    app.update(&mut MasterFrame::new(
+                        ctx.scene, info, plugins, outbox, input,
+                    ))
                 })?;
                 (info, self.config.head)
             }
@@ -426,6 +445,26 @@ pub struct MasterReport {
     pub elapsed: Duration,
 }
 
+/// How [`master_loop`] runs.
+pub struct MasterLoop<'a> {
+    /// Stop after this many frames.
+    pub frames: Option<u64>,
+    /// A fixed clock step per frame instead of wall-clock time.
+    pub fixed_dt: Option<f64>,
+    /// At most one frame per this period (paced), else as fast as the nodes go.
+    pub frame_period: Option<Duration>,
+    /// How long to wait for the nodes at the start, and for one to come back.
+    pub start_timeout: Duration,
+    /// Start once these nodes have joined (else: all of the cluster file's).
+    pub wait_for: Option<&'a [String]>,
+    /// Keep the scene digest of every frame.
+    pub record_hashes: bool,
+    /// Set to end after the current frame.
+    pub stop: &'a std::sync::atomic::AtomicBool,
+    /// The keyboard and pointer of the master's own window (`--render`), as it changes.
+    pub input: Option<Receiver<InputState>>,
+}
+
 /// Runs the master: waits for every node (or those of `wait_for`), then for each frame lets `update` edit the scene
 /// and sends the frame. Unpaced, frames are pipelined: `update` of frame F+1 runs while the
 /// nodes draw F, and F's barrier completes when F+1 is sent. Paced (at most one frame per
@@ -434,19 +473,23 @@ pub struct MasterReport {
 /// keeps the connections alive ([`Master::idle`]). When every node has left, the master waits
 /// up to `start_timeout` for one to come back. Ends after `frames` frames, when `stop` is
 /// set, or when no node is left.
-#[allow(clippy::too_many_arguments)]
 pub fn master_loop(
     master: &mut Master,
     scene: &mut Scene,
-    frames: Option<u64>,
-    fixed_dt: Option<f64>,
-    frame_period: Option<Duration>,
-    start_timeout: Duration,
-    wait_for: Option<&[String]>,
-    record_hashes: bool,
-    stop: &std::sync::atomic::AtomicBool,
+    run: MasterLoop<'_>,
     mut update: impl FnMut(&mut MasterFrame<'_>) -> Result<()>,
 ) -> Result<MasterReport> {
+    let MasterLoop {
+        frames,
+        fixed_dt,
+        frame_period,
+        start_timeout,
+        wait_for,
+        record_hashes,
+        stop,
+        input: inputs,
+    } = run;
+    let mut input = InputState::default();
     match wait_for {
         Some(names) => master.wait_for_unless(names, start_timeout, stop)?,
         None => master.wait_for_nodes_unless(start_timeout, stop)?,
@@ -472,6 +515,10 @@ pub fn master_loop(
         };
         last = time;
         master.begin_frame(&info, scene)?;
+        // The newest state of the master's own window, if it has one.
+        if let Some(latest) = inputs.as_ref().and_then(|rx| rx.try_iter().last()) {
+            input = latest;
+        }
         let what = || format!("the application's update of frame {frame}");
         guard(what, || {
             update(&mut MasterFrame::new(
@@ -479,6 +526,7 @@ pub fn master_loop(
                 info,
                 &mut master.manager,
                 &mut outbox,
+                &input,
             ))
         })?;
         for (name, payload) in outbox.drain(..) {

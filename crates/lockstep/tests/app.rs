@@ -52,8 +52,6 @@ fn the_shared_counter_is_the_frame_number_on_every_node_in_every_frame() {
             "master",
             "--config",
             p(&cfg),
-            "--frames",
-            "240",
             "--fps",
             "60",
             "--wait-for",
@@ -73,6 +71,12 @@ fn the_shared_counter_is_the_frame_number_on_every_node_in_every_frame() {
     // The right wall joins once the others are well under way.
     front.wait_for("front frame 60 counter 60", LIMIT);
     let right = node("right", &["--renderer", "none"]);
+    // Once the late joiner has run 60 frames of its own, the master stops the cluster.
+    let joined = support::wait_until("the late joiner's first frame", LIMIT, || {
+        traced("right", &right.output_so_far()).first().map(|e| e.0)
+    });
+    right.wait_for(&format!("right frame {} counter", joined + 60), LIMIT);
+    support::signal(master.id(), "-INT");
     let mut seen = BTreeMap::new();
     for (name, proc) in [
         ("front", front),
@@ -90,17 +94,19 @@ fn the_shared_counter_is_the_frame_number_on_every_node_in_every_frame() {
         let wrong: Vec<_> = frames.iter().filter(|(f, c)| f != c).collect();
         assert!(wrong.is_empty(), "{name}: counter ≠ frame in {wrong:?}");
     }
-    // The nodes there from the start saw every frame, once, in order.
-    let all: Vec<u64> = (0..240).collect();
-    for name in ["front", "left", "floor"] {
-        let frames: Vec<u64> = seen[name].iter().map(|(f, _)| *f).collect();
-        assert_eq!(frames, all, "{name}");
+    // Every node saw every frame from its first on, once, in order: those there from the
+    // start from frame 0, the late joiner from a frame past 60, with the counter already.
+    for (name, frames) in &seen {
+        let first = frames[0].0;
+        let last = frames.last().unwrap().0;
+        let got: Vec<u64> = frames.iter().map(|(f, _)| *f).collect();
+        assert_eq!(got, (first..=last).collect::<Vec<_>>(), "{name}");
+        match *name {
+            "right" => assert!(first > 60 && last >= first + 60, "{name}: {first}..{last}"),
+            _ => assert!(first == 0 && last >= joined + 60, "{name}: {first}..{last}"),
+        }
     }
-    // The late joiner's first frame already had the counter, and it ran to the end.
-    let right = &seen["right"];
-    assert!(right[0].0 > 60, "{right:?}");
-    assert_eq!(right.last().map(|e| e.0), Some(239));
-    eprintln!("the right wall joined at frame {}", right[0].0);
+    eprintln!("the right wall joined at frame {joined}");
 }
 
 #[test]
@@ -123,7 +129,7 @@ fn a_node_running_another_application_is_refused_with_the_difference_named() {
     // `lockstep node` runs the built-in demo, not the master's application.
     let demo = headless(&cfg, "front", &["--rejoin-timeout", "0"]);
     let (status, out) = demo.finish_within(LIMIT);
-    let difference = "the node runs application 'demo', the master 'cluster_app'; the node lacks plugin 'counter' (id 100, lockstep_cluster::plugins::shared::Shared<u64>)";
+    let difference = "the node runs application 'demo', the master 'cluster_app'; plugin id 3 is 'events' (events hello=alloc::string::String) on the master but 'events' (events) on the node; the node lacks plugin 'counter' (id 100, lockstep_cluster::plugins::shared::Shared<u64>)";
     assert_eq!(status.code(), Some(2), "{out}");
     assert!(
         out.contains(&format!(
@@ -232,8 +238,6 @@ fn events_from_nodes_and_from_ctl_reach_every_process_in_the_same_frame_and_orde
             "master",
             "--config",
             p(&cfg),
-            "--frames",
-            "180",
             "--fps",
             "60",
             "--wait-for",
@@ -282,6 +286,12 @@ fn events_from_nodes_and_from_ctl_reach_every_process_in_the_same_frame_and_orde
         "{}",
         support::text(&wrong)
     );
+    // Every process has seen ctl's event (and so every earlier one): the run may end.
+    master.wait_for(&format!("master frame {at} event hello: from ctl"), LIMIT);
+    for (name, node) in &nodes {
+        node.wait_for(&format!("{name} frame {at} event hello: from ctl"), LIMIT);
+    }
+    support::signal(master.id(), "-INT");
     let mut seen = BTreeMap::new();
     for (name, node) in nodes {
         let (status, out) = node.finish_within(LIMIT);

@@ -607,14 +607,22 @@ impl Master {
     /// Queues a cluster event for the next frame begun (every process sees it in that
     /// frame), after checking it against its declaration: `payload` is postcard bytes of the
     /// declared type, or JSON text if `json`. The master's own application sends with this.
-    pub fn queue_event(&mut self, name: &str, payload: &[u8], json: bool) -> Result<(), String> {
+    /// Returns the frame it will be delivered in.
+    pub fn queue_event(&mut self, name: &str, payload: &[u8], json: bool) -> Result<u64, String> {
         let events = self
             .manager
             .get::<Events>()
             .ok_or_else(|| "this master has no events plugin".to_string())?;
         let event = events.accept(name, payload, json)?;
+        if self.events.len() >= MAX_QUEUED_EVENTS {
+            return Err(format!(
+                "{MAX_QUEUED_EVENTS} events are waiting to be delivered already; try again"
+            ));
+        }
+        // Each frame delivers at most MAX_EVENTS_PER_FRAME, in order.
+        let frame = self.next + (self.events.len() / MAX_EVENTS_PER_FRAME) as u64;
         self.events.push(event);
-        Ok(())
+        Ok(frame)
     }
 
     /// Takes in the events nodes sent and hands this frame's to the events plugin (at most
@@ -627,7 +635,12 @@ impl Master {
                     None => Err("this master has no events plugin".into()),
                 };
                 match accepted {
-                    Ok(e) => self.events.push(e),
+                    Ok(e) if self.events.len() < MAX_QUEUED_EVENTS => self.events.push(e),
+                    Ok(e) => tracing::warn!(
+                        "node '{}' sent event '{}' while {MAX_QUEUED_EVENTS} wait already: dropped",
+                        n.name,
+                        e.name
+                    ),
                     Err(why) => tracing::warn!("node '{}' sent an event refused: {why}", n.name),
                 }
             }
@@ -665,11 +678,7 @@ impl Master {
                     let _ = reply.send(self.reconfigure_text(text).map(|(f, _)| f));
                 }
                 ControlCall::Event { name, json, reply } => {
-                    let frame = self.next;
-                    let _ = reply.send(
-                        self.queue_event(&name, json.as_bytes(), true)
-                            .map(|()| frame),
-                    );
+                    let _ = reply.send(self.queue_event(&name, &json, true));
                 }
             }
             call = self.control.try_recv().ok();
@@ -1206,8 +1215,7 @@ fn drain(n: &mut NodeConn) -> Result<(), String> {
                         n.ready = Some((frame, stats));
                     }
                     Message::Event { name, payload, .. } => {
-                        let event = (name.to_string(), payload.to_vec());
-                        n.events.push(event);
+                        keep_event(&mut n.events, name, payload)?;
                     }
                     other => return Err(unexpected(other)),
                 }
@@ -1215,6 +1223,24 @@ fn drain(n: &mut NodeConn) -> Result<(), String> {
             Err(e) => return Err(e.to_string()),
         }
     }
+}
+
+/// Most events waiting for delivery: four frames' worth.
+const MAX_QUEUED_EVENTS: usize = 4 * MAX_EVENTS_PER_FRAME;
+
+/// Most events a node may send between two frames begun: more is a node out of control,
+/// dropped rather than buffered.
+const MAX_NODE_EVENTS: usize = 16;
+
+/// Keeps an event a node sent, for the master to check and queue at the next frame begun.
+fn keep_event(kept: &mut Vec<(String, Vec<u8>)>, name: &str, payload: &[u8]) -> Result<(), String> {
+    if kept.len() >= MAX_NODE_EVENTS {
+        return Err(format!(
+            "sent more than {MAX_NODE_EVENTS} events in one frame"
+        ));
+    }
+    kept.push((name.to_string(), payload.to_vec()));
+    Ok(())
 }
 
 /// Largest message a node may send: an event of the largest payload, with room for its name.
@@ -1252,8 +1278,7 @@ fn wait_ready(
             // A late answer to an earlier frame, or a sign of life.
             Ok(Message::SwapReady { .. } | Message::Heartbeat { .. }) => {}
             Ok(Message::Event { name, payload, .. }) => {
-                let (name, payload) = (name.to_string(), payload.to_vec());
-                n.events.push((name, payload));
+                keep_event(&mut n.events, name, payload)?;
             }
             Ok(other) => return Err(unexpected(other)),
             Err(ClusterError::Timeout { .. }) => {
@@ -1285,8 +1310,7 @@ fn catch_up(n: &mut NodeConn, frame: u64) -> Result<Option<NodeStats>, String> {
                     }
                     Message::Heartbeat { .. } => {}
                     Message::Event { name, payload, .. } => {
-                        let event = (name.to_string(), payload.to_vec());
-                        n.events.push(event);
+                        keep_event(&mut n.events, name, payload)?;
                     }
                     other => return Err(unexpected(other)),
                 }

@@ -13,6 +13,8 @@ pub const MAX_EVENT_NAME: usize = 64;
 pub const MAX_EVENT_PAYLOAD: usize = 64 * 1024;
 /// Most events delivered in one frame; more wait for the next.
 pub const MAX_EVENTS_PER_FRAME: usize = 256;
+/// Most events a node keeps for an application that has not looked yet (it is catching up).
+const MAX_UNSEEN_EVENTS: usize = 4 * MAX_EVENTS_PER_FRAME;
 
 /// One event as every process sees it: its name and its value's postcard bytes.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -47,11 +49,8 @@ struct Declared {
 /// every node's hook of that frame see the same list ([`Events::delivered`]).
 pub struct Events {
     declared: Vec<Declared>,
-    /// This frame's events.
+    /// This frame's events (on a node: all since the application last looked).
     delivered: Vec<Event>,
-    /// Master: whether the last frame's block listed any (a frame after one with events
-    /// sends an empty list, so that nodes clear theirs).
-    last_had_events: bool,
     /// The declared names and types, for the join check.
     schema: String,
 }
@@ -61,7 +60,6 @@ impl Default for Events {
         Events {
             declared: Vec::new(),
             delivered: Vec::new(),
-            last_had_events: false,
             schema: "events".into(),
         }
     }
@@ -152,9 +150,21 @@ impl Events {
         self.delivered = events;
     }
 
-    /// This frame's events, in the order every process sees them.
+    /// This frame's events, in the order every process sees them (on a node: every event
+    /// since the application last looked, [`Events::seen`]).
     pub fn delivered(&self) -> &[Event] {
         &self.delivered
+    }
+
+    /// Node: the application has seen the events so far (after its per-frame hook).
+    pub fn seen(&mut self) {
+        self.delivered.clear();
+    }
+
+    /// Checks an event this process is about to send, as the master will: the same errors,
+    /// at the sender.
+    pub fn check(&self, name: &str, payload: &[u8]) -> Result<(), String> {
+        self.accept(name, payload, false).map(|_| ())
     }
 }
 
@@ -181,11 +191,9 @@ impl ClusterPlugin for Events {
         if hook != Hook::FrameStart {
             return Ok(());
         }
-        let has = !self.delivered.is_empty();
-        if has || self.last_had_events {
+        if !self.delivered.is_empty() {
             super::encode_block("events", &self.delivered, out)?;
         }
-        self.last_had_events = has;
         Ok(())
     }
 
@@ -206,7 +214,17 @@ impl ClusterPlugin for Events {
                 ),
             });
         }
-        self.delivered = events;
+        // Kept until the node's application has seen them: a node catching up applies several
+        // frames before it runs its hook once.
+        let room = MAX_UNSEEN_EVENTS.saturating_sub(self.delivered.len());
+        if events.len() > room {
+            tracing::warn!(
+                "{} events not seen by the application yet: {} of this frame's dropped",
+                self.delivered.len(),
+                events.len() - room
+            );
+        }
+        self.delivered.extend(events.into_iter().take(room));
         Ok(())
     }
 
@@ -299,7 +317,7 @@ mod tests {
     }
 
     #[test]
-    fn a_frame_after_one_with_events_clears_them_on_the_nodes() {
+    fn nodes_keep_events_until_the_application_has_seen_them() {
         let (mut master, mut node) = (events(), events());
         let (info, mut scene) = (FrameInfo::default(), Scene::new());
         let mut frame = |master: &mut Events, node: &mut Events| {
@@ -316,10 +334,19 @@ mod tests {
         master.deliver(vec![master.accept("say", br#""hi""#, true).unwrap()]);
         assert!(frame(&mut master, &mut node) > 0);
         assert_eq!(node.delivered(), master.delivered());
+        // A frame without events sends nothing; a node that skipped its hook (catching up)
+        // still has them, and then the next frame's too.
         master.deliver(Vec::new());
-        assert_eq!(frame(&mut master, &mut node), 1);
-        assert!(node.delivered().is_empty());
-        // Then nothing at all while nothing happens.
         assert_eq!(frame(&mut master, &mut node), 0);
+        master.deliver(vec![master.accept("say", br#""again""#, true).unwrap()]);
+        frame(&mut master, &mut node);
+        let texts: Vec<String> = node
+            .delivered()
+            .iter()
+            .map(|e| e.value().unwrap())
+            .collect();
+        assert_eq!(texts, ["hi", "again"]);
+        node.seen();
+        assert!(node.delivered().is_empty());
     }
 }

@@ -16,7 +16,7 @@ use lockstep_launch::state::{NodeState, announce};
 use super::node::{NodeArgs, RendererKind, run_node_until};
 use super::{ClusterApp, Prepared, prepare};
 use crate::options::{GpuArgs, ranged, stop_on_ctrl_c};
-use crate::roles::{load_key, master_loop};
+use crate::roles::{MasterLoop, load_key, master_loop};
 use crate::stats::Summary;
 
 /// The socket address of `e`, resolved.
@@ -160,17 +160,28 @@ pub fn run_master<A: ClusterApp>(
     let start_timeout = Duration::from_secs(args.start_timeout);
     let wait_for = args.wait_for.clone();
     let master_stop = stop.clone();
+    // The master's own view (`--render`) steers the application from its window.
+    let (input_to, input) = match args.render {
+        Some(_) => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
     let run = move || {
         let result = master_loop(
             &mut master,
             &mut scene,
-            frames,
-            fixed_dt,
-            fps.map(|f| Duration::from_secs_f64(1.0 / f as f64)),
-            start_timeout,
-            wait_for.as_deref(),
-            hashing,
-            &master_stop,
+            MasterLoop {
+                frames,
+                fixed_dt,
+                frame_period: fps.map(|f| Duration::from_secs_f64(1.0 / f as f64)),
+                start_timeout,
+                wait_for: wait_for.as_deref(),
+                record_hashes: hashing,
+                stop: &master_stop,
+                input,
+            },
             |frame| app.update(frame),
         );
         // The nodes are told why, and print it.
@@ -206,7 +217,7 @@ pub fn run_master<A: ClusterApp>(
                 stats_out: None,
                 gpu: args.gpu.clone(),
             };
-            let rendered = run_node_until(&make, view, stop.clone())
+            let rendered = run_node_until(&make, view, stop.clone(), input_to)
                 .with_context(|| format!("the master's own view, node '{name}'"));
             if rendered.is_err() {
                 // Without its own view the master would wait on it at the start barrier.

@@ -51,10 +51,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 pub use lockstep_cluster::plugins::Event;
-use lockstep_cluster::plugins::{SceneReplication, Shared};
+use lockstep_cluster::plugins::{Events, SceneReplication, Shared};
 use lockstep_cluster::{AppIdentity, ClusterManager, FrameInfo, PluginError, PluginId};
 use lockstep_display::ClusterConfig;
 use lockstep_scene::{NodeId, Scene};
+
+use crate::pipeline::InputState;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -98,13 +100,15 @@ pub struct Setup<'a> {
 
 impl Setup<'_> {
     /// Imports a glTF model (`.glb`, or `.gltf` with its files) under `parent`, and records
-    /// the file's digest for the master's check. Returns the model's root node.
+    /// the digest of each of its files for the master's check. Returns the model's root node.
     pub fn load_gltf(&mut self, path: &Path, parent: Option<NodeId>) -> Result<NodeId> {
         let report = lockstep_render::import::load_gltf(path, self.scene, parent)?;
         for w in &report.warnings {
             tracing::warn!("{}: {w}", path.display());
         }
-        self.asset(path)?;
+        for file in lockstep_render::import::model_files(path)? {
+            self.asset(&file)?;
+        }
         Ok(report.root)
     }
 
@@ -129,21 +133,27 @@ pub struct MasterFrame<'a> {
     pub info: FrameInfo,
     /// Every plugin (the application's shared values among them).
     pub plugins: &'a mut ClusterManager,
+    /// The keyboard and pointer of the master's own window (`--render NODE`; empty without
+    /// one).
+    pub input: &'a InputState,
     outbox: &'a mut Outbox,
 }
 
 impl<'a> MasterFrame<'a> {
-    /// The master's frame `info` over `scene` and `plugins`; events sent go to `outbox`.
+    /// The master's frame `info` over `scene` and `plugins`, with the master window's
+    /// `input`; events sent go to `outbox`.
     pub fn new(
         scene: &'a mut Scene,
         info: FrameInfo,
         plugins: &'a mut ClusterManager,
         outbox: &'a mut Outbox,
+        input: &'a InputState,
     ) -> Self {
         MasterFrame {
             scene,
             info,
             plugins,
+            input,
             outbox,
         }
     }
@@ -156,7 +166,7 @@ impl<'a> MasterFrame<'a> {
     /// Sends the cluster event `name` (declared with type `T`): every process, this one
     /// too, sees it in the next frame.
     pub fn send_event<T: Serialize>(&mut self, name: &str, value: &T) -> Result<()> {
-        send(self.outbox, name, value)
+        send(self.plugins, self.outbox, name, value)
     }
 
     /// The shared value registered with id `id`, to set.
@@ -202,7 +212,7 @@ impl NodeFrame<'_> {
     /// Sends the cluster event `name` (declared with type `T`) to the master, which delivers
     /// it to every process, this one too, in the next frame it begins.
     pub fn send_event<T: Serialize>(&mut self, name: &str, value: &T) -> Result<()> {
-        send(self.outbox, name, value)
+        send(self.plugins, self.outbox, name, value)
     }
 
     /// The shared value registered with id `id`.
@@ -234,9 +244,20 @@ pub(crate) fn guard<T>(what: impl Fn() -> String, f: impl FnOnce() -> Result<T>)
     .with_context(what)
 }
 
-fn send<T: Serialize>(outbox: &mut Outbox, name: &str, value: &T) -> Result<()> {
+/// Encodes an event and checks it as the master will (declared name, its type, its size),
+/// so that a mistake fails where it is made.
+fn send<T: Serialize>(
+    plugins: &ClusterManager,
+    outbox: &mut Outbox,
+    name: &str,
+    value: &T,
+) -> Result<()> {
     let bytes =
         postcard::to_stdvec(value).with_context(|| format!("cannot encode event '{name}'"))?;
+    let events = plugins
+        .get::<Events>()
+        .context("no events plugin is registered")?;
+    events.check(name, &bytes).map_err(anyhow::Error::msg)?;
     outbox.push((name.to_string(), bytes));
     Ok(())
 }

@@ -17,7 +17,7 @@ use lockstep_wire::ClusterKey;
 use super::master::{resolve, write_hashes};
 use super::{ClusterApp, NodeFrame, Prepared, guard, prepare};
 use crate::options::{GpuArgs, ranged, stop_on_ctrl_c};
-use crate::pipeline::{self, Capture, CapturedFrame, PipelineConfig, Target};
+use crate::pipeline::{self, Capture, CapturedFrame, InputState, PipelineConfig, Target};
 use crate::roles::{FrameSource, NodeApp, NodeExit, SwapGate, default_plugins, load_key};
 use crate::stats::Summary;
 
@@ -61,8 +61,9 @@ pub struct NodeArgs {
     /// rendered (see `crate::roles::views_digest`).
     #[arg(long = "views-out")]
     pub views_out: Option<PathBuf>,
-    /// No cluster: animate the demo in this process and render this node's views of it, as
-    /// the node would in the cluster (the baseline `bench cluster` compares with).
+    /// No cluster: run the application's update in this process and render this node's
+    /// views of it, as the node would in the cluster (the baseline `bench cluster` compares
+    /// with).
     #[arg(long, requires = "frames")]
     pub alone: bool,
     /// With --alone: frames to render.
@@ -89,7 +90,7 @@ pub enum RendererKind {
 /// Runs `make()`'s application as render node `args.name`, until the master ends the
 /// cluster or Ctrl-C; prints the node's figures.
 pub fn run_node<A: ClusterApp>(make: impl Fn() -> A, args: NodeArgs) -> Result<()> {
-    run_node_until(&make, args, stop_on_ctrl_c()?)
+    run_node_until(&make, args, stop_on_ctrl_c()?, None)
 }
 
 /// How one session of a node ended.
@@ -139,6 +140,7 @@ pub(crate) fn run_node_until<A: ClusterApp>(
     make: &impl Fn() -> A,
     args: NodeArgs,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    input_to: Option<mpsc::Sender<InputState>>,
 ) -> Result<()> {
     let mut config = ClusterConfig::load(&args.config)?;
     // Alone, no cluster: no key.
@@ -182,6 +184,7 @@ pub(crate) fn run_node_until<A: ClusterApp>(
             connect_timeout,
             rejoining,
             &stop,
+            input_to.as_ref(),
             &mut totals,
         )?;
         match session {
@@ -305,6 +308,7 @@ fn run_session(
     connect_timeout: Duration,
     rejoining: bool,
     stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    input_to: Option<&mpsc::Sender<InputState>>,
     totals: &mut NodeTotals,
 ) -> Result<Session> {
     // A rejoin whose connection breaks during the handshake tries again, like any lost
@@ -378,6 +382,7 @@ fn run_session(
         &args.name,
     );
     app.record_hashes = hashing;
+    app.input_to = input_to.cloned();
     if let Ok(mut log) = app.log.lock() {
         log.keep = args.hash_out.is_some() || args.views_out.is_some();
     }
@@ -500,6 +505,9 @@ fn run_headless(
                     outbox: &mut outbox,
                 })
             })?;
+            if let Some(events) = node.manager.get_mut::<lockstep_cluster::plugins::Events>() {
+                events.seen();
+            }
             for (name, payload) in outbox.drain(..) {
                 node.send_event(&name, &payload)?;
             }

@@ -144,6 +144,7 @@ impl Cluster {
                 info,
                 &mut self.master.manager,
                 &mut Vec::new(),
+                &Default::default(),
             ))?;
             let animated = t.elapsed();
             let report = self.master.send_frame(&info, &self.scene)?;

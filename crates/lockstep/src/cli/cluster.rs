@@ -66,6 +66,9 @@ pub struct DemoArgs {
     /// Folder for each wall's last frame and the unfolded CAVE picture.
     #[arg(long)]
     out: PathBuf,
+    /// Show this glTF model (`lockstep view`) instead of the demo.
+    #[arg(long)]
+    scene: Option<PathBuf>,
 }
 
 fn free_port() -> Result<u16> {
@@ -127,6 +130,17 @@ pub fn run_demo(args: DemoArgs) -> Result<()> {
         "--hash-out",
         &hash_file("master"),
     ]);
+    // Every process gets the model by the same (absolute) path, as each host would.
+    let scene = match &args.scene {
+        Some(model) => {
+            let model = std::path::absolute(model)
+                .with_context(|| format!("cannot find {}", model.display()))?;
+            vec!["--scene".to_string(), model.to_string_lossy().into_owned()]
+        }
+        None => Vec::new(),
+    };
+    let mut master = master;
+    master.extend(scene.iter().cloned());
     let mut runs = vec![("master".to_string(), master)];
     for n in &config.nodes {
         let mut a = strings(&[
@@ -145,6 +159,7 @@ pub fn run_demo(args: DemoArgs) -> Result<()> {
                 &args.out.to_string_lossy(),
             ]));
         }
+        a.extend(scene.iter().cloned());
         runs.push((n.name.clone(), a));
     }
     eprintln!(

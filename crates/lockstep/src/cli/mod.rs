@@ -12,13 +12,13 @@ mod layout;
 mod render;
 mod run;
 mod soak;
+mod view;
 
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use lockstep::demo::DemoCluster;
 use lockstep::options::{GpuArgs, ranged, stop_on_ctrl_c as ctrl_c};
 use lockstep::render::MAX_TARGET_SIZE;
 use lockstep::scene::glam::Vec3;
@@ -46,9 +46,11 @@ enum Command {
     /// Run a whole CAVE on this machine: a master and one render node per wall, as processes.
     Demo(cluster::DemoArgs),
     /// Run the master of a cluster (the application; it sends every frame to the nodes).
-    Master(lockstep::app::MasterArgs),
+    Master(view::BuiltinMaster),
     /// Run one render node of a cluster.
-    Node(lockstep::app::NodeArgs),
+    Node(view::BuiltinNode),
+    /// Show a glTF model on a cluster: the master without --name, node NODE with --name NODE.
+    View(view::ViewArgs),
     /// On every host of a cluster: start and stop its processes when `lockstep launch` asks.
     Daemon(launch::DaemonArgs),
     /// Start a whole cluster through the daemons on its hosts, and follow it until it ends.
@@ -94,8 +96,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::BenchPeer(args) => bench_sync::run_peer(args),
         Command::Config(cmd) => config::run(cmd),
         Command::Demo(args) => cluster::run_demo(args),
-        Command::Master(args) => lockstep::app::run_master(DemoCluster::default, args),
-        Command::Node(args) => lockstep::app::run_node(DemoCluster::default, args),
+        Command::Master(args) => view::run_master_cmd(args),
+        Command::Node(args) => view::run_node_cmd(args),
+        Command::View(args) => view::run(args),
         Command::Key(cmd) => cluster::run_key(cmd),
         Command::Daemon(args) => launch::run_daemon(args),
         Command::Launch(args) => launch::run_launch(args),

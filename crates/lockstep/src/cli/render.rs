@@ -12,7 +12,8 @@ use lockstep::node_views::render_views;
 use lockstep::render::import::load_gltf;
 use lockstep::render::{DrawList, OffscreenTarget, Renderer, View};
 use lockstep::scene::glam::Vec3;
-use lockstep::scene::{Camera, Color, Light, Node, NodeContent, Scene, Transform};
+use lockstep::scene::{Camera, Color, Node, Scene, Transform};
+use lockstep::view::{ViewApp, add_default_light};
 
 use super::{GpuArgs, Size, frame_path, parse_fov, parse_vec3, ranged};
 
@@ -152,20 +153,7 @@ pub(super) fn model_scene(
     for w in &report.warnings {
         eprintln!("warning: {}: {w}", path.display());
     }
-    let has_light = scene
-        .nodes()
-        .any(|(_, n)| matches!(n.content, NodeContent::Light(_)));
-    if !has_light {
-        let key = Transform::IDENTITY.with_rotation(
-            lockstep::scene::glam::Quat::from_rotation_y(30f32.to_radians())
-                * lockstep::scene::glam::Quat::from_rotation_x(-45f32.to_radians()),
-        );
-        scene.add(
-            Node::light(Light::directional(Color::WHITE, 1.0)).with_transform(key),
-            None,
-        )?;
-        scene.ambient = Color::rgb(0.15, 0.15, 0.17);
-    }
+    add_default_light(&mut scene)?;
     let bounds = scene.world_bounds();
     let (center, radius) = bounds
         .map(|b| (b.center(), b.radius().max(1e-3)))
@@ -187,8 +175,8 @@ pub(super) fn model_scene(
     Ok(scene)
 }
 
-/// `render --config FILE --node NAME`: the node's views of the demo scene (or a model placed
-/// as it is in the world), one PNG per viewport and eye.
+/// `render --config FILE --node NAME`: the node's views of the demo scene (or of a model as
+/// `lockstep view` shows it), one PNG per viewport and eye.
 fn run_cluster_node(args: &RenderArgs, config: &Path, node: &str) -> Result<()> {
     let cluster = ClusterConfig::load(config)?;
     let scene = if args.scene == "demo" {
@@ -196,17 +184,8 @@ fn run_cluster_node(args: &RenderArgs, config: &Path, node: &str) -> Result<()> 
         demo.animate(args.frame as f64 / FRAME_RATE)?;
         demo.scene
     } else {
-        let mut scene = model_scene(
-            Path::new(&args.scene),
-            1.0,
-            1.0,
-            Some(Vec3::Z),
-            Some(Vec3::ZERO),
-        )?;
-        if let Some(camera) = scene.active_camera.take() {
-            scene.remove(camera)?;
-        }
-        scene
+        // Exactly what `lockstep view` shows before anyone moves.
+        lockstep::app::prepare(&mut ViewApp::new(&args.scene), &cluster)?.scene
     };
     let views = cluster
         .views_for(node, &cluster.head, lockstep::roles::rig(&scene))

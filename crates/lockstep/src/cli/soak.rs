@@ -17,7 +17,7 @@ use clap::Args;
 use lockstep::app::{ClusterApp, prepare};
 use lockstep::cluster::{Master, MasterConfig};
 use lockstep::demo::DemoCluster;
-use lockstep::roles::master_loop;
+use lockstep::roles::{MasterLoop, master_loop};
 use lockstep_wire::ClusterKey;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -239,13 +239,16 @@ fn soak(args: &SoakArgs, dir: &Path) -> Result<()> {
     let ran = master_loop(
         &mut master,
         &mut scene,
-        None,
-        None,
-        Some(period),
-        Duration::from_secs(30),
-        None,
-        false,
-        &stop,
+        MasterLoop {
+            frames: None,
+            fixed_dt: None,
+            frame_period: Some(period),
+            start_timeout: Duration::from_secs(30),
+            wait_for: None,
+            record_hashes: false,
+            stop: &stop,
+            input: None,
+        },
         |frame| app.update(frame),
     );
     stop.store(true, Ordering::Relaxed);

@@ -169,6 +169,13 @@ impl Proc {
         Proc::spawn(command, args)
     }
 
+    /// As [`Proc::start`], in the working folder `cwd`.
+    pub fn start_in(cwd: &Path, args: &[&str]) -> Proc {
+        let mut command = Command::new(BIN);
+        command.current_dir(cwd);
+        Proc::spawn(command, args)
+    }
+
     /// Starts another program (an application built on lockstep) the same way, with `env`
     /// added to its environment.
     pub fn start_program(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {

@@ -97,6 +97,43 @@ pub fn load_gltf(
     model.insert(path, scene, parent).map_err(fail)
 }
 
+/// The files a glTF model is made of: the file itself, then each buffer and image it names
+/// by a relative URI (in the file's order, each once). Data URIs and a GLB's own chunks are
+/// inside the file.
+pub fn model_files(path: &Path) -> Result<Vec<PathBuf>, ImportError> {
+    let fail = |kind| ImportError {
+        path: path.to_path_buf(),
+        kind,
+    };
+    let doc = catch_unwind(AssertUnwindSafe(|| gltf::Gltf::open(path)))
+        .map_err(|_| {
+            fail(ImportErrorKind::Invalid(
+                "the glTF parser failed on malformed data".into(),
+            ))
+        })?
+        .map_err(|e| fail(map_gltf_error(e)))?;
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let mut files = vec![path.to_path_buf()];
+    let buffers = doc.buffers().filter_map(|b| match b.source() {
+        gltf::buffer::Source::Uri(uri) => Some(uri),
+        gltf::buffer::Source::Bin => None,
+    });
+    let images = doc.images().filter_map(|i| match i.source() {
+        gltf::image::Source::Uri { uri, .. } => Some(uri),
+        gltf::image::Source::View { .. } => None,
+    });
+    for uri in buffers.chain(images) {
+        if uri.starts_with("data:") {
+            continue;
+        }
+        let file = dir.join(uri);
+        if !files.contains(&file) {
+            files.push(file);
+        }
+    }
+    Ok(files)
+}
+
 /// A node of the model before it enters a scene.
 struct PendingNode {
     gltf_index: usize,

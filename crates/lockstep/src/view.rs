@@ -1,0 +1,197 @@
+/*!
+The no-code viewer, `lockstep view MODEL --config FILE`: a glTF model on every display of a
+cluster, as a cluster application ([`ViewApp`]). Every process loads its own copy of the model
+(the master refuses a node whose copy differs, naming both digests); the master moves the
+viewer through it from the keyboard of its own window (`--render NODE`), by moving the scene's
+`rig` node, the tracker space's place in the world that every node projects from.
+*/
+use std::f32::consts::TAU;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use lockstep_scene::glam::{Quat, Vec3};
+use lockstep_scene::{Color, Light, Node, NodeContent, NodeId, Scene, Transform};
+
+use crate::app::{ClusterApp, MasterFrame, Setup};
+use crate::pipeline::InputState;
+
+/// Shows a glTF model; navigated from the master's window.
+pub struct ViewApp {
+    model: PathBuf,
+    rig: Option<NodeId>,
+    navigator: Navigator,
+}
+
+impl ViewApp {
+    /// The viewer of the model at `model` (the same path on every host).
+    pub fn new(model: impl Into<PathBuf>) -> Self {
+        ViewApp {
+            model: model.into(),
+            rig: None,
+            navigator: Navigator::default(),
+        }
+    }
+}
+
+impl ClusterApp for ViewApp {
+    fn name(&self) -> &str {
+        "view"
+    }
+
+    fn setup(&mut self, setup: &mut Setup<'_>) -> Result<()> {
+        setup.scene.background = Color::from_srgb8(18, 22, 34);
+        setup.load_gltf(&self.model, None)?;
+        add_default_light(setup.scene)?;
+        // A model may bring its own rig (where the display stands at the start).
+        let rig = match setup.scene.find("rig") {
+            Some(rig) => rig,
+            None => setup.scene.add(Node::empty().named("rig"), None)?,
+        };
+        self.navigator.home = setup.scene.node(rig)?.transform;
+        self.navigator.at = self.navigator.home;
+        self.rig = Some(rig);
+        Ok(())
+    }
+
+    fn update(&mut self, frame: &mut MasterFrame<'_>) -> Result<()> {
+        let Some(rig) = self.rig else {
+            anyhow::bail!("ViewApp::update before setup");
+        };
+        let moved = self.navigator.step(frame.input, frame.info.dt as f32);
+        if moved {
+            frame.scene.node_mut(rig)?.transform = self.navigator.at;
+        }
+        Ok(())
+    }
+}
+
+/// Lights a model that brings none: a key light from above and to the side, and some
+/// ambient light (what `lockstep render` does too).
+pub fn add_default_light(scene: &mut Scene) -> Result<()> {
+    let lit = scene
+        .nodes()
+        .any(|(_, n)| matches!(n.content, NodeContent::Light(_)));
+    if !lit {
+        let key = Transform::IDENTITY.with_rotation(
+            Quat::from_rotation_y(30f32.to_radians()) * Quat::from_rotation_x(-45f32.to_radians()),
+        );
+        scene.add(
+            Node::light(Light::directional(Color::WHITE, 1.0)).with_transform(key),
+            None,
+        )?;
+        scene.ambient = Color::rgb(0.15, 0.15, 0.17);
+    }
+    Ok(())
+}
+
+/// Walking and flying through a scene from the keyboard, as the rig's transform: W/S or ↑/↓
+/// forward and back, A/D sideways, Q/E or PageDown/PageUp down and up, ←/→ turn, + and −
+/// double or halve the speed, R goes back to the start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Navigator {
+    /// Where the rig is now.
+    pub at: Transform,
+    /// Where it started (R).
+    pub home: Transform,
+    /// Metres per second.
+    pub speed: f32,
+    /// Radians per second.
+    pub turn: f32,
+    /// Keys down at the last step (speed keys act once per press).
+    held: Vec<String>,
+}
+
+impl Default for Navigator {
+    fn default() -> Self {
+        Navigator {
+            at: Transform::IDENTITY,
+            home: Transform::IDENTITY,
+            speed: 1.5,
+            turn: TAU / 8.0,
+            held: Vec::new(),
+        }
+    }
+}
+
+impl Navigator {
+    /// Moves by what the keys of `input` ask for over `dt` seconds; whether the rig moved.
+    pub fn step(&mut self, input: &InputState, dt: f32) -> bool {
+        let down = |names: &[&str]| {
+            input
+                .keys_down
+                .iter()
+                .any(|k| names.iter().any(|n| k.eq_ignore_ascii_case(n)))
+        };
+        let pressed = |names: &[&str], held: &[String]| {
+            down(names)
+                && !held
+                    .iter()
+                    .any(|k| names.iter().any(|n| k.eq_ignore_ascii_case(n)))
+        };
+        let before = self.at;
+        if pressed(&["+", "="], &self.held) {
+            self.speed = (self.speed * 2.0).min(1000.0);
+        }
+        if pressed(&["-"], &self.held) {
+            self.speed = (self.speed / 2.0).max(0.01);
+        }
+        if pressed(&["r"], &self.held) {
+            self.at = self.home;
+        }
+        let axis =
+            |plus: &[&str], minus: &[&str]| down(plus) as i32 as f32 - down(minus) as i32 as f32;
+        let forward = axis(&["w", "ArrowUp"], &["s", "ArrowDown"]);
+        let right = axis(&["d"], &["a"]);
+        let up = axis(&["e", "PageUp"], &["q", "PageDown"]);
+        let yaw = axis(&["ArrowLeft"], &["ArrowRight"]);
+        let dt = dt.clamp(0.0, 0.25);
+        self.at.rotation =
+            (Quat::from_rotation_y(yaw * self.turn * dt) * self.at.rotation).normalize();
+        // Forward is the rig's -Z, sideways its +X, up the world's +Y.
+        let step = self.at.rotation * Vec3::new(right, 0.0, -forward) + Vec3::new(0.0, up, 0.0);
+        self.at.translation += step * self.speed * dt;
+        self.held = input.keys_down.clone();
+        self.at != before
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(k: &[&str]) -> InputState {
+        InputState {
+            keys_down: k.iter().map(|s| s.to_string()).collect(),
+            ..InputState::default()
+        }
+    }
+
+    #[test]
+    fn keys_walk_turn_fly_and_go_home() {
+        let mut n = Navigator::default();
+        assert!(!n.step(&keys(&[]), 0.1));
+        // One second forward at 1.5 m/s: 1.5 m along -Z.
+        assert!(n.step(&keys(&["W"]), 1.0 / 4.0));
+        for _ in 0..3 {
+            n.step(&keys(&["w"]), 1.0 / 4.0);
+        }
+        assert!((n.at.translation - Vec3::new(0.0, 0.0, -1.5)).length() < 1e-5);
+        // A quarter turn left, then forward goes along -X.
+        for _ in 0..8 {
+            n.step(&keys(&["ArrowLeft"]), 0.25);
+        }
+        n.step(&keys(&["ArrowUp"]), 0.25);
+        assert!((n.at.translation - Vec3::new(-0.375, 0.0, -1.5)).length() < 1e-4);
+        // + doubles the speed once per press, however long it is held.
+        n.step(&keys(&["+"]), 0.25);
+        n.step(&keys(&["+"]), 0.25);
+        assert_eq!(n.speed, 3.0);
+        n.step(&keys(&[]), 0.25);
+        n.step(&keys(&["+"]), 0.25);
+        assert_eq!(n.speed, 6.0);
+        n.step(&keys(&["PageUp"]), 0.25);
+        assert!((n.at.translation.y - 1.5).abs() < 1e-5);
+        n.step(&keys(&["r"]), 0.25);
+        assert_eq!(n.at, n.home);
+    }
+}
