@@ -18,6 +18,7 @@ pub const PATH_FLAGS: &[&str] = &[
     "--hash-out",
     "--views-out",
     "--stats-out",
+    "--scene",
 ];
 
 /// Checks a built-in role's arguments: each path flag's value, resolved from `dir` (the
