@@ -176,8 +176,14 @@ pub struct LaunchConfig {
     /// Port of `lockstep daemon` on every host.
     pub daemon_port: u16,
     /// Extra files every host needs (models, textures), relative to the cluster file's
-    /// folder, `/`-separated.
+    /// folder, `/`-separated (the `scene`, if any, among them).
     pub files: Vec<String>,
+    /// The application every host runs, by absolute path (its daemons' `programs` list must
+    /// name it): it is started as `PROGRAM master …` and `PROGRAM node …`. None: `lockstep`.
+    pub program: Option<String>,
+    /// A glTF model the built-in viewer shows (`--scene`), relative to the cluster file's
+    /// folder; shipped like `files`.
+    pub scene: Option<String>,
 }
 
 /// The port `lockstep daemon` listens on unless told otherwise.
@@ -579,6 +585,8 @@ impl Validator<'_> {
             return LaunchConfig {
                 daemon_port: DEFAULT_DAEMON_PORT,
                 files: Vec::new(),
+                program: None,
+                scene: None,
             };
         };
         if let Some(p) = &raw.daemon_port
@@ -586,7 +594,24 @@ impl Validator<'_> {
         {
             self.err(p, "launch.daemon_port is 0: choose a port from 1 to 65535");
         }
-        for f in &raw.files {
+        if let Some(p) = &raw.program
+            && !Path::new(p.get_ref()).is_absolute()
+        {
+            self.err(
+                p,
+                format!(
+                    "launch.program '{}' must be an absolute path (the daemons' programs list names it)",
+                    p.get_ref()
+                ),
+            );
+        }
+        if let (Some(_), Some(scene)) = (&raw.program, &raw.scene) {
+            self.err(
+                scene,
+                "launch.scene is for the built-in viewer; an application of its own (launch.program) loads what it likes: set one of them",
+            );
+        }
+        for f in raw.files.iter().chain(&raw.scene) {
             // Every host lays the files out under its workspace: they must stay inside it.
             let plain = !f.get_ref().is_empty()
                 && Path::new(f.get_ref())
@@ -630,7 +655,18 @@ impl Validator<'_> {
                 .daemon_port
                 .as_ref()
                 .map_or(DEFAULT_DAEMON_PORT, |p| *p.get_ref()),
-            files: raw.files.iter().map(|f| f.get_ref().clone()).collect(),
+            files: {
+                let mut files: Vec<String> =
+                    raw.files.iter().map(|f| f.get_ref().clone()).collect();
+                if let Some(scene) = &raw.scene
+                    && !files.contains(scene.get_ref())
+                {
+                    files.push(scene.get_ref().clone());
+                }
+                files
+            },
+            program: raw.program.as_ref().map(|p| p.get_ref().clone()),
+            scene: raw.scene.as_ref().map(|s| s.get_ref().clone()),
         }
     }
 

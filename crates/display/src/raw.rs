@@ -67,6 +67,8 @@ pub struct RawLaunch {
     pub daemon_port: Option<S<u16>>,
     #[serde(default)]
     pub files: Vec<S<String>>,
+    pub program: Option<S<String>>,
+    pub scene: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -415,3 +415,27 @@ fn launch_files_must_be_on_this_host() {
     );
     assert_eq!((err.0[0].line, err.0[0].column), (11, 29));
 }
+
+#[test]
+fn a_launch_names_an_absolute_program_or_a_scene_which_is_shipped() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("room.glb"), b"glb").unwrap();
+    let file = dir.path().join("c.toml");
+    let with = |launch: &str| format!("{BASE}[launch]\n{launch}\n{}", node("a", 7001, "front", ""));
+    let c = ClusterConfig::parse(&file, &with("scene = \"room.glb\"")).unwrap();
+    assert_eq!(c.launch.scene.as_deref(), Some("room.glb"));
+    assert_eq!(c.launch.files, ["room.glb"]);
+    let c = ClusterConfig::parse(&file, &with("program = \"/opt/cave/app\"")).unwrap();
+    assert_eq!(c.launch.program.as_deref(), Some("/opt/cave/app"));
+    let messages = |text: &str| -> Vec<String> {
+        let err = ClusterConfig::parse(&file, text).expect_err("refused");
+        err.0.iter().map(|e| e.message.clone()).collect()
+    };
+    assert_eq!(
+        messages(&with("program = \"bin/app\"\nscene = \"room.glb\"")),
+        [
+            "launch.program 'bin/app' must be an absolute path (the daemons' programs list names it)",
+            "launch.scene is for the built-in viewer; an application of its own (launch.program) loads what it likes: set one of them",
+        ]
+    );
+}

@@ -677,3 +677,53 @@ fn ctrl_c_stops_the_cluster_and_a_vanished_launcher_takes_its_processes_with_it(
     launcher.wait().unwrap();
     wait_until_gone(dir.path());
 }
+
+#[test]
+fn a_launch_runs_the_clusters_own_application_through_the_programs_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let file = cluster_file(dir.path(), "127.0.0.1", port, &[("a", "127.0.0.1")]);
+    let app = PathBuf::from(BIN)
+        .parent()
+        .unwrap()
+        .join("examples/cluster_app")
+        .canonicalize()
+        .expect("the cluster_app example is built with the tests");
+    let with_program = std::fs::read_to_string(&file).unwrap().replace(
+        "[launch]\n",
+        &format!("[launch]\nprogram = \"{}\"\n", app.display()),
+    );
+    std::fs::write(&file, with_program).unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let conf = dir.path().join("daemon.toml");
+    std::fs::write(
+        &conf,
+        format!("programs = [\"{}\"]\ngrace_ms = 500\n", app.display()),
+    )
+    .unwrap();
+    let daemon = Daemon::start(
+        None,
+        &listen,
+        dir.path(),
+        "app",
+        &["--config", conf.to_str().unwrap()],
+    );
+    let out = lockstep(
+        &[
+            "launch",
+            file.to_str().unwrap(),
+            "--frames",
+            "30",
+            "--no-render",
+        ],
+        None,
+    );
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("master: 30 frames"), "{said}");
+    assert!(said.contains("node a: 30 frames"), "{said}");
+    // The daemon started the application, not lockstep's demo.
+    let log = daemon.log();
+    assert!(log.contains(&app.display().to_string()), "{log}");
+    wait_until_gone(dir.path());
+}

@@ -109,6 +109,16 @@ impl Plan {
             });
             Ok(hosts.len() - 1)
         };
+        // The application: `lockstep` (its demo, or its viewer with the scene), or the
+        // program the cluster file names, started with the role as its first argument.
+        let program = |role: &str| match &config.launch.program {
+            Some(path) => (Program::Path(path.clone()), vec![role.to_string()]),
+            None => (Program::Lockstep(role.into()), Vec::new()),
+        };
+        let scene: Vec<String> = match &config.launch.scene {
+            Some(scene) => vec!["--scene".into(), scene.clone()],
+            None => Vec::new(),
+        };
         let mut procs = Vec::new();
         for n in &config.nodes {
             if n.name == MASTER {
@@ -117,12 +127,14 @@ impl Plan {
                     file.display()
                 )));
             }
-            let mut args = vec![
+            let (program, mut args) = program("node");
+            args.extend([
                 "--config".to_string(),
                 cluster_file.clone(),
                 "--name".into(),
                 n.name.clone(),
-            ];
+            ]);
+            args.extend(scene.iter().cloned());
             if opts.offscreen {
                 args.push("--offscreen".into());
             }
@@ -135,11 +147,13 @@ impl Plan {
             procs.push(ProcPlan {
                 name: n.name.clone(),
                 host: host_index(&n.endpoint.host)?,
-                program: Program::Lockstep("node".into()),
+                program,
                 args,
             });
         }
-        let mut args = vec!["--config".to_string(), cluster_file.clone()];
+        let (program, mut args) = program("master");
+        args.extend(["--config".to_string(), cluster_file.clone()]);
+        args.extend(scene.iter().cloned());
         if let Some(f) = opts.frames {
             args.extend(["--frames".into(), f.to_string()]);
         }
@@ -152,7 +166,7 @@ impl Plan {
         procs.push(ProcPlan {
             name: MASTER.into(),
             host: host_index(&config.master.host)?,
-            program: Program::Lockstep("master".into()),
+            program,
             args,
         });
         let mut files = Vec::new();
