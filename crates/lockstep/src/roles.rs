@@ -6,7 +6,6 @@ each frame; to render a view as well, a master process also runs a node (see
 `lockstep master --render`).
 */
 use lockstep_launch::state::{NodeState, announce};
-use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,7 +21,7 @@ use lockstep_wire::{ClusterKey, NodeStats};
 
 use crate::app::{ClusterApp, MasterFrame, NodeFrame, Outbox, guard};
 use crate::node_views::color_writes;
-use crate::pipeline::{App, FrameContext, FrameGate, InputState, ViewPass};
+use crate::pipeline::{App, FrameContext, FrameGate, FrameTag, InputState, ViewPass};
 
 /// The cluster key: `LOCKSTEP_KEY` if set, else the cluster file's `key_file`. An error
 /// names the cluster file and the `key_file` line.
@@ -84,60 +83,6 @@ pub enum FrameSource {
     Alone(Box<ClusterManager>),
 }
 
-/// (pipeline frame, master frame, (state hash, views digest) when hashing).
-type Applied = (u64, u64, Option<(u64, u64)>);
-
-/// What a node records per frame at the App stage — the master's frame number for the
-/// pipeline's frame, its state hash and views digest (when hashing) — and the frames it
-/// presented, at the swap. Shared by the App stage and the swap gate: the pipeline counts its
-/// own frames from 0, while a node that joined late runs the master's numbers.
-#[derive(Debug, Default)]
-pub struct FrameLog {
-    /// Frames applied, not yet swapped.
-    pending: VecDeque<Applied>,
-    /// (master frame, state hash, views digest) of every frame presented, when kept.
-    pub presented: Vec<(u64, u64, u64)>,
-    /// Keep `presented` (for `--hash-out` and `--views-out`).
-    pub keep: bool,
-    /// How many frames were presented.
-    pub shown: u64,
-}
-
-impl FrameLog {
-    /// The App stage's frame `local` applied the master's frame `frame`.
-    pub fn applied(&mut self, local: u64, frame: u64, hashes: Option<(u64, u64)>) {
-        self.pending.push_back((local, frame, hashes));
-    }
-
-    /// The master's frame for pipeline frame `local`, and its state hash if recorded.
-    pub fn frame_of(&self, local: u64) -> Option<(u64, Option<u64>)> {
-        self.pending
-            .iter()
-            .find(|e| e.0 == local)
-            .map(|e| (e.1, e.2.map(|h| h.0)))
-    }
-
-    /// The swap of pipeline frame `local`: its entry leaves the queue (with any older one
-    /// never drawn); kept if it was `shown`.
-    pub fn swapped(&mut self, local: u64, shown: bool) {
-        while let Some(&(l, frame, hashes)) = self.pending.front() {
-            if l > local {
-                break;
-            }
-            self.pending.pop_front();
-            if l != local || !shown {
-                continue;
-            }
-            self.shown += 1;
-            if self.keep
-                && let Some((state, views)) = hashes
-            {
-                self.presented.push((frame, state, views));
-            }
-        }
-    }
-}
-
 /// A digest of the projections node `name` renders under `config` with the head at `head`:
 /// every view of its first window, in order (what `--views-out` writes, and what tests
 /// compare with the cluster file).
@@ -183,10 +128,8 @@ pub struct NodeApp<'a> {
     baseline: Scene,
     config: ClusterConfig,
     name: String,
-    /// Frames applied, and the master's last frame number.
-    pub last_frame: Arc<Mutex<Option<FrameInfo>>>,
-    /// Per-frame state and views, shared with the swap gate.
-    pub log: Arc<Mutex<FrameLog>>,
+    /// Also digest every frame's views (for `--hash-out` and `--views-out`, which list them).
+    pub keep_views: bool,
     /// Digest every frame's scene (for `--hash-out` and `--report-state`; only what changed
     /// since the last frame is rehashed).
     pub record_hashes: bool,
@@ -214,8 +157,7 @@ impl<'a> NodeApp<'a> {
             baseline,
             config,
             name: name.to_string(),
-            last_frame: Arc::new(Mutex::new(None)),
-            log: Arc::new(Mutex::new(FrameLog::default())),
+            keep_views: false,
             record_hashes: false,
             hasher: lockstep_cluster::SceneHasher::default(),
             exit: NodeExit::Done,
@@ -326,23 +268,18 @@ impl App for NodeApp<'_> {
                 (info, self.config.head)
             }
         };
-        if let Ok(mut l) = self.last_frame.lock() {
-            *l = Some(info);
-        }
+        // The master's frame number and the digests travel with the frame to the swap gate.
         // The views digest only for the files that list presented frames (`--report-state`
         // alone sends just the scene digest).
-        let keep = self.log.lock().is_ok_and(|l| l.keep);
-        let hashes = self.record_hashes.then(|| {
-            let views = keep.then(|| views_digest(&self.config, &self.name, &head));
-            (self.hasher.hash(ctx.scene), views.flatten().unwrap_or(0))
+        let state = self.record_hashes.then(|| self.hasher.hash(ctx.scene));
+        let views = (self.record_hashes && self.keep_views)
+            .then(|| views_digest(&self.config, &self.name, &head))
+            .flatten();
+        ctx.tag(FrameTag {
+            frame: info.frame,
+            state,
+            views,
         });
-        if let Ok(mut log) = self.log.lock() {
-            log.applied(ctx.frame, info.frame, hashes);
-            if matches!(self.source, FrameSource::Alone(_)) {
-                // No swap barrier alone: every frame drawn is shown.
-                log.swapped(ctx.frame, true);
-            }
-        }
         let rig = rig(ctx.scene);
         let views = self
             .config
@@ -373,50 +310,70 @@ impl App for NodeApp<'_> {
     }
 }
 
-/// The node's swap barrier, in Draw: `SwapReady`, then wait for `SwapNow`.
-pub struct SwapGate {
-    link: SwapLink,
-    log: Arc<Mutex<FrameLog>>,
+/// What a node's swap gate saw, read once the run is over.
+#[derive(Debug, Default)]
+pub struct Presented {
+    /// Keep `frames` (for `--hash-out` and `--views-out`).
+    pub keep: bool,
+    /// (master frame, state digest, views digest) of every frame presented, when kept.
+    pub frames: Vec<(u64, u64, u64)>,
+    /// How many frames were presented.
+    pub shown: u64,
     /// Time spent waiting at the barrier, per frame presented.
-    pub waits: Arc<Mutex<Vec<Duration>>>,
+    pub waits: Vec<Duration>,
+}
+
+/// The node's swap barrier, in Draw: `SwapReady` with the frame's tag, then wait for
+/// `SwapNow`. Without a link (a node alone) every frame drawn is shown.
+pub struct SwapGate {
+    link: Option<SwapLink>,
+    /// Only Draw's thread touches it during the run (never waited for by another stage).
+    pub presented: Arc<Mutex<Presented>>,
 }
 
 impl SwapGate {
-    /// A gate over `link`; the state hashes of `log`, if recorded, go with each `SwapReady`.
-    pub fn new(link: SwapLink, log: Arc<Mutex<FrameLog>>) -> Self {
+    /// A gate over `link` (none: alone); with `keep`, it lists the frames presented.
+    pub fn new(link: Option<SwapLink>, keep: bool) -> Self {
         SwapGate {
             link,
-            log,
-            waits: Arc::new(Mutex::new(Vec::new())),
+            presented: Arc::new(Mutex::new(Presented {
+                keep,
+                ..Presented::default()
+            })),
         }
     }
 }
 
 impl FrameGate for SwapGate {
-    fn ready(&mut self, local: u64, drawn: Duration) -> Result<bool> {
+    fn ready(&mut self, local: u64, tag: Option<FrameTag>, drawn: Duration) -> Result<bool> {
         let t = Instant::now();
-        let (frame, state) = self
-            .log
-            .lock()
-            .ok()
-            .and_then(|l| l.frame_of(local))
-            .with_context(|| format!("pipeline frame {local} applied no frame of the master"))?;
-        let stats = NodeStats {
-            cull_ms: 0.0,
-            draw_ms: drawn.as_secs_f32() * 1e3,
-            ready_ms: drawn.as_secs_f32() * 1e3,
-            state,
+        let tag = tag.with_context(|| format!("pipeline frame {local} has no master frame"))?;
+        let shown = match &mut self.link {
+            Some(link) => {
+                let stats = NodeStats {
+                    cull_ms: 0.0,
+                    draw_ms: drawn.as_secs_f32() * 1e3,
+                    ready_ms: drawn.as_secs_f32() * 1e3,
+                    state: tag.state,
+                };
+                link.swap(tag.frame, stats)?
+            }
+            None => true,
         };
-        let shown = self.link.swap(frame, stats)?;
-        if let Ok(mut log) = self.log.lock() {
-            log.swapped(local, shown);
-        }
-        if shown && let Ok(mut w) = self.waits.lock() {
-            if w.is_empty() {
+        if shown && let Ok(mut p) = self.presented.lock() {
+            if p.shown == 0 && self.link.is_some() {
                 // The first frame is presented: this node is in the cluster's step.
                 announce(NodeState::Running);
             }
-            w.push(t.elapsed());
+            p.shown += 1;
+            if self.link.is_some() {
+                p.waits.push(t.elapsed());
+            }
+            if p.keep
+                && let Some(state) = tag.state
+            {
+                p.frames.push((tag.frame, state, tag.views.unwrap_or(0)));
+            }
         }
         Ok(shown)
     }

@@ -383,11 +383,10 @@ fn run_session(
     );
     app.record_hashes = hashing;
     app.input_to = input_to.cloned();
-    if let Ok(mut log) = app.log.lock() {
-        log.keep = args.hash_out.is_some() || args.views_out.is_some();
-    }
-    let gate = gate.map(|link| SwapGate::new(link, app.log.clone()));
-    let waits = gate.as_ref().map(|g| g.waits.clone()).unwrap_or_default();
+    let keep = args.hash_out.is_some() || args.views_out.is_some();
+    app.keep_views = keep;
+    let gate = SwapGate::new(gate, keep);
+    let presented = gate.presented.clone();
     let (capture, keeper) = match &args.out {
         Some(_) if offscreen => {
             let (tx, rx) = mpsc::channel::<CapturedFrame>();
@@ -427,20 +426,20 @@ fn run_session(
         capture,
         stats: Some(stats_tx),
         stop: stop.clone(),
-        gate: gate.map(|g| Box::new(g) as Box<dyn pipeline::FrameGate>),
+        gate: Some(Box::new(gate)),
     };
     let result = pipeline::run(&mut app, pipeline_config);
-    let presented = app.log.lock().is_ok_and(|l| l.shown > 0);
+    let mut seen = presented
+        .lock()
+        .map(|mut p| std::mem::take(&mut *p))
+        .unwrap_or_default();
+    let presented = seen.shown > 0;
     if let Some(last) = keeper.and_then(|k| k.join().ok()).flatten() {
         totals.last = Some(last);
     }
     totals.done_at.extend(done_at.join().unwrap_or_default());
-    totals
-        .waits
-        .extend(waits.lock().map(|w| w.clone()).unwrap_or_default());
-    if let Ok(mut log) = app.log.lock() {
-        totals.presented.append(&mut log.presented);
-    }
+    totals.waits.append(&mut seen.waits);
+    totals.presented.append(&mut seen.frames);
     match result {
         Ok(report) => {
             totals.frames += report.frames;

@@ -36,6 +36,7 @@ pub struct FrameContext<'a> {
     pub(crate) applied: &'a WindowProperties,
     pub(crate) exit: &'a mut bool,
     pub(crate) skip: &'a mut bool,
+    pub(crate) tag: &'a mut Option<super::FrameTag>,
 }
 
 impl FrameContext<'_> {
@@ -55,6 +56,11 @@ impl FrameContext<'_> {
     pub fn set_views(&mut self, views: impl IntoIterator<Item = super::ViewPass>) {
         self.views.clear();
         self.views.extend(views);
+    }
+
+    /// Tags this frame: the tag travels with it, through Cull, to Draw's gate.
+    pub fn tag(&mut self, tag: super::FrameTag) {
+        *self.tag = Some(tag);
     }
 
     /// Ends the run after this frame.

@@ -23,10 +23,24 @@ pub struct ViewPass {
     pub color_writes: ColorWrites,
 }
 
+/// What App says about its frame, carried with it to Draw's gate (a cluster node's frame
+/// number of the master, and the digests it reports): no stage shares it with another.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FrameTag {
+    /// The master's frame number.
+    pub frame: u64,
+    /// The scene's digest, when computed.
+    pub state: Option<u64>,
+    /// The views' digest, when computed.
+    pub views: Option<u64>,
+}
+
 /// The scene as App left it at the end of frame `frame`.
 pub struct FrameSnapshot {
     /// Frame number.
     pub frame: u64,
+    /// What App tagged the frame with, if anything.
+    pub tag: Option<FrameTag>,
     /// The scene, sharing all unchanged data with App's working copy.
     pub scene: Scene,
     /// Window changes App asked for this frame.

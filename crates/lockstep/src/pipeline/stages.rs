@@ -12,7 +12,7 @@ use lockstep_render::{DrawList, GpuContext, Image, OffscreenTarget, Renderer, Vi
 use lockstep_scene::Scene;
 
 use super::app::{App, FrameContext, InputState};
-use super::frame::{CulledFrame, FrameSnapshot, StageTime};
+use super::frame::{CulledFrame, FrameSnapshot, FrameTag, StageTime};
 use super::stats::{FrameStats, StageStats, ms};
 use super::window::{WindowProperties, WindowRequest};
 
@@ -123,6 +123,7 @@ impl<'a> AppStage<'a> {
             self.seen_version = version;
         }
         let mut skip = false;
+        let mut tag = None;
         let mut ctx = FrameContext {
             scene: &mut self.scene,
             frame: self.frame,
@@ -134,6 +135,7 @@ impl<'a> AppStage<'a> {
             applied: &self.applied,
             exit: &mut self.exit,
             skip: &mut skip,
+            tag: &mut tag,
         };
         self.app
             .update(&mut ctx)
@@ -143,6 +145,7 @@ impl<'a> AppStage<'a> {
         }
         let snapshot = FrameSnapshot {
             frame: self.frame,
+            tag,
             scene: self.scene.clone(),
             window: std::mem::take(&mut self.request),
             views: std::mem::take(&mut self.views),
@@ -242,10 +245,10 @@ pub struct Capture {
 /// Called by Draw once frame `frame` is drawn and before it is shown: the place for a
 /// cluster's swap barrier (send `SwapReady`, wait for `SwapNow`).
 pub trait FrameGate: Send {
-    /// Blocks until the frame may be presented; `false` if it must not be shown at all (a
-    /// node catching up with its cluster drew a frame the others have presented already).
-    /// An error ends the run.
-    fn ready(&mut self, frame: u64, drawn: Duration) -> Result<bool>;
+    /// Blocks until frame `frame` (tagged `tag` by App) may be presented; `false` if it must
+    /// not be shown at all (a node catching up with its cluster drew a frame the others have
+    /// presented already). An error ends the run.
+    fn ready(&mut self, frame: u64, tag: Option<FrameTag>, drawn: Duration) -> Result<bool>;
 }
 
 /// Where Draw draws.
@@ -374,7 +377,7 @@ impl DrawStage {
                 let mut shown = true;
                 if let Some(gate) = &mut self.gate {
                     self.gpu.wait_idle()?;
-                    shown = gate.ready(frame, t0.elapsed())?;
+                    shown = gate.ready(frame, snapshot.tag, t0.elapsed())?;
                 }
                 if capture && shown {
                     // The image leaves this thread, so it gets its own buffer.
@@ -401,7 +404,7 @@ impl DrawStage {
                     &snapshot.scene,
                     &lists,
                     &passes,
-                    frame,
+                    (frame, snapshot.tag),
                     self.gate.as_deref_mut(),
                     t0,
                 )?;

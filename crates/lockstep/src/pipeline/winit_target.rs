@@ -101,7 +101,7 @@ impl WindowTarget {
         scene: &Scene,
         lists: &[DrawList],
         passes: &[super::ViewPass],
-        frame_number: u64,
+        (frame_number, tag): (u64, Option<super::FrameTag>),
         gate: Option<&mut (dyn super::FrameGate + 'static)>,
         started: std::time::Instant,
     ) -> Result<(u32, u32)> {
@@ -150,7 +150,7 @@ impl WindowTarget {
         }
         if let Some(gate) = gate {
             gpu.wait_idle()?;
-            if !gate.ready(frame_number, started.elapsed())? {
+            if !gate.ready(frame_number, tag, started.elapsed())? {
                 // Not to be shown: the texture goes back to the surface unpresented.
                 drop(frame);
                 return Ok(self.size());
