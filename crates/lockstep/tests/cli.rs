@@ -581,10 +581,27 @@ fn a_node_without_a_key_or_with_a_wrong_name_fails_clearly() {
 
 #[test]
 fn bench_sync_compares_lockstep_with_a_bare_barrier_in_one_run() {
-    let o = lockstep(&["bench", "sync", "--nodes", "2", "--frames", "50", "--json"]);
+    let o = lockstep(&[
+        "bench", "sync", "--nodes", "2", "--frames", "50", "--moving", "40", "--json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["nodes"], 2);
+    // --moving: what moves is what is sent, whatever the scene's size.
+    let rows: Vec<(u64, u64, u64)> = v["moving"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["replication"]["count"], 200, "{r}");
+            let n = |k: &str| r[k].as_u64().unwrap();
+            (n("moved"), n("scene_nodes"), n("bytes"))
+        })
+        .collect();
+    let shapes: Vec<(u64, u64)> = rows.iter().map(|r| (r.0, r.1)).collect();
+    assert_eq!(shapes, [(20, 160), (40, 160), (80, 160), (40, 640)]);
+    assert!(rows[0].2 < rows[1].2 && rows[1].2 < rows[2].2, "{rows:?}");
+    assert_eq!(rows[1].2, rows[3].2, "{rows:?}");
     for side in ["lockstep", "lockstep_verified", "bare_barrier", "update"] {
         assert_eq!(v[side]["count"], 50, "{side}: {v}");
     }

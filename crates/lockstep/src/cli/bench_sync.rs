@@ -38,6 +38,10 @@ pub struct BenchSyncArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also time the master's replication of a scene in which N nodes move every frame (and
+    /// half and twice as many, and the same N in a scene four times larger).
+    #[arg(long, value_parser = |s: &str| ranged(s, 1, 1_000_000))]
+    moving: Option<u64>,
 }
 
 /// `lockstep bench-peer ADDR`: one side of the bare barrier `bench sync` compares with.
@@ -360,6 +364,10 @@ pub fn run(args: BenchSyncArgs) -> Result<()> {
         of(&from_scratch, "digests")?,
     );
     let (seal, open) = (of(&seal, "records")?, of(&open, "records")?);
+    let moving = match args.moving {
+        Some(n) => moving_rows(n as usize)?,
+        None => Vec::new(),
+    };
     if args.json {
         println!(
             "{}",
@@ -386,6 +394,12 @@ pub fn run(args: BenchSyncArgs) -> Result<()> {
                 "verified_nodes_presented": verified.presented,
                 "states_verified": verified.verified,
                 "mismatches": verified.mismatches,
+                "moving": moving.iter().map(|r| serde_json::json!({
+                    "moved": r.moved,
+                    "scene_nodes": r.nodes,
+                    "replication": r.time,
+                    "bytes": r.bytes,
+                })).collect::<Vec<_>>(),
             }))?
         );
         return Ok(());
@@ -433,7 +447,97 @@ pub fn run(args: BenchSyncArgs) -> Result<()> {
         "with --verify, every node's state equalled the master's: {} states of {} frames, 0 mismatches",
         verified.verified, verified.swapped
     );
+    if !moving.is_empty() {
+        println!(
+            "the master's replication of moving nodes (the changes found and encoded, per frame):"
+        );
+        println!(
+            "{:>10} {:>12} {:>12} {:>12} {:>12}",
+            "moved", "scene nodes", "median µs", "p99 µs", "bytes"
+        );
+        for r in &moving {
+            println!(
+                "{:>10} {:>12} {:>12.1} {:>12.1} {:>12}",
+                r.moved,
+                r.nodes,
+                r.time.median_ms * 1e3,
+                r.time.p99_ms * 1e3,
+                r.bytes
+            );
+        }
+    }
     Ok(())
+}
+
+/// One measurement of `--moving`.
+struct MovingRow {
+    moved: usize,
+    nodes: usize,
+    time: Summary,
+    bytes: usize,
+}
+
+/// `--moving N`: half, all and twice N nodes moving in a scene of 4 N, then N in 16 N: the
+/// cost should follow the moved nodes, not the scene's size.
+fn moving_rows(n: usize) -> Result<Vec<MovingRow>> {
+    let shapes = [
+        (n.div_ceil(2), 4 * n),
+        (n, 4 * n),
+        (2 * n, 4 * n),
+        (n, 16 * n),
+    ];
+    shapes
+        .into_iter()
+        .map(|(moved, nodes)| {
+            let (time, bytes) = time_moving(moved, nodes, 200)?;
+            Ok(MovingRow {
+                moved,
+                nodes,
+                time,
+                bytes,
+            })
+        })
+        .collect()
+}
+
+/// Times the scene replication plugin's write (what the master does each frame for the
+/// scene) over `frames` frames in which the first `moved` of `nodes` cubes move.
+fn time_moving(moved: usize, nodes: usize, frames: usize) -> Result<(Summary, usize)> {
+    use lockstep::cluster::ClusterPlugin;
+    use lockstep::cluster::plugins::SceneReplication;
+    use lockstep::scene::{Color, Material, Mesh, Node, Scene, Transform, glam::Vec3};
+    let mut scene = Scene::new();
+    let mesh = scene.add_mesh(Mesh::cube(0.1));
+    let material = scene.add_material(Material::lit(Color::rgb(0.8, 0.8, 0.8)))?;
+    let mut ids = Vec::with_capacity(nodes);
+    for i in 0..nodes {
+        let at = Vec3::new(
+            (i % 100) as f32 * 0.2,
+            (i / 100 % 100) as f32 * 0.2,
+            -((i / 10_000) as f32),
+        );
+        let node = Node::mesh(mesh, material).with_transform(Transform::from_translation(at));
+        ids.push(scene.add(node, None)?);
+    }
+    let mut replication = SceneReplication::default();
+    let info = FrameInfo::default();
+    let mut out = Vec::new();
+    // The first frame sends the whole scene; the measured ones only what moved.
+    replication.write(lockstep::cluster::Hook::PreDraw, &info, &scene, &mut out)?;
+    let mut times = Vec::with_capacity(frames);
+    let mut bytes = 0;
+    for f in 0..frames {
+        for (k, id) in ids.iter().take(moved).enumerate() {
+            scene.node_mut(*id)?.transform.translation.z = (f as f32 * 0.05 + k as f32).sin();
+        }
+        out.clear();
+        let t = Instant::now();
+        replication.write(lockstep::cluster::Hook::PreDraw, &info, &scene, &mut out)?;
+        times.push(t.elapsed());
+        bytes = out.len();
+    }
+    let time = Summary::of(&times).context("no frames timed")?;
+    Ok((time, bytes))
 }
 
 /// Times sealing and checking one record per frame size given (the frame's bytes as one

@@ -130,15 +130,7 @@ pub fn run_demo(args: DemoArgs) -> Result<()> {
         "--hash-out",
         &hash_file("master"),
     ]);
-    // Every process gets the model by the same (absolute) path, as each host would.
-    let scene = match &args.scene {
-        Some(model) => {
-            let model = std::path::absolute(model)
-                .with_context(|| format!("cannot find {}", model.display()))?;
-            vec!["--scene".to_string(), model.to_string_lossy().into_owned()]
-        }
-        None => Vec::new(),
-    };
+    let scene = scene_args(args.scene.as_deref())?;
     let mut master = master;
     master.extend(scene.iter().cloned());
     let mut runs = vec![("master".to_string(), master)];
@@ -202,6 +194,17 @@ pub fn run_demo(args: DemoArgs) -> Result<()> {
     Ok(())
 }
 
+/// `--scene MODEL` for every process of a local run, by the same (absolute) path, as each
+/// host would have it; nothing for the demo.
+fn scene_args(model: Option<&Path>) -> Result<Vec<String>> {
+    let Some(model) = model else {
+        return Ok(Vec::new());
+    };
+    let model =
+        std::path::absolute(model).with_context(|| format!("cannot find {}", model.display()))?;
+    Ok(vec!["--scene".into(), model.to_string_lossy().into_owned()])
+}
+
 /// Lays the CAVE's walls out as seen unfolded: left, front, right in a row, the floor below
 /// the front wall.
 fn unfold(dir: &Path, out: &Path) -> Result<()> {
@@ -243,6 +246,9 @@ pub struct BenchClusterArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Show this glTF model (`lockstep view`) instead of the demo, on both sides.
+    #[arg(long)]
+    scene: Option<PathBuf>,
 }
 
 /// Runs `lockstep` processes side by side to the end, each named for errors; all must exit
@@ -318,6 +324,7 @@ pub fn run_bench_cluster(args: BenchClusterArgs) -> Result<()> {
     };
     let frames = args.frames.to_string();
     let p = |path: &Path| path.to_string_lossy().to_string();
+    let scene = scene_args(args.scene.as_deref())?;
     // Per node: steady fps alone and in the cluster, averaged over the rounds; and each
     // round's ratio of the totals (their median resists a round disturbed by the machine).
     let mut alone = vec![0.0; names.len()];
@@ -342,10 +349,11 @@ pub fn run_bench_cluster(args: BenchClusterArgs) -> Result<()> {
                     &frames,
                 ]);
                 a.extend(["--stats-out".into(), p(&stats_file(n, true))]);
+                a.extend(scene.iter().cloned());
                 (format!("node '{n}' alone"), a)
             })
             .collect();
-        let master = strings(&[
+        let mut master = strings(&[
             "master",
             "--config",
             &cfg,
@@ -354,9 +362,10 @@ pub fn run_bench_cluster(args: BenchClusterArgs) -> Result<()> {
             "--fixed-dt",
             &format!("{}", 1.0 / 60.0),
         ]);
+        master.extend(scene.iter().cloned());
         let mut cluster_runs = vec![("master".to_string(), master)];
         for n in &names {
-            let a = strings(&[
+            let mut a = strings(&[
                 "node",
                 "--config",
                 &cfg,
@@ -366,6 +375,7 @@ pub fn run_bench_cluster(args: BenchClusterArgs) -> Result<()> {
                 "--stats-out",
                 &p(&stats_file(n, false)),
             ]);
+            a.extend(scene.iter().cloned());
             cluster_runs.push((format!("node '{n}'"), a));
         }
         // Every other round the cluster goes first, so that drift in the machine's speed
@@ -413,6 +423,7 @@ pub fn run_bench_cluster(args: BenchClusterArgs) -> Result<()> {
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "benchmark": "cluster",
+                "scene": args.scene.as_ref().map_or("demo".into(), |m| m.display().to_string()),
                 "frames": args.frames,
                 "rounds": args.rounds,
                 "nodes": nodes,
@@ -426,7 +437,10 @@ pub fn run_bench_cluster(args: BenchClusterArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "lockstep bench cluster: the demo CAVE ({} nodes, offscreen), {} frames x {} rounds; steady fps after the first 10 frames",
+        "lockstep bench cluster: {} on the demo CAVE ({} nodes, offscreen), {} frames x {} rounds; steady fps after the first 10 frames",
+        args.scene
+            .as_ref()
+            .map_or("the demo".into(), |m| m.display().to_string()),
         names.len(),
         args.frames,
         args.rounds
