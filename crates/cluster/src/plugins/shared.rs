@@ -14,7 +14,11 @@ pub struct Shared<T> {
     hook: Hook,
     value: T,
     dirty: bool,
+    max_bytes: usize,
 }
+
+/// The largest encoded value a [`Shared`] sends unless [`Shared::max_bytes`] says otherwise.
+pub const DEFAULT_MAX_SHARED_BYTES: usize = 1 << 20;
 
 impl<T: Serialize + DeserializeOwned + Send + 'static> Shared<T> {
     /// Shared data with wire id `id` (≥ [`super::FIRST_APP_PLUGIN`] for application data).
@@ -25,7 +29,15 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Shared<T> {
             hook: Hook::PreDraw,
             value,
             dirty: true,
+            max_bytes: DEFAULT_MAX_SHARED_BYTES,
         }
+    }
+
+    /// The same data, allowed to take up to `n` bytes encoded (1 MiB by default). A larger
+    /// value is an error on the master naming this plugin, before anything is sent.
+    pub fn max_bytes(mut self, n: usize) -> Self {
+        self.max_bytes = n;
+        self
     }
 
     /// The same data, sent and applied at `hook` instead: e.g. [`Hook::FrameStart`] for
@@ -67,7 +79,19 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> ClusterPlugin for Shared<
         if hook != self.hook || !self.dirty {
             return Ok(());
         }
+        let start = out.len();
         super::encode_block(self.name, &self.value, out)?;
+        let len = out.len() - start;
+        if len > self.max_bytes {
+            out.truncate(start);
+            return Err(PluginError {
+                plugin: self.name,
+                reason: format!(
+                    "the value takes {len} bytes, over its limit of {} (Shared::max_bytes)",
+                    self.max_bytes
+                ),
+            });
+        }
         self.dirty = false;
         Ok(())
     }
@@ -79,6 +103,16 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> ClusterPlugin for Shared<
         _scene: &mut Scene,
         bytes: &[u8],
     ) -> Result<(), PluginError> {
+        if bytes.len() > self.max_bytes {
+            return Err(PluginError {
+                plugin: self.name,
+                reason: format!(
+                    "a value of {} bytes, over its limit of {}",
+                    bytes.len(),
+                    self.max_bytes
+                ),
+            });
+        }
         self.value = super::decode_block(self.name, bytes)?;
         Ok(())
     }
@@ -94,5 +128,47 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> ClusterPlugin for Shared<
         let written = self.write(hook, frame, scene, out);
         self.dirty = dirty;
         written
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_over_its_limit_is_an_error_naming_the_plugin_and_sends_nothing() {
+        let mut big = Shared::new(100, "points", vec![0u8; 10]).max_bytes(8);
+        let mut out = vec![9];
+        let err = big
+            .write(
+                Hook::PreDraw,
+                &FrameInfo::default(),
+                &Scene::new(),
+                &mut out,
+            )
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "plugin 'points': the value takes 11 bytes, over its limit of 8 (Shared::max_bytes)"
+        );
+        assert_eq!(out, [9]);
+        big.set(vec![1; 3]);
+        big.write(
+            Hook::PreDraw,
+            &FrameInfo::default(),
+            &Scene::new(),
+            &mut out,
+        )
+        .unwrap();
+        let mut node = Shared::new(100, "points", Vec::<u8>::new()).max_bytes(3);
+        let err = node
+            .read(
+                Hook::PreDraw,
+                &FrameInfo::default(),
+                &mut Scene::new(),
+                &out[1..],
+            )
+            .unwrap_err();
+        assert!(err.reason.starts_with("a value of 4 bytes"), "{err}");
     }
 }
