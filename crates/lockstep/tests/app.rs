@@ -6,7 +6,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use support::{Proc, cave, headless, p};
@@ -29,6 +29,21 @@ fn cluster_app() -> PathBuf {
     example("cluster_app")
 }
 
+/// `APP master` of `cfg` at 60 frames a second, once the nodes `wait_for` have joined, until
+/// stopped.
+fn paced_master(app: &Path, cfg: &Path, wait_for: &str, env: &[(&str, &str)]) -> Proc {
+    let args = [
+        "master",
+        "--config",
+        p(cfg),
+        "--fps",
+        "60",
+        "--wait-for",
+        wait_for,
+    ];
+    Proc::start_program(app, &args, env)
+}
+
 /// `(frame, counter)` per frame a node traced, from its output.
 fn traced(node: &str, out: &str) -> Vec<(u64, u64)> {
     out.lines()
@@ -46,19 +61,7 @@ fn the_shared_counter_is_the_frame_number_on_every_node_in_every_frame() {
     let cfg = cave(dir.path());
     let app = cluster_app();
     let trace = [("CLUSTER_APP_TRACE", "1")];
-    let master = Proc::start_program(
-        &app,
-        &[
-            "master",
-            "--config",
-            p(&cfg),
-            "--fps",
-            "60",
-            "--wait-for",
-            "front,left,floor",
-        ],
-        &[],
-    );
+    let master = paced_master(&app, &cfg, "front,left,floor", &[]);
     let node = |name: &str, extra: &[&str]| {
         let mut args = vec!["node", "--config", p(&cfg), "--name", name];
         args.extend_from_slice(extra);
@@ -232,19 +235,7 @@ fn events_from_nodes_and_from_ctl_reach_every_process_in_the_same_frame_and_orde
     let cfg = cave(dir.path());
     let app = cluster_app();
     let trace = [("CLUSTER_APP_TRACE", "1")];
-    let master = Proc::start_program(
-        &app,
-        &[
-            "master",
-            "--config",
-            p(&cfg),
-            "--fps",
-            "60",
-            "--wait-for",
-            "front,left,right",
-        ],
-        &trace,
-    );
+    let master = paced_master(&app, &cfg, "front,left,right", &trace);
     let nodes: Vec<(&str, Proc)> = ["front", "left", "right"]
         .into_iter()
         .map(|n| {

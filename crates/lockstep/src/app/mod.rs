@@ -184,9 +184,7 @@ impl<'a> MasterFrame<'a> {
         &self,
         id: PluginId,
     ) -> Result<&Shared<T>> {
-        self.plugins
-            .by_id::<Shared<T>>(id)
-            .with_context(|| no_shared::<T>(id))
+        shared_in(self.plugins, id)
     }
 }
 
@@ -220,9 +218,7 @@ impl NodeFrame<'_> {
         &self,
         id: PluginId,
     ) -> Result<&Shared<T>> {
-        self.plugins
-            .by_id::<Shared<T>>(id)
-            .with_context(|| no_shared::<T>(id))
+        shared_in(self.plugins, id)
     }
 }
 
@@ -260,6 +256,16 @@ fn send<T: Serialize>(
     events.check(name, &bytes).map_err(anyhow::Error::msg)?;
     outbox.push((name.to_string(), bytes));
     Ok(())
+}
+
+/// The shared value of type `T` registered with id `id` in `plugins`.
+fn shared_in<T: Serialize + DeserializeOwned + Send + 'static>(
+    plugins: &ClusterManager,
+    id: PluginId,
+) -> Result<&Shared<T>> {
+    plugins
+        .by_id::<Shared<T>>(id)
+        .with_context(|| no_shared::<T>(id))
 }
 
 fn no_shared<T>(id: PluginId) -> String {
