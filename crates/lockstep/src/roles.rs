@@ -345,6 +345,10 @@ impl SwapGate {
 }
 
 impl FrameGate for SwapGate {
+    fn is_barrier(&self) -> bool {
+        self.link.is_some()
+    }
+
     fn ready(&mut self, local: u64, tag: Option<FrameTag>, drawn: Duration) -> Result<bool> {
         let t = Instant::now();
         let tag = tag.with_context(|| format!("pipeline frame {local} has no master frame"))?;

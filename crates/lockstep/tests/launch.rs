@@ -57,6 +57,18 @@ impl Daemon {
     /// Starts a daemon (inside network namespace `netns`, if given) and waits until it
     /// listens.
     fn start(netns: Option<&str>, listen: &str, dir: &Path, tag: &str, extra: &[&str]) -> Daemon {
+        Daemon::start_with_env(netns, listen, dir, tag, extra, &[])
+    }
+
+    /// As [`Daemon::start`], with `env` in the daemon's (and so its processes') environment.
+    fn start_with_env(
+        netns: Option<&str>,
+        listen: &str,
+        dir: &Path,
+        tag: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let log = dir.join(format!("daemon-{tag}.log"));
         let state = dir.join(format!("state-{tag}"));
         let key = dir.join("trio.key");
@@ -77,6 +89,7 @@ impl Daemon {
         let child = Command::new(program)
             .args(&args)
             .env_remove("LOCKSTEP_KEY")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -701,12 +714,14 @@ fn a_launch_runs_the_clusters_own_application_through_the_programs_list() {
         format!("programs = [\"{}\"]\ngrace_ms = 500\n", app.display()),
     )
     .unwrap();
-    let daemon = Daemon::start(
+    // Traced, the application says so in every frame (the demo would not).
+    let daemon = Daemon::start_with_env(
         None,
         &listen,
         dir.path(),
         "app",
         &["--config", conf.to_str().unwrap()],
+        &[("CLUSTER_APP_TRACE", "1")],
     );
     let out = lockstep(
         &[
@@ -722,8 +737,7 @@ fn a_launch_runs_the_clusters_own_application_through_the_programs_list() {
     assert_eq!(out.status.code(), Some(0), "{said}");
     assert!(said.contains("master: 30 frames"), "{said}");
     assert!(said.contains("node a: 30 frames"), "{said}");
-    // The daemon started the application, not lockstep's demo.
-    let log = daemon.log();
-    assert!(log.contains(&app.display().to_string()), "{log}");
+    assert!(said.contains("[a] a frame 29 counter 29"), "{said}");
+    drop(daemon);
     wait_until_gone(dir.path());
 }

@@ -316,3 +316,58 @@ fn duplicate_names_are_made_unique_with_a_warning() {
         second.warnings
     );
 }
+
+/// A one-triangle `.gltf` whose buffer is the file `uri` names.
+fn triangle_with_buffer(uri: &str) -> Vec<u8> {
+    format!(
+        r#"{{"asset": {{"version": "2.0"}}, "scenes": [{{"nodes": [0]}}],
+        "nodes": [{{"mesh": 0}}],
+        "meshes": [{{"primitives": [{{"attributes": {{"POSITION": 0}}}}]}}],
+        "accessors": [{{"bufferView": 0, "componentType": 5126, "count": 3, "type": "VEC3",
+                        "min": [0, 0, 0], "max": [1, 1, 0]}}],
+        "bufferViews": [{{"buffer": 0, "byteLength": 36}}],
+        "buffers": [{{"byteLength": 36, "uri": "{uri}"}}]}}"#
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_model_reads_only_files_beside_it() {
+    for uri in [
+        "../secret.bin",
+        "/etc/passwd",
+        "file:///etc/passwd",
+        "a/%2E%2E/%2E%2E/x.bin",
+    ] {
+        let (kind, text) = import_error("m.gltf", &triangle_with_buffer(uri));
+        assert!(
+            matches!(kind, ImportErrorKind::Unsupported(_)),
+            "{uri}: {text}"
+        );
+        assert!(
+            text.ends_with(&format!(
+                "URI '{uri}' points outside the model's folder: only files beside the model are read"
+            )),
+            "{text}"
+        );
+    }
+    // Escapes are decoded as the importer does: a file with a space in its name loads, and
+    // is listed among the model's files.
+    let dir = tempfile::tempdir().unwrap();
+    let tri: Vec<u8> = [0f32, 0., 0., 1., 0., 0., 0., 1., 0.]
+        .iter()
+        .flat_map(|f| f.to_le_bytes())
+        .collect();
+    write(dir.path(), "tri angle.bin", &tri);
+    let path = write(
+        dir.path(),
+        "m.gltf",
+        &triangle_with_buffer("tri%20angle.bin"),
+    );
+    let mut scene = Scene::new();
+    load_gltf(&path, &mut scene, None).unwrap();
+    assert_eq!(
+        lockstep_render::import::model_files(&path).unwrap(),
+        [path.clone(), dir.path().join("tri angle.bin")]
+    );
+}

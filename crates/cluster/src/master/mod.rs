@@ -1228,9 +1228,10 @@ fn drain(n: &mut NodeConn) -> Result<(), String> {
 /// Most events waiting for delivery: four frames' worth.
 const MAX_QUEUED_EVENTS: usize = 4 * MAX_EVENTS_PER_FRAME;
 
-/// Most events a node may send between two frames begun: more is a node out of control,
-/// dropped rather than buffered.
-const MAX_NODE_EVENTS: usize = 16;
+/// Most events a node may send between two frames begun (its application may send
+/// `MAX_EVENTS_SENT_PER_FRAME` per frame, and pipelining can put several of its frames in
+/// that time): more is a node out of control, dropped rather than buffered.
+const MAX_NODE_EVENTS: usize = 4 * crate::plugins::MAX_EVENTS_SENT_PER_FRAME;
 
 /// Keeps an event a node sent, for the master to check and queue at the next frame begun.
 fn keep_event(kept: &mut Vec<(String, Vec<u8>)>, name: &str, payload: &[u8]) -> Result<(), String> {

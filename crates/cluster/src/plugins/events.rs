@@ -11,6 +11,9 @@ use crate::{ClusterPlugin, FrameInfo, Hook, PluginError, PluginId};
 pub const MAX_EVENT_NAME: usize = 64;
 /// Largest event payload, in bytes (postcard, or JSON text).
 pub const MAX_EVENT_PAYLOAD: usize = 64 * 1024;
+/// Most events one process may send per frame (a node sending more, across the frames the
+/// master takes in at once, is dropped).
+pub const MAX_EVENTS_SENT_PER_FRAME: usize = 8;
 /// Most events delivered in one frame; more wait for the next.
 pub const MAX_EVENTS_PER_FRAME: usize = 256;
 /// Most events a node keeps for an application that has not looked yet (it is catching up).

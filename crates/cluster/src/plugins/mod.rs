@@ -14,7 +14,10 @@ mod head;
 mod scene;
 mod shared;
 
-pub use events::{Event, Events, MAX_EVENT_NAME, MAX_EVENT_PAYLOAD, MAX_EVENTS_PER_FRAME};
+pub use events::{
+    Event, Events, MAX_EVENT_NAME, MAX_EVENT_PAYLOAD, MAX_EVENTS_PER_FRAME,
+    MAX_EVENTS_SENT_PER_FRAME,
+};
 pub use head::HeadTracking;
 pub use scene::SceneReplication;
 pub use shared::Shared;

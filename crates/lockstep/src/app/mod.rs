@@ -51,7 +51,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 pub use lockstep_cluster::plugins::Event;
-use lockstep_cluster::plugins::{Events, SceneReplication, Shared};
+use lockstep_cluster::plugins::{Events, MAX_EVENTS_SENT_PER_FRAME, SceneReplication, Shared};
 use lockstep_cluster::{AppIdentity, ClusterManager, FrameInfo, PluginError, PluginId};
 use lockstep_display::ClusterConfig;
 use lockstep_scene::{NodeId, Scene};
@@ -254,6 +254,11 @@ fn send<T: Serialize>(
         .get::<Events>()
         .context("no events plugin is registered")?;
     events.check(name, &bytes).map_err(anyhow::Error::msg)?;
+    if outbox.len() >= MAX_EVENTS_SENT_PER_FRAME {
+        anyhow::bail!(
+            "event '{name}': at most {MAX_EVENTS_SENT_PER_FRAME} events may be sent per frame"
+        );
+    }
     outbox.push((name.to_string(), bytes));
     Ok(())
 }

@@ -409,6 +409,9 @@ fn run_window(
         vsync: bool,
         stop: Arc<AtomicBool>,
         error: Option<anyhow::Error>,
+        /// The name each physical key held down was pressed as: its release (perhaps with
+        /// another modifier, `W` for `w`) takes that name away.
+        held: Vec<(winit::keyboard::PhysicalKey, String)>,
     }
 
     impl Handler<'_> {
@@ -469,10 +472,22 @@ fn run_window(
                         Key::Named(n) => format!("{n:?}"),
                         other => format!("{other:?}"),
                     };
+                    // The name it went down as, whatever it reads as now.
+                    if let Some(i) = self.held.iter().position(|(k, _)| *k == event.physical_key) {
+                        let (_, was) = self.held.remove(i);
+                        input.keys_down.retain(|k| *k != was);
+                    }
                     input.keys_down.retain(|k| *k != name);
                     if event.state == ElementState::Pressed {
+                        self.held.push((event.physical_key, name.clone()));
                         input.keys_down.push(name);
                     }
+                }
+                WindowEvent::Focused(false) => {
+                    // Releases while away never come: nothing stays held.
+                    self.held.clear();
+                    input.keys_down.clear();
+                    input.buttons_down.clear();
                 }
                 WindowEvent::CursorMoved { position, .. } => {
                     input.cursor = Some((position.x, position.y))
@@ -519,6 +534,7 @@ fn run_window(
         vsync,
         stop,
         error: None,
+        held: Vec::new(),
     };
     event_loop
         .run_app(&mut handler)

@@ -249,6 +249,12 @@ pub trait FrameGate: Send {
     /// not be shown at all (a node catching up with its cluster drew a frame the others have
     /// presented already). An error ends the run.
     fn ready(&mut self, frame: u64, tag: Option<FrameTag>, drawn: Duration) -> Result<bool>;
+
+    /// Whether `ready` waits for others (a swap barrier): Draw then finishes the frame on
+    /// the GPU first, so that the wait starts with the frame truly drawn.
+    fn is_barrier(&self) -> bool {
+        true
+    }
 }
 
 /// Where Draw draws.
@@ -376,7 +382,9 @@ impl DrawStage {
                 }
                 let mut shown = true;
                 if let Some(gate) = &mut self.gate {
-                    self.gpu.wait_idle()?;
+                    if gate.is_barrier() {
+                        self.gpu.wait_idle()?;
+                    }
                     shown = gate.ready(frame, snapshot.tag, t0.elapsed())?;
                 }
                 if capture && shown {

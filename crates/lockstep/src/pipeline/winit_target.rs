@@ -149,7 +149,9 @@ impl WindowTarget {
             gpu.queue.submit([encoder.finish()]);
         }
         if let Some(gate) = gate {
-            gpu.wait_idle()?;
+            if gate.is_barrier() {
+                gpu.wait_idle()?;
+            }
             if !gate.ready(frame_number, tag, started.elapsed())? {
                 // Not to be shown: the texture goes back to the surface unpresented.
                 drop(frame);

@@ -85,6 +85,8 @@ pub fn load_gltf(
             "not a regular file",
         ))));
     }
+    // Before the importer reads them: the files it names must lie beside it.
+    model_files(path)?;
     // A malformed file must never take the process down: if the parser panics on input it
     // failed to validate, that is reported like any other invalid file.
     let model = catch_unwind(AssertUnwindSafe(|| convert(path)))
@@ -114,6 +116,9 @@ pub fn model_files(path: &Path) -> Result<Vec<PathBuf>, ImportError> {
         .map_err(|e| fail(map_gltf_error(e)))?;
     let dir = path.parent().unwrap_or(Path::new(""));
     let mut files = vec![path.to_path_buf()];
+    let beside = |uri: &str| -> Result<Option<PathBuf>, ImportError> {
+        local_file(dir, uri).map_err(|why| fail(ImportErrorKind::Unsupported(why)))
+    };
     let buffers = doc.buffers().filter_map(|b| match b.source() {
         gltf::buffer::Source::Uri(uri) => Some(uri),
         gltf::buffer::Source::Bin => None,
@@ -123,15 +128,58 @@ pub fn model_files(path: &Path) -> Result<Vec<PathBuf>, ImportError> {
         gltf::image::Source::View { .. } => None,
     });
     for uri in buffers.chain(images) {
-        if uri.starts_with("data:") {
-            continue;
-        }
-        let file = dir.join(uri);
-        if !files.contains(&file) {
+        if let Some(file) = beside(uri)?
+            && !files.contains(&file)
+        {
             files.push(file);
         }
     }
     Ok(files)
+}
+
+/// The file a glTF URI names, in `dir` (the model's folder) or below it; `None` for data
+/// held in the URI itself. Another scheme, an absolute path or a `..` is refused: a model
+/// (perhaps shipped by someone else to a cluster's hosts) may make lockstep read only files
+/// that come with it.
+fn local_file(dir: &Path, uri: &str) -> Result<Option<PathBuf>, String> {
+    if uri.starts_with("data:") {
+        return Ok(None);
+    }
+    let decoded = percent_decoded(uri).ok_or_else(|| format!("URI '{uri}' is not valid"))?;
+    let scheme = decoded
+        .split_once(':')
+        .is_some_and(|(head, _)| !head.contains('/'));
+    let path = Path::new(&decoded);
+    let inside = path.components().all(|c| {
+        matches!(
+            c,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )
+    });
+    if scheme || !inside {
+        return Err(format!(
+            "URI '{uri}' points outside the model's folder: only files beside the model are read"
+        ));
+    }
+    Ok(Some(dir.join(path)))
+}
+
+/// `uri` with its `%XX` escapes decoded, if they are valid and give UTF-8.
+fn percent_decoded(uri: &str) -> Option<String> {
+    let bytes = uri.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// A node of the model before it enters a scene.
