@@ -39,20 +39,27 @@ pub const MAX_DIFFERENCES_TOLD: usize = 6;
 /// Most plugins and most assets a `Join` may list.
 pub const MAX_JOIN_ENTRIES: usize = 1024;
 
+impl PluginEntry {
+    /// Every plugin of `manager`, in registration order.
+    pub fn all(manager: &ClusterManager) -> Vec<PluginEntry> {
+        manager
+            .signatures()
+            .map(|(id, name, schema)| PluginEntry {
+                id,
+                name: name.to_string(),
+                schema: schema.into_owned(),
+            })
+            .collect()
+    }
+}
+
 impl AppIdentity {
     /// The identity of application `app` with `manager`'s plugins; no assets, empty baseline
     /// until set.
     pub fn new(app: &str, manager: &ClusterManager) -> Self {
         AppIdentity {
             app: app.to_string(),
-            plugins: manager
-                .signatures()
-                .map(|(id, name, schema)| PluginEntry {
-                    id,
-                    name: name.to_string(),
-                    schema: schema.into_owned(),
-                })
-                .collect(),
+            plugins: PluginEntry::all(manager),
             assets: Vec::new(),
             baseline: 0,
         }

@@ -96,7 +96,7 @@ impl NodeConfig {
     /// The same, with the plugin list of `manager`.
     fn joining_with(&self, manager: &ClusterManager) -> NodeConfig {
         let mut c = self.clone();
-        c.identity.plugins = AppIdentity::new("", manager).plugins;
+        c.identity.plugins = crate::join::PluginEntry::all(manager);
         c
     }
 }

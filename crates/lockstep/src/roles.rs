@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use lockstep_cluster::plugins::{Event, Events, HeadTracking, SceneReplication};
+use lockstep_cluster::plugins::{Events, HeadTracking, SceneReplication};
 use lockstep_cluster::{ClusterManager, FrameInfo, Master, NodeSession, SwapLink, SwapReport};
 use lockstep_display::{ClusterConfig, HeadPose};
 use lockstep_render::View;
@@ -222,8 +222,8 @@ impl App for NodeApp<'_> {
                 if let Some(events) = session.manager.get_mut::<Events>() {
                     events.seen();
                 }
-                for (name, payload) in self.outbox.drain(..) {
-                    session.send_event(&name, &payload)?;
+                for e in self.outbox.drain(..) {
+                    session.send_event(&e.name, &e.payload)?;
                 }
                 if let Some(to) = &self.input_to
                     && *ctx.input != self.sent_input
@@ -248,16 +248,8 @@ impl App for NodeApp<'_> {
                 };
                 let what = || format!("the application's update of frame {}", info.frame);
                 // Alone, this process is the master: last frame's events are this frame's.
-                let sent: Vec<Event> = self
-                    .outbox
-                    .drain(..)
-                    .filter_map(|(name, payload)| {
-                        let events = plugins.get::<Events>()?;
-                        events.accept(&name, &payload, false).ok()
-                    })
-                    .collect();
                 if let Some(events) = plugins.get_mut::<Events>() {
-                    events.deliver(sent);
+                    events.deliver(std::mem::take(&mut self.outbox));
                 }
                 let (app, outbox, input) = (&mut self.app, &mut self.outbox, ctx.input);
                 guard(what, || {
@@ -490,9 +482,9 @@ pub fn master_loop(
                 &input,
             ))
         })?;
-        for (name, payload) in outbox.drain(..) {
+        for e in outbox.drain(..) {
             master
-                .queue_event(&name, &payload, false)
+                .queue_accepted(e)
                 .map_err(anyhow::Error::msg)
                 .with_context(what)?;
         }

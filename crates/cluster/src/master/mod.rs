@@ -40,6 +40,7 @@ use lockstep_wire::admission::Gatekeeper;
 use lockstep_wire::{ClusterKey, Hook, Message, NodeStats, encode_into};
 
 use crate::control::ControlCall;
+use crate::join::PluginEntry;
 use crate::link::{Link, io, wire};
 use crate::plugins::{Event, Events, MAX_EVENT_PAYLOAD, MAX_EVENTS_PER_FRAME};
 use crate::{AppIdentity, ClusterError, ClusterManager, FrameInfo};
@@ -313,7 +314,7 @@ impl Master {
             control: control_tx,
             gatekeeper: Gatekeeper::for_listener(),
             identity: Arc::new(AppIdentity {
-                plugins: AppIdentity::new("", &manager).plugins,
+                plugins: PluginEntry::all(&manager),
                 ..config.identity.clone()
             }),
         };
@@ -614,6 +615,12 @@ impl Master {
             .get::<Events>()
             .ok_or_else(|| "this master has no events plugin".to_string())?;
         let event = events.accept(name, payload, json)?;
+        self.queue_accepted(event)
+    }
+
+    /// Queues an event [`Events::accept`] has already checked (the master's own application
+    /// checks what it sends as it sends it); the frame it will be delivered in.
+    pub fn queue_accepted(&mut self, event: Event) -> Result<u64, String> {
         if self.events.len() >= MAX_QUEUED_EVENTS {
             return Err(format!(
                 "{MAX_QUEUED_EVENTS} events are waiting to be delivered already; try again"

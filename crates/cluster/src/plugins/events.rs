@@ -163,12 +163,6 @@ impl Events {
     pub fn seen(&mut self) {
         self.delivered.clear();
     }
-
-    /// Checks an event this process is about to send, as the master will: the same errors,
-    /// at the sender.
-    pub fn check(&self, name: &str, payload: &[u8]) -> Result<(), String> {
-        self.accept(name, payload, false).map(|_| ())
-    }
 }
 
 impl ClusterPlugin for Events {
@@ -231,17 +225,15 @@ impl ClusterPlugin for Events {
         Ok(())
     }
 
+    /// This frame's events, as `write` sends them (a joiner gets the frame's list too).
     fn snapshot(
         &mut self,
         hook: Hook,
-        _frame: &FrameInfo,
-        _scene: &Scene,
+        frame: &FrameInfo,
+        scene: &Scene,
         out: &mut Vec<u8>,
     ) -> Result<(), PluginError> {
-        if hook == Hook::FrameStart && !self.delivered.is_empty() {
-            super::encode_block("events", &self.delivered, out)?;
-        }
-        Ok(())
+        self.write(hook, frame, scene, out)
     }
 }
 

@@ -122,8 +122,9 @@ impl Setup<'_> {
     }
 }
 
-/// Events an application sent in one frame: (name, postcard bytes of the value).
-pub type Outbox = Vec<(String, Vec<u8>)>;
+/// Events an application sent in one frame, checked against their declarations as they were
+/// sent.
+pub type Outbox = Vec<Event>;
 
 /// What [`ClusterApp::update`] sees and changes on the master.
 pub struct MasterFrame<'a> {
@@ -253,13 +254,15 @@ fn send<T: Serialize>(
     let events = plugins
         .get::<Events>()
         .context("no events plugin is registered")?;
-    events.check(name, &bytes).map_err(anyhow::Error::msg)?;
+    let event = events
+        .accept(name, &bytes, false)
+        .map_err(anyhow::Error::msg)?;
     if outbox.len() >= MAX_EVENTS_SENT_PER_FRAME {
         anyhow::bail!(
             "event '{name}': at most {MAX_EVENTS_SENT_PER_FRAME} events may be sent per frame"
         );
     }
-    outbox.push((name.to_string(), bytes));
+    outbox.push(event);
     Ok(())
 }
 

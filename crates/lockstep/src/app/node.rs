@@ -507,8 +507,8 @@ fn run_headless(
             if let Some(events) = node.manager.get_mut::<lockstep_cluster::plugins::Events>() {
                 events.seen();
             }
-            for (name, payload) in outbox.drain(..) {
-                node.send_event(&name, &payload)?;
+            for e in outbox.drain(..) {
+                node.send_event(&e.name, &e.payload)?;
             }
             let state = hashing.then(|| hasher.hash(&scene));
             let t = std::time::Instant::now();
