@@ -7,6 +7,7 @@ tests and the master's verification compare across processes; the master and nod
 */
 #![deny(missing_docs)]
 
+pub mod assets;
 pub mod control;
 mod digest;
 mod error;
@@ -20,6 +21,7 @@ mod plugin;
 pub mod plugins;
 pub mod replication;
 
+pub use assets::{ASSETS_NAME, AssetClient, AssetInfo};
 pub use control::{CONTROL_NAME, ClusterStatus, ControlClient, NodeReport};
 pub use digest::{SceneHasher, scene_hash};
 pub use error::ClusterError;

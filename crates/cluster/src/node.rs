@@ -27,7 +27,7 @@ use lockstep_wire::{
 
 use crate::frame::{Assembler, FrameBlocks, Step};
 use crate::link::{Link, wire};
-use crate::{AppIdentity, CONTROL_NAME, ClusterError, ClusterManager, FrameInfo};
+use crate::{AppIdentity, ClusterError, ClusterManager, FrameInfo};
 
 /// How a node joins.
 #[derive(Debug, Clone)]
@@ -205,7 +205,8 @@ fn dial_once(config: &NodeConfig, deadline: Instant) -> Result<Link, ClusterErro
                 // The master has proven the key: its answer may be a long refusal (every
                 // way this node's application differs).
                 link.set_max_frame(REFUSAL_MAX_FRAME);
-                if config.name != CONTROL_NAME {
+                // A node says what it runs; a service connection (a leading `@`) runs nothing.
+                if !config.name.starts_with('@') {
                     link.send(&config.identity.to_message())?;
                 }
             }

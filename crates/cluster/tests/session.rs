@@ -828,3 +828,65 @@ fn heartbeats_keep_an_idle_cluster_alive_and_find_a_node_that_stopped_answering(
         "the live node waited {waited:?} for its first frame, more than its master timeout"
     );
 }
+
+/// A master whose application loaded `files`, sending them or not.
+fn serving(files: &[(&str, [u8; 32])], send: bool) -> Master {
+    let config = MasterConfig {
+        send_assets: send,
+        identity: lockstep_cluster::AppIdentity {
+            assets: files.iter().map(|(p, d)| (p.to_string(), *d)).collect(),
+            ..Default::default()
+        },
+        ..MasterConfig::new("test", key(), "127.0.0.1:0".parse().unwrap(), Vec::new())
+    };
+    Master::start(config, manager()).unwrap()
+}
+
+#[test]
+fn an_asset_connection_gets_only_the_files_the_masters_setup_loaded() {
+    use lockstep_cluster::AssetClient;
+    let dir = tempfile::tempdir().unwrap();
+    // Two and a half chunks: the bytes arrive whole and in order.
+    let bytes: Vec<u8> = (0..(5 << 19) + 7).map(|i: u32| (i % 251) as u8).collect();
+    let file = dir.path().join("model.glb");
+    std::fs::write(&file, &bytes).unwrap();
+    let name = file.to_str().unwrap();
+    let digest = [9; 32];
+    let m = serving(&[(name, digest)], true);
+    let connect = |m: &Master| {
+        AssetClient::connect("test", key(), m.local_addr(), Duration::from_secs(3)).unwrap()
+    };
+    let mut client = connect(&m);
+    let info = client.info(name).unwrap();
+    assert_eq!((info.digest, info.size), (digest, bytes.len() as u64));
+    let mut got = Vec::new();
+    let fetched = client.fetch(name, 1 << 30, &mut got).unwrap();
+    assert_eq!(fetched, info);
+    assert!(got == bytes, "the bytes differ");
+    // Any other path is refused, naming what the master did load; the connection goes on.
+    let err = client.info("/etc/passwd").unwrap_err().to_string();
+    assert!(
+        err.contains(&format!(
+            "the master's application loaded no file '/etc/passwd' (it loaded: {name})"
+        )),
+        "{err}"
+    );
+    assert_eq!(client.info(name).unwrap(), info);
+    // A file over the node's limit is refused before its bytes are taken.
+    let err = connect(&m).fetch(name, 1000, &mut Vec::new()).unwrap_err();
+    assert!(
+        err.to_string().contains(&format!(
+            "takes {} bytes, over the cluster file's limit of 1000",
+            bytes.len()
+        )),
+        "{err}"
+    );
+    drop(m);
+    // Without `[assets] send`, nothing is sent.
+    let m = serving(&[(name, digest)], false);
+    let err = connect(&m).info(name).unwrap_err().to_string();
+    assert!(
+        err.contains("the cluster file does not let the master send files: set `send = true` under `[assets]`"),
+        "{err}"
+    );
+}

@@ -168,7 +168,26 @@ pub struct ClusterConfig {
     pub nodes: Vec<NodeConfig>,
     /// How `lockstep launch` brings the cluster up.
     pub launch: LaunchConfig,
+    /// Whether the master sends a node the files its application loaded.
+    pub assets: AssetsConfig,
 }
+
+/// The cluster file's `[assets]` section: what happens when a node's copy of a file the
+/// application loads at setup is missing or differs from the master's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetsConfig {
+    /// The master sends the node its copy (else the node is refused, naming the file).
+    pub send: bool,
+    /// Largest file a node accepts from the master, in bytes.
+    pub max_file_bytes: u64,
+    /// Where a node keeps the files it was sent, by digest, so that it is not sent them again
+    /// (`cache`, below the cluster file's folder; by default `.lockstep-assets`).
+    pub cache: PathBuf,
+}
+
+/// The largest file a node accepts from the master unless `[assets] max_file_mb` says
+/// otherwise, in MiB.
+pub const DEFAULT_MAX_ASSET_MB: u64 = 1024;
 
 /// The cluster file's `[launch]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +203,14 @@ pub struct LaunchConfig {
     /// A glTF model the built-in viewer shows (`--scene`), relative to the cluster file's
     /// folder; shipped like `files`.
     pub scene: Option<String>,
+}
+
+/// A path that stays below the folder it is relative to: not empty, not absolute, no `..`.
+fn plain_relative(path: &str) -> bool {
+    !path.is_empty()
+        && Path::new(path)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
 }
 
 /// The port `lockstep daemon` listens on unless told otherwise.
@@ -559,6 +586,7 @@ impl Validator<'_> {
             }
         }
         let launch = self.launch(raw.launch.as_ref());
+        let assets = self.assets(raw.assets.as_ref());
         let key_file_at = raw.key_file.as_ref().map_or((0, 0), |k| {
             let e = self.loc.at(k.span().start, "");
             (e.line, e.column)
@@ -577,6 +605,44 @@ impl Validator<'_> {
             screens,
             nodes,
             launch,
+            assets,
+        }
+    }
+
+    fn assets(&mut self, raw: Option<&crate::raw::RawAssets>) -> AssetsConfig {
+        let send = raw
+            .and_then(|r| r.send.as_ref())
+            .is_some_and(|s| *s.get_ref());
+        let mb = raw.and_then(|r| r.max_file_mb.as_ref());
+        if let Some(mb) = mb
+            && !(1..=1 << 20).contains(mb.get_ref())
+        {
+            self.err(
+                mb,
+                format!(
+                    "assets.max_file_mb is {}: choose 1 to 1048576",
+                    mb.get_ref()
+                ),
+            );
+        }
+        let cache = raw.and_then(|r| r.cache.as_ref());
+        if let Some(c) = cache
+            && !plain_relative(c.get_ref())
+        {
+            self.err(
+                c,
+                format!(
+                    "assets.cache '{}' must be a folder below the cluster file's folder (no '..', not absolute)",
+                    c.get_ref()
+                ),
+            );
+        }
+        AssetsConfig {
+            send,
+            max_file_bytes: mb.map_or(DEFAULT_MAX_ASSET_MB, |m| *m.get_ref()) << 20,
+            cache: self
+                .folder()
+                .join(cache.map_or(".lockstep-assets", |c| c.get_ref().as_str())),
         }
     }
 
@@ -613,11 +679,7 @@ impl Validator<'_> {
         }
         for f in raw.files.iter().chain(&raw.scene) {
             // Every host lays the files out under its workspace: they must stay inside it.
-            let plain = !f.get_ref().is_empty()
-                && Path::new(f.get_ref())
-                    .components()
-                    .all(|c| matches!(c, std::path::Component::Normal(_)));
-            if !plain {
+            if !plain_relative(f.get_ref()) {
                 self.err(
                     f,
                     format!(

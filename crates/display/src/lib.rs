@@ -25,8 +25,8 @@ mod views;
 
 pub use change::ConfigChange;
 pub use config::{
-    ClusterConfig, DEFAULT_DAEMON_PORT, Endpoint, HeadPose, LaunchConfig, NodeConfig, StereoConfig,
-    StereoMode, ViewportConfig, WindowConfig,
+    AssetsConfig, ClusterConfig, DEFAULT_DAEMON_PORT, DEFAULT_MAX_ASSET_MB, Endpoint, HeadPose,
+    LaunchConfig, NodeConfig, StereoConfig, StereoMode, ViewportConfig, WindowConfig,
 };
 pub use error::{ConfigError, ConfigErrors};
 pub use names::{MAX_NAME, check_name};

@@ -59,6 +59,16 @@ pub struct RawCluster {
     pub nodes: Vec<RawNode>,
     #[serde(default)]
     pub launch: Option<RawLaunch>,
+    #[serde(default)]
+    pub assets: Option<RawAssets>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAssets {
+    pub send: Option<S<bool>>,
+    pub max_file_mb: Option<S<u64>>,
+    pub cache: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -439,3 +439,37 @@ fn a_launch_names_an_absolute_program_or_a_scene_which_is_shipped() {
         ]
     );
 }
+
+#[test]
+fn assets_are_not_sent_unless_the_file_says_so_and_the_cache_stays_below_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    let with = |assets: &str| format!("{BASE}[assets]\n{assets}\n{}", node("a", 7001, "front", ""));
+    let c =
+        ClusterConfig::parse(&file, &format!("{BASE}{}", node("a", 7001, "front", ""))).unwrap();
+    assert!(!c.assets.send);
+    assert_eq!(
+        c.assets.max_file_bytes,
+        lockstep_display::DEFAULT_MAX_ASSET_MB << 20
+    );
+    assert_eq!(c.assets.cache, dir.path().join(".lockstep-assets"));
+    let c = ClusterConfig::parse(
+        &file,
+        &with("send = true\nmax_file_mb = 2\ncache = \"cache/models\""),
+    )
+    .unwrap();
+    assert!(c.assets.send);
+    assert_eq!(c.assets.max_file_bytes, 2 << 20);
+    assert_eq!(c.assets.cache, dir.path().join("cache/models"));
+    let err = ClusterConfig::parse(&file, &with("max_file_mb = 0\ncache = \"../elsewhere\""))
+        .expect_err("refused");
+    let got: Vec<String> = err.0.iter().map(|e| e.message.clone()).collect();
+    assert_eq!(
+        got,
+        [
+            "assets.max_file_mb is 0: choose 1 to 1048576",
+            "assets.cache '../elsewhere' must be a folder below the cluster file's folder (no '..', not absolute)",
+        ]
+    );
+    assert_eq!((err.0[0].line, err.0[0].column), (11, 15));
+}

@@ -67,7 +67,7 @@ pub fn init_logging() {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
                 tracing_subscriber::EnvFilter::new(
-                    "warn,winit=error,lockstep_launch=info,lockstep_cluster::node=info",
+                    "warn,winit=error,lockstep_launch=info,lockstep_cluster::node=info,lockstep_cluster::assets=info",
                 )
             }),
         )

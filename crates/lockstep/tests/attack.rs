@@ -95,7 +95,7 @@ fn a_node_id_of_two_to_the_32_minus_2_is_refused_naming_the_limit_within_bounded
     let mut master = Master::start(
         MasterConfig {
             nodes: vec!["front".into()],
-            identity: prepare(&mut DemoCluster::default(), &file)
+            identity: prepare(&mut DemoCluster::default(), &file, None)
                 .unwrap()
                 .identity,
             ..MasterConfig::for_cluster(&file, key, addr)

@@ -13,7 +13,7 @@ use lockstep_wire::ClusterKey;
 
 mod support;
 
-use support::{BIN, free_port, text, wait_until};
+use support::{BIN, free_port, text, wait_until, write_model};
 
 const KEY: &str = "launch-test-key-0123456789abcdef";
 
@@ -738,6 +738,38 @@ fn a_launch_runs_the_clusters_own_application_through_the_programs_list() {
     assert!(said.contains("master: 30 frames"), "{said}");
     assert!(said.contains("node a: 30 frames"), "{said}");
     assert!(said.contains("[a] a frame 29 counter 29"), "{said}");
+    drop(daemon);
+    wait_until_gone(dir.path());
+}
+
+#[test]
+fn a_launch_ships_the_scene_with_the_files_it_names_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let file = cluster_file(dir.path(), "127.0.0.1", port, &[("a", "127.0.0.1")]);
+    // room.gltf names room.bin, which `files` does not list.
+    write_model(&dir.path().join("models"));
+    let with_scene = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("[launch]\n", "[launch]\nscene = \"models/room.gltf\"\n");
+    std::fs::write(&file, with_scene).unwrap();
+    let daemon = Daemon::start(None, &format!("127.0.0.1:{port}"), dir.path(), "scene", &[]);
+    let out = lockstep(
+        &[
+            "launch",
+            file.to_str().unwrap(),
+            "--frames",
+            "10",
+            "--no-render",
+        ],
+        None,
+    );
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    // The cluster file, assets/a.bin, the model and its buffer.
+    assert!(said.contains("4 file(s), 4 sent"), "{said}");
+    assert!(said.contains("master: 10 frames"), "{said}");
+    assert!(said.contains("node a: 10 frames"), "{said}");
     drop(daemon);
     wait_until_gone(dir.path());
 }

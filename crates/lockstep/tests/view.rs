@@ -4,38 +4,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use lockstep::launch::daemon::store::digest_file;
-use support::{Proc, cave, lockstep, p, text};
+use support::{Proc, cave, lockstep, p, text, write_model};
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// A red 1.2 m panel 1.2 m in front of the viewer, facing them: `room.gltf` and its buffer
-/// `room.bin` in `dir`. Returns the model's path.
-fn write_model(dir: &Path) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let quad: [f32; 18] = [
-        -1., -1., 0., 1., -1., 0., 1., 1., 0., -1., -1., 0., 1., 1., 0., -1., 1., 0.,
-    ];
-    let bin: Vec<u8> = quad.iter().flat_map(|f| f.to_le_bytes()).collect();
-    std::fs::write(dir.join("room.bin"), bin).unwrap();
-    let gltf = r#"{
-      "asset": {"version": "2.0"},
-      "scenes": [{"nodes": [0]}],
-      "nodes": [{"name": "panel", "mesh": 0, "translation": [0, 1.5, -1.2], "scale": [0.6, 0.6, 0.6]}],
-      "meshes": [{"primitives": [{"attributes": {"POSITION": 0}, "material": 0}]}],
-      "materials": [{"pbrMetallicRoughness": {"baseColorFactor": [0.9, 0.2, 0.1, 1]}}],
-      "accessors": [{"bufferView": 0, "componentType": 5126, "count": 6, "type": "VEC3",
-                     "min": [-1, -1, 0], "max": [1, 1, 0]}],
-      "bufferViews": [{"buffer": 0, "byteLength": 72}],
-      "buffers": [{"byteLength": 72, "uri": "room.bin"}]
-    }"#;
-    let path = dir.join("room.gltf");
-    std::fs::write(&path, gltf).unwrap();
-    path
-}
 
 fn pixels(path: &Path) -> image::RgbaImage {
     image::open(path)
@@ -148,4 +123,114 @@ fn a_node_whose_model_differs_by_one_byte_is_refused_with_both_digests() {
     master.wait_for(&why, LIMIT);
     support::signal(master.id(), "-INT");
     let _ = master.finish_within(LIMIT);
+}
+
+/// `[assets] send = true`: a node without the model and a node whose copy differs by one
+/// byte are each sent the master's, show the master's scene in every frame, and keep their
+/// own copies as they were; at the next start the copy in the cache serves, and nothing is
+/// sent again.
+#[test]
+fn a_node_whose_model_is_missing_or_differs_is_sent_the_masters_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cave(dir.path());
+    let text_of = std::fs::read_to_string(&cfg).unwrap() + "\n[assets]\nsend = true\n";
+    std::fs::write(&cfg, &text_of).unwrap();
+    let here = dir.path().join("master");
+    write_model(&here);
+    // Each node in its own folder with its own copy of the cluster file, as on two hosts.
+    let folder = |name: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("cave.toml"), &text_of).unwrap();
+        d
+    };
+    let (bare, other) = (folder("front"), folder("left"));
+    write_model(&other);
+    let mut bin = std::fs::read(other.join("room.bin")).unwrap();
+    bin[71] ^= 1;
+    std::fs::write(other.join("room.bin"), &bin).unwrap();
+    let hashes = |who: &str, run: u32| dir.path().join(format!("{who}-{run}.hashes"));
+    let run = |n: u32, nodes: &[(&str, &Path)]| -> (String, Vec<String>) {
+        let names: Vec<&str> = nodes.iter().map(|(n, _)| *n).collect();
+        let master = Proc::start_in(
+            &here,
+            &[
+                "view",
+                "room.gltf",
+                "--config",
+                p(&cfg),
+                "--wait-for",
+                &names.join(","),
+                "--frames",
+                "20",
+                "--hash-out",
+                p(&hashes("master", n)),
+            ],
+        );
+        let procs: Vec<Proc> = nodes
+            .iter()
+            .map(|(name, d)| {
+                Proc::start_in(
+                    d,
+                    &[
+                        "view",
+                        "room.gltf",
+                        "--config",
+                        p(&d.join("cave.toml")),
+                        "--name",
+                        name,
+                        "--renderer",
+                        "none",
+                        "--hash-out",
+                        p(&hashes(name, n)),
+                    ],
+                )
+            })
+            .collect();
+        let outs: Vec<String> = procs
+            .into_iter()
+            .zip(nodes)
+            .map(|(proc, (name, _))| {
+                let (status, out) = proc.finish_within(LIMIT);
+                assert_eq!(status.code(), Some(0), "{name}: {out}");
+                out
+            })
+            .collect();
+        let (status, out) = master.finish_within(LIMIT);
+        assert_eq!(status.code(), Some(0), "{out}");
+        let want = std::fs::read_to_string(hashes("master", n)).unwrap();
+        assert_eq!(want.lines().count(), 20, "{want}");
+        for (name, _) in nodes {
+            let got = std::fs::read_to_string(hashes(name, n)).unwrap();
+            assert_eq!(got, want, "node {name}, run {n}");
+        }
+        (out, outs)
+    };
+    let (master, outs) = run(1, &[("front", &bare), ("left", &other)]);
+    for (name, out) in ["front", "left"].iter().zip(&outs) {
+        for file in ["room.gltf", "room.bin"] {
+            assert!(
+                out.contains(&format!("fetched {file} from the master")),
+                "{name}: {out}"
+            );
+        }
+    }
+    assert!(master.contains("sent room.bin (72 bytes)"), "{master}");
+    // The node's own copy is left as it was; the master's is in the cache, by its digest.
+    assert_eq!(std::fs::read(other.join("room.bin")).unwrap(), bin);
+    assert!(!bare.join("room.gltf").exists());
+    let (main, _) = digest_file(&here.join("room.gltf")).unwrap();
+    let hex: String = main.iter().map(|b| format!("{b:02x}")).collect();
+    let cached = other.join(".lockstep-assets").join(&hex);
+    for file in ["room.gltf", "room.bin"] {
+        assert_eq!(
+            std::fs::read(cached.join(file)).unwrap(),
+            std::fs::read(here.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    // Started again, the node finds the master's copy in its cache.
+    let (master, outs) = run(2, &[("left", &other)]);
+    assert!(!outs[0].contains("fetched"), "{}", outs[0]);
+    assert!(!master.contains("sent room"), "{master}");
 }

@@ -405,6 +405,21 @@ mod tests {
                     joins: 2,
                 }],
             },
+            Message::Event {
+                name: "hello",
+                payload: b"\"hi\"",
+                json: true,
+            },
+            Message::Queued { frame: 46 },
+            Message::AssetRequest {
+                path: "models/duck.glb",
+                send: true,
+            },
+            Message::AssetInfo {
+                digest: [7; 32],
+                size: 3,
+            },
+            Message::AssetChunk { bytes: &[1, 2, 3] },
         ]
     }
 

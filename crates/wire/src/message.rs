@@ -7,8 +7,9 @@ pub const MAGIC: [u8; 4] = *b"LKST";
 /// each other. 4: the state in `NodeStats` is the XXH3 scene digest, and scene change lists
 /// may carry the root order. 5: everything after the handshake travels in sealed records.
 /// 6: a node says which application it runs (`Join`) before the master welcomes it; cluster
-/// events (`Event`, `Queued`).
-pub const PROTOCOL_VERSION: u16 = 6;
+/// events (`Event`, `Queued`). 7: the master sends the files its application loaded
+/// (`AssetRequest`, `AssetInfo`, `AssetChunk`).
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// The points of a frame where plugins' blocks are applied on a node; each hook's blocks are
 /// closed by an `EndBlock` naming it.
@@ -247,7 +248,31 @@ pub enum Message<'a> {
         /// The frame every process sees it in.
         frame: u64,
     },
+    /// Node's asset connection → master: the master's copy of a file its application loaded
+    /// at setup, named as the master loaded it. The master answers `AssetInfo` (then, with
+    /// `send`, the file's bytes in `AssetChunk`s) or `Refused`.
+    AssetRequest {
+        /// The file, as the master's setup named it.
+        path: &'a str,
+        /// Send the bytes too, not only their digest and size.
+        send: bool,
+    },
+    /// Master → asset connection: the file's SHA-256 and size, as the master loaded it.
+    AssetInfo {
+        /// SHA-256 of its bytes.
+        digest: [u8; 32],
+        /// Its size in bytes: the `AssetChunk`s that follow (with `send`) add up to it.
+        size: u64,
+    },
+    /// Master → asset connection: the next bytes of the file requested.
+    AssetChunk {
+        /// At most [`ASSET_CHUNK`] bytes.
+        bytes: &'a [u8],
+    },
 }
+
+/// Largest `AssetChunk` the master sends.
+pub const ASSET_CHUNK: usize = 1 << 20;
 
 impl Message<'_> {
     /// The variant's name, for logs and errors.
@@ -274,6 +299,9 @@ impl Message<'_> {
             Message::Join { .. } => "Join",
             Message::Event { .. } => "Event",
             Message::Queued { .. } => "Queued",
+            Message::AssetRequest { .. } => "AssetRequest",
+            Message::AssetInfo { .. } => "AssetInfo",
+            Message::AssetChunk { .. } => "AssetChunk",
         }
     }
 }

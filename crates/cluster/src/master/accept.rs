@@ -20,6 +20,7 @@ use lockstep_wire::{
     ClusterKey, HANDSHAKE_MAX_FRAME, Message, ServerHandshake, printable, random_nonce,
 };
 
+use crate::assets::ASSETS_NAME;
 use crate::control::{CONTROL_NAME, ControlCall};
 use crate::link::{Link, wire};
 use crate::{AppIdentity, ClusterError};
@@ -50,6 +51,8 @@ pub(super) struct Gate {
     pub gatekeeper: Arc<Gatekeeper>,
     /// What a node's `Join` must match.
     pub identity: Arc<AppIdentity>,
+    /// The cluster file lets the master send the files its setup loaded.
+    pub send_assets: Arc<AtomicBool>,
 }
 
 impl Gate {
@@ -99,6 +102,9 @@ pub(super) fn accept_loop(listener: &TcpListener, stop: Arc<AtomicBool>, gate: G
                         link.set_max_frame(1 << 20);
                         crate::control::serve(link, gate.control.clone())
                     }
+                    Ok(link) if link.peer == ASSETS_NAME => {
+                        crate::assets::serve(link, gate.identity.clone(), gate.send_assets.clone())
+                    }
                     Ok(link) => {
                         if let Ok(mut v) = gate.joined.lock() {
                             v.push(Joined {
@@ -131,7 +137,7 @@ fn refusal_kind(e: &ClusterError) -> &'static str {
 const JOIN_MAX_FRAME: usize = 256 * 1024;
 
 /// Authenticates a peer within the handshake's deadline; the link comes back sealed, named
-/// after it (a node's name, or [`CONTROL_NAME`]), with no read timeout for nodes and their
+/// after it (a node's name, [`CONTROL_NAME`] or [`ASSETS_NAME`]), with no read timeout for nodes and their
 /// write timeout set.
 fn handshake(stream: TcpStream, peer: &str, gate: &Gate) -> Result<Link, ClusterError> {
     let deadline = Instant::now() + gate.handshake_timeout;
@@ -157,8 +163,8 @@ fn handshake(stream: TcpStream, peer: &str, gate: &Gate) -> Result<Link, Cluster
             } => {
                 // From here on both sides hold the session keys: the answer is sealed.
                 link.authenticate(keys);
-                let allowed =
-                    node == CONTROL_NAME || gate.allowed.lock().is_ok_and(|a| a.contains(&node));
+                let service = node == CONTROL_NAME || node == ASSETS_NAME;
+                let allowed = service || gate.allowed.lock().is_ok_and(|a| a.contains(&node));
                 if !allowed {
                     return Err(ClusterError::Refused {
                         peer: peer.to_string(),
@@ -168,7 +174,7 @@ fn handshake(stream: TcpStream, peer: &str, gate: &Gate) -> Result<Link, Cluster
                         ),
                     });
                 }
-                if node != CONTROL_NAME {
+                if !service {
                     // A key holder's lists of plugins and files: more than a handshake
                     // frame, bounded all the same.
                     link.set_max_frame(JOIN_MAX_FRAME);

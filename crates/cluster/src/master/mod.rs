@@ -99,6 +99,9 @@ pub struct MasterConfig {
     /// Hash the scene of every frame and compare it with the hash each node reports with
     /// its `SwapReady` (a pass over the scene per frame).
     pub verify: bool,
+    /// Send a node's asset connection the files the application loaded (the cluster file's
+    /// `[assets] send`; a reconfiguration changes it).
+    pub send_assets: bool,
     /// The application this master runs: a node whose `Join` differs is refused. Its plugin
     /// list is taken from the manager the master starts with.
     pub identity: AppIdentity,
@@ -124,6 +127,7 @@ impl MasterConfig {
             cluster_file: None,
             verify: false,
             identity: AppIdentity::default(),
+            send_assets: false,
         }
     }
 
@@ -133,6 +137,7 @@ impl MasterConfig {
         let nodes = file.nodes.iter().map(|n| n.name.clone()).collect();
         MasterConfig {
             cluster_file: Some(file.clone()),
+            send_assets: file.assets.send,
             ..MasterConfig::new(&file.name, key, listen, nodes)
         }
     }
@@ -317,6 +322,7 @@ impl Master {
                 plugins: PluginEntry::all(&manager),
                 ..config.identity.clone()
             }),
+            send_assets: Arc::new(AtomicBool::new(config.send_assets)),
         };
         let listener = Arc::new(listener);
         let accept = {
@@ -760,6 +766,9 @@ impl Master {
         if let Ok(mut a) = self.gate.allowed.lock() {
             a.clone_from(&names);
         }
+        self.gate
+            .send_assets
+            .store(file.assets.send, Ordering::Relaxed);
         self.config.nodes = names;
         let why = format!("removed from the cluster by the reconfiguration at frame {frame}");
         for name in &change.removed {

@@ -169,26 +169,35 @@ impl Plan {
             program,
             args,
         });
-        let mut files = Vec::new();
-        for rel in std::iter::once(&cluster_file).chain(&config.launch.files) {
-            let local = base.join(rel);
-            let (digest, size) = digest_file(&local).map_err(|e| {
-                LaunchError::file(&local, "cannot read a file the cluster needs", e)
-            })?;
-            files.push(LocalFile {
-                local,
-                entry: FileEntry {
-                    path: rel.clone(),
-                    digest,
-                    size,
-                },
-            });
-        }
-        Ok(Plan {
+        let mut plan = Plan {
             cluster: config.name.clone(),
             hosts,
-            files,
+            files: Vec::new(),
             procs,
-        })
+        };
+        for rel in std::iter::once(&cluster_file).chain(&config.launch.files) {
+            plan.ship(base, rel)?;
+        }
+        Ok(plan)
+    }
+
+    /// Ships the file `rel` (below the cluster file's folder `base`, `/`-separated) to every
+    /// host too, once.
+    pub fn ship(&mut self, base: &Path, rel: &str) -> Result<(), LaunchError> {
+        if self.files.iter().any(|f| f.entry.path == rel) {
+            return Ok(());
+        }
+        let local = base.join(rel);
+        let (digest, size) = digest_file(&local)
+            .map_err(|e| LaunchError::file(&local, "cannot read a file the cluster needs", e))?;
+        self.files.push(LocalFile {
+            local,
+            entry: FileEntry {
+                path: rel.to_string(),
+                digest,
+                size,
+            },
+        });
+        Ok(())
     }
 }

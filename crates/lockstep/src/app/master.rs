@@ -116,7 +116,7 @@ pub fn run_master<A: ClusterApp>(
         manager,
         scene,
         identity,
-    } = prepare(&mut app, &config)?;
+    } = prepare(&mut app, &config, None)?;
     let master_config = MasterConfig {
         verify: args.verify,
         swap_deadline: Duration::from_millis(args.deadline_ms),

@@ -42,6 +42,7 @@ node joins (see [`lockstep_cluster::join`]) and refuses one that differs, naming
 what changed after setup travels over the network: each process loads its own copy of the
 models.
 */
+mod assets;
 mod master;
 mod node;
 
@@ -60,6 +61,7 @@ use crate::pipeline::InputState;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use assets::Fetcher;
 pub use master::{MasterArgs, Policy, resolve, run_master};
 pub use node::{NodeArgs, RendererKind, run_node};
 
@@ -94,30 +96,53 @@ pub trait ClusterApp: Send + 'static {
 pub struct Setup<'a> {
     /// The scene, empty at first.
     pub scene: &'a mut Scene,
-    /// The files loaded so far, with their SHA-256.
+    /// The files loaded so far, named as setup named them, with their SHA-256.
     assets: &'a mut Vec<(String, [u8; 32])>,
+    /// On a node whose cluster file lets the master send files: where the master's copies
+    /// come from.
+    fetch: Option<&'a mut Fetcher>,
 }
 
 impl Setup<'_> {
     /// Imports a glTF model (`.glb`, or `.gltf` with its files) under `parent`, and records
     /// the digest of each of its files for the master's check. Returns the model's root node.
+    ///
+    /// On a node whose copy is missing or differs from the master's, the master's is read
+    /// instead when the cluster file allows it (`[assets] send = true`).
     pub fn load_gltf(&mut self, path: &Path, parent: Option<NodeId>) -> Result<NodeId> {
-        let report = lockstep_render::import::load_gltf(path, self.scene, parent)?;
+        let read = match &mut self.fetch {
+            Some(f) => f.model(path)?,
+            None => path.to_path_buf(),
+        };
+        let report = lockstep_render::import::load_gltf(&read, self.scene, parent)?;
         for w in &report.warnings {
             tracing::warn!("{}: {w}", path.display());
         }
-        for file in lockstep_render::import::model_files(path)? {
-            self.asset(&file)?;
+        for file in lockstep_render::import::model_files(&read)? {
+            let name = assets::master_name(path, &read, &file);
+            self.record(&name, &file)?;
         }
         Ok(report.root)
     }
 
-    /// Records that setup read the file at `path`: the master refuses a node whose copy
-    /// differs (or that has none).
-    pub fn asset(&mut self, path: &Path) -> Result<()> {
-        let (digest, _) = lockstep_launch::daemon::store::digest_file(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        self.assets.push((path.display().to_string(), digest));
+    /// Records that setup reads the file at `path`, and returns the file to read: `path`, or
+    /// on a node whose copy is missing or differs, the master's copy when the cluster file
+    /// allows it (`[assets] send = true`). The master refuses a node whose copy differs (or
+    /// that has none).
+    pub fn asset(&mut self, path: &Path) -> Result<std::path::PathBuf> {
+        let read = match &mut self.fetch {
+            Some(f) => f.file(path)?,
+            None => path.to_path_buf(),
+        };
+        self.record(path, &read)?;
+        Ok(read)
+    }
+
+    /// Records the file setup named `name`, read at `read`.
+    fn record(&mut self, name: &Path, read: &Path) -> Result<()> {
+        let (digest, _) = lockstep_launch::daemon::store::digest_file(read)
+            .with_context(|| format!("cannot read {}", read.display()))?;
+        self.assets.push((name.display().to_string(), digest));
         Ok(())
     }
 }
@@ -294,8 +319,14 @@ pub struct Prepared {
     pub identity: AppIdentity,
 }
 
-/// Registers `app`'s plugins after the built-in ones of `config` and runs its setup.
-pub fn prepare(app: &mut dyn ClusterApp, config: &ClusterConfig) -> Result<Prepared> {
+/// Registers `app`'s plugins after the built-in ones of `config` and runs its setup, which
+/// reads the master's copy of a file through `fetch` where the node's own is missing or
+/// differs.
+pub fn prepare(
+    app: &mut dyn ClusterApp,
+    config: &ClusterConfig,
+    fetch: Option<&mut Fetcher>,
+) -> Result<Prepared> {
     let mut manager = crate::roles::default_plugins(config);
     app.plugins(&mut manager)
         .with_context(|| format!("application '{}': its plugins", app.name()))?;
@@ -308,6 +339,7 @@ pub fn prepare(app: &mut dyn ClusterApp, config: &ClusterConfig) -> Result<Prepa
             app.setup(&mut Setup {
                 scene: &mut scene,
                 assets: &mut assets,
+                fetch,
             })
         },
     )?;

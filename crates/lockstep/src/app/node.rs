@@ -166,7 +166,21 @@ pub(crate) fn run_node_until<A: ClusterApp>(
     }
     // Set up once: every session (a rejoin, a restart) starts from the scene it built.
     let mut app = make();
-    let prepared = prepare(&mut app, &config)?;
+    // A node may read the master's copy of a file it lacks, if the cluster file says so.
+    let mut fetch = match &key {
+        Some(key) if config.assets.send => Some(super::Fetcher::new(
+            &config.name,
+            key.clone(),
+            resolve(&config.master)?,
+            Duration::from_secs(args.connect_timeout),
+            config.assets.cache.clone(),
+            config.assets.max_file_bytes,
+        )),
+        _ => None,
+    };
+    let prepared = prepare(&mut app, &config, fetch.as_mut())
+        .with_context(|| format!("node '{}'", args.name))?;
+    drop(fetch);
     let mut app: Box<dyn ClusterApp> = Box::new(app);
     let mut totals = NodeTotals::default();
     let started = std::time::Instant::now();

@@ -98,7 +98,7 @@ impl Cluster {
     ) -> Result<(Cluster, String)> {
         let (path, config) = small_cluster(dir, name, n)?;
         let mut app = DemoCluster::default();
-        let prepared = prepare(&mut app, &config)?;
+        let prepared = prepare(&mut app, &config, None)?;
         let master = Master::start(
             MasterConfig {
                 swap_deadline: Duration::from_secs(5),

@@ -96,7 +96,23 @@ pub struct HostArgs {
 fn plan(file: &std::path::Path, opts: LaunchOptions) -> Result<(Plan, lockstep_wire::ClusterKey)> {
     let config = ClusterConfig::load(file)?;
     let key = load_key(&config)?;
-    Ok((Plan::new(&config, &opts)?, key))
+    let mut plan = Plan::new(&config, &opts)?;
+    // A `.gltf` scene goes with the buffers and images it names beside it.
+    if let Some(scene) = &config.launch.scene {
+        let base = config.path.parent().unwrap_or(std::path::Path::new(""));
+        for file in lockstep_render::import::model_files(&base.join(scene))?
+            .iter()
+            .skip(1)
+        {
+            let rel = file
+                .strip_prefix(base)
+                .ok()
+                .and_then(|r| r.to_str())
+                .with_context(|| format!("{}: not below {}", file.display(), base.display()))?;
+            plan.ship(base, &rel.replace(std::path::MAIN_SEPARATOR, "/"))?;
+        }
+    }
+    Ok((plan, key))
 }
 
 pub fn run_launch(args: LaunchArgs) -> Result<()> {

@@ -185,7 +185,7 @@ fn run_cluster_node(args: &RenderArgs, config: &Path, node: &str) -> Result<()> 
         demo.scene
     } else {
         // Exactly what `lockstep view` shows before anyone moves.
-        lockstep::app::prepare(&mut ViewApp::new(&args.scene), &cluster)?.scene
+        lockstep::app::prepare(&mut ViewApp::new(&args.scene), &cluster, None)?.scene
     };
     let views = cluster
         .views_for(node, &cluster.head, lockstep::roles::rig(&scene))

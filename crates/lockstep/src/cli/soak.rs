@@ -182,7 +182,7 @@ fn soak(args: &SoakArgs, dir: &Path) -> Result<()> {
     let stop = ctrl_c()?;
     let swap_deadline = Duration::from_millis(300);
     let mut app = DemoCluster::default();
-    let prepared = prepare(&mut app, &config)?;
+    let prepared = prepare(&mut app, &config, None)?;
     let mut master = Master::start(
         MasterConfig {
             swap_deadline,

@@ -300,3 +300,28 @@ impl Drop for Proc {
         }
     }
 }
+
+/// A red 1.2 m panel 1.2 m in front of the viewer, facing them: `room.gltf` and its buffer
+/// `room.bin` in `dir`. Returns the model's path.
+pub fn write_model(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let quad: [f32; 18] = [
+        -1., -1., 0., 1., -1., 0., 1., 1., 0., -1., -1., 0., 1., 1., 0., -1., 1., 0.,
+    ];
+    let bin: Vec<u8> = quad.iter().flat_map(|f| f.to_le_bytes()).collect();
+    std::fs::write(dir.join("room.bin"), bin).unwrap();
+    let gltf = r#"{
+      "asset": {"version": "2.0"},
+      "scenes": [{"nodes": [0]}],
+      "nodes": [{"name": "panel", "mesh": 0, "translation": [0, 1.5, -1.2], "scale": [0.6, 0.6, 0.6]}],
+      "meshes": [{"primitives": [{"attributes": {"POSITION": 0}, "material": 0}]}],
+      "materials": [{"pbrMetallicRoughness": {"baseColorFactor": [0.9, 0.2, 0.1, 1]}}],
+      "accessors": [{"bufferView": 0, "componentType": 5126, "count": 6, "type": "VEC3",
+                     "min": [-1, -1, 0], "max": [1, 1, 0]}],
+      "bufferViews": [{"buffer": 0, "byteLength": 72}],
+      "buffers": [{"byteLength": 72, "uri": "room.bin"}]
+    }"#;
+    let path = dir.join("room.gltf");
+    std::fs::write(&path, gltf).unwrap();
+    path
+}
