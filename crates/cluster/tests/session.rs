@@ -845,13 +845,14 @@ fn serving(files: &[(&str, [u8; 32])], send: bool) -> Master {
 #[test]
 fn an_asset_connection_gets_only_the_files_the_masters_setup_loaded() {
     use lockstep_cluster::AssetClient;
+    use sha2::Digest;
     let dir = tempfile::tempdir().unwrap();
     // Two and a half chunks: the bytes arrive whole and in order.
     let bytes: Vec<u8> = (0..(5 << 19) + 7).map(|i: u32| (i % 251) as u8).collect();
     let file = dir.path().join("model.glb");
     std::fs::write(&file, &bytes).unwrap();
     let name = file.to_str().unwrap();
-    let digest = [9; 32];
+    let digest: [u8; 32] = sha2::Sha256::digest(&bytes).into();
     let m = serving(&[(name, digest)], true);
     let connect = |m: &Master| {
         AssetClient::connect("test", key(), m.local_addr(), Duration::from_secs(3)).unwrap()
@@ -881,10 +882,29 @@ fn an_asset_connection_gets_only_the_files_the_masters_setup_loaded() {
         )),
         "{err}"
     );
+    // Bytes that are no longer what setup loaded are not sent.
+    let mut changed = bytes.clone();
+    changed[12345] ^= 1;
+    std::fs::write(&file, &changed).unwrap();
+    let err = connect(&m)
+        .fetch(name, 1 << 30, &mut Vec::new())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(&format!(
+            "the master's {name} changed after its setup loaded it"
+        )),
+        "{err}"
+    );
+    std::fs::write(&file, &bytes).unwrap();
     drop(m);
-    // Without `[assets] send`, nothing is sent.
+    // Without `[assets] send`, digests are told but nothing is sent.
     let m = serving(&[(name, digest)], false);
-    let err = connect(&m).info(name).unwrap_err().to_string();
+    let mut client = connect(&m);
+    assert_eq!(client.info(name).unwrap(), info);
+    let err = client
+        .fetch(name, 1 << 30, &mut Vec::new())
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("the cluster file does not let the master send files: set `send = true` under `[assets]`"),
         "{err}"

@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lockstep::launch::daemon::store::digest_file;
@@ -135,8 +135,9 @@ fn a_node_whose_model_is_missing_or_differs_is_sent_the_masters_once() {
     let cfg = cave(dir.path());
     let text_of = std::fs::read_to_string(&cfg).unwrap() + "\n[assets]\nsend = true\n";
     std::fs::write(&cfg, &text_of).unwrap();
+    // In a folder below the working directory, as a show keeps its models.
     let here = dir.path().join("master");
-    write_model(&here);
+    write_model(&here.join("models"));
     // Each node in its own folder with its own copy of the cluster file, as on two hosts.
     let folder = |name: &str| {
         let d = dir.path().join(name);
@@ -145,10 +146,10 @@ fn a_node_whose_model_is_missing_or_differs_is_sent_the_masters_once() {
         d
     };
     let (bare, other) = (folder("front"), folder("left"));
-    write_model(&other);
-    let mut bin = std::fs::read(other.join("room.bin")).unwrap();
+    write_model(&other.join("models"));
+    let mut bin = std::fs::read(other.join("models/room.bin")).unwrap();
     bin[71] ^= 1;
-    std::fs::write(other.join("room.bin"), &bin).unwrap();
+    std::fs::write(other.join("models/room.bin"), &bin).unwrap();
     let hashes = |who: &str, run: u32| dir.path().join(format!("{who}-{run}.hashes"));
     let run = |n: u32, nodes: &[(&str, &Path)]| -> (String, Vec<String>) {
         let names: Vec<&str> = nodes.iter().map(|(n, _)| *n).collect();
@@ -156,7 +157,7 @@ fn a_node_whose_model_is_missing_or_differs_is_sent_the_masters_once() {
             &here,
             &[
                 "view",
-                "room.gltf",
+                "models/room.gltf",
                 "--config",
                 p(&cfg),
                 "--wait-for",
@@ -174,7 +175,7 @@ fn a_node_whose_model_is_missing_or_differs_is_sent_the_masters_once() {
                     d,
                     &[
                         "view",
-                        "room.gltf",
+                        "models/room.gltf",
                         "--config",
                         p(&d.join("cave.toml")),
                         "--name",
@@ -207,25 +208,37 @@ fn a_node_whose_model_is_missing_or_differs_is_sent_the_masters_once() {
         (out, outs)
     };
     let (master, outs) = run(1, &[("front", &bare), ("left", &other)]);
-    for (name, out) in ["front", "left"].iter().zip(&outs) {
-        for file in ["room.gltf", "room.bin"] {
-            assert!(
-                out.contains(&format!("fetched {file} from the master")),
-                "{name}: {out}"
-            );
-        }
-    }
-    assert!(master.contains("sent room.bin (72 bytes)"), "{master}");
-    // The node's own copy is left as it was; the master's is in the cache, by its digest.
-    assert_eq!(std::fs::read(other.join("room.bin")).unwrap(), bin);
-    assert!(!bare.join("room.gltf").exists());
-    let (main, _) = digest_file(&here.join("room.gltf")).unwrap();
-    let hex: String = main.iter().map(|b| format!("{b:02x}")).collect();
-    let cached = other.join(".lockstep-assets").join(&hex);
+    let fetched =
+        |out: &str, file: &str| out.contains(&format!("fetched models/{file} from the master"));
+    // The node without the model is sent both files; the other only the buffer that
+    // differs, its own room.gltf being the master's.
+    assert!(
+        fetched(&outs[0], "room.gltf") && fetched(&outs[0], "room.bin"),
+        "{}",
+        outs[0]
+    );
+    assert!(
+        !fetched(&outs[1], "room.gltf") && fetched(&outs[1], "room.bin"),
+        "{}",
+        outs[1]
+    );
+    assert!(
+        master.contains("sent models/room.bin (72 bytes)"),
+        "{master}"
+    );
+    // The node's own copy is left as it was; the master's is in the cache.
+    assert_eq!(std::fs::read(other.join("models/room.bin")).unwrap(), bin);
+    assert!(!bare.join("models").exists());
+    let cached: Vec<PathBuf> = std::fs::read_dir(other.join(".lockstep-assets"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|d| d.join("room.bin").exists())
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
     for file in ["room.gltf", "room.bin"] {
         assert_eq!(
-            std::fs::read(cached.join(file)).unwrap(),
-            std::fs::read(here.join(file)).unwrap(),
+            std::fs::read(cached[0].join(file)).unwrap(),
+            std::fs::read(here.join("models").join(file)).unwrap(),
             "{file}"
         );
     }

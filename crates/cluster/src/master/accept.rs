@@ -20,7 +20,7 @@ use lockstep_wire::{
     ClusterKey, HANDSHAKE_MAX_FRAME, Message, ServerHandshake, printable, random_nonce,
 };
 
-use crate::assets::ASSETS_NAME;
+use crate::assets::{ASSETS_NAME, AssetServer};
 use crate::control::{CONTROL_NAME, ControlCall};
 use crate::link::{Link, wire};
 use crate::{AppIdentity, ClusterError};
@@ -51,8 +51,8 @@ pub(super) struct Gate {
     pub gatekeeper: Arc<Gatekeeper>,
     /// What a node's `Join` must match.
     pub identity: Arc<AppIdentity>,
-    /// The cluster file lets the master send the files its setup loaded.
-    pub send_assets: Arc<AtomicBool>,
+    /// Serves asset connections: the files the master's setup loaded.
+    pub assets: Arc<AssetServer>,
 }
 
 impl Gate {
@@ -103,7 +103,7 @@ pub(super) fn accept_loop(listener: &TcpListener, stop: Arc<AtomicBool>, gate: G
                         crate::control::serve(link, gate.control.clone())
                     }
                     Ok(link) if link.peer == ASSETS_NAME => {
-                        crate::assets::serve(link, gate.identity.clone(), gate.send_assets.clone())
+                        gate.assets.serve(link, &format!("{ASSETS_NAME} {peer}"))
                     }
                     Ok(link) => {
                         if let Ok(mut v) = gate.joined.lock() {

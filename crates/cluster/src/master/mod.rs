@@ -39,6 +39,7 @@ use lockstep_scene::Scene;
 use lockstep_wire::admission::Gatekeeper;
 use lockstep_wire::{ClusterKey, Hook, Message, NodeStats, encode_into};
 
+use crate::assets::AssetServer;
 use crate::control::ControlCall;
 use crate::join::PluginEntry;
 use crate::link::{Link, io, wire};
@@ -308,6 +309,10 @@ impl Master {
             .map_err(|e| io("listener", "no local address", e))?;
         let stop = Arc::new(AtomicBool::new(false));
         let (control_tx, control) = mpsc::channel();
+        let identity = Arc::new(AppIdentity {
+            plugins: PluginEntry::all(&manager),
+            ..config.identity.clone()
+        });
         let gate = Gate {
             cluster: config.cluster.clone(),
             key: config.key.clone(),
@@ -318,11 +323,8 @@ impl Master {
             joined: Arc::new(Mutex::new(Vec::new())),
             control: control_tx,
             gatekeeper: Gatekeeper::for_listener(),
-            identity: Arc::new(AppIdentity {
-                plugins: PluginEntry::all(&manager),
-                ..config.identity.clone()
-            }),
-            send_assets: Arc::new(AtomicBool::new(config.send_assets)),
+            identity: identity.clone(),
+            assets: Arc::new(AssetServer::new(identity, config.send_assets)),
         };
         let listener = Arc::new(listener);
         let accept = {
@@ -766,9 +768,7 @@ impl Master {
         if let Ok(mut a) = self.gate.allowed.lock() {
             a.clone_from(&names);
         }
-        self.gate
-            .send_assets
-            .store(file.assets.send, Ordering::Relaxed);
+        self.gate.assets.allow(file.assets.send);
         self.config.nodes = names;
         let why = format!("removed from the cluster by the reconfiguration at frame {frame}");
         for name in &change.removed {

@@ -19,6 +19,7 @@ use lockstep_cluster::{AssetClient, AssetInfo, ClusterError};
 use lockstep_launch::daemon::store::digest_file;
 use lockstep_launch::protocol::hex;
 use lockstep_wire::ClusterKey;
+use sha2::{Digest, Sha256};
 
 /// Fetches the master's copies of files a node's setup loads.
 pub struct Fetcher {
@@ -55,31 +56,51 @@ impl Fetcher {
     }
 
     /// The file to read for the glTF model the master loaded as `path`: `path` itself if it
-    /// and every file it names match the master's, else the model's copy in the cache
-    /// (fetched if it is not there yet).
+    /// and every file it names match the master's, else the model's copy in the cache, put
+    /// together from the node's matching files and the master's for the others.
     pub fn model(&mut self, path: &Path) -> Result<PathBuf> {
         let info = self.info(path)?;
-        if same(path, &info) {
-            let mut all_same = true;
-            // The local file is the master's, so it names the same files.
-            for file in beside(path)? {
-                let theirs = self.info(&master_name(path, path, &file))?;
-                if !same(&file, &theirs) {
-                    all_same = false;
-                    break;
-                }
-            }
-            if all_same {
-                return Ok(path.to_path_buf());
-            }
-        }
-        let main = self.cached(path, &info)?;
+        let here = same(path, &info);
+        // The file that names the others: the node's own if it is the master's.
+        let main = if here {
+            path.to_path_buf()
+        } else {
+            self.cached(path, &info)?
+        };
+        let dir = main.parent().unwrap_or(Path::new(""));
+        let mut parts = Vec::new();
         for file in beside(&main)? {
-            let name = master_name(path, &main, &file);
-            let theirs = self.info(&name)?;
-            self.ensure(&file, &name, &theirs)?;
+            let rel = file.strip_prefix(dir).unwrap_or(&file).to_path_buf();
+            let theirs = self.info(&master_name(path, &main, &file))?;
+            parts.push((rel, theirs));
         }
-        Ok(main)
+        let own = |rel: &Path| path.parent().unwrap_or(Path::new("")).join(rel);
+        if here && parts.iter().all(|(rel, theirs)| same(&own(rel), theirs)) {
+            return Ok(path.to_path_buf());
+        }
+        if parts.is_empty() {
+            return Ok(main);
+        }
+        // The model's own folder, named by the digests of all its files, so that two models
+        // sharing a file name (or their first file) never mix.
+        let mut key = Sha256::new();
+        key.update(info.digest);
+        for (rel, theirs) in &parts {
+            key.update(rel.as_os_str().as_encoded_bytes());
+            key.update([0]);
+            key.update(theirs.digest);
+        }
+        let folder = self.cache.join(hex(&key.finalize().into()));
+        let name = path
+            .file_name()
+            .with_context(|| format!("{} names no file", path.display()))?;
+        let copy = folder.join(name);
+        self.ensure(&copy, path, &info, Some(&main))?;
+        for (rel, theirs) in &parts {
+            let master = master_name(path, path, &own(rel));
+            self.ensure(&folder.join(rel), &master, theirs, Some(&own(rel)))?;
+        }
+        Ok(copy)
     }
 
     /// The file to read for the file the master loaded as `path`: `path` itself if it is the
@@ -92,71 +113,83 @@ impl Fetcher {
         self.cached(path, &info)
     }
 
-    /// The cached copy of the master's `path` (of digest `info`), fetched if need be. Each
-    /// version has its own folder, named by its digest, so versions never mix.
+    /// The cached copy of the master's `path` (of digest `info`), fetched if need be, in a
+    /// folder named by its digest.
     fn cached(&mut self, path: &Path, info: &AssetInfo) -> Result<PathBuf> {
         let name = path
             .file_name()
             .with_context(|| format!("{} names no file", path.display()))?;
         let copy = self.cache.join(hex(&info.digest)).join(name);
-        self.ensure(&copy, path, info)?;
+        self.ensure(&copy, path, info, None)?;
         Ok(copy)
     }
 
     /// Makes `copy` hold the master's `name` (of digest `info`): kept if it already does,
-    /// else fetched beside it and moved in place once its digest is checked.
-    fn ensure(&mut self, copy: &Path, name: &Path, info: &AssetInfo) -> Result<()> {
+    /// else copied from `from` if that holds it, else fetched; written beside it under a
+    /// name of its own and moved in place once its digest is checked.
+    fn ensure(
+        &mut self,
+        copy: &Path,
+        name: &Path,
+        info: &AssetInfo,
+        from: Option<&Path>,
+    ) -> Result<()> {
         if same(copy, info) {
-            tracing::debug!("{}: the cached copy is the master's", name.display());
             return Ok(());
         }
         let dir = copy.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        // Processes of one host may share the cache: each writes its own part, and the
-        // rename puts one whole copy in place.
-        let mut part = copy.as_os_str().to_owned();
-        part.push(format!(".part{}", std::process::id()));
-        let part = PathBuf::from(part);
-        let fetched = self.fetch_to(name, &part);
-        let result = fetched.and_then(|fetched| {
-            let (digest, _) = digest_file(&part)
-                .with_context(|| format!("cannot read {}", part.display()))?;
-            if digest != fetched.digest {
-                bail!(
-                    "the master's {} arrived with SHA-256 {}, not the {} its setup loaded: it changed on the master after setup",
-                    name.display(),
-                    hex(&digest),
-                    hex(&fetched.digest)
-                );
+        // Processes of one host, or of several sharing the folder, may fill the cache at
+        // once: each writes its own part file, and the rename puts one whole copy in place.
+        let mut part = tempfile::Builder::new()
+            .prefix(".part-")
+            .tempfile_in(dir)
+            .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+        let fetched = match from {
+            Some(from) if same(from, info) => {
+                let mut src =
+                    File::open(from).with_context(|| format!("cannot read {}", from.display()))?;
+                std::io::copy(&mut src, part.as_file_mut())
+                    .with_context(|| format!("cannot copy {} into the cache", from.display()))?;
+                false
             }
-            if fetched.digest != info.digest {
-                bail!("the master's {} changed while it was fetched", name.display());
+            _ => {
+                let mut out = BufWriter::new(part.as_file_mut());
+                let max = self.max_bytes;
+                let got =
+                    self.with_client(|c| c.fetch(&name.display().to_string(), max, &mut out))?;
+                out.flush()
+                    .with_context(|| format!("cannot write into {}", dir.display()))?;
+                drop(out);
+                if got.digest != info.digest {
+                    bail!(
+                        "the master's {} changed while it was fetched",
+                        name.display()
+                    );
+                }
+                true
             }
-            std::fs::rename(&part, copy)
-                .with_context(|| format!("cannot move {} to {}", part.display(), copy.display()))
-        });
-        if result.is_err() {
-            let _ = std::fs::remove_file(&part);
+        };
+        let (digest, size) = digest_file(part.path())
+            .with_context(|| format!("cannot read {}", part.path().display()))?;
+        if digest != info.digest {
+            bail!(
+                "the master's {} arrived with SHA-256 {}, not the {} its setup loaded",
+                name.display(),
+                hex(&digest),
+                hex(&info.digest)
+            );
         }
-        result?;
-        eprintln!(
-            "fetched {} from the master ({} bytes) into {}",
-            name.display(),
-            info.size,
-            copy.display()
-        );
+        part.persist(copy)
+            .with_context(|| format!("cannot move a file to {}", copy.display()))?;
+        if fetched {
+            eprintln!(
+                "fetched {} from the master ({size} bytes) into {}",
+                name.display(),
+                copy.display()
+            );
+        }
         Ok(())
-    }
-
-    fn fetch_to(&mut self, name: &Path, part: &Path) -> Result<AssetInfo> {
-        let mut out = BufWriter::new(
-            File::create(part).with_context(|| format!("cannot create {}", part.display()))?,
-        );
-        let max = self.max_bytes;
-        let got = self.with_client(|c| c.fetch(&name.display().to_string(), max, &mut out))?;
-        out.flush()
-            .with_context(|| format!("cannot write {}", part.display()))?;
-        Ok(got)
     }
 
     fn info(&mut self, path: &Path) -> Result<AssetInfo> {
@@ -202,5 +235,5 @@ fn beside(path: &Path) -> Result<Vec<PathBuf>> {
 
 /// Whether the file at `path` holds the bytes of digest `info` (false if it is missing).
 fn same(path: &Path, info: &AssetInfo) -> bool {
-    digest_file(path).is_ok_and(|(d, n)| d == info.digest && n == info.size)
+    digest_file(path).is_ok_and(|(d, _)| d == info.digest)
 }

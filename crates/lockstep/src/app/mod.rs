@@ -118,9 +118,17 @@ impl Setup<'_> {
         for w in &report.warnings {
             tracing::warn!("{}: {w}", path.display());
         }
-        for file in lockstep_render::import::model_files(&read)? {
-            let name = assets::master_name(path, &read, &file);
-            self.record(&name, &file)?;
+        // Named as the master names them: the model as setup wrote it, the files beside it
+        // by their place next to it.
+        for (i, file) in lockstep_render::import::model_files(&read)?
+            .iter()
+            .enumerate()
+        {
+            let name = match i {
+                0 => path.to_path_buf(),
+                _ => assets::master_name(path, &read, file),
+            };
+            self.record(&name, file)?;
         }
         Ok(report.root)
     }
@@ -129,13 +137,13 @@ impl Setup<'_> {
     /// on a node whose copy is missing or differs, the master's copy when the cluster file
     /// allows it (`[assets] send = true`). The master refuses a node whose copy differs (or
     /// that has none).
-    pub fn asset(&mut self, path: &Path) -> Result<std::path::PathBuf> {
+    pub fn asset(&mut self, path: &Path) -> Result<AssetFile> {
         let read = match &mut self.fetch {
             Some(f) => f.file(path)?,
             None => path.to_path_buf(),
         };
         self.record(path, &read)?;
-        Ok(read)
+        Ok(AssetFile(read))
     }
 
     /// Records the file setup named `name`, read at `read`.
@@ -144,6 +152,19 @@ impl Setup<'_> {
             .with_context(|| format!("cannot read {}", read.display()))?;
         self.assets.push((name.display().to_string(), digest));
         Ok(())
+    }
+}
+
+/// The file [`Setup::asset`] says to read: the one asked for, or on a node, the master's
+/// copy of it.
+#[must_use = "read this file, not the one asked for: on a node it may be the master's copy"]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetFile(std::path::PathBuf);
+
+impl AssetFile {
+    /// Where to read it.
+    pub fn path(&self) -> &Path {
+        &self.0
     }
 }
 
