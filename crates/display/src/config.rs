@@ -12,6 +12,7 @@ use glam::{Quat, Vec3};
 use crate::error::Locator;
 use crate::raw::{RawCluster, RawScreen, RawWall, S};
 use crate::screen::{Eye, PandaLens, Screen, ScreenSpace, hpr_to_quat};
+use crate::tracking::{DeviceHost, DeviceKind, InputDevice, TrackerRemap};
 use crate::{ConfigError, ConfigErrors, ThreadingModel};
 
 /// Largest window side accepted, in pixels.
@@ -170,6 +171,19 @@ pub struct ClusterConfig {
     pub launch: LaunchConfig,
     /// Whether the master sends a node the files its application loaded.
     pub assets: AssetsConfig,
+    /// Input devices (`[[input]]`), in file order.
+    pub input: Vec<InputDevice>,
+    /// The tracker sensor that moves the head (`[head] tracker`, `sensor`), if any.
+    pub head_tracker: Option<HeadTracker>,
+}
+
+/// The tracker sensor that gives the head's pose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadTracker {
+    /// The `[[input]]` device's name.
+    pub device: String,
+    /// Its sensor.
+    pub sensor: u32,
 }
 
 /// The cluster file's `[assets]` section: what happens when a node's copy of a file the
@@ -587,6 +601,8 @@ impl Validator<'_> {
         }
         let launch = self.launch(raw.launch.as_ref());
         let assets = self.assets(raw.assets.as_ref());
+        let input = self.input(&raw.input, &nodes);
+        let head_tracker = self.head_tracker(raw.head.as_ref(), &input);
         let key_file_at = raw.key_file.as_ref().map_or((0, 0), |k| {
             let e = self.loc.at(k.span().start, "");
             (e.line, e.column)
@@ -606,7 +622,161 @@ impl Validator<'_> {
             nodes,
             launch,
             assets,
+            input,
+            head_tracker,
         }
+    }
+
+    fn input(&mut self, raw: &[crate::raw::RawInput], nodes: &[NodeConfig]) -> Vec<InputDevice> {
+        let mut names = Names::new();
+        let mut out = Vec::new();
+        for d in raw {
+            self.unique(&mut names, &d.name, "input device");
+            let kind = match (d.device.get_ref().as_str(), &d.address) {
+                ("vrpn", Some(a)) => {
+                    let ok = a
+                        .get_ref()
+                        .split_once('@')
+                        .is_some_and(|(dev, host)| !dev.is_empty() && !host.is_empty());
+                    if !ok {
+                        self.err(
+                            a,
+                            format!(
+                                "input '{}': address '{}' is not DEVICE@HOST[:PORT] (as in Tracker0@localhost)",
+                                d.name.get_ref(),
+                                a.get_ref()
+                            ),
+                        );
+                    }
+                    DeviceKind::Vrpn {
+                        address: a.get_ref().clone(),
+                    }
+                }
+                ("vrpn", None) => {
+                    self.err(
+                        &d.device,
+                        format!(
+                            "input '{}': a vrpn device needs an address (DEVICE@HOST[:PORT])",
+                            d.name.get_ref()
+                        ),
+                    );
+                    continue;
+                }
+                ("gamepad", None) => DeviceKind::Gamepad,
+                ("gamepad", Some(a)) => {
+                    self.err(
+                        a,
+                        format!(
+                            "input '{}': gamepads are the host's own and have no address",
+                            d.name.get_ref()
+                        ),
+                    );
+                    continue;
+                }
+                (other, _) => {
+                    self.err(
+                        &d.device,
+                        format!(
+                            "input '{}': device '{other}' is not vrpn or gamepad",
+                            d.name.get_ref()
+                        ),
+                    );
+                    continue;
+                }
+            };
+            let host = match &d.host {
+                None => DeviceHost::Master,
+                Some(h) if h.get_ref() == "master" => DeviceHost::Master,
+                Some(h) => {
+                    if !nodes.iter().any(|n| &n.name == h.get_ref()) {
+                        let known: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+                        self.err(
+                            h,
+                            format!(
+                                "input '{}': host '{}' is neither master nor a node (nodes: {})",
+                                d.name.get_ref(),
+                                h.get_ref(),
+                                known.join(", ")
+                            ),
+                        );
+                    }
+                    DeviceHost::Node(h.get_ref().clone())
+                }
+            };
+            let mut remap = TrackerRemap::default();
+            if let Some(a) = &d.axes {
+                match TrackerRemap::parse_axes(a.get_ref()) {
+                    Ok(m) => remap.axes = m,
+                    Err(e) => self.err(a, format!("input '{}': {e}", d.name.get_ref())),
+                }
+            }
+            if let Some(sc) = &d.scale {
+                let v = *sc.get_ref();
+                if v <= 0.0 {
+                    self.err(
+                        sc,
+                        format!(
+                            "input '{}': scale {v} must be above 0 (tracker units to metres)",
+                            d.name.get_ref()
+                        ),
+                    );
+                }
+                remap.scale = v;
+            }
+            if let Some(p) = &d.position {
+                remap.position = Vec3::from_array(*p.get_ref());
+            }
+            if let Some(r) = &d.hpr {
+                remap.rotation = hpr_to_quat(*r.get_ref());
+            }
+            out.push(InputDevice {
+                name: d.name.get_ref().clone(),
+                kind,
+                host,
+                remap,
+            });
+        }
+        out
+    }
+
+    fn head_tracker(
+        &mut self,
+        raw: Option<&crate::raw::RawHead>,
+        input: &[InputDevice],
+    ) -> Option<HeadTracker> {
+        let raw = raw?;
+        let Some(t) = &raw.tracker else {
+            if let Some(s) = &raw.sensor {
+                self.err(
+                    s,
+                    "head.sensor needs head.tracker, the input device it belongs to",
+                );
+            }
+            return None;
+        };
+        let trackers: Vec<&str> = input
+            .iter()
+            .filter(|d| matches!(d.kind, DeviceKind::Vrpn { .. }))
+            .map(|d| d.name.as_str())
+            .collect();
+        if !trackers.contains(&t.get_ref().as_str()) {
+            self.err(
+                t,
+                format!(
+                    "head.tracker '{}' is no vrpn [[input]] (vrpn inputs: {})",
+                    t.get_ref(),
+                    if trackers.is_empty() {
+                        "none".to_string()
+                    } else {
+                        trackers.join(", ")
+                    }
+                ),
+            );
+        }
+        Some(HeadTracker {
+            device: t.get_ref().clone(),
+            sensor: raw.sensor.as_ref().map_or(0, |s| *s.get_ref()),
+        })
     }
 
     fn assets(&mut self, raw: Option<&crate::raw::RawAssets>) -> AssetsConfig {

@@ -21,15 +21,17 @@ pub mod projection;
 mod raw;
 mod screen;
 mod threading;
+mod tracking;
 mod views;
 
 pub use change::ConfigChange;
 pub use config::{
     AssetsConfig, ClusterConfig, DEFAULT_DAEMON_PORT, DEFAULT_MAX_ASSET_MB, Endpoint, HeadPose,
-    LaunchConfig, NodeConfig, StereoConfig, StereoMode, ViewportConfig, WindowConfig,
+    HeadTracker, LaunchConfig, NodeConfig, StereoConfig, StereoMode, ViewportConfig, WindowConfig,
 };
 pub use error::{ConfigError, ConfigErrors};
 pub use names::{MAX_NAME, check_name};
 pub use screen::{Eye, PandaLens, Screen, ScreenSpace, hpr_to_quat};
 pub use threading::{MAX_THREAD_NAME, ThreadingModel};
+pub use tracking::{DeviceHost, DeviceKind, InputDevice, TrackerRemap};
 pub use views::{ColorMask, ViewSpec};

@@ -61,6 +61,21 @@ pub struct RawCluster {
     pub launch: Option<RawLaunch>,
     #[serde(default)]
     pub assets: Option<RawAssets>,
+    #[serde(default)]
+    pub input: Vec<RawInput>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInput {
+    pub name: S<String>,
+    pub device: S<String>,
+    pub address: Option<S<String>>,
+    pub host: Option<S<String>>,
+    pub axes: Option<S<[String; 3]>>,
+    pub scale: Option<S<f32>>,
+    pub position: Option<S<[f32; 3]>>,
+    pub hpr: Option<S<[f32; 3]>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,6 +115,8 @@ pub struct RawStereo {
 pub struct RawHead {
     pub position: S<[f32; 3]>,
     pub hpr: Option<S<[f32; 3]>>,
+    pub tracker: Option<S<String>>,
+    pub sensor: Option<S<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -307,7 +307,7 @@ impl crate::pipeline::App for DemoApp {
         let Some(demo) = self.demo.as_mut() else {
             anyhow::bail!("DemoApp::update before setup");
         };
-        if ctx.input.keys_down.iter().any(|k| k == "Escape") {
+        if ctx.input.key_held("Escape") {
             ctx.request_exit();
         }
         // The demo's own scene is the working copy; App hands the pipeline the edited one.

@@ -20,6 +20,7 @@ assert_eq!(scene.find("box"), Some(id));
 
 pub mod app;
 pub mod demo;
+pub mod devices;
 pub mod node_views;
 pub mod options;
 pub mod pipeline;
@@ -29,6 +30,7 @@ pub mod view;
 
 pub use lockstep_cluster as cluster;
 pub use lockstep_display as display;
+pub use lockstep_input as input;
 pub use lockstep_launch as launch;
 pub use lockstep_render as render;
 pub use lockstep_scene as scene;

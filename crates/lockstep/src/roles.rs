@@ -20,8 +20,11 @@ use lockstep_scene::glam::Mat4;
 use lockstep_wire::{ClusterKey, NodeStats};
 
 use crate::app::{ClusterApp, MasterFrame, NodeFrame, Outbox, guard};
+use crate::devices::Devices;
 use crate::node_views::color_writes;
-use crate::pipeline::{App, FrameContext, FrameGate, FrameTag, InputState, ViewPass};
+use crate::pipeline::{App, FrameContext, FrameGate, FrameTag, ViewPass};
+use lockstep_display::HeadTracker;
+use lockstep_input::{InputEvent, InputReplication};
 
 /// The cluster key: `LOCKSTEP_KEY` if set, else the cluster file's `key_file`. An error
 /// names the cluster file and the `key_file` line.
@@ -60,6 +63,8 @@ pub fn default_plugins(config: &ClusterConfig) -> ClusterManager {
     m.register(HeadTracking::new(config.head))
         .expect("the built-in plugins have distinct ids");
     m.register(Events::default())
+        .expect("the built-in plugins have distinct ids");
+    m.register(InputReplication::new())
         .expect("the built-in plugins have distinct ids");
     m
 }
@@ -120,10 +125,9 @@ pub struct NodeApp<'a> {
     app: &'a mut dyn ClusterApp,
     /// Events the application sent this frame, on their way to the master.
     outbox: Outbox,
-    /// Where this node's window input goes when it changes (the master's own view, whose
-    /// window steers the master's application), and what went last.
-    pub input_to: Option<Sender<InputState>>,
-    sent_input: InputState,
+    /// Where this node's window input goes (the master's own view, whose window steers the
+    /// master's application): each frame's events, when there are any.
+    pub input_to: Option<Sender<Vec<InputEvent>>>,
     /// The scene the application's setup built, which every session starts from.
     baseline: Scene,
     config: ClusterConfig,
@@ -153,7 +157,6 @@ impl<'a> NodeApp<'a> {
             app,
             outbox: Outbox::new(),
             input_to: None,
-            sent_input: InputState::default(),
             baseline,
             config,
             name: name.to_string(),
@@ -226,11 +229,10 @@ impl App for NodeApp<'_> {
                     session.send_event(&e.name, &e.payload)?;
                 }
                 if let Some(to) = &self.input_to
-                    && *ctx.input != self.sent_input
+                    && !ctx.input.events().is_empty()
                 {
-                    self.sent_input = ctx.input.clone();
                     // The master's loop gone means the run is ending anyway.
-                    let _ = to.send(self.sent_input.clone());
+                    let _ = to.send(ctx.input.events().to_vec());
                 }
                 // The head as the master last sent it (the file's until a tracker moves it).
                 let head = session
@@ -247,15 +249,17 @@ impl App for NodeApp<'_> {
                     dt: ctx.dt,
                 };
                 let what = || format!("the application's update of frame {}", info.frame);
-                // Alone, this process is the master: last frame's events are this frame's.
+                // Alone, this process is the master: last frame's events are this frame's,
+                // and its window's input is the frame's input.
                 if let Some(events) = plugins.get_mut::<Events>() {
                     events.deliver(std::mem::take(&mut self.outbox));
                 }
-                let (app, outbox, input) = (&mut self.app, &mut self.outbox, ctx.input);
+                if let Some(input) = plugins.get_mut::<InputReplication>() {
+                    input.begin(ctx.input.events().iter().cloned());
+                }
+                let (app, outbox) = (&mut self.app, &mut self.outbox);
                 guard(what, || {
-                    app.update(&mut MasterFrame::new(
-                        ctx.scene, info, plugins, outbox, input,
-                    ))
+                    app.update(&mut MasterFrame::new(ctx.scene, info, plugins, outbox))
                 })?;
                 (info, self.config.head)
             }
@@ -414,8 +418,44 @@ pub struct MasterLoop<'a> {
     pub record_hashes: bool,
     /// Set to end after the current frame.
     pub stop: &'a std::sync::atomic::AtomicBool,
-    /// The keyboard and pointer of the master's own window (`--render`), as it changes.
-    pub input: Option<Receiver<InputState>>,
+    /// The master's input: its own window's (`--render`), its devices, the head tracker.
+    pub input: MasterInput,
+}
+
+/// Where the master's input comes from each frame.
+#[derive(Default)]
+pub struct MasterInput {
+    /// Events of the master's own window (`--render`), a batch per frame it drew.
+    pub window: Option<Receiver<Vec<InputEvent>>>,
+    /// The devices the master reads itself.
+    pub devices: Devices,
+    /// The tracker sensor that moves the head.
+    pub head: Option<HeadTracker>,
+}
+
+impl MasterInput {
+    /// Hands the input plugin the events of the frame about to begin and, when the head's
+    /// sensor reported, moves the head.
+    fn begin_frame(&mut self, plugins: &mut lockstep_cluster::ClusterManager) {
+        let mut events = Vec::new();
+        if let Some(rx) = &self.window {
+            for batch in rx.try_iter() {
+                events.extend(batch);
+            }
+        }
+        self.devices.poll(&mut events);
+        let Some(input) = plugins.get_mut::<InputReplication>() else {
+            return;
+        };
+        input.begin(events);
+        let head = self
+            .head
+            .as_ref()
+            .and_then(|t| crate::devices::head_from(input.input(), t));
+        if let (Some(pose), Some(h)) = (head, plugins.get_mut::<HeadTracking>()) {
+            h.set(pose);
+        }
+    }
 }
 
 /// Runs the master: waits for every node (or those of `wait_for`), then for each frame lets `update` edit the scene
@@ -440,9 +480,8 @@ pub fn master_loop(
         wait_for,
         record_hashes,
         stop,
-        input: inputs,
+        mut input,
     } = run;
-    let mut input = InputState::default();
     match wait_for {
         Some(names) => master.wait_for_unless(names, start_timeout, stop)?,
         None => master.wait_for_nodes_unless(start_timeout, stop)?,
@@ -467,11 +506,9 @@ pub fn master_loop(
             dt: time - last,
         };
         last = time;
+        // Input is sampled as late as it can be: right before the frame begins.
+        input.begin_frame(&mut master.manager);
         master.begin_frame(&info, scene)?;
-        // The newest state of the master's own window, if it has one.
-        if let Some(latest) = inputs.as_ref().and_then(|rx| rx.try_iter().last()) {
-            input = latest;
-        }
         let what = || format!("the application's update of frame {frame}");
         guard(what, || {
             update(&mut MasterFrame::new(
@@ -479,7 +516,6 @@ pub fn master_loop(
                 info,
                 &mut master.manager,
                 &mut outbox,
-                &input,
             ))
         })?;
         for e in outbox.drain(..) {

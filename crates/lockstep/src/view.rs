@@ -13,7 +13,7 @@ use lockstep_scene::glam::{Quat, Vec3};
 use lockstep_scene::{Color, Light, Node, NodeContent, NodeId, Scene, Transform};
 
 use crate::app::{ClusterApp, MasterFrame, Setup};
-use crate::pipeline::InputState;
+use lockstep_input::Input;
 
 /// Shows a glTF model; navigated from the master's window.
 pub struct ViewApp {
@@ -57,7 +57,7 @@ impl ClusterApp for ViewApp {
         let Some(rig) = self.rig else {
             anyhow::bail!("ViewApp::update before setup");
         };
-        let moved = self.navigator.step(frame.input, frame.info.dt as f32);
+        let moved = self.navigator.step(frame.input(), frame.info.dt as f32);
         if moved {
             frame.scene.node_mut(rig)?.transform = self.navigator.at;
         }
@@ -97,8 +97,6 @@ pub struct Navigator {
     pub speed: f32,
     /// Radians per second.
     pub turn: f32,
-    /// Keys down at the last step (speed keys act once per press).
-    held: Vec<String>,
 }
 
 impl Default for Navigator {
@@ -108,67 +106,98 @@ impl Default for Navigator {
             home: Transform::IDENTITY,
             speed: 1.5,
             turn: TAU / 8.0,
-            held: Vec::new(),
         }
     }
 }
 
 impl Navigator {
-    /// Moves by what the keys of `input` ask for over `dt` seconds; whether the rig moved.
-    pub fn step(&mut self, input: &InputState, dt: f32) -> bool {
-        let down = |names: &[&str]| {
-            input
-                .keys_down
-                .iter()
+    /// Moves by what `input` asks for over `dt` seconds; whether the rig moved. Keys walk
+    /// (W/S, ↑/↓), step sideways (A/D), fly (Q/E, PageDown/PageUp) and turn (←/→); dragging
+    /// with the left mouse button turns too; a gamepad's left stick walks, its right stick
+    /// turns and its triggers fly. `+`/`-` double or halve the speed once per press, `R` goes
+    /// home.
+    pub fn step(&mut self, input: &Input, dt: f32) -> bool {
+        let any = |keys: &[String], names: &[&str]| {
+            keys.iter()
                 .any(|k| names.iter().any(|n| k.eq_ignore_ascii_case(n)))
         };
-        let pressed = |names: &[&str], held: &[String]| {
-            down(names)
-                && !held
-                    .iter()
-                    .any(|k| names.iter().any(|n| k.eq_ignore_ascii_case(n)))
-        };
+        let down = |names: &[&str]| any(input.keys.all_held(), names);
+        let pressed = |names: &[&str]| any(input.keys.all_pressed(), names);
         let before = self.at;
-        if pressed(&["+", "="], &self.held) {
+        let dt = dt.clamp(0.0, 0.25);
+        if pressed(&["+", "="]) {
             self.speed = (self.speed * 2.0).min(1000.0);
         }
-        if pressed(&["-"], &self.held) {
+        if pressed(&["-"]) {
             self.speed = (self.speed / 2.0).max(0.01);
         }
-        if pressed(&["r"], &self.held) {
+        if pressed(&["r"]) {
             self.at = self.home;
         }
         let axis =
             |plus: &[&str], minus: &[&str]| down(plus) as i32 as f32 - down(minus) as i32 as f32;
-        let forward = axis(&["w", "ArrowUp"], &["s", "ArrowDown"]);
-        let right = axis(&["d"], &["a"]);
-        let up = axis(&["e", "PageUp"], &["q", "PageDown"]);
-        let yaw = axis(&["ArrowLeft"], &["ArrowRight"]);
-        let dt = dt.clamp(0.0, 0.25);
-        self.at.rotation =
-            (Quat::from_rotation_y(yaw * self.turn * dt) * self.at.rotation).normalize();
+        let mut forward = axis(&["w", "ArrowUp"], &["s", "ArrowDown"]);
+        let mut right = axis(&["d"], &["a"]);
+        let mut up = axis(&["e", "PageUp"], &["q", "PageDown"]);
+        let mut yaw = axis(&["ArrowLeft"], &["ArrowRight"]) * self.turn * dt;
+        // Gamepads add to the keys (a stick at rest inside its dead zone adds nothing).
+        let live = |v: f32| if v.abs() < 0.15 { 0.0 } else { v };
+        for (_, _, pad) in input.gamepads().filter(|(_, _, p)| p.connected) {
+            forward += live(pad.axis("LeftStickY"));
+            right += live(pad.axis("LeftStickX"));
+            up += live(pad.axis("RightZ")) - live(pad.axis("LeftZ"));
+            yaw -= live(pad.axis("RightStickX")) * self.turn * dt;
+        }
+        // Mouse look: dragging left turns the world the way the hand goes.
+        if input.mouse.held(&"left".to_string()) {
+            yaw -= input.motion[0] * MOUSE_TURN;
+        }
+        let (forward, right, up) = (
+            forward.clamp(-1.0, 1.0),
+            right.clamp(-1.0, 1.0),
+            up.clamp(-1.0, 1.0),
+        );
+        self.at.rotation = (Quat::from_rotation_y(yaw) * self.at.rotation).normalize();
         // Forward is the rig's -Z, sideways its +X, up the world's +Y.
         let step = self.at.rotation * Vec3::new(right, 0.0, -forward) + Vec3::new(0.0, up, 0.0);
         self.at.translation += step * self.speed * dt;
-        self.held = input.keys_down.clone();
         self.at != before
     }
 }
 
+/// Radians the rig turns per count of mouse motion while dragging.
+const MOUSE_TURN: f32 = 0.004;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lockstep_input::{InputEvent, PadEvent};
 
-    fn keys(k: &[&str]) -> InputState {
-        InputState {
-            keys_down: k.iter().map(|s| s.to_string()).collect(),
-            ..InputState::default()
-        }
+    /// A frame of input in which exactly `k` are held, after `input`'s frame.
+    fn keys(input: &mut Input, k: &[&str]) -> Input {
+        let mut events: Vec<InputEvent> = input
+            .keys
+            .all_held()
+            .iter()
+            .filter(|h| !k.contains(&h.as_str()))
+            .map(|h| InputEvent::Key {
+                key: h.clone(),
+                down: false,
+            })
+            .collect();
+        events.extend(k.iter().map(|k| InputEvent::Key {
+            key: k.to_string(),
+            down: true,
+        }));
+        input.advance(&events);
+        input.clone()
     }
 
     #[test]
     fn keys_walk_turn_fly_and_go_home() {
         let mut n = Navigator::default();
+        let mut i = Input::default();
+        let mut keys = |k: &[&str]| keys(&mut i, k);
         assert!(!n.step(&keys(&[]), 0.1));
         // One second forward at 1.5 m/s: 1.5 m along -Z.
         assert!(n.step(&keys(&["W"]), 1.0 / 4.0));
@@ -193,5 +222,41 @@ mod tests {
         assert!((n.at.translation.y - 1.5).abs() < 1e-5);
         n.step(&keys(&["r"]), 0.25);
         assert_eq!(n.at, n.home);
+    }
+
+    #[test]
+    fn a_gamepad_walks_and_a_left_drag_turns() {
+        let mut n = Navigator::default();
+        let mut i = Input::default();
+        let pad = |event| InputEvent::Pad {
+            device: "pads".into(),
+            pad: 0,
+            event,
+        };
+        let stick = |value| {
+            pad(PadEvent::Axis {
+                axis: "LeftStickY".into(),
+                value,
+            })
+        };
+        i.advance(&[pad(PadEvent::Connected("pad".into())), stick(1.0)]);
+        n.step(&i, 0.25);
+        assert!((n.at.translation - Vec3::new(0.0, 0.0, -0.375)).length() < 1e-5);
+        // Inside the dead zone: nothing.
+        i.advance(&[stick(0.1)]);
+        assert!(!n.step(&i, 0.25));
+        let button = |down| InputEvent::MouseButton {
+            button: "left".into(),
+            down,
+        };
+        let motion = InputEvent::Motion {
+            delta: [-100.0, 0.0],
+        };
+        i.advance(&[button(true), motion.clone()]);
+        n.step(&i, 0.25);
+        assert!(n.at.rotation.angle_between(Quat::from_rotation_y(0.4)) < 1e-4);
+        // Motion without the button held turns nothing.
+        i.advance(&[button(false), motion]);
+        assert!(!n.step(&i, 0.25));
     }
 }

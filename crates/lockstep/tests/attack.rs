@@ -92,6 +92,9 @@ fn a_node_id_of_two_to_the_32_minus_2_is_refused_naming_the_limit_within_bounded
     manager.register(Hostile(huge_id_block())).unwrap();
     manager.register(HeadTracking::new(file.head)).unwrap();
     manager.register(Events::default()).unwrap();
+    manager
+        .register(lockstep::input::InputReplication::new())
+        .unwrap();
     let mut master = Master::start(
         MasterConfig {
             nodes: vec!["front".into()],

@@ -10,13 +10,14 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use lockstep_cluster::{FailurePolicy, Master, MasterConfig};
-use lockstep_display::{ClusterConfig, Endpoint};
+use lockstep_display::{ClusterConfig, DeviceHost, Endpoint};
 use lockstep_launch::state::{NodeState, announce};
 
 use super::node::{NodeArgs, RendererKind, run_node_until};
 use super::{ClusterApp, Prepared, prepare};
+use crate::devices::Devices;
 use crate::options::{GpuArgs, ranged, stop_on_ctrl_c};
-use crate::roles::{MasterLoop, load_key, master_loop};
+use crate::roles::{MasterInput, MasterLoop, load_key, master_loop};
 use crate::stats::Summary;
 
 /// The socket address of `e`, resolved.
@@ -160,13 +161,19 @@ pub fn run_master<A: ClusterApp>(
     let start_timeout = Duration::from_secs(args.start_timeout);
     let wait_for = args.wait_for.clone();
     let master_stop = stop.clone();
-    // The master's own view (`--render`) steers the application from its window.
-    let (input_to, input) = match args.render {
+    // The master's own view (`--render`) steers the application from its window; the
+    // devices the cluster file places on the master are read here.
+    let (input_to, window) = match args.render {
         Some(_) => {
             let (tx, rx) = std::sync::mpsc::channel();
             (Some(tx), Some(rx))
         }
         None => (None, None),
+    };
+    let input = MasterInput {
+        window,
+        devices: Devices::start(&config, &DeviceHost::Master)?,
+        head: config.head_tracker.clone(),
     };
     let run = move || {
         let result = master_loop(

@@ -57,7 +57,8 @@ use lockstep_cluster::{AppIdentity, ClusterManager, FrameInfo, PluginError, Plug
 use lockstep_display::ClusterConfig;
 use lockstep_scene::{NodeId, Scene};
 
-use crate::pipeline::InputState;
+use lockstep_input::InputReplication;
+pub use lockstep_input::{Input, InputEvent};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -180,29 +181,29 @@ pub struct MasterFrame<'a> {
     pub info: FrameInfo,
     /// Every plugin (the application's shared values among them).
     pub plugins: &'a mut ClusterManager,
-    /// The keyboard and pointer of the master's own window (`--render NODE`; empty without
-    /// one).
-    pub input: &'a InputState,
     outbox: &'a mut Outbox,
 }
 
 impl<'a> MasterFrame<'a> {
-    /// The master's frame `info` over `scene` and `plugins`, with the master window's
-    /// `input`; events sent go to `outbox`.
+    /// The master's frame `info` over `scene` and `plugins`; events sent go to `outbox`.
     pub fn new(
         scene: &'a mut Scene,
         info: FrameInfo,
         plugins: &'a mut ClusterManager,
         outbox: &'a mut Outbox,
-        input: &'a InputState,
     ) -> Self {
         MasterFrame {
             scene,
             info,
             plugins,
-            input,
             outbox,
         }
+    }
+
+    /// This frame's input — the master's window, trackers, gamepads, devices read on nodes —
+    /// as every process sees it.
+    pub fn input(&self) -> &Input {
+        input_in(self.plugins)
     }
 
     /// This frame's cluster events, as every process sees them.
@@ -249,6 +250,11 @@ pub struct NodeFrame<'a> {
 }
 
 impl NodeFrame<'_> {
+    /// This frame's input, as every process sees it.
+    pub fn input(&self) -> &Input {
+        input_in(self.plugins)
+    }
+
     /// This frame's cluster events, as every process sees them.
     pub fn events(&self) -> &[Event] {
         self.plugins.events()
@@ -310,6 +316,14 @@ fn send<T: Serialize>(
     }
     outbox.push(event);
     Ok(())
+}
+
+/// The input the input plugin holds (none registered: no input).
+fn input_in(plugins: &ClusterManager) -> &Input {
+    static NONE: std::sync::LazyLock<Input> = std::sync::LazyLock::new(Input::default);
+    plugins
+        .get::<InputReplication>()
+        .map_or(&*NONE, InputReplication::input)
 }
 
 /// The shared value of type `T` registered with id `id` in `plugins`.

@@ -17,9 +17,10 @@ use lockstep_wire::ClusterKey;
 use super::master::{resolve, write_hashes};
 use super::{ClusterApp, NodeFrame, Prepared, guard, prepare};
 use crate::options::{GpuArgs, ranged, stop_on_ctrl_c};
-use crate::pipeline::{self, Capture, CapturedFrame, InputState, PipelineConfig, Target};
+use crate::pipeline::{self, Capture, CapturedFrame, PipelineConfig, Target};
 use crate::roles::{FrameSource, NodeApp, NodeExit, SwapGate, default_plugins, load_key};
 use crate::stats::Summary;
+use lockstep_input::InputEvent;
 
 /// Arguments of `lockstep node`.
 #[derive(Debug, Args)]
@@ -140,7 +141,7 @@ pub(crate) fn run_node_until<A: ClusterApp>(
     make: &impl Fn() -> A,
     args: NodeArgs,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    input_to: Option<mpsc::Sender<InputState>>,
+    input_to: Option<mpsc::Sender<Vec<InputEvent>>>,
 ) -> Result<()> {
     let mut config = ClusterConfig::load(&args.config)?;
     // Alone, no cluster: no key.
@@ -322,7 +323,7 @@ fn run_session(
     connect_timeout: Duration,
     rejoining: bool,
     stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
-    input_to: Option<&mpsc::Sender<InputState>>,
+    input_to: Option<&mpsc::Sender<Vec<InputEvent>>>,
     totals: &mut NodeTotals,
 ) -> Result<Session> {
     // A rejoin whose connection breaks during the handshake tries again, like any lost

@@ -148,7 +148,6 @@ impl Cluster {
                 info,
                 &mut self.master.manager,
                 &mut Vec::new(),
-                &Default::default(),
             ))?;
             let animated = t.elapsed();
             let report = self.master.send_frame(&info, &self.scene)?;

@@ -13,6 +13,7 @@ mod render;
 mod run;
 mod soak;
 mod view;
+mod vrpn;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -67,6 +68,9 @@ enum Command {
     /// Create cluster keys.
     #[command(subcommand)]
     Key(cluster::KeyCommand),
+    /// Serve a scripted VRPN tracker, or print what a VRPN device reports.
+    #[command(subcommand)]
+    Vrpn(vrpn::VrpnCommand),
     /// One peer of the bare barrier `bench sync` measures against (started by it).
     #[command(hide = true)]
     BenchPeer(bench_sync::BenchPeerArgs),
@@ -106,6 +110,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Status(args) => launch::run_status(args),
         Command::Ctl(args) => ctl::run(args),
         Command::Soak(args) => soak::run(args),
+        Command::Vrpn(cmd) => vrpn::run(cmd),
     }
 }
 

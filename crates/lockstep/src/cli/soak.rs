@@ -247,7 +247,7 @@ fn soak(args: &SoakArgs, dir: &Path) -> Result<()> {
             wait_for: None,
             record_hashes: false,
             stop: &stop,
-            input: None,
+            input: Default::default(),
         },
         |frame| app.update(frame),
     );

@@ -29,8 +29,9 @@ pub struct FrameContext<'a> {
     pub time: f64,
     /// Seconds since the previous frame.
     pub dt: f64,
-    /// Keyboard and pointer state of the window (empty offscreen).
-    pub input: &'a InputState,
+    /// The window's keyboard and mouse in this frame: what is held, what went down or up
+    /// since the last frame (empty offscreen).
+    pub input: &'a lockstep_input::Input,
     pub(crate) window: &'a mut WindowRequest,
     pub(crate) views: &'a mut Vec<super::ViewPass>,
     pub(crate) applied: &'a WindowProperties,
@@ -74,15 +75,4 @@ impl FrameContext<'_> {
         *self.exit = true;
         *self.skip = true;
     }
-}
-
-/// Keyboard and pointer state, updated from window events before each App stage.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct InputState {
-    /// Keys held down, by name (e.g. "a", "Escape", "ArrowLeft").
-    pub keys_down: Vec<String>,
-    /// Pointer position in window pixels, if inside the window.
-    pub cursor: Option<(f64, f64)>,
-    /// Mouse buttons held down ("left", "right", "middle").
-    pub buttons_down: Vec<String>,
 }

@@ -31,7 +31,7 @@ pub use lockstep_display::ThreadingModel;
 use lockstep_render::{AdapterSummary, BackendChoice, GpuContext, OffscreenTarget};
 use lockstep_scene::Scene;
 
-pub use app::{App, FrameContext, InputState};
+pub use app::{App, FrameContext};
 pub use frame::{FrameTag, StageTime, ViewPass};
 pub use stages::{Capture, CapturedFrame, FrameGate};
 pub use stats::{FrameStats, RollingTable, StageStats, ThreadTotals, thread_totals};
@@ -395,8 +395,9 @@ fn run_window(
     title: String,
     vsync: bool,
 ) -> Result<u64> {
+    use lockstep_input::InputEvent;
     use winit::application::ApplicationHandler;
-    use winit::event::{ElementState, MouseButton, WindowEvent};
+    use winit::event::{ElementState, MouseButton, MouseScrollDelta, WindowEvent};
     use winit::event_loop::{ActiveEventLoop, ControlFlow, EventLoop};
     use winit::keyboard::Key;
 
@@ -412,6 +413,8 @@ fn run_window(
         /// The name each physical key held down was pressed as: its release (perhaps with
         /// another modifier, `W` for `w`) takes that name away.
         held: Vec<(winit::keyboard::PhysicalKey, String)>,
+        /// The window has the keyboard.
+        focused: bool,
     }
 
     impl Handler<'_> {
@@ -460,7 +463,7 @@ fn run_window(
             let Some(driver) = self.driver.as_mut() else {
                 return;
             };
-            let input = &mut driver.app.input;
+            let input = &mut driver.app.pending_input;
             match event {
                 WindowEvent::CloseRequested | WindowEvent::Destroyed => {
                     self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -472,40 +475,84 @@ fn run_window(
                         Key::Named(n) => format!("{n:?}"),
                         other => format!("{other:?}"),
                     };
-                    // The name it went down as, whatever it reads as now.
-                    if let Some(i) = self.held.iter().position(|(k, _)| *k == event.physical_key) {
-                        let (_, was) = self.held.remove(i);
-                        input.keys_down.retain(|k| *k != was);
-                    }
-                    input.keys_down.retain(|k| *k != name);
+                    // Released by the name it went down as, whatever it reads as now (`W`
+                    // for `w`, with shift pressed in between).
+                    let was = self
+                        .held
+                        .iter()
+                        .position(|(k, _)| *k == event.physical_key)
+                        .map(|i| self.held.remove(i).1);
                     if event.state == ElementState::Pressed {
+                        if let Some(was) = was.filter(|w| *w != name) {
+                            input.push(InputEvent::Key {
+                                key: was,
+                                down: false,
+                            });
+                        }
                         self.held.push((event.physical_key, name.clone()));
-                        input.keys_down.push(name);
+                        input.push(InputEvent::Key {
+                            key: name,
+                            down: true,
+                        });
+                    } else {
+                        input.push(InputEvent::Key {
+                            key: was.unwrap_or(name),
+                            down: false,
+                        });
                     }
                 }
-                WindowEvent::Focused(false) => {
-                    // Releases while away never come: nothing stays held.
-                    self.held.clear();
-                    input.keys_down.clear();
-                    input.buttons_down.clear();
+                WindowEvent::Focused(focused) => {
+                    self.focused = focused;
+                    if !focused {
+                        // Releases while away never come: nothing stays held.
+                        self.held.clear();
+                        input.push(InputEvent::FocusLost);
+                    }
                 }
-                WindowEvent::CursorMoved { position, .. } => {
-                    input.cursor = Some((position.x, position.y))
+                WindowEvent::CursorMoved { position, .. } => input.push(InputEvent::Cursor {
+                    position: Some([position.x as f32, position.y as f32]),
+                }),
+                WindowEvent::CursorLeft { .. } => input.push(InputEvent::Cursor { position: None }),
+                WindowEvent::MouseWheel { delta, .. } => {
+                    let delta = match delta {
+                        MouseScrollDelta::LineDelta(x, y) => [x, y],
+                        // A touchpad's pixels, as lines of about 20 pixels.
+                        MouseScrollDelta::PixelDelta(p) => [p.x as f32 / 20.0, p.y as f32 / 20.0],
+                    };
+                    input.push(InputEvent::Wheel { delta });
                 }
-                WindowEvent::CursorLeft { .. } => input.cursor = None,
                 WindowEvent::MouseInput { state, button, .. } => {
                     let name = match button {
                         MouseButton::Left => "left".to_string(),
                         MouseButton::Right => "right".to_string(),
                         MouseButton::Middle => "middle".to_string(),
-                        other => format!("{other:?}").to_lowercase(),
+                        MouseButton::Back => "back".to_string(),
+                        MouseButton::Forward => "forward".to_string(),
+                        MouseButton::Other(n) => format!("other{n}"),
                     };
-                    input.buttons_down.retain(|b| *b != name);
-                    if state == ElementState::Pressed {
-                        input.buttons_down.push(name);
-                    }
+                    input.push(InputEvent::MouseButton {
+                        button: name,
+                        down: state == ElementState::Pressed,
+                    });
                 }
                 _ => {}
+            }
+        }
+
+        fn device_event(
+            &mut self,
+            _event_loop: &ActiveEventLoop,
+            _id: winit::event::DeviceId,
+            event: winit::event::DeviceEvent,
+        ) {
+            // Raw motion goes on at the window's edge (mouse look); only while the window
+            // has the keyboard, as other applications' motion is not ours.
+            if let (Some(driver), true, winit::event::DeviceEvent::MouseMotion { delta }) =
+                (self.driver.as_mut(), self.focused, event)
+            {
+                driver.app.pending_input.push(InputEvent::Motion {
+                    delta: [delta.0 as f32, delta.1 as f32],
+                });
             }
         }
 
@@ -535,6 +582,7 @@ fn run_window(
         stop,
         error: None,
         held: Vec::new(),
+        focused: true,
     };
     event_loop
         .run_app(&mut handler)

@@ -11,10 +11,11 @@ use anyhow::{Context, Result, bail};
 use lockstep_render::{DrawList, GpuContext, Image, OffscreenTarget, Renderer, View};
 use lockstep_scene::Scene;
 
-use super::app::{App, FrameContext, InputState};
+use super::app::{App, FrameContext};
 use super::frame::{CulledFrame, FrameSnapshot, FrameTag, StageTime};
 use super::stats::{FrameStats, StageStats, ms};
 use super::window::{WindowProperties, WindowRequest};
+use lockstep_input::{Input, InputEvent};
 
 /// The applied window properties, written by Draw and read by App. The version lets App skip
 /// the lock (and the copy) on frames where nothing changed.
@@ -57,7 +58,10 @@ pub(crate) struct AppStage<'a> {
     shared: Arc<SharedProperties>,
     seen_version: u64,
     applied: WindowProperties,
-    pub input: InputState,
+    /// The window's input as of the frame being made.
+    pub input: Input,
+    /// Window events since the last frame, applied at the next one.
+    pub pending_input: Vec<InputEvent>,
     request: WindowRequest,
     views: Vec<super::ViewPass>,
     exit: bool,
@@ -88,7 +92,8 @@ impl<'a> AppStage<'a> {
             shared,
             seen_version: 0,
             applied,
-            input: InputState::default(),
+            input: Input::default(),
+            pending_input: Vec::new(),
             request: WindowRequest::default(),
             views: Vec::new(),
             exit: false,
@@ -122,6 +127,9 @@ impl<'a> AppStage<'a> {
             }
             self.seen_version = version;
         }
+        // What went down or up since the last frame went down or up in this one.
+        self.input.advance(&self.pending_input);
+        self.pending_input.clear();
         let mut skip = false;
         let mut tag = None;
         let mut ctx = FrameContext {

@@ -1,0 +1,19 @@
+/*!
+Input for a cluster: every process sees the same input in frame F.
+
+Devices report [`InputEvent`]s — the master's window (keys, mouse buttons, pointer, raw
+motion, wheel), VRPN trackers, buttons and analog devices ([`vrpn`]), gamepads. The master
+gathers a frame's events, and [`InputReplication`] (a cluster plugin) hands the same list to
+every process, which applies it to its [`Input`]: what is held, what went down or up in this
+frame, how far things moved, every tracker sensor's newest pose.
+*/
+#![deny(missing_docs)]
+
+mod event;
+mod plugin;
+mod state;
+pub mod vrpn;
+
+pub use event::{InputEvent, PadEvent, Pose};
+pub use plugin::{INPUT_PLUGIN, InputReplication, MAX_EVENTS_PER_FRAME};
+pub use state::{Buttons, Gamepad, Input};

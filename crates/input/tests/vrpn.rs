@@ -1,0 +1,82 @@
+//! The VRPN client against the scripted VRPN server, over loopback: poses arrive, the newest
+//! per sensor is kept however fast the tracker reports, and a server that comes back is
+//! followed again within a second.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use lockstep_input::vrpn::server::{Path, Server};
+use lockstep_input::vrpn::{Address, Device};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn walk() -> Path {
+    // 1 m along x in 10 s, head height.
+    Path::parse("0 0 1.7 0\n10 1 1.7 0\n", "walk").unwrap()
+}
+
+fn address(server: &Server) -> Address {
+    format!("Tracker0@127.0.0.1:{}", server.local_addr().port())
+        .parse()
+        .unwrap()
+}
+
+/// Takes from `device` until `probe` says what it got is enough, within [`LIMIT`].
+fn until<T>(
+    device: &Device,
+    what: &str,
+    mut probe: impl FnMut(&lockstep_input::vrpn::Reports) -> Option<T>,
+) -> T {
+    let end = Instant::now() + LIMIT;
+    loop {
+        let r = device.take();
+        if let Some(v) = probe(&r) {
+            return v;
+        }
+        assert!(Instant::now() < end, "no {what} within {LIMIT:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn poses_of_a_scripted_path_arrive_newest_first_and_in_order() {
+    let server = Server::start("127.0.0.1:0".parse().unwrap(), "Tracker0", walk(), 1000.0).unwrap();
+    let device = Device::start(address(&server), "head").unwrap();
+    let mut xs = Vec::new();
+    let mut received = 0;
+    while xs.len() < 20 {
+        let x = until(&device, "pose", |r| {
+            received += r.received;
+            r.poses.get(&0).map(|p| p.position[0])
+        });
+        xs.push(x);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A 1 kHz tracker taken every ~20 ms: many reports, one pose per take (the newest).
+    assert!(received > 100, "{received} reports");
+    assert!(xs.windows(2).all(|w| w[0] <= w[1]), "{xs:?}");
+    assert!(xs.iter().all(|x| (0.0..=1.0).contains(x)), "{xs:?}");
+    assert!(xs[19] > xs[0], "{xs:?}");
+    assert!(device.connected());
+}
+
+#[test]
+fn a_server_that_comes_back_is_followed_again_within_a_second() {
+    let server = Server::start("127.0.0.1:0".parse().unwrap(), "Tracker0", walk(), 200.0).unwrap();
+    let addr: SocketAddr = server.local_addr();
+    let device = Device::start(address(&server), "head").unwrap();
+    until(&device, "first pose", |r| r.poses.get(&0).copied());
+    drop(server);
+    until(&device, "the loss to be noticed", |_| {
+        (!device.connected()).then_some(())
+    });
+    // The old poses stay taken; nothing new arrives while the server is away.
+    assert!(device.take().poses.is_empty());
+    let back = Instant::now();
+    let _server = Server::start(addr, "Tracker0", walk(), 200.0).unwrap();
+    until(&device, "a pose from the new server", |r| {
+        r.poses.get(&0).copied()
+    });
+    let took = back.elapsed();
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+}
