@@ -5,12 +5,14 @@ Devices report [`InputEvent`]s — the master's window (keys, mouse buttons, poi
 motion, wheel), VRPN trackers, buttons and analog devices ([`vrpn`]), gamepads. The master
 gathers a frame's events, and [`InputReplication`] (a cluster plugin) hands the same list to
 every process, which applies it to its [`Input`]: what is held, what went down or up in this
-frame, how far things moved, every tracker sensor's newest pose.
+frame, how far things moved, every tracker sensor's newest pose. The master can write its
+input stream to a file and play it back instead of its devices ([`record`]).
 */
 #![deny(missing_docs)]
 
 mod event;
 mod plugin;
+pub mod record;
 mod state;
 pub mod vrpn;
 

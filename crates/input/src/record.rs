@@ -318,7 +318,9 @@ mod tests {
         r.frame(5, &[key("a")]).unwrap();
         r.frame(6, &[key("b")]).unwrap();
         r.finish().unwrap();
-        let e = Recording::read(&path, Some("wall")).unwrap_err().to_string();
+        let e = Recording::read(&path, Some("wall"))
+            .unwrap_err()
+            .to_string();
         assert!(e.ends_with("records cluster 'cave', not 'wall'"), "{e}");
         let good = std::fs::read(&path).unwrap();
         let mut bad = good.clone();
@@ -330,7 +332,10 @@ mod tests {
         bad[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
         std::fs::write(&path, &bad).unwrap();
         let e = Recording::read(&path, None).unwrap_err().to_string();
-        assert!(e.contains("byte 16: a record of 4294967295 bytes is over the limit"), "{e}");
+        assert!(
+            e.contains("byte 16: a record of 4294967295 bytes is over the limit"),
+            "{e}"
+        );
         std::fs::write(&path, b"PNG....").unwrap();
         let e = Recording::read(&path, None).unwrap_err().to_string();
         assert!(e.contains("byte 0: not a lockstep input recording"), "{e}");

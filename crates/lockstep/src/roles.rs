@@ -24,6 +24,7 @@ use crate::devices::Devices;
 use crate::node_views::color_writes;
 use crate::pipeline::{App, FrameContext, FrameGate, FrameTag, ViewPass};
 use lockstep_display::HeadTracker;
+use lockstep_input::record::{Recorder, Replay};
 use lockstep_input::{InputEvent, InputReplication};
 
 /// The cluster key: `LOCKSTEP_KEY` if set, else the cluster file's `key_file`. An error
@@ -431,23 +432,42 @@ pub struct MasterInput {
     pub devices: Devices,
     /// The tracker sensor that moves the head.
     pub head: Option<HeadTracker>,
+    /// Where every frame's input is written (`--record`).
+    pub record: Option<Recorder>,
+    /// The recorded input played instead of the window's and the devices' (`--replay`).
+    pub replay: Option<Replay>,
 }
 
 impl MasterInput {
-    /// Hands the input plugin the events of the frame about to begin and, when the head's
-    /// sensor reported, moves the head.
-    fn begin_frame(&mut self, plugins: &mut lockstep_cluster::ClusterManager) {
+    /// Hands the input plugin the events of `frame`, about to begin, records them, and
+    /// moves the head when its sensor reported.
+    fn begin_frame(&mut self, frame: u64, plugins: &mut lockstep_cluster::ClusterManager) {
         let mut events = Vec::new();
-        if let Some(rx) = &self.window {
-            for batch in rx.try_iter() {
-                events.extend(batch);
+        let window = self.window.as_ref().map(|rx| rx.try_iter());
+        match &mut self.replay {
+            Some(replay) => {
+                // The window's input is not the recording's: it is dropped.
+                window.into_iter().flatten().for_each(drop);
+                events.extend_from_slice(replay.frame(frame));
+            }
+            None => {
+                for batch in window.into_iter().flatten() {
+                    events.extend(batch);
+                }
+                self.devices.poll(&mut events);
             }
         }
-        self.devices.poll(&mut events);
         let Some(input) = plugins.get_mut::<InputReplication>() else {
             return;
         };
         input.begin(events);
+        if let Some(r) = &mut self.record
+            && let Err(e) = r.frame(frame, input.input().events())
+        {
+            // The show goes on; the recording ends here.
+            tracing::warn!("input recording stopped at frame {frame}: {e}");
+            self.record = None;
+        }
         let head = self
             .head
             .as_ref()
@@ -455,6 +475,14 @@ impl MasterInput {
         if let (Some(pose), Some(h)) = (head, plugins.get_mut::<HeadTracking>()) {
             h.set(pose);
         }
+    }
+
+    /// Writes out the rest of the recording.
+    fn finish(&mut self) -> Result<()> {
+        if let Some(r) = self.record.take() {
+            r.finish()?;
+        }
+        Ok(())
     }
 }
 
@@ -507,7 +535,7 @@ pub fn master_loop(
         };
         last = time;
         // Input is sampled as late as it can be: right before the frame begins.
-        input.begin_frame(&mut master.manager);
+        input.begin_frame(frame, &mut master.manager);
         master.begin_frame(&info, scene)?;
         let what = || format!("the application's update of frame {frame}");
         guard(what, || {
@@ -560,6 +588,7 @@ pub fn master_loop(
         report.count(swap, frame);
     }
     report.elapsed = start.elapsed();
+    input.finish()?;
     Ok(report)
 }
 

@@ -19,6 +19,9 @@ pub const PATH_FLAGS: &[&str] = &[
     "--views-out",
     "--stats-out",
     "--scene",
+    "--record",
+    "--replay",
+    "--image-hashes",
 ];
 
 /// Checks a built-in role's arguments: each path flag's value, resolved from `dir` (the

@@ -19,6 +19,7 @@ use crate::devices::Devices;
 use crate::options::{GpuArgs, ranged, stop_on_ctrl_c};
 use crate::roles::{MasterInput, MasterLoop, load_key, master_loop};
 use crate::stats::Summary;
+use lockstep_input::record::{Recorder, Recording, Replay};
 
 /// The socket address of `e`, resolved.
 pub fn resolve(e: &Endpoint) -> Result<SocketAddr> {
@@ -98,6 +99,16 @@ pub struct MasterArgs {
     /// started with --report-state); differences are logged and counted.
     #[arg(long)]
     pub verify: bool,
+    /// Write the input stream (every device's events, frame by frame) to FILE.
+    #[arg(long)]
+    pub record: Option<PathBuf>,
+    /// Play the input recorded in FILE (`--record`) instead of reading the devices: the
+    /// session repeats exactly (with --fixed-dt, to the pixel).
+    #[arg(long, conflicts_with = "record")]
+    pub replay: Option<PathBuf>,
+    /// With --replay: start the recording again after its last frame (a tour on a loop).
+    #[arg(long = "replay-loop", requires = "replay")]
+    pub replay_loop: bool,
     /// The graphics API.
     #[command(flatten)]
     pub gpu: GpuArgs,
@@ -172,8 +183,23 @@ pub fn run_master<A: ClusterApp>(
     };
     let input = MasterInput {
         window,
-        devices: Devices::start(&config, &DeviceHost::Master)?,
+        // A replay stands in for the devices.
+        devices: match args.replay {
+            Some(_) => Devices::none(),
+            None => Devices::start(&config, &DeviceHost::Master)?,
+        },
         head: config.head_tracker.clone(),
+        record: match &args.record {
+            Some(path) => Some(Recorder::create(path, &config.name)?),
+            None => None,
+        },
+        replay: match &args.replay {
+            Some(path) => Some(Replay::new(
+                Recording::read(path, Some(&config.name))?,
+                args.replay_loop,
+            )),
+            None => None,
+        },
     };
     let run = move || {
         let result = master_loop(
@@ -219,6 +245,7 @@ pub fn run_master<A: ClusterApp>(
                 rejoin_timeout: 0,
                 report_state: false,
                 views_out: None,
+                image_hashes: None,
                 alone: false,
                 frames: None,
                 stats_out: None,

@@ -62,6 +62,10 @@ pub struct NodeArgs {
     /// rendered (see `crate::roles::views_digest`).
     #[arg(long = "views-out")]
     pub views_out: Option<PathBuf>,
+    /// Write "frame digest" per presented frame: an XXH3 digest of the picture's pixels, read
+    /// back every frame (offscreen only).
+    #[arg(long = "image-hashes")]
+    pub image_hashes: Option<PathBuf>,
     /// No cluster: run the application's update in this process and render this node's
     /// views of it, as the node would in the cluster (the baseline `bench cluster` compares
     /// with).
@@ -132,6 +136,8 @@ struct NodeTotals {
     done_at: Vec<std::time::Instant>,
     frames: u64,
     last: Option<CapturedFrame>,
+    /// Digest of each presented frame's pixels, when they are read back.
+    images: Vec<u64>,
 }
 
 /// A render node until the master ends the session, `stop` is set, or it fails. A node that
@@ -246,6 +252,16 @@ fn finish_node(args: &NodeArgs, totals: NodeTotals, elapsed: Duration) -> Result
     if let Some(path) = &args.views_out {
         let views: Vec<(u64, u64)> = totals.presented.iter().map(|e| (e.0, e.2)).collect();
         write_hashes(path, &views)?;
+    }
+    if let Some(path) = &args.image_hashes {
+        // Only shown frames are read back, in the order they were presented.
+        let images: Vec<(u64, u64)> = totals
+            .presented
+            .iter()
+            .zip(&totals.images)
+            .map(|(e, h)| (e.0, *h))
+            .collect();
+        write_hashes(path, &images)?;
     }
     let s = Summary::of(&totals.waits);
     let fps = totals.frames as f64 / elapsed.as_secs_f64().max(1e-9);
@@ -398,14 +414,29 @@ fn run_session(
     );
     app.record_hashes = hashing;
     app.input_to = input_to.cloned();
-    let keep = args.hash_out.is_some() || args.views_out.is_some();
+    let keep = args.hash_out.is_some() || args.views_out.is_some() || args.image_hashes.is_some();
     app.keep_views = keep;
     let gate = SwapGate::new(gate, keep);
     let presented = gate.presented.clone();
-    let (capture, keeper) = match &args.out {
-        Some(_) if offscreen => {
+    if args.image_hashes.is_some() && !offscreen {
+        bail!("--image-hashes reads every frame back: it needs an offscreen node (--offscreen)");
+    }
+    let (capture, keeper) = match (&args.out, &args.image_hashes) {
+        (None, None) => (None, None),
+        _ if offscreen => {
             let (tx, rx) = mpsc::channel::<CapturedFrame>();
-            let keeper = std::thread::spawn(move || rx.into_iter().last());
+            let digests = args.image_hashes.is_some();
+            let keeper = std::thread::spawn(move || {
+                let mut last = None;
+                let mut images = Vec::new();
+                for f in rx {
+                    if digests {
+                        images.push(xxhash_rust::xxh3::xxh3_64(&f.image.rgba8));
+                    }
+                    last = Some(f);
+                }
+                (last, images)
+            });
             (Some(Capture { every: 1, sink: tx }), Some(keeper))
         }
         _ => (None, None),
@@ -449,8 +480,9 @@ fn run_session(
         .map(|mut p| std::mem::take(&mut *p))
         .unwrap_or_default();
     let presented = seen.shown > 0;
-    if let Some(last) = keeper.and_then(|k| k.join().ok()).flatten() {
-        totals.last = Some(last);
+    if let Some((last, mut images)) = keeper.and_then(|k| k.join().ok()) {
+        totals.last = last.or(totals.last.take());
+        totals.images.append(&mut images);
     }
     totals.done_at.extend(done_at.join().unwrap_or_default());
     totals.waits.append(&mut seen.waits);

@@ -1,0 +1,201 @@
+//! Head tracking through VRPN, recorded and replayed: a scripted tracker (`lockstep vrpn
+//! serve`, Z up, as many are) moves the head; every wall's projection in every frame is the
+//! one the recorded head pose of that frame gives; replayed without the tracker, the session
+//! shows the same projections, and two replays give byte-identical pictures frame by frame.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lockstep::display::{ClusterConfig, HeadPose};
+use lockstep::input::InputEvent;
+use lockstep::input::record::Recording;
+use lockstep::scene::glam::{Quat, Vec3};
+use support::{Proc, cave, free_port, p};
+
+const LIMIT: Duration = Duration::from_secs(120);
+const NODES: [&str; 2] = ["front", "left"];
+
+/// `frame hash` lines of a `--views-out` or `--image-hashes` file.
+fn per_frame(path: &Path) -> BTreeMap<u64, String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| {
+            let (f, h) = l.split_once(' ').unwrap();
+            (f.parse().unwrap(), h.to_string())
+        })
+        .collect()
+}
+
+/// The cave of `dir`, its head moved by VRPN tracker `Tracker0@127.0.0.1:port` (Z up).
+fn tracked_cave(dir: &Path, port: u16) -> PathBuf {
+    let cfg = cave(dir);
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("[head]", "[head]\ntracker = \"tracker\"\nsensor = 0")
+        + &format!(
+            "\n[[input]]\nname = \"tracker\"\ndevice = \"vrpn\"\naddress = \"Tracker0@127.0.0.1:{port}\"\naxes = [\"x\", \"z\", \"-y\"]\n"
+        );
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+/// Runs the master of `cfg` for `frames` frames (with `extra` flags) and the nodes, each
+/// with `node_extra(name)`; returns the master's output.
+fn run(
+    cfg: &Path,
+    frames: u32,
+    extra: &[&str],
+    node_extra: impl Fn(&str) -> Vec<String>,
+) -> String {
+    let frames = frames.to_string();
+    let mut args = vec![
+        "master",
+        "--config",
+        p(cfg),
+        "--frames",
+        &frames,
+        "--fps",
+        "30",
+        // The demo moves by the frame's clock: a fixed step makes it the same every run.
+        "--fixed-dt",
+        "0.0333",
+        "--wait-for",
+        "front,left",
+    ];
+    args.extend_from_slice(extra);
+    let master = Proc::start(&args);
+    let nodes: Vec<Proc> = NODES
+        .iter()
+        .map(|n| {
+            let extra = node_extra(n);
+            let mut args = vec!["node", "--config", p(cfg), "--name", n];
+            args.extend(extra.iter().map(String::as_str));
+            Proc::start(&args)
+        })
+        .collect();
+    for (n, node) in NODES.iter().zip(nodes) {
+        let (status, out) = node.finish_within(LIMIT);
+        assert_eq!(status.code(), Some(0), "{n}: {out}");
+    }
+    let (status, out) = master.finish_within(LIMIT);
+    assert_eq!(status.code(), Some(0), "{out}");
+    out
+}
+
+#[test]
+fn a_tracked_head_moves_every_walls_projection_and_a_replay_repeats_it_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // Z up, in metres: 0.6 m to the right and 0.3 m back (the tracker's −y) in 3 s.
+    let path = dir.path().join("walk.path");
+    std::fs::write(&path, "0 0 0 1.7\n3 0.6 -0.3 1.7\n").unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let tracker = Proc::start(&[
+        "vrpn",
+        "serve",
+        p(&path),
+        "--listen",
+        &listen,
+        "--rate",
+        "200",
+    ]);
+    tracker.wait_for("serving VRPN tracker Tracker0@", LIMIT);
+    let cfg = tracked_cave(dir.path(), port);
+    let out = |what: &str, n: &str| dir.path().join(format!("{what}-{n}.txt"));
+    let rec = dir.path().join("walk.input");
+    let frames = 60;
+    run(&cfg, frames, &["--record", p(&rec)], |n| {
+        vec![
+            "--renderer".into(),
+            "none".into(),
+            "--views-out".into(),
+            p(&out("live", n)).into(),
+        ]
+    });
+    drop(tracker);
+    // The head of each frame, as the recording has it.
+    let file = ClusterConfig::load(&cfg).unwrap();
+    let recording = Recording::read(&rec, Some("cave")).unwrap();
+    let mut head = file.head;
+    let mut heads = BTreeMap::new();
+    let mut recorded = recording.frames.iter().peekable();
+    for f in 0..frames as u64 {
+        while let Some((_, events)) = recorded.next_if(|(rf, _)| *rf <= f) {
+            for e in events {
+                if let InputEvent::Tracker {
+                    device,
+                    sensor: 0,
+                    pose,
+                } = e
+                    && device == "tracker"
+                {
+                    let (position, rotation): (Vec3, Quat) = pose.to_glam();
+                    head = HeadPose { position, rotation };
+                }
+            }
+        }
+        heads.insert(f, head);
+    }
+    let positions: Vec<Vec3> = heads.values().map(|h| h.position).collect();
+    // Remapped from Z up: at head height, moving right and back, never left or forward.
+    assert!(
+        positions.iter().all(|p| (p.y - 1.7).abs() < 1e-4),
+        "{positions:?}"
+    );
+    assert!(
+        positions
+            .windows(2)
+            .all(|w| w[1].x >= w[0].x && w[1].z >= w[0].z),
+        "{positions:?}"
+    );
+    let moved = positions.last().unwrap().x - positions[0].x;
+    assert!(moved > 0.2, "the head moved {moved} m: {positions:?}");
+    for n in NODES {
+        let views = per_frame(&out("live", n));
+        assert_eq!(views.len(), frames as usize, "{n}");
+        for (f, digest) in &views {
+            let want = lockstep::roles::views_digest(&file, n, &heads[f]).unwrap();
+            assert_eq!(digest, &format!("{want:016x}"), "node {n}, frame {f}");
+        }
+    }
+    // Replayed, with no tracker at all: the same projections, and twice the same pictures.
+    for run_no in 0..2 {
+        let tag = format!("replay{run_no}");
+        let tag = tag.as_str();
+        run(&cfg, frames, &["--replay", p(&rec)], |n| {
+            vec![
+                "--offscreen".into(),
+                "--views-out".into(),
+                p(&out(&format!("{tag}-views"), n)).into(),
+                "--image-hashes".into(),
+                p(&out(&format!("{tag}-images"), n)).into(),
+            ]
+        });
+        for n in NODES {
+            assert_eq!(
+                per_frame(&out(&format!("{tag}-views"), n)),
+                per_frame(&out("live", n)),
+                "node {n}: the replay's projections"
+            );
+        }
+    }
+    for n in NODES {
+        let (a, b) = (
+            per_frame(&out("replay0-images", n)),
+            per_frame(&out("replay1-images", n)),
+        );
+        assert_eq!(a.len(), frames as usize, "{n}");
+        assert_eq!(a, b, "node {n}: two replays' pictures");
+        // The pictures change as the head moves: not one image repeated.
+        let distinct: std::collections::BTreeSet<&String> = a.values().collect();
+        assert!(
+            distinct.len() > 5,
+            "node {n}: {} distinct pictures",
+            distinct.len()
+        );
+    }
+}
