@@ -393,6 +393,15 @@ impl NodeSession {
         }
     }
 
+    /// Sends what this node's own input devices reported (encoded by the input layer) to
+    /// the master, which gives it to every process in the next frame it begins.
+    pub fn send_input(&mut self, payload: &[u8]) -> Result<(), ClusterError> {
+        match self.writer.lock() {
+            Ok(mut w) => w.send(&Message::Input { payload }),
+            Err(_) => Err(self.ended()),
+        }
+    }
+
     fn ended(&self) -> ClusterError {
         ClusterError::Internal(format!(
             "node '{}': the thread reading from the master ended",
@@ -584,6 +593,11 @@ impl DirectNode {
             payload,
             json: false,
         })
+    }
+
+    /// Sends what this node's own input devices reported to the master.
+    pub fn send_input(&mut self, payload: &[u8]) -> Result<(), ClusterError> {
+        self.link.send(&Message::Input { payload })
     }
 
     /// Tells the master frame `frame` is ready and waits for its `SwapNow`.

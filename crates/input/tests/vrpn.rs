@@ -80,3 +80,28 @@ fn a_server_that_comes_back_is_followed_again_within_a_second() {
     let took = back.elapsed();
     assert!(took < Duration::from_secs(1), "took {took:?}");
 }
+
+#[test]
+fn buttons_come_as_their_state_at_connection_then_as_changes() {
+    // Button 1 is down before anyone connects; button 0 goes down and up later.
+    let path = Path::parse(
+        "0 0 1.7 0\n0 button 1 down\n0.3 button 0 down\n0.5 button 0 up\n",
+        "b",
+    )
+    .unwrap();
+    let server = Server::start("127.0.0.1:0".parse().unwrap(), "Tracker0", path, 200.0).unwrap();
+    let device = Device::start(address(&server), "wand").unwrap();
+    let mut seen = Vec::new();
+    until(&device, "button 0 to go up", |r| {
+        seen.extend(r.buttons.iter().copied());
+        let down = seen.iter().position(|b| *b == (0, true));
+        down.filter(|i| seen[i + 1..].contains(&(0, false)))
+            .map(|_| ())
+    });
+    // The states first (0 up, 1 down), then 0 down, then 0 up.
+    assert_eq!(
+        seen,
+        [(0, false), (1, true), (0, true), (0, false)],
+        "{seen:?}"
+    );
+}

@@ -79,6 +79,62 @@ impl Devices {
     }
 }
 
+/// Most events a node sends in one batch (one frame's worth).
+const MAX_BATCH: usize = 1024;
+
+impl Devices {
+    /// On a node: what the devices reported since the last call, into `events` and encoded
+    /// for the master (none if nothing was reported).
+    pub fn batch(&mut self, events: &mut Vec<InputEvent>) -> Option<Vec<u8>> {
+        events.clear();
+        self.poll(events);
+        if events.is_empty() {
+            return None;
+        }
+        events.truncate(MAX_BATCH);
+        postcard::to_stdvec(&events).ok()
+    }
+}
+
+/// What node `node` sent of its devices' input, checked: only events of devices `devices`
+/// (the cluster file's) places on that node.
+pub fn decode_batch(
+    node: &str,
+    bytes: &[u8],
+    devices: &[InputDevice],
+) -> Result<Vec<InputEvent>, String> {
+    let events: Vec<InputEvent> = postcard::from_bytes(bytes)
+        .map_err(|e| format!("node '{node}' sent input that does not decode: {e}"))?;
+    if events.len() > MAX_BATCH {
+        return Err(format!(
+            "node '{node}' sent {} input events at once, over {MAX_BATCH}",
+            events.len()
+        ));
+    }
+    for e in &events {
+        let device = match e {
+            InputEvent::Tracker { device, .. }
+            | InputEvent::Button { device, .. }
+            | InputEvent::Analog { device, .. }
+            | InputEvent::Pad { device, .. } => device,
+            other => {
+                return Err(format!(
+                    "node '{node}' sent {other:?}: a node sends only the input of its own devices"
+                ));
+            }
+        };
+        let here = devices
+            .iter()
+            .any(|d| &d.name == device && d.host == DeviceHost::Node(node.to_string()));
+        if !here {
+            return Err(format!(
+                "node '{node}' sent input of device '{device}', which the cluster file does not place on it"
+            ));
+        }
+    }
+    Ok(events)
+}
+
 /// The head pose `tracker` gives in `input`, if that sensor has reported.
 pub fn head_from(input: &Input, tracker: &HeadTracker) -> Option<HeadPose> {
     let pose = input.tracker(&tracker.device, tracker.sensor)?;

@@ -23,7 +23,7 @@ use crate::app::{ClusterApp, MasterFrame, NodeFrame, Outbox, guard};
 use crate::devices::Devices;
 use crate::node_views::color_writes;
 use crate::pipeline::{App, FrameContext, FrameGate, FrameTag, ViewPass};
-use lockstep_display::HeadTracker;
+use lockstep_display::{HeadTracker, InputDevice};
 use lockstep_input::record::{Recorder, Replay};
 use lockstep_input::{InputEvent, InputReplication};
 
@@ -129,6 +129,12 @@ pub struct NodeApp<'a> {
     /// Where this node's window input goes (the master's own view, whose window steers the
     /// master's application): each frame's events, when there are any.
     pub input_to: Option<Sender<Vec<InputEvent>>>,
+    /// The input devices the cluster file places on this node, sent to the master.
+    pub devices: Option<&'a mut Devices>,
+    /// Print every frame's input events, and what this node's devices sent (`--trace-input`).
+    pub trace_input: bool,
+    /// What the devices read this frame (kept to reuse its memory).
+    read: Vec<InputEvent>,
     /// The scene the application's setup built, which every session starts from.
     baseline: Scene,
     config: ClusterConfig,
@@ -158,6 +164,9 @@ impl<'a> NodeApp<'a> {
             app,
             outbox: Outbox::new(),
             input_to: None,
+            devices: None,
+            trace_input: false,
+            read: Vec::new(),
             baseline,
             config,
             name: name.to_string(),
@@ -228,6 +237,16 @@ impl App for NodeApp<'_> {
                 }
                 for e in self.outbox.drain(..) {
                     session.send_event(&e.name, &e.payload)?;
+                }
+                if self.trace_input {
+                    trace_input(&self.name, info.frame, &session.manager);
+                }
+                let read = &mut self.read;
+                if let Some(batch) = self.devices.as_mut().and_then(|d| d.batch(read)) {
+                    if self.trace_input {
+                        trace_read(&self.name, info.frame, read);
+                    }
+                    session.send_input(&batch)?;
                 }
                 if let Some(to) = &self.input_to
                     && !ctx.input.events().is_empty()
@@ -423,6 +442,22 @@ pub struct MasterLoop<'a> {
     pub input: MasterInput,
 }
 
+/// Prints the input events of `frame` as `who` sees them (`--trace-input`).
+pub fn trace_input(who: &str, frame: u64, plugins: &lockstep_cluster::ClusterManager) {
+    if let Some(input) = plugins.get::<InputReplication>() {
+        for e in input.input().events() {
+            println!("{who} input frame {frame}: {e:?}");
+        }
+    }
+}
+
+/// Prints what `who`'s own devices read during `frame` and sent to the master.
+pub fn trace_read(who: &str, frame: u64, events: &[InputEvent]) {
+    for e in events {
+        println!("{who} input read at frame {frame}: {e:?}");
+    }
+}
+
 /// Where the master's input comes from each frame.
 #[derive(Default)]
 pub struct MasterInput {
@@ -432,6 +467,12 @@ pub struct MasterInput {
     pub devices: Devices,
     /// The tracker sensor that moves the head.
     pub head: Option<HeadTracker>,
+    /// The cluster file's devices: a node may send the input of those it holds.
+    pub placed: Vec<InputDevice>,
+    /// Batches from nodes refused so far (told now and then, not at each).
+    pub refused: u64,
+    /// Print every frame's input events (`--trace-input`).
+    pub trace: bool,
     /// Where every frame's input is written (`--record`).
     pub record: Option<Recorder>,
     /// The recorded input played instead of the window's and the devices' (`--replay`).
@@ -441,8 +482,10 @@ pub struct MasterInput {
 impl MasterInput {
     /// Hands the input plugin the events of `frame`, about to begin, records them, and
     /// moves the head when its sensor reported.
-    fn begin_frame(&mut self, frame: u64, plugins: &mut lockstep_cluster::ClusterManager) {
+    fn begin_frame(&mut self, frame: u64, master: &mut Master) {
         let mut events = Vec::new();
+        let mut from_nodes = Vec::new();
+        master.take_node_input(&mut from_nodes);
         let window = self.window.as_ref().map(|rx| rx.try_iter());
         match &mut self.replay {
             Some(replay) => {
@@ -455,8 +498,20 @@ impl MasterInput {
                     events.extend(batch);
                 }
                 self.devices.poll(&mut events);
+                for (node, bytes) in &from_nodes {
+                    match crate::devices::decode_batch(node, bytes, &self.placed) {
+                        Ok(batch) => events.extend(batch),
+                        Err(why) => {
+                            self.refused += 1;
+                            if self.refused.is_power_of_two() {
+                                tracing::warn!("{why}; dropped ({} so far)", self.refused);
+                            }
+                        }
+                    }
+                }
             }
         }
+        let plugins = &mut master.manager;
         let Some(input) = plugins.get_mut::<InputReplication>() else {
             return;
         };
@@ -535,7 +590,10 @@ pub fn master_loop(
         };
         last = time;
         // Input is sampled as late as it can be: right before the frame begins.
-        input.begin_frame(frame, &mut master.manager);
+        input.begin_frame(frame, master);
+        if input.trace {
+            trace_input("master", frame, &master.manager);
+        }
         master.begin_frame(&info, scene)?;
         let what = || format!("the application's update of frame {frame}");
         guard(what, || {

@@ -199,3 +199,110 @@ fn a_tracked_head_moves_every_walls_projection_and_a_replay_repeats_it_exactly()
         );
     }
 }
+
+/// `(frame, event)` of every input event `who` traced (`--trace-input`), of the lines that
+/// begin `WHO input frame` (`read`: `WHO input read at frame`).
+fn traced(out: &str, who: &str, read: bool) -> Vec<(u64, String)> {
+    let prefix = if read {
+        format!("{who} input read at frame ")
+    } else {
+        format!("{who} input frame ")
+    };
+    out.lines()
+        .filter_map(|l| {
+            let (f, e) = l.strip_prefix(&prefix)?.split_once(": ")?;
+            Some((f.parse().ok()?, e.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_button_of_a_nodes_device_is_seen_by_every_process_in_the_frame_after_it_was_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // Down at 2 s and held: whenever the node connects, it reads the press once.
+    let path = dir.path().join("wand.path");
+    std::fs::write(&path, "0 0 1 -0.5\n2 button 0 down\n").unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let wand = Proc::start(&[
+        "vrpn",
+        "serve",
+        p(&path),
+        "--listen",
+        &listen,
+        "--rate",
+        "100",
+    ]);
+    wand.wait_for("serving VRPN tracker Tracker0@", LIMIT);
+    let cfg = cave(dir.path());
+    let text = std::fs::read_to_string(&cfg).unwrap()
+        + &format!(
+            "\n[[input]]\nname = \"wand\"\ndevice = \"vrpn\"\naddress = \"Tracker0@127.0.0.1:{port}\"\nhost = \"left\"\n"
+        );
+    std::fs::write(&cfg, text).unwrap();
+    let master = Proc::start(&[
+        "master",
+        "--config",
+        p(&cfg),
+        "--frames",
+        "150",
+        "--fps",
+        "30",
+        "--wait-for",
+        "front,left",
+        "--trace-input",
+    ]);
+    let nodes: Vec<(&str, Proc)> = NODES
+        .iter()
+        .map(|n| {
+            let args = [
+                "node",
+                "--config",
+                p(&cfg),
+                "--name",
+                n,
+                "--renderer",
+                "none",
+                "--trace-input",
+            ];
+            (*n, Proc::start(&args))
+        })
+        .collect();
+    let mut outs = BTreeMap::new();
+    for (n, node) in nodes {
+        let (status, out) = node.finish_within(LIMIT);
+        assert_eq!(status.code(), Some(0), "{n}: {out}");
+        outs.insert(n, out);
+    }
+    let (status, out) = master.finish_within(LIMIT);
+    assert_eq!(status.code(), Some(0), "{out}");
+    outs.insert("master", out);
+    let press = r#"Button { device: "wand", button: 0, down: true }"#;
+    let read: Vec<u64> = traced(&outs["left"], "left", true)
+        .into_iter()
+        .filter(|(_, e)| e == press)
+        .map(|(f, _)| f)
+        .collect();
+    assert_eq!(
+        read.len(),
+        1,
+        "left read the press once: {read:?}\n{}",
+        outs["left"]
+    );
+    for (who, out) in &outs {
+        let seen: Vec<u64> = traced(out, who, false)
+            .into_iter()
+            .filter(|(_, e)| e == press)
+            .map(|(f, _)| f)
+            .collect();
+        assert_eq!(seen, [read[0] + 1], "{who}: {out}");
+    }
+    // The wand's pose reached every process too, as the cluster file's space has it.
+    assert!(
+        outs["front"].contains(
+            r#"Tracker { device: "wand", sensor: 0, pose: Pose { position: [0.0, 1.0, -0.5]"#
+        ),
+        "{}",
+        outs["front"]
+    );
+}

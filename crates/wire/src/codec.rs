@@ -420,6 +420,7 @@ mod tests {
                 size: 3,
             },
             Message::AssetChunk { bytes: &[1, 2, 3] },
+            Message::Input { payload: &[4, 5] },
         ]
     }
 

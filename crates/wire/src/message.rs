@@ -8,8 +8,9 @@ pub const MAGIC: [u8; 4] = *b"LKST";
 /// may carry the root order. 5: everything after the handshake travels in sealed records.
 /// 6: a node says which application it runs (`Join`) before the master welcomes it; cluster
 /// events (`Event`, `Queued`). 7: the master sends the files its application loaded
-/// (`AssetRequest`, `AssetInfo`, `AssetChunk`).
-pub const PROTOCOL_VERSION: u16 = 7;
+/// (`AssetRequest`, `AssetInfo`, `AssetChunk`). 8: nodes send the input of their own
+/// devices (`Input`).
+pub const PROTOCOL_VERSION: u16 = 8;
 
 /// The points of a frame where plugins' blocks are applied on a node; each hook's blocks are
 /// closed by an `EndBlock` naming it.
@@ -269,6 +270,12 @@ pub enum Message<'a> {
         /// At most [`ASSET_CHUNK`] bytes.
         bytes: &'a [u8],
     },
+    /// Node → master: what the input devices read on this node reported since its last
+    /// frame, for the master to give every process in the next frame it begins.
+    Input {
+        /// The events, encoded by the input layer (opaque here).
+        payload: &'a [u8],
+    },
 }
 
 /// Largest `AssetChunk` the master sends.
@@ -302,6 +309,7 @@ impl Message<'_> {
             Message::AssetRequest { .. } => "AssetRequest",
             Message::AssetInfo { .. } => "AssetInfo",
             Message::AssetChunk { .. } => "AssetChunk",
+            Message::Input { .. } => "Input",
         }
     }
 }

@@ -183,6 +183,8 @@ struct NodeConn {
     rate: Rates,
     /// Events it sent, not yet taken into the master's queue: (name, postcard bytes).
     events: Vec<(String, Vec<u8>)>,
+    /// What its own input devices reported since the last frame begun, batch by batch.
+    input: Vec<Vec<u8>>,
 }
 
 impl NodeConn {
@@ -439,6 +441,7 @@ impl Master {
                 ready: None,
                 rate: Rates::default(),
                 events: Vec::new(),
+                input: Vec::new(),
             });
         }
         // Cluster-file order, whatever order they connected in: reports read the same each run.
@@ -611,6 +614,16 @@ impl Master {
             };
             !(closed || since.elapsed() > limit)
         });
+    }
+
+    /// Takes what the nodes' own input devices reported since the last call, node by node
+    /// in cluster-file order (the node's name, then its batches in the order sent).
+    pub fn take_node_input(&mut self, into: &mut Vec<(String, Vec<u8>)>) {
+        for n in &mut self.nodes {
+            for batch in n.input.drain(..) {
+                into.push((n.name.clone(), batch));
+            }
+        }
     }
 
     /// Queues a cluster event for the next frame begun (every process sees it in that
@@ -1233,6 +1246,7 @@ fn drain(n: &mut NodeConn) -> Result<(), String> {
                     Message::Event { name, payload, .. } => {
                         keep_event(&mut n.events, name, payload)?;
                     }
+                    Message::Input { payload } => keep_input(&mut n.input, payload)?,
                     other => return Err(unexpected(other)),
                 }
             }
@@ -1248,6 +1262,21 @@ const MAX_QUEUED_EVENTS: usize = 4 * MAX_EVENTS_PER_FRAME;
 /// `MAX_EVENTS_SENT_PER_FRAME` per frame, and pipelining can put several of its frames in
 /// that time): more is a node out of control, dropped rather than buffered.
 const MAX_NODE_EVENTS: usize = 4 * crate::plugins::MAX_EVENTS_SENT_PER_FRAME;
+
+/// Most bytes of input a node may send between two frames begun.
+pub const MAX_NODE_INPUT: usize = 256 * 1024;
+
+/// Keeps a batch of input a node's devices reported, for the next frame begun.
+fn keep_input(kept: &mut Vec<Vec<u8>>, payload: &[u8]) -> Result<(), String> {
+    let held: usize = kept.iter().map(Vec::len).sum();
+    if held + payload.len() > MAX_NODE_INPUT {
+        return Err(format!(
+            "sent more than {MAX_NODE_INPUT} bytes of input in one frame"
+        ));
+    }
+    kept.push(payload.to_vec());
+    Ok(())
+}
 
 /// Keeps an event a node sent, for the master to check and queue at the next frame begun.
 fn keep_event(kept: &mut Vec<(String, Vec<u8>)>, name: &str, payload: &[u8]) -> Result<(), String> {
@@ -1297,6 +1326,7 @@ fn wait_ready(
             Ok(Message::Event { name, payload, .. }) => {
                 keep_event(&mut n.events, name, payload)?;
             }
+            Ok(Message::Input { payload }) => keep_input(&mut n.input, payload)?,
             Ok(other) => return Err(unexpected(other)),
             Err(ClusterError::Timeout { .. }) => {
                 return Err(format!(
@@ -1329,6 +1359,7 @@ fn catch_up(n: &mut NodeConn, frame: u64) -> Result<Option<NodeStats>, String> {
                     Message::Event { name, payload, .. } => {
                         keep_event(&mut n.events, name, payload)?;
                     }
+                    Message::Input { payload } => keep_input(&mut n.input, payload)?,
                     other => return Err(unexpected(other)),
                 }
             }

@@ -6,7 +6,8 @@ fixed rate, pongs to pings — so any VRPN client reads it.
 
 A path is a list of keyframes (seconds, position, heading/pitch/roll in degrees): the pose at
 time t is interpolated between the keyframes around it (positions linearly, orientations by
-slerp), held at the last one, or looped.
+slerp), held at the last one, or looped. It may press and release buttons at given times
+(`SECONDS button N down|up`); a client that connects is told every button's state first.
 */
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use glam::{Quat, Vec3};
 
 use super::codec::{self, COOKIE_LEN, Decoder, SENDER_DESCRIPTION, Stamp, TYPE_DESCRIPTION};
-use super::session::{PING, PONG, POS_QUAT};
+use super::session::{BUTTON_CHANGE, BUTTON_STATES, PING, PONG, POS_QUAT};
 
 /// One keyframe of a path.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -35,21 +36,43 @@ pub struct Keyframe {
 pub struct Path {
     /// Keyframes, by time.
     pub keys: Vec<Keyframe>,
+    /// Button changes, by time: (seconds, button, down).
+    pub buttons: Vec<(f64, u32, bool)>,
     /// Start again after the last keyframe.
     pub looped: bool,
 }
 
 impl Path {
     /// Reads a path: one keyframe per line, `SECONDS X Y Z [H P R]` (degrees), times
-    /// increasing; `#` starts a comment. `what` names the text in errors.
+    /// increasing, or a button change, `SECONDS button N down|up`; `#` starts a comment.
+    /// `what` names the text in errors.
     pub fn parse(text: &str, what: &str) -> Result<Path, String> {
         let mut keys: Vec<Keyframe> = Vec::new();
+        let mut buttons = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
             if line.is_empty() {
                 continue;
             }
             let at = format!("{what}:{}", i + 1);
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let [t, "button", n, state] = words[..] {
+                let t: f64 = t
+                    .parse()
+                    .ok()
+                    .filter(|t: &f64| t.is_finite() && *t >= 0.0)
+                    .ok_or_else(|| format!("{at}: '{t}' is not a time"))?;
+                let n: u32 = n
+                    .parse()
+                    .map_err(|_| format!("{at}: '{n}' is not a button number"))?;
+                let down = match state {
+                    "down" => true,
+                    "up" => false,
+                    _ => return Err(format!("{at}: '{state}' is not down or up")),
+                };
+                buttons.push((t, n, down));
+                continue;
+            }
             let v: Vec<f32> = line
                 .split_whitespace()
                 .map(|w| w.parse::<f32>().ok().filter(|x| x.is_finite()))
@@ -79,10 +102,27 @@ impl Path {
         if keys.is_empty() {
             return Err(format!("{what}: no keyframes"));
         }
+        buttons.sort_by(|a: &(f64, u32, bool), b| a.0.total_cmp(&b.0));
         Ok(Path {
             keys,
+            buttons,
             looped: false,
         })
+    }
+
+    /// Every button's state at `t` seconds (buttons up to the highest one scripted).
+    pub fn buttons_at(&self, t: f64) -> Vec<bool> {
+        let n = self
+            .buttons
+            .iter()
+            .map(|b| b.1 as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let mut states = vec![false; n];
+        for (_, b, down) in self.buttons.iter().filter(|b| b.0 <= t) {
+            states[*b as usize] = *down;
+        }
+        states
     }
 
     /// The pose at `t` seconds.
@@ -215,6 +255,8 @@ impl Drop for Server {
 /// Type ids this server uses.
 const T_POS_QUAT: i32 = 0;
 const T_PONG: i32 = 1;
+const T_BUTTON_CHANGE: i32 = 2;
+const T_BUTTON_STATES: i32 = 3;
 
 fn serve(
     stream: TcpStream,
@@ -232,6 +274,24 @@ fn serve(
     codec::encode_description(&mut hello, SENDER_DESCRIPTION, 1, device);
     codec::encode_description(&mut hello, TYPE_DESCRIPTION, T_POS_QUAT, POS_QUAT);
     codec::encode_description(&mut hello, TYPE_DESCRIPTION, T_PONG, PONG);
+    codec::encode_description(&mut hello, TYPE_DESCRIPTION, T_BUTTON_CHANGE, BUTTON_CHANGE);
+    codec::encode_description(&mut hello, TYPE_DESCRIPTION, T_BUTTON_STATES, BUTTON_STATES);
+    // Every button's state now, as a VRPN button server tells a client that connects.
+    let now = started.elapsed().as_secs_f64();
+    let states = path.buttons_at(now);
+    if !states.is_empty() {
+        let mut body = (states.len() as i32).to_be_bytes().to_vec();
+        for s in &states {
+            body.extend_from_slice(&(*s as i32).to_be_bytes());
+        }
+        codec::encode(&mut hello, stamp(), 1, T_BUTTON_STATES, 0, &body);
+    }
+    // Button changes after now are sent as their time comes.
+    let mut next_button = path
+        .buttons
+        .iter()
+        .position(|b| b.0 > now)
+        .unwrap_or(path.buttons.len());
     let writer = Arc::new(std::sync::Mutex::new(stream.try_clone()?));
     writer
         .lock()
@@ -259,13 +319,20 @@ fn serve(
             std::thread::sleep(next - now);
             continue;
         }
-        let (p, q) = path.at(now.duration_since(started).as_secs_f64());
+        let t = now.duration_since(started).as_secs_f64();
+        out.clear();
+        while let Some(&(_, button, down)) = path.buttons.get(next_button).filter(|b| b.0 <= t) {
+            let mut body = (button as i32).to_be_bytes().to_vec();
+            body.extend_from_slice(&(down as i32).to_be_bytes());
+            codec::encode(&mut out, stamp(), 1, T_BUTTON_CHANGE, 0, &body);
+            next_button += 1;
+        }
+        let (p, q) = path.at(t);
         let mut body = [0u8; 64];
         for (i, x) in [p.x, p.y, p.z, q.x, q.y, q.z, q.w].into_iter().enumerate() {
             body[8 + 8 * i..16 + 8 * i].copy_from_slice(&(x as f64).to_be_bytes());
         }
         seq = seq.wrapping_add(1);
-        out.clear();
         codec::encode(&mut out, stamp(), 1, T_POS_QUAT, seq, &body);
         let sent = match writer.lock() {
             Ok(mut w) => w.write_all(&out),
@@ -357,7 +424,13 @@ mod tests {
 
     #[test]
     fn a_path_interpolates_between_keyframes_and_holds_or_loops() {
-        let mut p = Path::parse("# t x y z\n0 0 1.7 0\n2 1 1.7 0 90 0 0\n", "walk").unwrap();
+        let mut p = Path::parse(
+            "# t x y z\n0 0 1.7 0\n1.5 button 2 down\n2 1 1.7 0 90 0 0\n1.8 button 2 up\n",
+            "walk",
+        )
+        .unwrap();
+        assert_eq!(p.buttons_at(1.6), [false, false, true]);
+        assert_eq!(p.buttons_at(1.9), [false, false, false]);
         assert_eq!(p.at(-1.0).0, Vec3::new(0.0, 1.7, 0.0));
         assert!((p.at(1.0).0 - Vec3::new(0.5, 1.7, 0.0)).length() < 1e-6);
         assert!(
@@ -374,6 +447,7 @@ mod tests {
             ("0 0 0 x", "is not numbers"),
             ("1 0 0 0\n1 0 0 0", "does not come after"),
             ("# nothing", "no keyframes"),
+            ("0 0 0 0\n1 button 0 pressed", "is not down or up"),
         ] {
             let e = Path::parse(bad, "p").unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");

@@ -109,6 +109,9 @@ pub struct MasterArgs {
     /// With --replay: start the recording again after its last frame (a tour on a loop).
     #[arg(long = "replay-loop", requires = "replay")]
     pub replay_loop: bool,
+    /// Print every frame's input events ("master input frame F: …").
+    #[arg(long = "trace-input")]
+    pub trace_input: bool,
     /// The graphics API.
     #[command(flatten)]
     pub gpu: GpuArgs,
@@ -189,6 +192,9 @@ pub fn run_master<A: ClusterApp>(
             None => Devices::start(&config, &DeviceHost::Master)?,
         },
         head: config.head_tracker.clone(),
+        placed: config.input.clone(),
+        refused: 0,
+        trace: args.trace_input,
         record: match &args.record {
             Some(path) => Some(Recorder::create(path, &config.name)?),
             None => None,
@@ -246,6 +252,7 @@ pub fn run_master<A: ClusterApp>(
                 report_state: false,
                 views_out: None,
                 image_hashes: None,
+                trace_input: false,
                 alone: false,
                 frames: None,
                 stats_out: None,

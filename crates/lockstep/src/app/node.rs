@@ -16,10 +16,12 @@ use lockstep_wire::ClusterKey;
 
 use super::master::{resolve, write_hashes};
 use super::{ClusterApp, NodeFrame, Prepared, guard, prepare};
+use crate::devices::Devices;
 use crate::options::{GpuArgs, ranged, stop_on_ctrl_c};
 use crate::pipeline::{self, Capture, CapturedFrame, PipelineConfig, Target};
 use crate::roles::{FrameSource, NodeApp, NodeExit, SwapGate, default_plugins, load_key};
 use crate::stats::Summary;
+use lockstep_display::DeviceHost;
 use lockstep_input::InputEvent;
 
 /// Arguments of `lockstep node`.
@@ -66,6 +68,10 @@ pub struct NodeArgs {
     /// back every frame (offscreen only).
     #[arg(long = "image-hashes")]
     pub image_hashes: Option<PathBuf>,
+    /// Print every frame's input events ("NODE input frame F: …") and the frames at which
+    /// this node's own devices sent input ("NODE input read at frame F").
+    #[arg(long = "trace-input")]
+    pub trace_input: bool,
     /// No cluster: run the application's update in this process and render this node's
     /// views of it, as the node would in the cluster (the baseline `bench cluster` compares
     /// with).
@@ -189,6 +195,11 @@ pub(crate) fn run_node_until<A: ClusterApp>(
         .with_context(|| format!("node '{}'", args.name))?;
     drop(fetch);
     let mut app: Box<dyn ClusterApp> = Box::new(app);
+    // The devices the cluster file places on this node, read for every session.
+    let mut devices = match key {
+        Some(_) => Devices::start(&config, &DeviceHost::Node(args.name.clone()))?,
+        None => Devices::none(),
+    };
     let mut totals = NodeTotals::default();
     let started = std::time::Instant::now();
     let mut connect_timeout = Duration::from_secs(args.connect_timeout);
@@ -198,6 +209,7 @@ pub(crate) fn run_node_until<A: ClusterApp>(
     loop {
         let session = run_session(
             &mut app,
+            &mut devices,
             &prepared,
             &args,
             &config,
@@ -332,6 +344,7 @@ fn told_to_stop(e: &anyhow::Error, node: &str) -> bool {
 #[allow(clippy::too_many_arguments)]
 fn run_session(
     app: &mut Box<dyn ClusterApp>,
+    devices: &mut Devices,
     prepared: &Prepared,
     args: &NodeArgs,
     config: &ClusterConfig,
@@ -391,7 +404,9 @@ fn run_session(
                 args.name, config.name
             );
             announce(NodeState::Ready);
-            return run_headless(node, app, prepared, args, config, hashing, stop, totals);
+            return run_headless(
+                node, app, devices, prepared, args, config, hashing, stop, totals,
+            );
         }
         let (session, link) =
             match lockstep_cluster::node::connect(&node_config, managers(app.as_ref(), config)?) {
@@ -414,6 +429,8 @@ fn run_session(
     );
     app.record_hashes = hashing;
     app.input_to = input_to.cloned();
+    app.devices = Some(devices);
+    app.trace_input = args.trace_input;
     let keep = args.hash_out.is_some() || args.views_out.is_some() || args.image_hashes.is_some();
     app.keep_views = keep;
     let gate = SwapGate::new(gate, keep);
@@ -512,9 +529,11 @@ fn steady_fps(done_at: &[std::time::Instant]) -> Option<f64> {
 
 /// A node without rendering: apply each frame, then swap.
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)]
 fn run_headless(
     mut node: lockstep_cluster::DirectNode,
     app: &mut Box<dyn ClusterApp>,
+    devices: &mut Devices,
     prepared: &Prepared,
     args: &NodeArgs,
     config: &ClusterConfig,
@@ -527,6 +546,7 @@ fn run_headless(
     let mut session_frames = 0u64;
     let mut hasher = lockstep_cluster::SceneHasher::default();
     let mut outbox = super::Outbox::new();
+    let mut read = Vec::new();
     let result = (|| -> Result<()> {
         while let Some(info) = node.next_frame(&mut scene)? {
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -556,6 +576,15 @@ fn run_headless(
             }
             for e in outbox.drain(..) {
                 node.send_event(&e.name, &e.payload)?;
+            }
+            if args.trace_input {
+                crate::roles::trace_input(&args.name, info.frame, &node.manager);
+            }
+            if let Some(batch) = devices.batch(&mut read) {
+                if args.trace_input {
+                    crate::roles::trace_read(&args.name, info.frame, &read);
+                }
+                node.send_input(&batch)?;
             }
             let state = hashing.then(|| hasher.hash(&scene));
             let t = std::time::Instant::now();
