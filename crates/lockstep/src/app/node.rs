@@ -529,7 +529,6 @@ fn steady_fps(done_at: &[std::time::Instant]) -> Option<f64> {
 
 /// A node without rendering: apply each frame, then swap.
 #[allow(clippy::too_many_arguments)]
-#[allow(clippy::too_many_arguments)]
 fn run_headless(
     mut node: lockstep_cluster::DirectNode,
     app: &mut Box<dyn ClusterApp>,
