@@ -7,7 +7,8 @@
 #   - Xvfb, a virtual X server, and xwd (x11-apps) to take screenshots of it, for the window
 #     tests on machines without a display;
 #   - iproute2 (`ip netns`), for the launcher tests that make three hosts out of network
-#     namespaces.
+#     namespaces;
+#   - libudev's headers and pkg-config, which the gamepad crate (gilrs) builds against.
 # Sourced by demo.sh and test.sh; safe to run again.
 set -euo pipefail
 
@@ -22,6 +23,8 @@ ldconfig -p 2>/dev/null | grep -q 'libEGL_mesa.so.0' || missing+=(libegl1 libegl
 command -v Xvfb >/dev/null 2>&1 || missing+=(xvfb)
 command -v xwd >/dev/null 2>&1 || missing+=(x11-apps)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+pkg-config --exists libudev 2>/dev/null || missing+=(libudev-dev)
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
     command -v curl >/dev/null 2>&1 || missing+=(curl ca-certificates)
     command -v cc >/dev/null 2>&1 || missing+=(build-essential)

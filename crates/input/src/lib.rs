@@ -11,6 +11,8 @@ input stream to a file and play it back instead of its devices ([`record`]).
 #![deny(missing_docs)]
 
 mod event;
+pub mod fuzzing;
+pub mod gamepad;
 mod plugin;
 pub mod record;
 mod state;

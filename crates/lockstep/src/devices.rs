@@ -1,11 +1,13 @@
 /*!
 The input devices a process reads itself, as the cluster file's `[[input]]` places them: VRPN
-devices (their trackers, buttons and analog channels) on the master or on a render node. Each
+devices (their trackers, buttons and analog channels) and gamepads, on the master or on a
+render node. Each
 frame [`Devices::poll`] turns what they reported into [`InputEvent`]s — tracker poses in the
 cluster's tracker space, through the device's remap — for the master to hand to every process.
 */
 use anyhow::{Context, Result};
 use lockstep_display::{ClusterConfig, DeviceHost, DeviceKind, HeadPose, HeadTracker, InputDevice};
+use lockstep_input::gamepad::Gamepads;
 use lockstep_input::vrpn::{Address, Device};
 use lockstep_input::{Input, InputEvent, Pose};
 use lockstep_scene::glam::{DQuat, DVec3, Quat, Vec3};
@@ -14,12 +16,13 @@ use lockstep_scene::glam::{DQuat, DVec3, Quat, Vec3};
 #[derive(Default)]
 pub struct Devices {
     vrpn: Vec<(InputDevice, Device)>,
+    pads: Vec<Gamepads>,
 }
 
 impl Devices {
     /// Starts reading every device `config` places on `here`.
     pub fn start(config: &ClusterConfig, here: &DeviceHost) -> Result<Devices> {
-        let mut vrpn = Vec::new();
+        let (mut vrpn, mut pads) = (Vec::new(), Vec::new());
         for d in config.input.iter().filter(|d| &d.host == here) {
             match &d.kind {
                 DeviceKind::Vrpn { address } => {
@@ -31,15 +34,13 @@ impl Devices {
                         .with_context(|| format!("input '{}'", d.name))?;
                     vrpn.push((d.clone(), device));
                 }
-                DeviceKind::Gamepad => {
-                    tracing::warn!(
-                        "input '{}': gamepads are not read in this build; it reports nothing",
-                        d.name
-                    );
-                }
+                DeviceKind::Gamepad => pads.push(
+                    Gamepads::start(&d.name)
+                        .with_context(|| format!("input '{}': cannot read gamepads", d.name))?,
+                ),
             }
         }
-        Ok(Devices { vrpn })
+        Ok(Devices { vrpn, pads })
     }
 
     /// No devices.
@@ -50,6 +51,9 @@ impl Devices {
     /// Appends what every device reported since the last poll: the newest pose of each
     /// sensor, every button change in order, the newest channels.
     pub fn poll(&mut self, out: &mut Vec<InputEvent>) {
+        for pads in &self.pads {
+            pads.take(out);
+        }
         for (d, device) in &self.vrpn {
             let r = device.take();
             for (sensor, p) in r.poses {
