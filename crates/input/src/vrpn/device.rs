@@ -194,6 +194,8 @@ fn run(
     while !stop.load(Ordering::Relaxed) {
         match follow(address, label, shared, stop, socket) {
             Ok(()) => return,
+            // Dropped: the socket was shut down on purpose.
+            Err(_) if stop.load(Ordering::Relaxed) => return,
             Err(e) => {
                 let was = shared
                     .lock()

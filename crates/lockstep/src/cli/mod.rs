@@ -3,6 +3,7 @@ The CLI's low layer: clap structs that hold validated values (sizes, vectors, an
 dispatch to one module per command.
 */
 mod bench;
+mod bench_input;
 mod bench_sync;
 mod cluster;
 mod config;
@@ -86,6 +87,9 @@ enum BenchCommand {
     Sync(bench_sync::BenchSyncArgs),
     /// Frame rate of a local CAVE cluster against the same nodes each rendering alone.
     Cluster(cluster::BenchClusterArgs),
+    /// The VRPN client's cost per report, and the age of a tracker's report when the walls
+    /// show it, for pipeline depth 1 and 2.
+    Input(bench_input::BenchInputArgs),
 }
 
 /// Runs the parsed command.
@@ -97,6 +101,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Pipeline(args)) => bench::run_pipeline(args),
         Command::Bench(BenchCommand::Sync(args)) => bench_sync::run(args),
         Command::Bench(BenchCommand::Cluster(args)) => cluster::run_bench_cluster(args),
+        Command::Bench(BenchCommand::Input(args)) => bench_input::run(args),
         Command::BenchPeer(args) => bench_sync::run_peer(args),
         Command::Config(cmd) => config::run(cmd),
         Command::Demo(args) => cluster::run_demo(args),
