@@ -634,10 +634,17 @@ impl Validator<'_> {
             self.unique(&mut names, &d.name, "input device");
             let kind = match (d.device.get_ref().as_str(), &d.address) {
                 ("vrpn", Some(a)) => {
-                    let ok = a
-                        .get_ref()
-                        .split_once('@')
-                        .is_some_and(|(dev, host)| !dev.is_empty() && !host.is_empty());
+                    let ok = a.get_ref().split_once('@').is_some_and(|(dev, server)| {
+                        let server = ["x-vrpn://", "tcp://", "x-vrpn:", "tcp:"]
+                            .iter()
+                            .find_map(|p| server.strip_prefix(p))
+                            .unwrap_or(server);
+                        let (host, port) = match server.rsplit_once(':') {
+                            Some((h, p)) => (h, p.parse::<u16>().is_ok_and(|p| p > 0)),
+                            None => (server, true),
+                        };
+                        !dev.is_empty() && !host.is_empty() && port
+                    });
                     if !ok {
                         self.err(
                             a,

@@ -473,3 +473,46 @@ fn assets_are_not_sent_unless_the_file_says_so_and_the_cache_stays_below_its_fol
     );
     assert_eq!((err.0[0].line, err.0[0].column), (11, 15));
 }
+
+#[test]
+fn input_devices_and_the_head_tracker_are_checked_where_they_stand() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    let input = |body: &str| format!("{BASE}{}{body}", node("a", 7001, "front", ""));
+    let c = ClusterConfig::parse(
+        &file,
+        &input("[[input]]\nname = \"art\"\ndevice = \"vrpn\"\naddress = \"DTrack@10.0.0.9:3883\"\nhost = \"a\"\naxes = [\"x\", \"z\", \"-y\"]\nscale = 0.001\n[[input]]\nname = \"pads\"\ndevice = \"gamepad\"\n"),
+    )
+    .unwrap();
+    assert_eq!(c.input.len(), 2);
+    assert_eq!(
+        c.input[0].host,
+        lockstep_display::DeviceHost::Node("a".into())
+    );
+    assert_eq!(c.input[1].host, lockstep_display::DeviceHost::Master);
+    assert_eq!(c.input[0].remap.scale, 0.001);
+    let messages = |text: &str| -> Vec<String> {
+        let err = ClusterConfig::parse(&file, text).expect_err("refused");
+        err.0.iter().map(|e| e.message.clone()).collect()
+    };
+    assert_eq!(
+        messages(&input(
+            "[[input]]\nname = \"art\"\ndevice = \"vrpn\"\naddress = \"DTrack@host:0\"\nhost = \"b\"\naxes = [\"x\", \"x\", \"y\"]\nscale = 0\n[[input]]\nname = \"pad\"\ndevice = \"joystick\"\n"
+        )),
+        [
+            "input 'art': address 'DTrack@host:0' is not DEVICE@HOST[:PORT] (as in Tracker0@localhost)",
+            "input 'art': host 'b' is neither master nor a node (nodes: a)",
+            "input 'art': axes [\"x\", \"x\", \"y\"] name the tracker's x twice",
+            "input 'art': scale 0 must be above 0 (tracker units to metres)",
+            "input 'pad': device 'joystick' is not vrpn or gamepad",
+        ]
+    );
+    let text = format!(
+        "{BASE}{}[head]\nposition = [0.0, 1.7, 0.0]\ntracker = \"pads\"\n[[input]]\nname = \"pads\"\ndevice = \"gamepad\"\n",
+        node("a", 7001, "front", "")
+    );
+    assert_eq!(
+        messages(&text),
+        ["head.tracker 'pads' is no vrpn [[input]] (vrpn inputs: none)"]
+    );
+}

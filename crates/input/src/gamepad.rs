@@ -99,8 +99,18 @@ fn run(device: &str, pending: &Mutex<Vec<InputEvent>>, stop: &AtomicBool) {
             && let Ok(mut p) = pending.lock()
         {
             p.append(&mut out);
-            let over = p.len().saturating_sub(MAX_PENDING);
-            p.drain(..over);
+            if p.len() > MAX_PENDING {
+                // Nobody took them for a long while: merge what is moot, then drop the
+                // oldest, saying so.
+                crate::coalesce(&mut p);
+                let over = p.len().saturating_sub(MAX_PENDING);
+                if over > 0 {
+                    p.drain(..over);
+                    tracing::warn!(
+                        "input '{device}': {over} gamepad events dropped (not taken in time)"
+                    );
+                }
+            }
         }
     }
 }
@@ -122,7 +132,7 @@ fn pad_event(e: &gilrs::EventType) -> Option<PadEvent> {
             b @ (gilrs::Button::LeftTrigger2 | gilrs::Button::RightTrigger2),
             v,
             _,
-        ) => PadEvent::Axis {
+        ) if v.is_finite() => PadEvent::Axis {
             axis: format!("{b:?}"),
             value: v.clamp(0.0, 1.0),
         },

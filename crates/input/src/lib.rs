@@ -18,6 +18,8 @@ pub mod record;
 mod state;
 pub mod vrpn;
 
-pub use event::{InputEvent, PadEvent, Pose};
+pub use event::{
+    InputEvent, MAX_BUTTON, MAX_CHANNELS, MAX_NAME, MAX_PAD, MAX_SENSOR, PadEvent, Pose, coalesce,
+};
 pub use plugin::{INPUT_PLUGIN, InputReplication, MAX_EVENTS_PER_FRAME};
 pub use state::{Buttons, Gamepad, Input};

@@ -14,8 +14,11 @@ use crate::{Input, InputEvent};
 pub const INPUT_PLUGIN: PluginId = 4;
 /// Most events one frame carries; more wait for the next frame.
 pub const MAX_EVENTS_PER_FRAME: usize = 4096;
-/// Largest input block a node accepts.
-const MAX_BLOCK: usize = 1 << 20;
+/// Events waiting for later frames, at most (after merging what later ones make moot).
+const MAX_LATER: usize = 4 * MAX_EVENTS_PER_FRAME;
+/// Largest input block a node accepts: a frame's events at their largest (names and analog
+/// channels are bounded) with room to spare.
+const MAX_BLOCK: usize = 16 << 20;
 
 #[derive(Serialize, Deserialize)]
 enum Block<'a> {
@@ -31,6 +34,8 @@ pub struct InputReplication {
     input: Input,
     /// Events that did not fit in their frame.
     later: Vec<InputEvent>,
+    /// Events dropped in floods, so far.
+    dropped: u64,
 }
 
 impl InputReplication {
@@ -44,17 +49,27 @@ impl InputReplication {
         &self.input
     }
 
-    /// Master: the events of the frame about to begin, in order. More than
-    /// [`MAX_EVENTS_PER_FRAME`] wait for the next frames, in order.
+    /// Master: the events of the frame about to begin, in order. Past
+    /// [`MAX_EVENTS_PER_FRAME`], what later events make moot is merged ([`crate::coalesce`])
+    /// and the rest waits for the next frames, in order; past four frames' worth even then,
+    /// the oldest are dropped, with a warning.
     pub fn begin(&mut self, events: impl IntoIterator<Item = InputEvent>) {
         self.later.extend(events);
-        let now: Vec<InputEvent> = if self.later.len() > MAX_EVENTS_PER_FRAME {
-            let rest = self.later.split_off(MAX_EVENTS_PER_FRAME);
-            std::mem::replace(&mut self.later, rest)
-        } else {
-            std::mem::take(&mut self.later)
-        };
-        self.input.advance(&now);
+        if self.later.len() > MAX_EVENTS_PER_FRAME {
+            crate::coalesce(&mut self.later);
+        }
+        if self.later.len() > MAX_LATER {
+            let over = self.later.len() - MAX_LATER;
+            self.later.drain(..over);
+            self.dropped += over as u64;
+            tracing::warn!(
+                "input: {over} events dropped (a flood: {} so far)",
+                self.dropped
+            );
+        }
+        let n = self.later.len().min(MAX_EVENTS_PER_FRAME);
+        self.input.advance(&self.later[..n]);
+        self.later.drain(..n);
     }
 }
 
@@ -188,15 +203,24 @@ mod tests {
     #[test]
     fn a_flood_of_events_is_spread_over_frames_in_order() {
         let mut m = InputReplication::new();
+        // Presses and releases are never merged: they wait for the next frame.
         let many: Vec<InputEvent> = (0..MAX_EVENTS_PER_FRAME + 10)
-            .map(|i| InputEvent::Motion {
-                delta: [i as f32, 0.0],
-            })
+            .map(|i| key(&format!("k{}", i % 100), i % 2 == 0))
             .collect();
         m.begin(many.clone());
         assert_eq!(m.input().events(), &many[..MAX_EVENTS_PER_FRAME]);
         m.begin([]);
         assert_eq!(m.input().events(), &many[MAX_EVENTS_PER_FRAME..]);
+        // Motion is: a mouse's flood adds up in one frame.
+        let moves: Vec<InputEvent> = (0..2 * MAX_EVENTS_PER_FRAME)
+            .map(|i| InputEvent::Motion {
+                delta: [1.0, (i % 2) as f32],
+            })
+            .collect();
+        m.begin(moves);
+        assert_eq!(m.input().events().len(), 1);
+        let n = MAX_EVENTS_PER_FRAME as f32;
+        assert_eq!(m.input().motion, [2.0 * n, n]);
     }
 
     #[test]

@@ -62,6 +62,10 @@ pub struct Recorder {
     out: BufWriter<std::fs::File>,
     last_flush: Instant,
     buf: Vec<u8>,
+    /// Frames recorded (the last one's number plus one).
+    frames: u64,
+    /// The last frame written.
+    last_written: Option<u64>,
 }
 
 impl Recorder {
@@ -85,15 +89,30 @@ impl Recorder {
             out,
             last_flush: Instant::now(),
             buf: Vec::new(),
+            frames: 0,
+            last_written: None,
         })
     }
 
     /// Records frame `frame`'s events (a frame without any takes no room). At most a second
     /// of input is lost if the process dies.
     pub fn frame(&mut self, frame: u64, events: &[InputEvent]) -> Result<(), RecordError> {
+        self.frames = frame + 1;
+        if self.last_flush.elapsed() > Duration::from_secs(1) {
+            self.out.flush().map_err(|e| RecordError::Io {
+                path: self.path.clone(),
+                what: "cannot write",
+                source: e,
+            })?;
+            self.last_flush = Instant::now();
+        }
         if events.is_empty() {
             return Ok(());
         }
+        self.write(frame, events)
+    }
+
+    fn write(&mut self, frame: u64, events: &[InputEvent]) -> Result<(), RecordError> {
         let io = |what, source| RecordError::Io {
             path: self.path.clone(),
             what,
@@ -110,18 +129,18 @@ impl Recorder {
         })?;
         let len = (self.buf.len() - 4) as u32;
         self.buf[..4].copy_from_slice(&len.to_le_bytes());
+        self.last_written = Some(frame);
         self.out
             .write_all(&self.buf)
-            .map_err(|e| io("cannot write", e))?;
-        if self.last_flush.elapsed() > Duration::from_secs(1) {
-            self.out.flush().map_err(|e| io("cannot write", e))?;
-            self.last_flush = Instant::now();
-        }
-        Ok(())
+            .map_err(|e| io("cannot write", e))
     }
 
-    /// Writes out what is buffered.
+    /// Writes the end (the session's last frame, as an empty record, so that a loop is the
+    /// session's length) and what is buffered.
     pub fn finish(mut self) -> Result<(), RecordError> {
+        if self.frames > 0 && self.last_written < Some(self.frames - 1) {
+            self.write(self.frames - 1, &[])?;
+        }
         self.out.flush().map_err(|e| RecordError::Io {
             path: self.path.clone(),
             what: "cannot write",
@@ -156,10 +175,14 @@ impl Recording {
             what,
         };
         let read = |r: &mut BufReader<std::fs::File>, buf: &mut [u8], offset: &mut u64| {
-            fill(r, buf, offset).map_err(|e| io("cannot read", e))
+            fill(r, buf, offset).map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => corrupt(*offset, e.to_string()),
+                _ => io("cannot read", e),
+            })
         };
         let mut head = [0u8; 12];
-        if !read(&mut r, &mut head, &mut offset)? || &head[..8] != MAGIC {
+        let whole = matches!(read(&mut r, &mut head, &mut offset), Ok(true));
+        if !whole || &head[..8] != MAGIC {
             return Err(corrupt(0, "not a lockstep input recording".into()));
         }
         let version = u16::from_le_bytes([head[8], head[9]]);
@@ -221,16 +244,25 @@ impl Recording {
     }
 }
 
-/// Reads `buf` whole: false at the end of the file (or in a cut-off piece).
+/// Reads `buf` whole: false at the end of the file; an error if the file ends inside it.
 fn fill(r: &mut impl Read, buf: &mut [u8], offset: &mut u64) -> std::io::Result<bool> {
-    match r.read_exact(buf) {
-        Ok(()) => {
-            *offset += buf.len() as u64;
-            Ok(true)
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) if got == 0 => return Ok(false),
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("cut off at byte {}", *offset + got as u64),
+                ));
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
-        Err(e) => Err(e),
     }
+    *offset += got as u64;
+    Ok(true)
 }
 
 /// Plays a recording back frame by frame.
@@ -298,16 +330,23 @@ mod tests {
         r.frame(0, &[key("a")]).unwrap();
         r.frame(1, &[]).unwrap();
         r.frame(3, &[key("b"), key("c")]).unwrap();
+        // Two quiet frames end the session: the loop is its whole length.
+        r.frame(4, &[]).unwrap();
+        r.frame(5, &[]).unwrap();
         r.finish().unwrap();
         let rec = Recording::read(&path, Some("cave")).unwrap();
         assert_eq!(
             rec.frames,
-            vec![(0, vec![key("a")]), (3, vec![key("b"), key("c")])]
+            vec![
+                (0, vec![key("a")]),
+                (3, vec![key("b"), key("c")]),
+                (5, vec![])
+            ]
         );
         let mut replay = Replay::new(rec, true);
-        let got: Vec<usize> = (0..9).map(|f| replay.frame(f).len()).collect();
-        // A loop is four frames long (0 to 3).
-        assert_eq!(got, [1, 0, 0, 2, 1, 0, 0, 2, 1]);
+        let got: Vec<usize> = (0..13).map(|f| replay.frame(f).len()).collect();
+        // A loop is six frames long (0 to 5).
+        assert_eq!(got, [1, 0, 0, 2, 0, 0, 1, 0, 0, 2, 0, 0, 1]);
     }
 
     #[test]
@@ -327,7 +366,15 @@ mod tests {
         bad.truncate(good.len() - 2);
         std::fs::write(&path, &bad).unwrap();
         let e = Recording::read(&path, None).unwrap_err().to_string();
-        assert!(e.contains("is cut off"), "{e}");
+        assert!(e.contains("cut off"), "{e}");
+        // Cut inside a record's length: corrupt too, not a clean end.
+        let second = 16 + 4 + u32::from_le_bytes(good[16..20].try_into().unwrap()) as usize;
+        std::fs::write(&path, &good[..second + 2]).unwrap();
+        let e = Recording::read(&path, None).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("cut off at byte {}", second + 2)),
+            "{e}"
+        );
         let mut bad = good.clone();
         bad[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
         std::fs::write(&path, &bad).unwrap();

@@ -1,6 +1,6 @@
 //! The VRPN client against the scripted VRPN server, over loopback: poses arrive, the newest
-//! per sensor is kept however fast the tracker reports, and a server that comes back is
-//! followed again within a second.
+//! per sensor is kept however fast the tracker reports, a server that comes back is followed
+//! again, and buttons come as their state at connection, then as changes.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -61,7 +61,7 @@ fn poses_of_a_scripted_path_arrive_newest_first_and_in_order() {
 }
 
 #[test]
-fn a_server_that_comes_back_is_followed_again_within_a_second() {
+fn a_server_that_comes_back_is_followed_again() {
     let server = Server::start("127.0.0.1:0".parse().unwrap(), "Tracker0", walk(), 200.0).unwrap();
     let addr: SocketAddr = server.local_addr();
     let device = Device::start(address(&server), "head").unwrap();
@@ -72,13 +72,12 @@ fn a_server_that_comes_back_is_followed_again_within_a_second() {
     });
     // The old poses stay taken; nothing new arrives while the server is away.
     assert!(device.take().poses.is_empty());
-    let back = Instant::now();
+    // (How soon is `bench input`'s to measure: a test on a busy machine cannot.)
     let _server = Server::start(addr, "Tracker0", walk(), 200.0).unwrap();
     until(&device, "a pose from the new server", |r| {
         r.poses.get(&0).copied()
     });
-    let took = back.elapsed();
-    assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert!(device.connected());
 }
 
 #[test]
@@ -104,4 +103,39 @@ fn buttons_come_as_their_state_at_connection_then_as_changes() {
         [(0, false), (1, true), (0, true), (0, false)],
         "{seen:?}"
     );
+}
+
+/// The first 4000 bytes a stock VRPN 07.38 server (a `vrpn_Tracker` named `Tracker0`
+/// walking 1 mm a report along x at 1.7 m, built from vrpn/vrpn) sent lockstep's client
+/// after its cookie: not what lockstep's own encoder writes.
+const CAPTURED: &[u8] = include_bytes!("data/vrpn-07.38-tracker.bin");
+
+#[test]
+fn a_stock_vrpn_servers_bytes_give_its_poses() {
+    let now = Instant::now();
+    let mut s = lockstep_input::vrpn::Session::new("Tracker0", now);
+    let mut out = Vec::new();
+    s.receive(CAPTURED, now, &mut out).unwrap();
+    let xs: Vec<f64> = out
+        .iter()
+        .map(|r| match r {
+            lockstep_input::vrpn::session::Received::Report(
+                _,
+                lockstep_input::vrpn::Report::Pose {
+                    sensor: 0,
+                    position,
+                    rotation,
+                },
+            ) => {
+                assert_eq!(position[1], 1.7);
+                assert_eq!(*rotation, [0.0, 0.0, 0.0, 1.0]);
+                position[0]
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(xs.len() >= 10, "{} poses", xs.len());
+    for w in xs.windows(2) {
+        assert!((w[1] - w[0] - 0.001).abs() < 1e-9, "{xs:?}");
+    }
 }

@@ -5,6 +5,8 @@ render node. Each
 frame [`Devices::poll`] turns what they reported into [`InputEvent`]s — tracker poses in the
 cluster's tracker space, through the device's remap — for the master to hand to every process.
 */
+use std::time::{Duration, Instant};
+
 use anyhow::{Context, Result};
 use lockstep_display::{ClusterConfig, DeviceHost, DeviceKind, HeadPose, HeadTracker, InputDevice};
 use lockstep_input::gamepad::Gamepads;
@@ -15,9 +17,20 @@ use lockstep_scene::glam::{DQuat, DVec3, Quat, Vec3};
 /// The devices this process reads.
 #[derive(Default)]
 pub struct Devices {
-    vrpn: Vec<(InputDevice, Device)>,
+    vrpn: Vec<Vrpn>,
     pads: Vec<Gamepads>,
 }
+
+/// A VRPN device, with what is known of its reports for warnings.
+struct Vrpn {
+    config: InputDevice,
+    device: Device,
+    /// When a pose last came, and whether its silence since was told.
+    last_pose: Option<(Instant, bool)>,
+}
+
+/// A tracker silent this long (while its server answers) is told about.
+const STALE: Duration = Duration::from_secs(1);
 
 impl Devices {
     /// Starts reading every device `config` places on `here`.
@@ -32,7 +45,11 @@ impl Devices {
                         .with_context(|| format!("input '{}'", d.name))?;
                     let device = Device::start(parsed, &d.name)
                         .with_context(|| format!("input '{}'", d.name))?;
-                    vrpn.push((d.clone(), device));
+                    vrpn.push(Vrpn {
+                        config: d.clone(),
+                        device,
+                        last_pose: None,
+                    });
                 }
                 DeviceKind::Gamepad => pads.push(
                     Gamepads::start(&d.name)
@@ -54,8 +71,34 @@ impl Devices {
         for pads in &self.pads {
             pads.take(out);
         }
-        for (d, device) in &self.vrpn {
-            let r = device.take();
+        let now = Instant::now();
+        for v in &mut self.vrpn {
+            let d = &v.config;
+            let r = v.device.take();
+            if r.dropped_buttons > 0 {
+                tracing::warn!(
+                    "input '{}': {} button changes dropped (not taken in time)",
+                    d.name,
+                    r.dropped_buttons
+                );
+            }
+            match (&mut v.last_pose, r.poses.is_empty()) {
+                (last, false) => {
+                    if last.is_some_and(|(_, told)| told) {
+                        tracing::info!("input '{}': its tracker reports again", d.name);
+                    }
+                    *last = Some((now, false));
+                }
+                (Some((at, told)), true) if !*told && now.duration_since(*at) > STALE => {
+                    tracing::warn!(
+                        "input '{}': no tracker report for {:.1} s; its last pose holds",
+                        d.name,
+                        now.duration_since(*at).as_secs_f32()
+                    );
+                    *told = true;
+                }
+                _ => {}
+            }
             for (sensor, p) in r.poses {
                 let position = DVec3::from_array(p.position).as_vec3();
                 let rotation = DQuat::from_array(p.rotation).as_quat();
@@ -84,7 +127,7 @@ impl Devices {
 }
 
 /// Most events a node sends in one batch (one frame's worth).
-const MAX_BATCH: usize = 1024;
+const MAX_BATCH: usize = 4096;
 
 impl Devices {
     /// On a node: what the devices reported since the last call, into `events` and encoded
@@ -95,7 +138,19 @@ impl Devices {
         if events.is_empty() {
             return None;
         }
-        events.truncate(MAX_BATCH);
+        if events.len() > MAX_BATCH {
+            // What is moot goes; presses and releases stay (a dropped release would leave a
+            // button held on every process).
+            lockstep_input::coalesce(events);
+            if events.len() > MAX_BATCH {
+                tracing::warn!(
+                    "{} input events in one frame: the oldest {} dropped",
+                    events.len(),
+                    events.len() - MAX_BATCH
+                );
+                events.drain(..events.len() - MAX_BATCH);
+            }
+        }
         postcard::to_stdvec(&events).ok()
     }
 }
@@ -116,6 +171,8 @@ pub fn decode_batch(
         ));
     }
     for e in &events {
+        e.check()
+            .map_err(|why| format!("node '{node}' sent input that is not sound: {why}"))?;
         let device = match e {
             InputEvent::Tracker { device, .. }
             | InputEvent::Button { device, .. }
@@ -144,4 +201,62 @@ pub fn head_from(input: &Input, tracker: &HeadTracker) -> Option<HeadPose> {
     let pose = input.tracker(&tracker.device, tracker.sensor)?;
     let (position, rotation): (Vec3, Quat) = pose.to_glam();
     Some(HeadPose { position, rotation })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lockstep_display::TrackerRemap;
+
+    fn placed() -> Vec<InputDevice> {
+        vec![InputDevice {
+            name: "wand".into(),
+            kind: DeviceKind::Vrpn {
+                address: "Wand@h".into(),
+            },
+            host: DeviceHost::Node("left".into()),
+            remap: TrackerRemap::default(),
+        }]
+    }
+
+    fn batch(events: &[InputEvent]) -> Vec<u8> {
+        postcard::to_stdvec(&events).unwrap()
+    }
+
+    #[test]
+    fn a_node_may_send_only_sound_input_of_its_own_devices() {
+        let press = InputEvent::Button {
+            device: "wand".into(),
+            button: 0,
+            down: true,
+        };
+        let one = std::slice::from_ref(&press);
+        assert_eq!(decode_batch("left", &batch(one), &placed()).unwrap(), one);
+        let e = decode_batch("right", &batch(&[press]), &placed()).unwrap_err();
+        assert_eq!(
+            e,
+            "node 'right' sent input of device 'wand', which the cluster file does not place on it"
+        );
+        let key = InputEvent::Key {
+            key: "Escape".into(),
+            down: true,
+        };
+        let e = decode_batch("left", &batch(&[key]), &placed()).unwrap_err();
+        assert!(
+            e.contains("a node sends only the input of its own devices"),
+            "{e}"
+        );
+        let nan = InputEvent::Tracker {
+            device: "wand".into(),
+            sensor: 0,
+            pose: Pose {
+                position: [f32::NAN, 0.0, 0.0],
+                rotation: [0.0, 0.0, 0.0, 1.0],
+            },
+        };
+        let e = decode_batch("left", &batch(&[nan]), &placed()).unwrap_err();
+        assert!(e.contains("not sound"), "{e}");
+        let e = decode_batch("left", &[0xff, 0xff, 0xff], &placed()).unwrap_err();
+        assert!(e.contains("does not decode"), "{e}");
+    }
 }

@@ -473,6 +473,10 @@ pub struct MasterInput {
     pub refused: u64,
     /// Print every frame's input events (`--trace-input`).
     pub trace: bool,
+    /// The frame's events and the nodes' batches, kept to reuse their memory.
+    pub events: Vec<InputEvent>,
+    /// See `events`.
+    pub from_nodes: Vec<(String, Vec<u8>)>,
     /// Where every frame's input is written (`--record`).
     pub record: Option<Recorder>,
     /// The recorded input played instead of the window's and the devices' (`--replay`).
@@ -483,8 +487,9 @@ impl MasterInput {
     /// Hands the input plugin the events of `frame`, about to begin, records them, and
     /// moves the head when its sensor reported.
     fn begin_frame(&mut self, frame: u64, master: &mut Master) {
-        let mut events = Vec::new();
-        let mut from_nodes = Vec::new();
+        // Reused frame after frame: no allocation once they have grown.
+        let mut events = std::mem::take(&mut self.events);
+        let mut from_nodes = std::mem::take(&mut self.from_nodes);
         master.take_node_input(&mut from_nodes);
         let window = self.window.as_ref().map(|rx| rx.try_iter());
         match &mut self.replay {
@@ -498,8 +503,8 @@ impl MasterInput {
                     events.extend(batch);
                 }
                 self.devices.poll(&mut events);
-                for (node, bytes) in &from_nodes {
-                    match crate::devices::decode_batch(node, bytes, &self.placed) {
+                for (node, bytes) in from_nodes.drain(..) {
+                    match crate::devices::decode_batch(&node, &bytes, &self.placed) {
                         Ok(batch) => events.extend(batch),
                         Err(why) => {
                             self.refused += 1;
@@ -511,11 +516,14 @@ impl MasterInput {
                 }
             }
         }
+        from_nodes.clear();
+        self.from_nodes = from_nodes;
         let plugins = &mut master.manager;
         let Some(input) = plugins.get_mut::<InputReplication>() else {
             return;
         };
-        input.begin(events);
+        input.begin(events.drain(..));
+        self.events = events;
         if let Some(r) = &mut self.record
             && let Err(e) = r.frame(frame, input.input().events())
         {

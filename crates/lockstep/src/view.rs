@@ -114,8 +114,8 @@ impl Navigator {
     /// Moves by what `input` asks for over `dt` seconds; whether the rig moved. Keys walk
     /// (W/S, ↑/↓), step sideways (A/D), fly (Q/E, PageDown/PageUp) and turn (←/→); dragging
     /// with the left mouse button turns too; a gamepad's left stick walks, its right stick
-    /// turns and its triggers fly. `+`/`-` double or halve the speed once per press, `R` goes
-    /// home.
+    /// turns and its triggers fly; holding the [`WAND`]'s first button flies where it points.
+    /// `+`/`-` double or halve the speed once per press, `R` goes home.
     pub fn step(&mut self, input: &Input, dt: f32) -> bool {
         let any = |keys: &[String], names: &[&str]| {
             keys.iter()
@@ -159,11 +159,22 @@ impl Navigator {
         );
         self.at.rotation = (Quat::from_rotation_y(yaw) * self.at.rotation).normalize();
         // Forward is the rig's -Z, sideways its +X, up the world's +Y.
-        let step = self.at.rotation * Vec3::new(right, 0.0, -forward) + Vec3::new(0.0, up, 0.0);
+        let mut step = self.at.rotation * Vec3::new(right, 0.0, -forward) + Vec3::new(0.0, up, 0.0);
+        // The wand: while its first button is held, fly where it points (its -Z, turned
+        // from the display's tracker space into the world by the rig).
+        if let (Some(wand), Some(buttons)) = (input.tracker(WAND, 0), input.buttons(WAND))
+            && buttons.held(&0)
+        {
+            let (_, pointing) = wand.to_glam();
+            step += self.at.rotation * (pointing * Vec3::NEG_Z);
+        }
         self.at.translation += step * self.speed * dt;
         self.at != before
     }
 }
+
+/// The input device the viewer flies with: tracker sensor 0 points, button 0 goes.
+pub const WAND: &str = "wand";
 
 /// Radians the rig turns per count of mouse motion while dragging.
 const MOUSE_TURN: f32 = 0.004;
@@ -258,5 +269,39 @@ mod tests {
         // Motion without the button held turns nothing.
         i.advance(&[button(false), motion]);
         assert!(!n.step(&i, 0.25));
+    }
+
+    #[test]
+    fn the_wand_flies_where_it_points_while_its_button_is_held() {
+        let mut n = Navigator::default();
+        let mut i = Input::default();
+        // Pointing left (its -Z turned a quarter about y): -X.
+        let pose = lockstep_input::Pose::from_glam(
+            Vec3::new(0.2, 1.2, -0.3),
+            Quat::from_rotation_y(std::f32::consts::FRAC_PI_2),
+        );
+        let wand = |down| {
+            [
+                InputEvent::Tracker {
+                    device: WAND.into(),
+                    sensor: 0,
+                    pose,
+                },
+                InputEvent::Button {
+                    device: WAND.into(),
+                    button: 0,
+                    down,
+                },
+            ]
+        };
+        i.advance(&wand(false));
+        assert!(!n.step(&i, 0.25), "pointing alone moves nothing");
+        i.advance(&wand(true));
+        n.step(&i, 0.25);
+        assert!(
+            (n.at.translation - Vec3::new(-0.375, 0.0, 0.0)).length() < 1e-5,
+            "{}",
+            n.at.translation
+        );
     }
 }

@@ -90,9 +90,10 @@ fn run(
 fn a_tracked_head_moves_every_walls_projection_and_a_replay_repeats_it_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    // Z up, in metres: 0.6 m to the right and 0.3 m back (the tracker's −y) in 3 s.
+    // Z up, in metres: 0.3 m a second to the right and 0.15 back (the tracker's −y), for
+    // far longer than the run takes to start on a busy machine.
     let path = dir.path().join("walk.path");
-    std::fs::write(&path, "0 0 0 1.7\n3 0.6 -0.3 1.7\n").unwrap();
+    std::fs::write(&path, "0 0 0 1.7\n200 60 -30 1.7\n").unwrap();
     let listen = format!("127.0.0.1:{port}");
     let tracker = Proc::start(&[
         "vrpn",
@@ -304,5 +305,50 @@ fn a_button_of_a_nodes_device_is_seen_by_every_process_in_the_frame_after_it_was
         ),
         "{}",
         outs["front"]
+    );
+}
+
+#[test]
+fn config_show_prints_the_head_a_tracker_report_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    // A Z-up tracker in millimetres whose origin is 1 m behind the cave's centre.
+    let cfg = cave(dir.path());
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("[head]", "[head]\ntracker = \"art\"")
+        + "\n[[input]]\nname = \"art\"\ndevice = \"vrpn\"\naddress = \"DTrack@10.0.0.9\"\naxes = [\"x\", \"z\", \"-y\"]\nscale = 0.001\nposition = [0.0, 0.0, 1.0]\n";
+    std::fs::write(&cfg, text).unwrap();
+    // 0.5 m ahead of the tracker's origin (its +y), 1.7 m up, turned 45° left about its z.
+    let out = support::lockstep(&[
+        "config",
+        "show",
+        p(&cfg),
+        "--node",
+        "front",
+        "--tracker-report",
+        "100 500 1700 0 0 0.38268343 0.92387953",
+    ]);
+    let said = support::text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.starts_with("head: tracker 'art' sensor 0 reports (100.000, 500.000, 1700.000) → position (0.100, 1.700, 0.500), heading 45.0°, pitch 0.0°, roll 0.0°\n"),
+        "{said}"
+    );
+    // The views are seen from there.
+    assert!(said.contains("mono eye at (0.100, 1.700, 0.500)"), "{said}");
+    let bad = support::lockstep(&[
+        "config",
+        "show",
+        p(&cfg),
+        "--node",
+        "front",
+        "--tracker-report",
+        "1 2",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        support::text(&bad).contains("--tracker-report '1 2' is not X Y Z [QX QY QZ QW]"),
+        "{}",
+        support::text(&bad)
     );
 }

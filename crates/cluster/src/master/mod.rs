@@ -183,8 +183,10 @@ struct NodeConn {
     rate: Rates,
     /// Events it sent, not yet taken into the master's queue: (name, postcard bytes).
     events: Vec<(String, Vec<u8>)>,
-    /// What its own input devices reported since the last frame begun, batch by batch.
+    /// What its own input devices reported since the last frame begun, batch by batch, and
+    /// how many bytes that is.
     input: Vec<Vec<u8>>,
+    input_bytes: usize,
 }
 
 impl NodeConn {
@@ -442,6 +444,7 @@ impl Master {
                 rate: Rates::default(),
                 events: Vec::new(),
                 input: Vec::new(),
+                input_bytes: 0,
             });
         }
         // Cluster-file order, whatever order they connected in: reports read the same each run.
@@ -620,6 +623,7 @@ impl Master {
     /// in cluster-file order (the node's name, then its batches in the order sent).
     pub fn take_node_input(&mut self, into: &mut Vec<(String, Vec<u8>)>) {
         for n in &mut self.nodes {
+            n.input_bytes = 0;
             for batch in n.input.drain(..) {
                 into.push((n.name.clone(), batch));
             }
@@ -1246,7 +1250,9 @@ fn drain(n: &mut NodeConn) -> Result<(), String> {
                     Message::Event { name, payload, .. } => {
                         keep_event(&mut n.events, name, payload)?;
                     }
-                    Message::Input { payload } => keep_input(&mut n.input, payload)?,
+                    Message::Input { payload } => {
+                        keep_input(&mut n.input, &mut n.input_bytes, payload)?
+                    }
                     other => return Err(unexpected(other)),
                 }
             }
@@ -1266,14 +1272,18 @@ const MAX_NODE_EVENTS: usize = 4 * crate::plugins::MAX_EVENTS_SENT_PER_FRAME;
 /// Most bytes of input a node may send between two frames begun.
 pub const MAX_NODE_INPUT: usize = 256 * 1024;
 
+/// Most batches of input a node may send between two frames begun (one a frame; more while
+/// the master is slower than the node's own loop).
+const MAX_NODE_INPUT_BATCHES: usize = 64;
+
 /// Keeps a batch of input a node's devices reported, for the next frame begun.
-fn keep_input(kept: &mut Vec<Vec<u8>>, payload: &[u8]) -> Result<(), String> {
-    let held: usize = kept.iter().map(Vec::len).sum();
-    if held + payload.len() > MAX_NODE_INPUT {
+fn keep_input(kept: &mut Vec<Vec<u8>>, bytes: &mut usize, payload: &[u8]) -> Result<(), String> {
+    if *bytes + payload.len() > MAX_NODE_INPUT || kept.len() >= MAX_NODE_INPUT_BATCHES {
         return Err(format!(
-            "sent more than {MAX_NODE_INPUT} bytes of input in one frame"
+            "sent more than {MAX_NODE_INPUT} bytes or {MAX_NODE_INPUT_BATCHES} batches of input in one frame"
         ));
     }
+    *bytes += payload.len();
     kept.push(payload.to_vec());
     Ok(())
 }
@@ -1326,7 +1336,9 @@ fn wait_ready(
             Ok(Message::Event { name, payload, .. }) => {
                 keep_event(&mut n.events, name, payload)?;
             }
-            Ok(Message::Input { payload }) => keep_input(&mut n.input, payload)?,
+            Ok(Message::Input { payload }) => {
+                keep_input(&mut n.input, &mut n.input_bytes, payload)?
+            }
             Ok(other) => return Err(unexpected(other)),
             Err(ClusterError::Timeout { .. }) => {
                 return Err(format!(
@@ -1359,7 +1371,9 @@ fn catch_up(n: &mut NodeConn, frame: u64) -> Result<Option<NodeStats>, String> {
                     Message::Event { name, payload, .. } => {
                         keep_event(&mut n.events, name, payload)?;
                     }
-                    Message::Input { payload } => keep_input(&mut n.input, payload)?,
+                    Message::Input { payload } => {
+                        keep_input(&mut n.input, &mut n.input_bytes, payload)?
+                    }
                     other => return Err(unexpected(other)),
                 }
             }

@@ -6,8 +6,9 @@ fixed rate, pongs to pings — so any VRPN client reads it.
 
 A path is a list of keyframes (seconds, position, heading/pitch/roll in degrees): the pose at
 time t is interpolated between the keyframes around it (positions linearly, orientations by
-slerp), held at the last one, or looped. It may press and release buttons at given times
-(`SECONDS button N down|up`); a client that connects is told every button's state first.
+slerp), held at the last one, or looped; its clock starts when the first client connects.
+It may press and release buttons at given times (`SECONDS button N down|up`); a client that
+connects is told every button's state first.
 */
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -170,7 +171,8 @@ impl Server {
         let addr = listener.local_addr()?;
         listener.set_nonblocking(false)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let started = Instant::now();
+        // The path's clock starts when the first client connects.
+        let started = Arc::new(std::sync::OnceLock::new());
         let path = Arc::new(path);
         // VRPN clients given a plain `Device@host` ask over UDP for the server to connect
         // back to them ("IP PORT"); `Device@tcp://host` connects directly.
@@ -178,6 +180,7 @@ impl Server {
         udp.set_read_timeout(Some(Duration::from_millis(100)))?;
         let udp_thread = {
             let (stop, device, path) = (stop.clone(), device.to_string(), path.clone());
+            let started = started.clone();
             std::thread::Builder::new()
                 .name("vrpn udp".into())
                 .spawn(move || {
@@ -194,6 +197,7 @@ impl Server {
                             continue;
                         };
                         let (stop, device, path) = (stop.clone(), device.clone(), path.clone());
+                        let started = *started.get_or_init(Instant::now);
                         let _ = std::thread::Builder::new()
                             .name("vrpn client".into())
                             .spawn(move || {
@@ -216,6 +220,7 @@ impl Server {
                         }
                         let Ok(stream) = stream else { continue };
                         let (stop, device, path) = (stop.clone(), device.clone(), path.clone());
+                        let started = *started.get_or_init(Instant::now);
                         let _ = std::thread::Builder::new()
                             .name("vrpn client".into())
                             .spawn(move || {

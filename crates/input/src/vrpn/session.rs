@@ -31,9 +31,9 @@ pub const PONG: &str = "vrpn_Base pong_message";
 /// Most ids a peer may describe (VRPN's own tables hold 2000 senders and 2000 types).
 const MAX_IDS: usize = 2000;
 /// Most channels of an analog report (VRPN's `vrpn_CHANNEL_MAX`).
-pub const MAX_CHANNELS: usize = 128;
+pub const MAX_CHANNELS: usize = crate::MAX_CHANNELS;
 /// Most buttons of a states report (VRPN's `vrpn_BUTTON_MAX_BUTTONS`).
-pub const MAX_BUTTONS: usize = 256;
+pub const MAX_BUTTONS: usize = crate::MAX_BUTTON as usize + 1;
 /// How often the client pings.
 pub const PING_EVERY: Duration = Duration::from_secs(1);
 
@@ -236,7 +236,15 @@ fn decode(kind: Kind, body: &[u8]) -> Result<Report, String> {
             for x in &mut v {
                 *x = f.f64().unwrap_or(f64::NAN);
             }
-            let sensor = u32::try_from(sensor).map_err(|_| format!("sensor {sensor}"))?;
+            let sensor = u32::try_from(sensor)
+                .ok()
+                .filter(|s| *s <= crate::MAX_SENSOR)
+                .ok_or_else(|| {
+                    format!(
+                        "sensor {sensor}: sensors run from 0 to {}",
+                        crate::MAX_SENSOR
+                    )
+                })?;
             if v.iter().any(|x| !x.is_finite()) {
                 return Err(format!("sensor {sensor}: a pose that is not finite: {v:?}"));
             }
@@ -260,7 +268,15 @@ fn decode(kind: Kind, body: &[u8]) -> Result<Report, String> {
             }
             let button = f.i32().unwrap_or_default();
             let state = f.i32().unwrap_or_default();
-            let button = u32::try_from(button).map_err(|_| format!("button {button}"))?;
+            let button = u32::try_from(button)
+                .ok()
+                .filter(|b| *b <= crate::MAX_BUTTON)
+                .ok_or_else(|| {
+                    format!(
+                        "button {button}: buttons run from 0 to {}",
+                        crate::MAX_BUTTON
+                    )
+                })?;
             Ok(Report::Button {
                 button,
                 pressed: state != 0,

@@ -195,6 +195,8 @@ pub fn run_master<A: ClusterApp>(
         placed: config.input.clone(),
         refused: 0,
         trace: args.trace_input,
+        events: Vec::new(),
+        from_nodes: Vec::new(),
         record: match &args.record {
             Some(path) => Some(Recorder::create(path, &config.name)?),
             None => None,

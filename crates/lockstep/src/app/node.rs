@@ -380,7 +380,10 @@ fn run_session(
     };
     let has_display = std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty());
     let offscreen = args.offscreen || window.offscreen || !has_display;
-    let hashing = args.hash_out.is_some() || args.report_state || args.views_out.is_some();
+    let hashing = args.hash_out.is_some()
+        || args.report_state
+        || args.views_out.is_some()
+        || args.image_hashes.is_some();
     let (source, gate) = if let Some(key) = key {
         let node_config = NodeConfig::new(
             &config.name,

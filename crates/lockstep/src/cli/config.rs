@@ -5,10 +5,10 @@ print a sample.
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Subcommand, ValueEnum};
 use lockstep::display::{ClusterConfig, Eye};
-use lockstep::scene::glam::{Mat4, Vec3};
+use lockstep::scene::glam::{Mat4, Quat, Vec3};
 
 use super::Size;
 
@@ -27,6 +27,10 @@ pub enum ConfigCommand {
         /// The node.
         #[arg(long)]
         node: String,
+        /// A report of the head's tracker, "X Y Z [QX QY QZ QW]" in the tracker's own space:
+        /// show the head pose the cluster file's remap makes of it, and the views from there.
+        #[arg(long = "tracker-report", allow_hyphen_values = true)]
+        tracker_report: Option<String>,
     },
     /// Print a commented sample cluster file (the same as configs/NAME.toml).
     Example {
@@ -79,8 +83,15 @@ pub fn run(cmd: ConfigCommand) -> Result<()> {
             println!("{key}");
             Ok(())
         }
-        ConfigCommand::Show { file, node } => {
-            let c = ClusterConfig::load(&file)?;
+        ConfigCommand::Show {
+            file,
+            node,
+            tracker_report,
+        } => {
+            let mut c = ClusterConfig::load(&file)?;
+            if let Some(report) = tracker_report {
+                print!("{}", tracked_head(&mut c, &report)?);
+            }
             print!("{}", show(&c, &node)?);
             Ok(())
         }
@@ -236,6 +247,62 @@ fn matrix(m: &Mat4) -> String {
         );
     }
     out
+}
+
+/// Moves `c`'s head to where its head tracker's `report` ("X Y Z [QX QY QZ QW]") puts it, and
+/// says where that is.
+fn tracked_head(c: &mut ClusterConfig, report: &str) -> Result<String> {
+    let tracker = c.head_tracker.clone().with_context(|| {
+        format!(
+            "{}: no tracker moves the head (set [head] tracker to an [[input]] vrpn device)",
+            c.path.display()
+        )
+    })?;
+    let device = c
+        .input
+        .iter()
+        .find(|d| d.name == tracker.device)
+        .with_context(|| format!("no input device '{}'", tracker.device))?;
+    let v: Vec<f32> = report
+        .split([' ', ','])
+        .filter(|w| !w.is_empty())
+        .map(|w| w.parse::<f32>().ok().filter(|x| x.is_finite()))
+        .collect::<Option<_>>()
+        .with_context(|| format!("--tracker-report '{report}' is not numbers"))?;
+    let (position, rotation) = match v[..] {
+        [x, y, z] => (Vec3::new(x, y, z), Quat::IDENTITY),
+        [x, y, z, qx, qy, qz, qw] => {
+            let q = Quat::from_xyzw(qx, qy, qz, qw);
+            if !(0.5..=2.0).contains(&q.length()) {
+                bail!(
+                    "--tracker-report: the quaternion ({qx}, {qy}, {qz}, {qw}) is not a rotation"
+                );
+            }
+            (Vec3::new(x, y, z), q.normalize())
+        }
+        _ => bail!("--tracker-report '{report}' is not X Y Z [QX QY QZ QW]"),
+    };
+    let (p, r) = device.remap.apply(position, rotation);
+    c.head = lockstep::display::HeadPose {
+        position: p,
+        rotation: r,
+    };
+    let (h, pitch, roll) = hpr_of(r);
+    Ok(format!(
+        "head: tracker '{}' sensor {} reports {} → position {}, heading {h:.1}°, pitch {pitch:.1}°, roll {roll:.1}°\n",
+        tracker.device,
+        tracker.sensor,
+        v3(position),
+        v3(p)
+    ))
+}
+
+/// Heading (about y), pitch (about x), roll (about −z), in degrees: the inverse of
+/// `hpr_to_quat`.
+fn hpr_of(q: Quat) -> (f32, f32, f32) {
+    let (h, p, r) = q.to_euler(lockstep::scene::glam::EulerRot::YXZ);
+    let d = |a: f32| a.to_degrees() + 0.0;
+    (d(h), d(p), d(-r))
 }
 
 fn show(c: &ClusterConfig, node: &str) -> Result<String> {
