@@ -43,29 +43,27 @@ fn tracked_cave(dir: &Path, port: u16) -> PathBuf {
     cfg
 }
 
-/// Runs the master of `cfg` for `frames` frames (with `extra` flags) and the nodes, each
-/// with `node_extra(name)`; returns the master's output.
+/// Runs the master of `cfg` for `frames` frames (at 30 a second if `paced`, else as fast
+/// as the nodes go, with `extra` flags) and the nodes, each with `node_extra(name)`;
+/// returns the master's output.
 fn run(
     cfg: &Path,
-    frames: u32,
+    (frames, paced): (u32, bool),
     extra: &[&str],
     node_extra: impl Fn(&str) -> Vec<String>,
 ) -> String {
     let frames = frames.to_string();
-    let mut args = vec![
-        "master",
-        "--config",
-        p(cfg),
-        "--frames",
-        &frames,
-        "--fps",
-        "30",
+    let mut args = vec!["master", "--config", p(cfg), "--frames", &frames];
+    if paced {
+        args.extend(["--fps", "30"]);
+    }
+    args.extend([
         // The demo moves by the frame's clock: a fixed step makes it the same every run.
         "--fixed-dt",
         "0.0333",
         "--wait-for",
         "front,left",
-    ];
+    ]);
     args.extend_from_slice(extra);
     let master = Proc::start(&args);
     let nodes: Vec<Proc> = NODES
@@ -90,10 +88,11 @@ fn run(
 fn a_tracked_head_moves_every_walls_projection_and_a_replay_repeats_it_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    // Z up, in metres: 0.3 m a second to the right and 0.15 back (the tracker's −y), for
-    // far longer than the run takes to start on a busy machine.
+    // Z up, in metres: 10 m a second to the right and 5 back (the tracker's −y), for far
+    // longer than the run takes on a busy machine (it runs unpaced: the master samples the
+    // tracked head after the oldest frame's barrier).
     let path = dir.path().join("walk.path");
-    std::fs::write(&path, "0 0 0 1.7\n200 60 -30 1.7\n").unwrap();
+    std::fs::write(&path, "0 0 0 1.7\n100 1000 -500 1.7\n").unwrap();
     let listen = format!("127.0.0.1:{port}");
     let tracker = Proc::start(&[
         "vrpn",
@@ -109,7 +108,7 @@ fn a_tracked_head_moves_every_walls_projection_and_a_replay_repeats_it_exactly()
     let out = |what: &str, n: &str| dir.path().join(format!("{what}-{n}.txt"));
     let rec = dir.path().join("walk.input");
     let frames = 60;
-    run(&cfg, frames, &["--record", p(&rec)], |n| {
+    run(&cfg, (frames, false), &["--record", p(&rec)], |n| {
         vec![
             "--renderer".into(),
             "none".into(),
@@ -167,7 +166,7 @@ fn a_tracked_head_moves_every_walls_projection_and_a_replay_repeats_it_exactly()
     for run_no in 0..2 {
         let tag = format!("replay{run_no}");
         let tag = tag.as_str();
-        run(&cfg, frames, &["--replay", p(&rec)], |n| {
+        run(&cfg, (frames, true), &["--replay", p(&rec)], |n| {
             vec![
                 "--offscreen".into(),
                 "--views-out".into(),

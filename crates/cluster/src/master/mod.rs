@@ -1113,6 +1113,21 @@ impl Master {
             .collect()
     }
 
+    /// How many frames may be in flight (1 or 2).
+    pub fn pipeline_depth(&self) -> usize {
+        self.config.pipeline_depth.clamp(1, 2)
+    }
+
+    /// The oldest frame in flight when `pipeline_depth` frames are (the next `send_frame`
+    /// would first run its barrier). A loop that swaps it before sampling its input shows
+    /// that input a barrier's wait sooner.
+    pub fn due(&self) -> Option<u64> {
+        let depth = self.config.pipeline_depth.clamp(1, 2);
+        (self.in_flight.len() >= depth)
+            .then(|| self.in_flight())
+            .flatten()
+    }
+
     /// The oldest frame sent and not yet swapped, if any.
     pub fn in_flight(&self) -> Option<u64> {
         self.in_flight.front().map(|i| i.frame)

@@ -195,6 +195,8 @@ pub fn run_master<A: ClusterApp>(
         placed: config.input.clone(),
         refused: 0,
         trace: args.trace_input,
+        // A tracked head is what input latency is felt in.
+        sample_late: config.head_tracker.is_some(),
         events: Vec::new(),
         from_nodes: Vec::new(),
         record: match &args.record {

@@ -7,8 +7,10 @@ measured in one run.
   read as the frame loop reads it (the newest pose each frame), with the age of that pose.
 - The latency from a tracker report reaching the master's socket to the frame that uses it
   being presented on every node (its swap barrier released), in milliseconds and frames, for
-  pipeline depth 1 and 2, paced at `--fps` and at full speed; render nodes are processes
-  (`--renderer none`: the protocol's share, not the GPU's).
+  pipeline depth 1 and 2, paced at `--fps` and at full speed, and at depth 2 with the input
+  sampled after the oldest frame's barrier (`late`, what the master does with a tracked
+  head); render nodes are processes (`--renderer none`: the protocol's share, not the
+  GPU's; `--render`: offscreen).
 */
 use std::time::{Duration, Instant};
 
@@ -87,24 +89,25 @@ pub fn run(args: BenchInputArgs) -> Result<()> {
         "{:<22} {:>10} {:>10} {:>10} {:>10} {:>10}",
         "case", "median ms", "p99 ms", "frames", "p99 fr", "period ms"
     );
-    for (depth, fps) in [
-        (1, Some(args.fps)),
-        (2, Some(args.fps)),
-        (1, None),
-        (2, None),
+    for (depth, fps, late) in [
+        (1, Some(args.fps), false),
+        (2, Some(args.fps), false),
+        (1, None, false),
+        (2, None, false),
+        (2, None, true),
     ] {
         let c = latency(
             &dir,
             &key,
             &address,
             (args.nodes as usize, args.render),
-            depth,
-            fps,
+            (depth, fps, late),
             args.frames,
         )?;
-        let case = match fps {
-            Some(f) => format!("depth {depth}, {f} fps"),
-            None => format!("depth {depth}, full speed"),
+        let case = match (fps, late) {
+            (Some(f), _) => format!("depth {depth}, {f} fps"),
+            (None, false) => format!("depth {depth}, full speed"),
+            (None, true) => format!("depth {depth}, full, late"),
         };
         println!(
             "{case:<22} {:>10.3} {:>10.3} {:>10.2} {:>10.2} {:>10.3}",
@@ -203,11 +206,10 @@ fn latency(
     key: &str,
     address: &Address,
     (n, render): (usize, bool),
-    depth: usize,
-    fps: Option<u64>,
+    (depth, fps, late): (usize, Option<u64>, bool),
     frames: u64,
 ) -> Result<Latency> {
-    let name = format!("input-{depth}-{}", fps.unwrap_or(0));
+    let name = format!("input-{depth}-{}-{late}", fps.unwrap_or(0));
     let (path, config) = small_cluster(dir, &name, n)?;
     let mut app = DemoCluster::default();
     let prepared = prepare(&mut app, &config, None)?;
@@ -254,6 +256,17 @@ fn latency(
         let start = Instant::now();
         let mut last = None;
         for frame in 0..total {
+            // As `master_loop` runs with a tracked head: two deep, the oldest barrier before
+            // the input.
+            if late
+                && fps.is_none()
+                && depth >= 2
+                && let Some(due) = master.due()
+            {
+                let mut report = SwapReport::default();
+                master.swap(due, &scene, &mut report)?;
+                note(&report, &mut presented);
+            }
             let pose = device.take().poses.remove(&0);
             // With no new report this frame, it uses the one before.
             let at = pose.as_ref().map(|p| p.arrived).or(last);
