@@ -73,6 +73,13 @@ impl InputReplication {
     }
 }
 
+/// Appends `block` to `out`.
+fn encode(block: &Block<'_>, out: &mut Vec<u8>) -> Result<(), PluginError> {
+    let v = std::mem::take(out);
+    *out = postcard::to_extend(block, v).map_err(|e| fail(format!("cannot encode: {e}")))?;
+    Ok(())
+}
+
 fn fail(reason: String) -> PluginError {
     PluginError {
         plugin: "input",
@@ -99,10 +106,10 @@ impl ClusterPlugin for InputReplication {
         if hook != Hook::FrameStart {
             return Ok(());
         }
-        let block = Block::Events(std::borrow::Cow::Borrowed(self.input.events()));
-        let v = std::mem::take(out);
-        *out = postcard::to_extend(&block, v).map_err(|e| fail(format!("cannot encode: {e}")))?;
-        Ok(())
+        encode(
+            &Block::Events(std::borrow::Cow::Borrowed(self.input.events())),
+            out,
+        )
     }
 
     fn read(
@@ -144,10 +151,7 @@ impl ClusterPlugin for InputReplication {
         if hook != Hook::FrameStart {
             return Ok(());
         }
-        let block = Block::Whole(Box::new(self.input.clone()));
-        let v = std::mem::take(out);
-        *out = postcard::to_extend(&block, v).map_err(|e| fail(format!("cannot encode: {e}")))?;
-        Ok(())
+        encode(&Block::Whole(Box::new(self.input.clone())), out)
     }
 }
 
