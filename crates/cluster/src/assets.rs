@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use lockstep_wire::{ASSET_CHUNK, ClusterKey, Message, printable};
 
-use crate::link::{Link, io};
+use crate::link::{Link, io, unexpected};
 use crate::node::{NodeConfig, dial};
 use crate::{AppIdentity, ClusterError};
 
@@ -319,18 +319,5 @@ fn short(peer: &str, path: &str, what: &str) -> ClusterError {
     ClusterError::Protocol {
         peer: peer.to_string(),
         what: format!("it sent {what} for {path}"),
-    }
-}
-
-fn unexpected(peer: &str, m: Message<'_>) -> ClusterError {
-    match m {
-        Message::Refused { reason } => ClusterError::Refused {
-            peer: peer.to_string(),
-            reason: printable(reason).to_string(),
-        },
-        other => ClusterError::Protocol {
-            peer: peer.to_string(),
-            what: format!("it answered with an unexpected {} message", other.kind()),
-        },
     }
 }

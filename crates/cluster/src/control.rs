@@ -14,7 +14,7 @@ use std::time::Duration;
 use lockstep_wire::{ClusterKey, Message, NodeStatus};
 
 use crate::ClusterError;
-use crate::link::Link;
+use crate::link::{Link, unexpected};
 use crate::node::{NodeConfig, dial};
 
 /// The name a control client gives in the handshake.
@@ -207,7 +207,7 @@ impl ControlClient {
                     reason,
                 )]))
             }
-            other => Err(unexpected(other)),
+            other => Err(unexpected("the master", other)),
         }
     }
 
@@ -236,7 +236,7 @@ impl ControlClient {
                     })
                     .collect(),
             }),
-            other => Err(unexpected(other)),
+            other => Err(unexpected("the master", other)),
         }
     }
 
@@ -250,20 +250,7 @@ impl ControlClient {
             Message::Refused { reason } => Err(ClusterError::Rejected(
                 reason.lines().map(str::to_string).collect(),
             )),
-            other => Err(unexpected(other)),
+            other => Err(unexpected("the master", other)),
         }
-    }
-}
-
-fn unexpected(m: Message<'_>) -> ClusterError {
-    match m {
-        Message::Refused { reason } => ClusterError::Refused {
-            peer: "the master".into(),
-            reason: reason.to_string(),
-        },
-        other => ClusterError::Protocol {
-            peer: "the master".into(),
-            what: format!("it answered with an unexpected {} message", other.kind()),
-        },
     }
 }

@@ -224,6 +224,21 @@ pub(crate) fn io(peer: &str, what: &'static str, source: std::io::Error) -> Clus
     }
 }
 
+/// A client's error for an answer it did not ask for: the peer's refusal (its reason
+/// escaped and capped), or a protocol error naming the message.
+pub(crate) fn unexpected(peer: &str, m: lockstep_wire::Message<'_>) -> ClusterError {
+    match m {
+        lockstep_wire::Message::Refused { reason } => ClusterError::Refused {
+            peer: peer.to_string(),
+            reason: lockstep_wire::printable(reason).to_string(),
+        },
+        other => ClusterError::Protocol {
+            peer: peer.to_string(),
+            what: format!("it answered with an unexpected {} message", other.kind()),
+        },
+    }
+}
+
 pub(crate) fn wire(peer: &str, source: lockstep_wire::WireError) -> ClusterError {
     ClusterError::Wire {
         peer: peer.to_string(),

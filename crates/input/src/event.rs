@@ -336,7 +336,7 @@ mod tests {
             (
                 merged.tracker("head", 0),
                 merged.motion,
-                merged.keys.released(&"w".into())
+                merged.keys.released("w")
             ),
             (whole.tracker("head", 0), whole.motion, true)
         );

@@ -56,6 +56,16 @@ pub enum RecordError {
     },
 }
 
+impl RecordError {
+    fn io(path: &Path, what: &'static str, source: std::io::Error) -> RecordError {
+        RecordError::Io {
+            path: path.to_path_buf(),
+            what,
+            source,
+        }
+    }
+}
+
 /// Writes a recording, a frame at a time.
 pub struct Recorder {
     path: PathBuf,
@@ -71,11 +81,7 @@ pub struct Recorder {
 impl Recorder {
     /// Creates (or replaces) the recording at `path` for cluster `cluster`.
     pub fn create(path: &Path, cluster: &str) -> Result<Recorder, RecordError> {
-        let io = |what, source| RecordError::Io {
-            path: path.to_path_buf(),
-            what,
-            source,
-        };
+        let io = |what, source| RecordError::io(path, what, source);
         let file = std::fs::File::create(path).map_err(|e| io("cannot create", e))?;
         let mut out = BufWriter::new(file);
         let name = cluster.as_bytes();
@@ -99,11 +105,9 @@ impl Recorder {
     pub fn frame(&mut self, frame: u64, events: &[InputEvent]) -> Result<(), RecordError> {
         self.frames = frame + 1;
         if self.last_flush.elapsed() > Duration::from_secs(1) {
-            self.out.flush().map_err(|e| RecordError::Io {
-                path: self.path.clone(),
-                what: "cannot write",
-                source: e,
-            })?;
+            self.out
+                .flush()
+                .map_err(|e| RecordError::io(&self.path, "cannot write", e))?;
             self.last_flush = Instant::now();
         }
         if events.is_empty() {
@@ -113,11 +117,7 @@ impl Recorder {
     }
 
     fn write(&mut self, frame: u64, events: &[InputEvent]) -> Result<(), RecordError> {
-        let io = |what, source| RecordError::Io {
-            path: self.path.clone(),
-            what,
-            source,
-        };
+        let io = |what, source| RecordError::io(&self.path, what, source);
         self.buf.clear();
         self.buf.extend_from_slice(&[0; 4]);
         let buf = std::mem::take(&mut self.buf);
@@ -141,11 +141,9 @@ impl Recorder {
         if self.frames > 0 && self.last_written < Some(self.frames - 1) {
             self.write(self.frames - 1, &[])?;
         }
-        self.out.flush().map_err(|e| RecordError::Io {
-            path: self.path.clone(),
-            what: "cannot write",
-            source: e,
-        })
+        self.out
+            .flush()
+            .map_err(|e| RecordError::io(&self.path, "cannot write", e))
     }
 }
 
@@ -161,11 +159,7 @@ pub struct Recording {
 impl Recording {
     /// Reads the recording at `path`, made by cluster `cluster` (none: any).
     pub fn read(path: &Path, cluster: Option<&str>) -> Result<Recording, RecordError> {
-        let io = |what, source| RecordError::Io {
-            path: path.to_path_buf(),
-            what,
-            source,
-        };
+        let io = |what, source| RecordError::io(path, what, source);
         let file = std::fs::File::open(path).map_err(|e| io("cannot open", e))?;
         let mut r = BufReader::new(file);
         let mut offset = 0u64;

@@ -5,6 +5,7 @@ sensor's newest pose, every button device and gamepad. It is built by applying t
 [`InputEvent`]s in order, so every process that applies the same events holds the same
 `Input`.
 */
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -31,19 +32,28 @@ impl<T> Default for Buttons<T> {
 }
 
 impl<T: PartialEq + Clone> Buttons<T> {
-    /// Held down now.
-    pub fn held(&self, b: &T) -> bool {
-        self.held.contains(b)
+    /// Held down now (asked by name as a `&str`, or by number).
+    pub fn held<Q: PartialEq + ?Sized>(&self, b: &Q) -> bool
+    where
+        T: Borrow<Q>,
+    {
+        self.held.iter().any(|h| h.borrow() == b)
     }
 
     /// Went down in this frame.
-    pub fn pressed(&self, b: &T) -> bool {
-        self.pressed.contains(b)
+    pub fn pressed<Q: PartialEq + ?Sized>(&self, b: &Q) -> bool
+    where
+        T: Borrow<Q>,
+    {
+        self.pressed.iter().any(|h| h.borrow() == b)
     }
 
     /// Went up in this frame.
-    pub fn released(&self, b: &T) -> bool {
-        self.released.contains(b)
+    pub fn released<Q: PartialEq + ?Sized>(&self, b: &Q) -> bool
+    where
+        T: Borrow<Q>,
+    {
+        self.released.iter().any(|h| h.borrow() == b)
     }
 
     /// Everything held, in the order it went down.
@@ -217,12 +227,12 @@ impl Input {
 
     /// A key is held (by name: `w`, `ArrowLeft`, `Escape`).
     pub fn key_held(&self, key: &str) -> bool {
-        self.keys.held.iter().any(|k| k == key)
+        self.keys.held(key)
     }
 
     /// A key went down this frame.
     pub fn key_pressed(&self, key: &str) -> bool {
-        self.keys.pressed.iter().any(|k| k == key)
+        self.keys.pressed(key)
     }
 
     /// The newest pose of a tracker's sensor.
@@ -267,12 +277,12 @@ mod tests {
         let mut i = Input::default();
         i.advance(&[key("w", true), key("a", true), key("a", false)]);
         assert!(i.key_held("w") && i.key_pressed("w"));
-        assert!(!i.key_held("a") && i.key_pressed("a") && i.keys.released(&"a".into()));
+        assert!(!i.key_held("a") && i.key_pressed("a") && i.keys.released("a"));
         // Repeats while held are not presses.
         i.advance(&[key("w", true)]);
         assert!(i.key_held("w") && !i.key_pressed("w"));
         i.advance(&[InputEvent::FocusLost]);
-        assert!(!i.key_held("w") && i.keys.released(&"w".into()));
+        assert!(!i.key_held("w") && i.keys.released("w"));
         assert_eq!(i.events(), [InputEvent::FocusLost]);
     }
 
@@ -310,11 +320,11 @@ mod tests {
             }),
         ]);
         let p = i.gamepad("pads", 0).unwrap();
-        assert!(p.connected_now && p.buttons.pressed(&"South".into()));
+        assert!(p.connected_now && p.buttons.pressed("South"));
         assert_eq!(p.axis("LeftStickX"), 0.5);
         i.advance(&[pad(PadEvent::Disconnected)]);
         let p = i.gamepad("pads", 0).unwrap();
-        assert!(!p.connected && p.disconnected_now && p.buttons.released(&"South".into()));
+        assert!(!p.connected && p.disconnected_now && p.buttons.released("South"));
         assert_eq!(p.axis("LeftStickX"), 0.0);
     }
 

@@ -60,11 +60,6 @@ impl Devices {
         Ok(Devices { vrpn, pads })
     }
 
-    /// No devices.
-    pub fn none() -> Devices {
-        Devices::default()
-    }
-
     /// Appends what every device reported since the last poll: the newest pose of each
     /// sensor, every button change in order, the newest channels.
     pub fn poll(&mut self, out: &mut Vec<InputEvent>) {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use lockstep_cluster::plugins::{Events, HeadTracking, SceneReplication};
 use lockstep_cluster::{ClusterManager, FrameInfo, Master, NodeSession, SwapLink, SwapReport};
-use lockstep_display::{ClusterConfig, HeadPose};
+use lockstep_display::{ClusterConfig, HeadPose, HeadTracker, InputDevice};
 use lockstep_render::View;
 use lockstep_scene::Scene;
 use lockstep_scene::glam::Mat4;
@@ -23,7 +23,6 @@ use crate::app::{ClusterApp, MasterFrame, NodeFrame, Outbox, guard};
 use crate::devices::Devices;
 use crate::node_views::color_writes;
 use crate::pipeline::{App, FrameContext, FrameGate, FrameTag, ViewPass};
-use lockstep_display::{HeadTracker, InputDevice};
 use lockstep_input::record::{Recorder, Replay};
 use lockstep_input::{InputEvent, InputReplication};
 
@@ -470,16 +469,15 @@ pub struct MasterInput {
     /// The cluster file's devices: a node may send the input of those it holds.
     pub placed: Vec<InputDevice>,
     /// Batches from nodes refused so far (told now and then, not at each).
-    pub refused: u64,
+    refused: u64,
     /// Print every frame's input events (`--trace-input`).
     pub trace: bool,
     /// Sample input after the oldest frame's barrier, not before it (pipelined two deep,
     /// unpaced): a frame younger at the walls, for a little speed. On with a tracked head.
     pub sample_late: bool,
     /// The frame's events and the nodes' batches, kept to reuse their memory.
-    pub events: Vec<InputEvent>,
-    /// See `events`.
-    pub from_nodes: Vec<(String, Vec<u8>)>,
+    events: Vec<InputEvent>,
+    from_nodes: Vec<(String, Vec<u8>)>,
     /// Where every frame's input is written (`--record`).
     pub record: Option<Recorder>,
     /// The recorded input played instead of the window's and the devices' (`--replay`).
@@ -487,6 +485,19 @@ pub struct MasterInput {
 }
 
 impl MasterInput {
+    /// The input of a master of `config`: the head's tracker and where devices are placed
+    /// come from the file (sampling late with a tracked head); no window, devices, trace,
+    /// recording or replay until set.
+    pub fn for_cluster(config: &ClusterConfig) -> MasterInput {
+        MasterInput {
+            head: config.head_tracker.clone(),
+            placed: config.input.clone(),
+            // A tracked head is what input latency is felt in.
+            sample_late: config.head_tracker.is_some(),
+            ..MasterInput::default()
+        }
+    }
+
     /// Hands the input plugin the events of `frame`, about to begin, records them, and
     /// moves the head when its sensor reported.
     fn begin_frame(&mut self, frame: u64, master: &mut Master) {

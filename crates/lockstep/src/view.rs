@@ -149,7 +149,7 @@ impl Navigator {
             yaw -= live(pad.axis("RightStickX")) * self.turn * dt;
         }
         // Mouse look: dragging left turns the world the way the hand goes.
-        if input.mouse.held(&"left".to_string()) {
+        if input.mouse.held("left") {
             yaw -= input.motion[0] * MOUSE_TURN;
         }
         let (forward, right, up) = (

@@ -8,23 +8,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use lockstep::display::ClusterConfig;
-use support::{Proc, cave, free_port, headless, p, run, signal, text, wait_until};
+use support::{Proc, cave, free_port, headless, p, per_frame, run, signal, text, wait_until};
 
 /// Long enough for any event of these tests on a loaded machine; only a broken cluster
 /// waits this long.
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// "frame hex" lines.
-fn frames(path: &Path) -> BTreeMap<u64, String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| {
-            let (f, h) = l.split_once(' ').unwrap();
-            (f.parse().unwrap(), h.to_string())
-        })
-        .collect()
-}
 
 /// `lockstep ctl status --json` of the cluster.
 fn status(cfg: &Path) -> serde_json::Value {
@@ -113,15 +101,15 @@ fn a_late_joiner_presents_first_a_frame_whose_state_equals_everyone_elses() {
     }
     let (status, jtext) = joiner.finish();
     assert!(status.success(), "{jtext}");
-    let master_frames = frames(&h("master"));
-    let joined = frames(&h("right"));
+    let master_frames = per_frame(&h("master"));
+    let joined = per_frame(&h("right"));
     let (&first, first_hash) = joined.iter().next().expect("the joiner presented no frame");
     assert!(first > 0, "the joiner's first frame is {first}");
     assert_eq!(first_hash, &master_frames[&first], "joiner's first frame");
     for (name, node) in others {
         let (status, out) = node.finish();
         assert!(status.success(), "{name}: {out}");
-        let theirs = frames(&h(name));
+        let theirs = per_frame(&h(name));
         // The others never waited for the joiner to load: they presented every frame.
         assert_eq!(theirs, master_frames, "node {name}");
         assert_eq!(&theirs[&first], first_hash, "node {name} at frame {first}");
@@ -237,7 +225,7 @@ fn a_reconfiguration_switches_every_node_at_one_frame_and_an_invalid_one_changes
     for (name, node) in nodes {
         let (status, out) = node.finish();
         assert!(status.success(), "{name}: {out}");
-        let seen = frames(&v(name));
+        let seen = per_frame(&v(name));
         let digest = |c: &ClusterConfig| {
             format!(
                 "{:016x}",

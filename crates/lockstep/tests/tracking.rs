@@ -13,22 +13,10 @@ use lockstep::display::{ClusterConfig, HeadPose};
 use lockstep::input::InputEvent;
 use lockstep::input::record::Recording;
 use lockstep::scene::glam::{Quat, Vec3};
-use support::{Proc, cave, free_port, p};
+use support::{Proc, cave, free_port, p, per_frame};
 
 const LIMIT: Duration = Duration::from_secs(120);
 const NODES: [&str; 2] = ["front", "left"];
-
-/// `frame hash` lines of a `--views-out` or `--image-hashes` file.
-fn per_frame(path: &Path) -> BTreeMap<u64, String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| {
-            let (f, h) = l.split_once(' ').unwrap();
-            (f.parse().unwrap(), h.to_string())
-        })
-        .collect()
-}
 
 /// The cave of `dir`, its head moved by VRPN tracker `Tracker0@127.0.0.1:port` (Z up).
 fn tracked_cave(dir: &Path, port: u16) -> PathBuf {
@@ -44,14 +32,14 @@ fn tracked_cave(dir: &Path, port: u16) -> PathBuf {
 }
 
 /// Runs the master of `cfg` for `frames` frames (at 30 a second if `paced`, else as fast
-/// as the nodes go, with `extra` flags) and the nodes, each with `node_extra(name)`;
-/// returns the master's output.
+/// as the nodes go, with `extra` flags) and the nodes, each with `node_extra(name)`; each
+/// must exit 0. Returns every process's output, by name (`master` and the nodes').
 fn run(
     cfg: &Path,
     (frames, paced): (u32, bool),
     extra: &[&str],
     node_extra: impl Fn(&str) -> Vec<String>,
-) -> String {
+) -> BTreeMap<&'static str, String> {
     let frames = frames.to_string();
     let mut args = vec!["master", "--config", p(cfg), "--frames", &frames];
     if paced {
@@ -75,13 +63,16 @@ fn run(
             Proc::start(&args)
         })
         .collect();
+    let mut outs = BTreeMap::new();
     for (n, node) in NODES.iter().zip(nodes) {
         let (status, out) = node.finish_within(LIMIT);
         assert_eq!(status.code(), Some(0), "{n}: {out}");
+        outs.insert(*n, out);
     }
     let (status, out) = master.finish_within(LIMIT);
     assert_eq!(status.code(), Some(0), "{out}");
-    out
+    outs.insert("master", out);
+    outs
 }
 
 #[test]
@@ -240,43 +231,11 @@ fn a_button_of_a_nodes_device_is_seen_by_every_process_in_the_frame_after_it_was
             "\n[[input]]\nname = \"wand\"\ndevice = \"vrpn\"\naddress = \"Tracker0@127.0.0.1:{port}\"\nhost = \"left\"\n"
         );
     std::fs::write(&cfg, text).unwrap();
-    let master = Proc::start(&[
-        "master",
-        "--config",
-        p(&cfg),
-        "--frames",
-        "150",
-        "--fps",
-        "30",
-        "--wait-for",
-        "front,left",
-        "--trace-input",
-    ]);
-    let nodes: Vec<(&str, Proc)> = NODES
-        .iter()
-        .map(|n| {
-            let args = [
-                "node",
-                "--config",
-                p(&cfg),
-                "--name",
-                n,
-                "--renderer",
-                "none",
-                "--trace-input",
-            ];
-            (*n, Proc::start(&args))
-        })
-        .collect();
-    let mut outs = BTreeMap::new();
-    for (n, node) in nodes {
-        let (status, out) = node.finish_within(LIMIT);
-        assert_eq!(status.code(), Some(0), "{n}: {out}");
-        outs.insert(n, out);
-    }
-    let (status, out) = master.finish_within(LIMIT);
-    assert_eq!(status.code(), Some(0), "{out}");
-    outs.insert("master", out);
+    let outs = run(&cfg, (150, true), &["--trace-input"], |_| {
+        ["--renderer", "none", "--trace-input"]
+            .map(String::from)
+            .into()
+    });
     let press = r#"Button { device: "wand", button: 0, down: true }"#;
     let read: Vec<u64> = traced(&outs["left"], "left", true)
         .into_iter()

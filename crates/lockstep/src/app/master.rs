@@ -184,33 +184,20 @@ pub fn run_master<A: ClusterApp>(
         }
         None => (None, None),
     };
-    let input = MasterInput {
-        window,
-        // A replay stands in for the devices.
-        devices: match args.replay {
-            Some(_) => Devices::none(),
-            None => Devices::start(&config, &DeviceHost::Master)?,
-        },
-        head: config.head_tracker.clone(),
-        placed: config.input.clone(),
-        refused: 0,
-        trace: args.trace_input,
-        // A tracked head is what input latency is felt in.
-        sample_late: config.head_tracker.is_some(),
-        events: Vec::new(),
-        from_nodes: Vec::new(),
-        record: match &args.record {
-            Some(path) => Some(Recorder::create(path, &config.name)?),
-            None => None,
-        },
-        replay: match &args.replay {
-            Some(path) => Some(Replay::new(
-                Recording::read(path, Some(&config.name))?,
-                args.replay_loop,
-            )),
-            None => None,
-        },
-    };
+    let mut input = MasterInput::for_cluster(&config);
+    input.window = window;
+    input.trace = args.trace_input;
+    // A replay stands in for the devices.
+    match &args.replay {
+        Some(path) => {
+            let recording = Recording::read(path, Some(&config.name))?;
+            input.replay = Some(Replay::new(recording, args.replay_loop));
+        }
+        None => input.devices = Devices::start(&config, &DeviceHost::Master)?,
+    }
+    if let Some(path) = &args.record {
+        input.record = Some(Recorder::create(path, &config.name)?);
+    }
     let run = move || {
         let result = master_loop(
             &mut master,

@@ -198,7 +198,7 @@ pub(crate) fn run_node_until<A: ClusterApp>(
     // The devices the cluster file places on this node, read for every session.
     let mut devices = match key {
         Some(_) => Devices::start(&config, &DeviceHost::Node(args.name.clone()))?,
-        None => Devices::none(),
+        None => Devices::default(),
     };
     let mut totals = NodeTotals::default();
     let started = std::time::Instant::now();

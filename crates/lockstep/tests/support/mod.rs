@@ -325,3 +325,15 @@ pub fn write_model(dir: &Path) -> PathBuf {
     std::fs::write(&path, gltf).unwrap();
     path
 }
+
+/// The `frame hash` lines of a `--hash-out`, `--views-out` or `--image-hashes` file, by frame.
+pub fn per_frame(path: &Path) -> std::collections::BTreeMap<u64, String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| {
+            let (f, h) = l.split_once(' ').unwrap();
+            (f.parse().unwrap(), h.to_string())
+        })
+        .collect()
+}
