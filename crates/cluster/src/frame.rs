@@ -101,8 +101,8 @@ pub(crate) enum Step {
     More,
     /// Frame `info` is complete: its blocks are in [`Assembler::blocks`].
     Frame(FrameInfo),
-    /// Present frame `frame`.
-    SwapNow(u64),
+    /// Present frame `frame`; project the next one from this head pose (late latching).
+    SwapNow(u64, Option<lockstep_wire::LatchedHead>),
     /// The master stops the cluster.
     Shutdown(String),
     /// The master is alive and waits; answer with the same number.
@@ -203,7 +203,10 @@ impl Assembler {
                     }
                 }
             }
-            Message::SwapNow { frame } => {
+            Message::SwapNow { frame, head } => {
+                if let Some(why) = head.and_then(|h| h.check().err()) {
+                    return Err(format!("the master swapped frame {frame} with {why}"));
+                }
                 if let Some((f, hook)) = self.open {
                     return Err(format!(
                         "the master swapped frame {frame} inside frame {f}'s {} blocks",
@@ -227,7 +230,7 @@ impl Assembler {
                     .flatten()
                     .find(|i| i.frame == frame)
                     .or(newest.map(|n| FrameInfo { frame, ..n }));
-                Ok(Step::SwapNow(frame))
+                Ok(Step::SwapNow(frame, head))
             }
             Message::Heartbeat { seq } => Ok(Step::Heartbeat(seq)),
             Message::Shutdown { reason } => Ok(Step::Shutdown(lockstep_wire::printable(reason))),
@@ -250,7 +253,7 @@ mod tests {
             match a.accept(m.clone())? {
                 Step::More => {}
                 Step::Frame(i) => out.push(format!("frame {}", i.frame)),
-                Step::SwapNow(f) => out.push(format!("swap {f}")),
+                Step::SwapNow(f, _) => out.push(format!("swap {f}")),
                 Step::Shutdown(r) => out.push(format!("shutdown {r}")),
                 Step::Heartbeat(n) => out.push(format!("heartbeat {n}")),
             }
@@ -282,7 +285,10 @@ mod tests {
             end(0, Hook::FrameStart),
             block.clone(),
             end(0, Hook::PreDraw),
-            Message::SwapNow { frame: 0 },
+            Message::SwapNow {
+                frame: 0,
+                head: None,
+            },
             block.clone(),
             end(0, Hook::PostFrame),
             begin(1),
@@ -317,11 +323,43 @@ mod tests {
                 "began frame 1 inside frame 0's frame-start blocks",
             ),
             (
-                vec![begin(0), Message::SwapNow { frame: 0 }],
+                vec![
+                    begin(0),
+                    Message::SwapNow {
+                        frame: 0,
+                        head: None,
+                    },
+                ],
                 "swapped frame 0 inside frame 0's frame-start blocks",
             ),
             (
-                vec![Message::SwapNow { frame: 3 }, begin(4)],
+                vec![Message::SwapNow {
+                    frame: 2,
+                    head: Some(lockstep_wire::LatchedHead {
+                        position: [f32::NAN, 1.7, 0.0],
+                        rotation: [0.0, 0.0, 0.0, 1.0],
+                    }),
+                }],
+                "swapped frame 2 with the latched head pose",
+            ),
+            (
+                vec![Message::SwapNow {
+                    frame: 2,
+                    head: Some(lockstep_wire::LatchedHead {
+                        position: [0.0, 1.7, 0.0],
+                        rotation: [0.0, 0.0, 0.0, 2.0],
+                    }),
+                }],
+                "is not a unit quaternion (length 2)",
+            ),
+            (
+                vec![
+                    Message::SwapNow {
+                        frame: 3,
+                        head: None,
+                    },
+                    begin(4),
+                ],
                 "began frame 4 inside frame 3's post-frame blocks",
             ),
             (
@@ -348,9 +386,15 @@ mod tests {
             ),
             (
                 vec![
-                    Message::SwapNow { frame: 2 },
+                    Message::SwapNow {
+                        frame: 2,
+                        head: None,
+                    },
                     end(2, Hook::PostFrame),
-                    Message::SwapNow { frame: 2 },
+                    Message::SwapNow {
+                        frame: 2,
+                        head: None,
+                    },
                 ],
                 "swapped frame 2 after frame 2",
             ),

@@ -26,7 +26,7 @@ pub use control::{CONTROL_NAME, ClusterStatus, ControlClient, NodeReport};
 pub use digest::{SceneHasher, scene_hash};
 pub use error::ClusterError;
 pub use join::AppIdentity;
-pub use master::{FailurePolicy, Master, MasterConfig, Mismatch, SwapReport};
+pub use master::{FailurePolicy, HeadLatch, Master, MasterConfig, Mismatch, SwapReport};
 pub use node::{DirectNode, NodeConfig, NodeSession, SwapLink};
 pub use plugin::{ClusterManager, ClusterPlugin, FrameInfo, Hook, PluginError, PluginId};
 pub use replication::{ReplicationError, apply_changes, write_changes};

@@ -22,7 +22,8 @@ use lockstep_scene::Scene;
 use lockstep_wire::admission::ask_until_admitted;
 use lockstep_wire::handshake::ClientStep;
 use lockstep_wire::{
-    ClientHandshake, ClusterKey, HANDSHAKE_MAX_FRAME, Message, NodeStats, WireError, random_nonce,
+    ClientHandshake, ClusterKey, HANDSHAKE_MAX_FRAME, LatchedHead, Message, NodeStats, WireError,
+    random_nonce,
 };
 
 use crate::frame::{Assembler, FrameBlocks, Step};
@@ -116,7 +117,7 @@ enum ToApp {
 }
 
 enum ToDraw {
-    SwapNow(u64),
+    SwapNow(u64, Option<LatchedHead>),
     Ended(ClusterError),
 }
 
@@ -150,6 +151,8 @@ pub struct SwapLink {
     swaps: Receiver<ToDraw>,
     /// The newest `SwapNow` already received.
     newest: Option<u64>,
+    /// The head pose the newest `SwapNow` carried, and that frame.
+    latched: Option<(u64, LatchedHead)>,
     master_timeout: Duration,
 }
 
@@ -262,6 +265,7 @@ pub fn connect(
             writer,
             swaps,
             newest: None,
+            latched: None,
             master_timeout: config.master_timeout,
         },
     ))
@@ -301,9 +305,9 @@ fn read_loop(
                     return;
                 }
             }
-            Ok(Step::SwapNow(frame)) => {
+            Ok(Step::SwapNow(frame, head)) => {
                 swapped.fetch_max(frame + 1, Ordering::Relaxed);
-                if draw.send(ToDraw::SwapNow(frame)).is_err() {
+                if draw.send(ToDraw::SwapNow(frame, head)).is_err() {
                     return;
                 }
             }
@@ -415,13 +419,7 @@ impl SwapLink {
     /// if the cluster presented this frame already (this node is catching up: the frame
     /// must not be shown late).
     pub fn swap(&mut self, frame: u64, stats: NodeStats) -> Result<bool, ClusterError> {
-        loop {
-            match self.swaps.try_recv() {
-                Ok(ToDraw::SwapNow(f)) => self.newest = Some(f),
-                Ok(ToDraw::Ended(e)) => return Err(e),
-                Err(_) => break,
-            }
-        }
+        self.drain()?;
         let late = self.newest.is_some_and(|n| n >= frame);
         // Even late, the master hears of it: it tells the master this node has loaded and
         // draws at the cluster's pace, so the next barrier may wait for it.
@@ -435,8 +433,8 @@ impl SwapLink {
         }
         loop {
             match self.swaps.recv_timeout(self.master_timeout) {
-                Ok(ToDraw::SwapNow(f)) => {
-                    self.newest = Some(f);
+                Ok(ToDraw::SwapNow(f, head)) => {
+                    self.swapped(f, head);
                     if f == frame {
                         return Ok(true);
                     }
@@ -463,6 +461,32 @@ impl SwapLink {
                 }
             }
         }
+    }
+
+    /// The head pose to project frame `frame` from, if the master latched one with the
+    /// previous frame's `SwapNow` (the same on every node, as that message is).
+    pub fn latched_for(&mut self, frame: u64) -> Result<Option<LatchedHead>, ClusterError> {
+        self.drain()?;
+        Ok(self
+            .latched
+            .filter(|(f, _)| f.checked_add(1) == Some(frame))
+            .map(|(_, h)| h))
+    }
+
+    /// Takes in the `SwapNow`s already received, without waiting.
+    fn drain(&mut self) -> Result<(), ClusterError> {
+        loop {
+            match self.swaps.try_recv() {
+                Ok(ToDraw::SwapNow(f, head)) => self.swapped(f, head),
+                Ok(ToDraw::Ended(e)) => return Err(e),
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+
+    fn swapped(&mut self, frame: u64, head: Option<LatchedHead>) {
+        self.newest = Some(frame);
+        self.latched = head.map(|h| (frame, h));
     }
 
     fn internal(&self, why: &str) -> ClusterError {
@@ -497,6 +521,8 @@ pub struct DirectNode {
     early: Option<FrameInfo>,
     /// The cluster file the master switched to, not yet taken.
     config: Option<Box<ClusterConfig>>,
+    /// The head pose the last `SwapNow` carried, and that frame.
+    latched: Option<(u64, LatchedHead)>,
     /// The plugins that apply each frame's blocks.
     pub manager: ClusterManager,
 }
@@ -514,6 +540,7 @@ pub fn connect_direct(
         frames: Assembler::default(),
         early: None,
         config: None,
+        latched: None,
         manager,
     })
 }
@@ -574,9 +601,17 @@ impl DirectNode {
                     tracing::info!("node '{}': the master shut down: {reason}", self.name);
                     return Ok(None);
                 }
-                Step::More | Step::SwapNow(_) | Step::Heartbeat(_) => {}
+                Step::More | Step::SwapNow(..) | Step::Heartbeat(_) => {}
             }
         }
+    }
+
+    /// The head pose to project frame `frame` from, if the master latched one with the
+    /// previous frame's `SwapNow`.
+    pub fn latched_for(&self, frame: u64) -> Option<LatchedHead> {
+        self.latched
+            .filter(|(f, _)| f.checked_add(1) == Some(frame))
+            .map(|(_, h)| h)
     }
 
     /// The cluster file the master switched to with the frames applied since the last
@@ -605,7 +640,10 @@ impl DirectNode {
         self.link.send(&Message::SwapReady { frame, stats })?;
         loop {
             match self.step()? {
-                Step::SwapNow(f) if f == frame => return Ok(()),
+                Step::SwapNow(f, head) if f == frame => {
+                    self.latched = head.map(|h| (f, h));
+                    return Ok(());
+                }
                 Step::Shutdown(reason) => return Err(ClusterError::Shutdown(reason)),
                 Step::Frame(info) if self.early.is_none() => self.early = Some(info),
                 Step::Frame(info) => {
@@ -617,7 +655,7 @@ impl DirectNode {
                         ),
                     });
                 }
-                Step::More | Step::SwapNow(_) | Step::Heartbeat(_) => {}
+                Step::More | Step::SwapNow(..) | Step::Heartbeat(_) => {}
             }
         }
     }

@@ -39,7 +39,7 @@ fn valid_stream() -> (Vec<u8>, usize) {
                 frame,
                 hook: Hook::PreDraw,
             },
-            Message::SwapNow { frame },
+            Message::SwapNow { frame, head: None },
             Message::EndBlock {
                 frame,
                 hook: Hook::PostFrame,

@@ -34,6 +34,11 @@ fn manager() -> ClusterManager {
 }
 
 fn master(nodes: &[&str], deadline_ms: u64) -> Master {
+    master_deep(nodes, deadline_ms, 1)
+}
+
+/// A master with `depth` frames in flight at most.
+fn master_deep(nodes: &[&str], deadline_ms: u64, depth: usize) -> Master {
     let config = MasterConfig {
         cluster: "test".into(),
         key: key(),
@@ -44,7 +49,7 @@ fn master(nodes: &[&str], deadline_ms: u64) -> Master {
         handshake_timeout: Duration::from_secs(2),
         policy: FailurePolicy::Drop,
         max_frame: 1 << 24,
-        pipeline_depth: 1,
+        pipeline_depth: depth,
         ..MasterConfig::new("test", key(), "127.0.0.1:0".parse().unwrap(), Vec::new())
     };
     Master::start(config, manager()).unwrap()
@@ -581,6 +586,75 @@ fn a_head_pose_set_on_the_master_reaches_the_node_with_the_next_frame() {
     let start = Vec3::new(0.0, 1.7, 0.0);
     let moved = Vec3::new(0.3, 1.6, -0.2);
     assert_eq!(heads, [start, start, start, moved, moved, moved]);
+}
+
+/// Latches a head at x = the frame it is for, once that frame is made; a pose that is no
+/// pose for frame 3.
+struct CountingLatch;
+
+impl lockstep_cluster::HeadLatch for CountingLatch {
+    fn newest(&mut self, frame: u64, made: bool) -> Option<lockstep_wire::LatchedHead> {
+        let x = if frame == 3 { f32::NAN } else { frame as f32 };
+        made.then_some(lockstep_wire::LatchedHead {
+            position: [x, 1.7, 0.0],
+            rotation: [0.0, 0.0, 0.0, 1.0],
+        })
+    }
+}
+
+#[test]
+fn a_latched_head_reaches_every_node_for_the_frame_after_the_swap_it_rode_with() {
+    let mut m = master_deep(&["a", "b"], 2000, 2);
+    m.set_latch(Some(Box::new(CountingLatch)));
+    let addr = m.local_addr();
+    let nodes: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            std::thread::spawn(move || {
+                let (mut session, mut swap) = lockstep_cluster::node::connect(
+                    &node_config(name, addr, key(), "test"),
+                    manager(),
+                )
+                .unwrap();
+                let mut scene = Scene::new();
+                let mut latched = Vec::new();
+                while let Some(info) = session.next_frame(&mut scene).unwrap() {
+                    let head = swap.latched_for(info.frame).unwrap();
+                    latched.push((info.frame, head.map(|h| h.position[0])));
+                    swap.swap(info.frame, NodeStats::default()).unwrap();
+                }
+                latched
+            })
+        })
+        .collect();
+    m.wait_for_nodes(Duration::from_secs(5)).unwrap();
+    let world = World::new();
+    let mut sent = Vec::new();
+    for frame in 0..6u64 {
+        let info = FrameInfo {
+            frame,
+            time: 0.0,
+            dt: 0.0,
+        };
+        let report = m.send_frame(&info, &world.scene).unwrap();
+        assert!(report.dropped.is_empty());
+        sent.extend(m.take_latched().map(|(f, h)| (f, h.position[0])));
+    }
+    while let Some(frame) = m.in_flight() {
+        let mut report = lockstep_cluster::SwapReport::default();
+        m.swap(frame, &world.scene, &mut report).unwrap();
+        sent.extend(m.take_latched().map(|(f, h)| (f, h.position[0])));
+    }
+    m.shutdown("done");
+    // Two deep, frame F+1 is made when F's swap is released, up to the last swap, after
+    // which no frame is made; frame 0 has no swap before it, and frame 3's pose was no pose.
+    assert_eq!(sent, [(1, 1.0), (2, 2.0), (4, 4.0), (5, 5.0)]);
+    let want: Vec<(u64, Option<f32>)> = (0..6)
+        .map(|f| (f, sent.iter().find(|(s, _)| *s == f).map(|(_, x)| *x)))
+        .collect();
+    for node in nodes {
+        assert_eq!(node.join().unwrap(), want);
+    }
 }
 
 /// Writes "hook frame" at every hook on the master; on a node, logs what it reads, checking

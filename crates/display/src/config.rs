@@ -184,6 +184,10 @@ pub struct HeadTracker {
     pub device: String,
     /// Its sensor.
     pub sensor: u32,
+    /// Late latching (`[head] latch`, on unless false; only for a tracker the master
+    /// reads): the master sends the newest pose with each swap it releases, and every node
+    /// projects the next frame from it in Draw.
+    pub latch: bool,
 }
 
 /// The cluster file's `[assets]` section: what happens when a node's copy of a file the
@@ -759,8 +763,30 @@ impl Validator<'_> {
                     "head.sensor needs head.tracker, the input device it belongs to",
                 );
             }
+            if let Some(l) = &raw.latch {
+                self.err(
+                    l,
+                    "head.latch needs head.tracker: only a tracked head is latched",
+                );
+            }
             return None;
         };
+        let host = input
+            .iter()
+            .find(|d| &d.name == t.get_ref())
+            .map(|d| &d.host);
+        let on_master = !matches!(host, Some(DeviceHost::Node(_)));
+        if let (Some(l), Some(DeviceHost::Node(node))) = (&raw.latch, host)
+            && *l.get_ref()
+        {
+            self.err(
+                l,
+                format!(
+                    "head.latch: the head's tracker is read on node '{node}', but only the master can latch a pose as it releases a swap"
+                ),
+            );
+        }
+        let latch = raw.latch.as_ref().is_none_or(|l| *l.get_ref()) && on_master;
         let trackers: Vec<&str> = input
             .iter()
             .filter(|d| matches!(d.kind, DeviceKind::Vrpn { .. }))
@@ -783,6 +809,7 @@ impl Validator<'_> {
         Some(HeadTracker {
             device: t.get_ref().clone(),
             sensor: raw.sensor.as_ref().map_or(0, |s| *s.get_ref()),
+            latch,
         })
     }
 

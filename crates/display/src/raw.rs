@@ -117,6 +117,7 @@ pub struct RawHead {
     pub hpr: Option<S<[f32; 3]>>,
     pub tracker: Option<S<String>>,
     pub sensor: Option<S<u32>>,
+    pub latch: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

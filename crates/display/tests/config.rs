@@ -515,4 +515,37 @@ fn input_devices_and_the_head_tracker_are_checked_where_they_stand() {
         messages(&text),
         ["head.tracker 'pads' is no vrpn [[input]] (vrpn inputs: none)"]
     );
+    // Late latching: on by default for a tracker the master reads, off for a node's, and
+    // asked for there or without a tracker, refused.
+    let head = |head: &str, host: &str| {
+        format!(
+            "{BASE}{}[head]\nposition = [0.0, 1.7, 0.0]\n{head}\n[[input]]\nname = \"art\"\ndevice = \"vrpn\"\naddress = \"DTrack@h\"\n{host}\n",
+            node("a", 7001, "front", "")
+        )
+    };
+    let latch = |text: &str| {
+        ClusterConfig::parse(&file, text)
+            .unwrap()
+            .head_tracker
+            .map(|t| t.latch)
+    };
+    assert_eq!(latch(&head("tracker = \"art\"", "")), Some(true));
+    assert_eq!(
+        latch(&head("tracker = \"art\"\nlatch = false", "")),
+        Some(false)
+    );
+    assert_eq!(
+        latch(&head("tracker = \"art\"", "host = \"a\"")),
+        Some(false)
+    );
+    assert_eq!(
+        messages(&head("tracker = \"art\"\nlatch = true", "host = \"a\"")),
+        [
+            "head.latch: the head's tracker is read on node 'a', but only the master can latch a pose as it releases a swap"
+        ]
+    );
+    assert_eq!(
+        messages(&head("latch = true", "")),
+        ["head.latch needs head.tracker: only a tracked head is latched"]
+    );
 }

@@ -129,16 +129,8 @@ impl InputEvent {
             } => {
                 name("device", device)?;
                 id("sensor", *sensor, MAX_SENSOR)?;
-                let norm = pose.rotation.iter().map(|x| x * x).sum::<f32>().sqrt();
-                if !finite(&pose.position)
-                    || !finite(&pose.rotation)
-                    || !(0.9..=1.1).contains(&norm)
-                {
-                    return Err(format!(
-                        "sensor {sensor} of '{device}': a pose that is no pose: {pose:?}"
-                    ));
-                }
-                Ok(())
+                pose.check()
+                    .map_err(|why| format!("sensor {sensor} of '{device}': {why}"))
             }
             InputEvent::Button { device, button, .. } => {
                 name("device", device)?;
@@ -273,6 +265,20 @@ impl Pose {
             glam::Vec3::from_array(self.position),
             glam::Quat::from_array(self.rotation),
         )
+    }
+
+    /// Checks a pose that came from elsewhere: finite, its quaternion of about unit length.
+    pub fn check(&self) -> Result<(), String> {
+        let finite = self
+            .position
+            .iter()
+            .chain(&self.rotation)
+            .all(|x| x.is_finite());
+        let norm = self.rotation.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if !finite || !(0.9..=1.1).contains(&norm) {
+            return Err(format!("a pose that is no pose: {self:?}"));
+        }
+        Ok(())
     }
 
     /// A pose from glam values.

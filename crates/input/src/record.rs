@@ -4,20 +4,33 @@ played back in place of the devices (`--replay FILE`), so that a session replays
 the same events in the same frames, so the same scene and the same pictures.
 
 The file is `LKSTINPT`, a `u16` format version and the cluster's name (both little-endian,
-the name as a `u16` length and UTF-8), then one record per frame that had input: a `u32`
-length and a postcard-encoded `(frame, events)`. Frames increase. A reader checks every
-length against a limit before it reads, and names the byte offset of anything wrong.
+the name as a `u16` length and UTF-8), then records, each a `u32` length and a
+postcard-encoded [`Record`]: one per frame that had input, `(frame, events)`, frames
+increasing; and, with late latching, the head pose latched for a frame (written after that
+frame's events), latched frames increasing too. A reader checks every length against a limit
+before it reads, and names the byte offset of anything wrong.
 */
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::InputEvent;
+use serde::{Deserialize, Serialize};
+
+use crate::{InputEvent, Pose};
 
 /// The file's first bytes.
 pub const MAGIC: &[u8; 8] = b"LKSTINPT";
-/// The format this build writes and reads.
-pub const VERSION: u16 = 1;
+/// The format this build writes and reads (2: latched head poses).
+pub const VERSION: u16 = 2;
+
+/// One record of a recording.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Record<E> {
+    /// A frame's input events (`E`: a slice of [`InputEvent`]s written, a `Vec` read).
+    Frame(u64, E),
+    /// The head pose latched for a frame's projection (late latching).
+    Latched(u64, Pose),
+}
 /// Largest record (one frame's events).
 pub const MAX_RECORD: u32 = 16 << 20;
 
@@ -121,7 +134,7 @@ impl Recorder {
         self.buf.clear();
         self.buf.extend_from_slice(&[0; 4]);
         let buf = std::mem::take(&mut self.buf);
-        self.buf = postcard::to_extend(&(frame, events), buf).map_err(|e| {
+        self.buf = postcard::to_extend(&Record::Frame(frame, events), buf).map_err(|e| {
             io(
                 "cannot encode a frame",
                 std::io::Error::other(e.to_string()),
@@ -130,6 +143,26 @@ impl Recorder {
         let len = (self.buf.len() - 4) as u32;
         self.buf[..4].copy_from_slice(&len.to_le_bytes());
         self.last_written = Some(frame);
+        self.out
+            .write_all(&self.buf)
+            .map_err(|e| io("cannot write", e))
+    }
+
+    /// Records the head pose latched for frame `frame` (after that frame's events).
+    pub fn latched(&mut self, frame: u64, pose: Pose) -> Result<(), RecordError> {
+        let io = |what, source| RecordError::io(&self.path, what, source);
+        self.buf.clear();
+        self.buf.extend_from_slice(&[0; 4]);
+        let buf = std::mem::take(&mut self.buf);
+        let record: Record<&[InputEvent]> = Record::Latched(frame, pose);
+        self.buf = postcard::to_extend(&record, buf).map_err(|e| {
+            io(
+                "cannot encode a latched pose",
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+        let len = (self.buf.len() - 4) as u32;
+        self.buf[..4].copy_from_slice(&len.to_le_bytes());
         self.out
             .write_all(&self.buf)
             .map_err(|e| io("cannot write", e))
@@ -154,6 +187,8 @@ pub struct Recording {
     pub cluster: String,
     /// (frame, events), frames increasing.
     pub frames: Vec<(u64, Vec<InputEvent>)>,
+    /// (frame, head pose latched for it), frames increasing.
+    pub latched: Vec<(u64, Pose)>,
 }
 
 impl Recording {
@@ -203,6 +238,7 @@ impl Recording {
             });
         }
         let mut frames: Vec<(u64, Vec<InputEvent>)> = Vec::new();
+        let mut latched: Vec<(u64, Pose)> = Vec::new();
         let mut body = Vec::new();
         loop {
             let at = offset;
@@ -221,19 +257,38 @@ impl Recording {
             if !read(&mut r, &mut body, &mut offset)? {
                 return Err(corrupt(at, format!("a record of {len} bytes is cut off")));
             }
-            let (frame, events): (u64, Vec<InputEvent>) = postcard::from_bytes(&body)
+            let record: Record<Vec<InputEvent>> = postcard::from_bytes(&body)
                 .map_err(|e| corrupt(at, format!("a record that does not decode: {e}")))?;
-            if frames.last().is_some_and(|(f, _)| *f >= frame) {
-                return Err(corrupt(
-                    at,
-                    format!("frame {frame} does not come after the one before"),
-                ));
+            match record {
+                Record::Frame(frame, events) => {
+                    if frames.last().is_some_and(|(f, _)| *f >= frame) {
+                        return Err(corrupt(
+                            at,
+                            format!("frame {frame} does not come after the one before"),
+                        ));
+                    }
+                    frames.push((frame, events));
+                }
+                Record::Latched(frame, pose) => {
+                    if latched.last().is_some_and(|(f, _)| *f >= frame) {
+                        return Err(corrupt(
+                            at,
+                            format!(
+                                "the pose latched for frame {frame} does not come after the one before"
+                            ),
+                        ));
+                    }
+                    pose.check().map_err(|why| {
+                        corrupt(at, format!("the pose latched for frame {frame}: {why}"))
+                    })?;
+                    latched.push((frame, pose));
+                }
             }
-            frames.push((frame, events));
         }
         Ok(Recording {
             cluster: recorded,
             frames,
+            latched,
         })
     }
 }
@@ -303,6 +358,39 @@ impl Replay {
         }
         &[]
     }
+
+    /// The head poses the recording latched, to latch again as it is replayed.
+    pub fn latches(&self) -> Latches {
+        let r = &self.recording;
+        Latches {
+            poses: r.latched.clone(),
+            looped: self
+                .looped
+                .then(|| r.frames.last().map(|(f, _)| f + 1))
+                .flatten(),
+        }
+    }
+}
+
+/// The head poses a recording latched, frame by frame: what the master latches again when it
+/// replays it, so that a replay projects every frame as the session did.
+#[derive(Debug, Clone, Default)]
+pub struct Latches {
+    poses: Vec<(u64, Pose)>,
+    /// A loop's length, when the replay loops.
+    looped: Option<u64>,
+}
+
+impl Latches {
+    /// The pose latched for `frame` when it was recorded, if one was.
+    pub fn get(&self, frame: u64) -> Option<Pose> {
+        let frame = match self.looped {
+            Some(length) if length > 0 => frame % length,
+            _ => frame,
+        };
+        let i = self.poses.binary_search_by_key(&frame, |(f, _)| *f).ok()?;
+        Some(self.poses[i].1)
+    }
 }
 
 #[cfg(test)]
@@ -323,7 +411,9 @@ mod tests {
         let mut r = Recorder::create(&path, "cave").unwrap();
         r.frame(0, &[key("a")]).unwrap();
         r.frame(1, &[]).unwrap();
+        r.latched(1, at(1.0)).unwrap();
         r.frame(3, &[key("b"), key("c")]).unwrap();
+        r.latched(3, at(3.0)).unwrap();
         // Two quiet frames end the session: the loop is its whole length.
         r.frame(4, &[]).unwrap();
         r.frame(5, &[]).unwrap();
@@ -337,10 +427,51 @@ mod tests {
                 (5, vec![])
             ]
         );
+        assert_eq!(rec.latched, [(1, at(1.0)), (3, at(3.0))]);
         let mut replay = Replay::new(rec, true);
         let got: Vec<usize> = (0..13).map(|f| replay.frame(f).len()).collect();
         // A loop is six frames long (0 to 5).
         assert_eq!(got, [1, 0, 0, 2, 0, 0, 1, 0, 0, 2, 0, 0, 1]);
+        let latches = replay.latches();
+        let got: Vec<Option<f32>> = (0..10)
+            .map(|f| latches.get(f).map(|p| p.position[0]))
+            .collect();
+        let (none, one, three) = (None, Some(1.0), Some(3.0));
+        assert_eq!(
+            got,
+            [none, one, none, three, none, none, none, one, none, three]
+        );
+    }
+
+    fn at(x: f32) -> Pose {
+        Pose {
+            position: [x, 1.7, 0.0],
+            rotation: [0.0, 0.0, 0.0, 1.0],
+        }
+    }
+
+    #[test]
+    fn latched_poses_out_of_order_or_unsound_are_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.input");
+        let mut r = Recorder::create(&path, "cave").unwrap();
+        r.frame(2, &[key("a")]).unwrap();
+        r.latched(2, at(0.0)).unwrap();
+        r.latched(2, at(0.0)).unwrap();
+        r.finish().unwrap();
+        let e = Recording::read(&path, None).unwrap_err().to_string();
+        assert!(
+            e.contains("the pose latched for frame 2 does not come after the one before"),
+            "{e}"
+        );
+        let mut r = Recorder::create(&path, "cave").unwrap();
+        r.latched(4, at(f32::NAN)).unwrap();
+        r.finish().unwrap();
+        let e = Recording::read(&path, None).unwrap_err().to_string();
+        assert!(
+            e.contains("byte 16: the pose latched for frame 4: a pose that is no pose"),
+            "{e}"
+        );
     }
 
     #[test]

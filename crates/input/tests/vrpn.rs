@@ -42,6 +42,7 @@ fn until<T>(
 fn poses_of_a_scripted_path_arrive_newest_first_and_in_order() {
     let server = Server::start("127.0.0.1:0".parse().unwrap(), "Tracker0", walk(), 1000.0).unwrap();
     let device = Device::start(address(&server), "head").unwrap();
+    let watch = device.watch(0);
     let mut xs = Vec::new();
     let mut received = 0;
     while xs.len() < 20 {
@@ -49,9 +50,16 @@ fn poses_of_a_scripted_path_arrive_newest_first_and_in_order() {
             received += r.received;
             r.poses.get(&0).map(|p| p.position[0])
         });
+        // What late latching reads: never older than what was taken, and still there after.
+        let newest = watch.newest().expect("a pose was taken").position[0];
+        assert!(newest >= x, "watched {newest}, taken {x}");
         xs.push(x);
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert!(
+        device.watch(5).newest().is_none(),
+        "sensor 5 never reported"
+    );
     // A 1 kHz tracker taken every ~20 ms: many reports, one pose per take (the newest).
     assert!(received > 100, "{received} reports");
     assert!(xs.windows(2).all(|w| w[0] <= w[1]), "{xs:?}");

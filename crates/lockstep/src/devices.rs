@@ -8,11 +8,16 @@ cluster's tracker space, through the device's remap — for the master to hand t
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use lockstep_display::{ClusterConfig, DeviceHost, DeviceKind, HeadPose, HeadTracker, InputDevice};
+use lockstep_cluster::HeadLatch;
+use lockstep_display::{
+    ClusterConfig, DeviceHost, DeviceKind, HeadPose, HeadTracker, InputDevice, TrackerRemap,
+};
 use lockstep_input::gamepad::Gamepads;
-use lockstep_input::vrpn::{Address, Device};
+use lockstep_input::record::{Latches, Replay};
+use lockstep_input::vrpn::{Address, Device, PoseWatch};
 use lockstep_input::{Input, InputEvent, Pose};
 use lockstep_scene::glam::{DQuat, DVec3, Quat, Vec3};
+use lockstep_wire::LatchedHead;
 
 /// The devices this process reads.
 #[derive(Default)]
@@ -121,6 +126,60 @@ impl Devices {
     }
 }
 
+/// Late latching: the head tracker's newest pose, through its device's remap, read as the
+/// master releases each swap (only once the next frame is made: before, the frame's own
+/// pose will be newer).
+struct LiveLatch {
+    watch: PoseWatch,
+    remap: TrackerRemap,
+}
+
+impl HeadLatch for LiveLatch {
+    fn newest(&mut self, _frame: u64, made: bool) -> Option<LatchedHead> {
+        if !made {
+            return None;
+        }
+        let p = self.watch.newest()?;
+        let position = DVec3::from_array(p.position).as_vec3();
+        let rotation = DQuat::from_array(p.rotation).as_quat();
+        let (position, rotation) = self.remap.apply(position, rotation);
+        Some(LatchedHead {
+            position: position.to_array(),
+            rotation: rotation.normalize().to_array(),
+        })
+    }
+}
+
+/// Late latching in a replay: the poses the recording latched, frame by frame, however the
+/// replay is paced.
+struct ReplayLatch(Latches);
+
+impl HeadLatch for ReplayLatch {
+    fn newest(&mut self, frame: u64, _made: bool) -> Option<LatchedHead> {
+        let p = self.0.get(frame)?;
+        Some(LatchedHead {
+            position: p.position,
+            rotation: p.rotation,
+        })
+    }
+}
+
+impl Devices {
+    /// A latch that reads `tracker`'s newest pose, if this process reads that tracker.
+    pub fn head_latch(&self, tracker: &HeadTracker) -> Option<Box<dyn HeadLatch>> {
+        let v = self.vrpn.iter().find(|v| v.config.name == tracker.device)?;
+        Some(Box::new(LiveLatch {
+            watch: v.device.watch(tracker.sensor),
+            remap: v.config.remap,
+        }))
+    }
+}
+
+/// A latch that latches again what `replay`'s recording latched.
+pub fn replay_latch(replay: &Replay) -> Box<dyn HeadLatch> {
+    Box::new(ReplayLatch(replay.latches()))
+}
+
 /// Most events a node sends in one batch (one frame's worth).
 const MAX_BATCH: usize = 4096;
 
@@ -201,7 +260,6 @@ pub fn head_from(input: &Input, tracker: &HeadTracker) -> Option<HeadPose> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lockstep_display::TrackerRemap;
 
     fn placed() -> Vec<InputDevice> {
         vec![InputDevice {

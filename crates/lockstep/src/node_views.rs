@@ -1,16 +1,110 @@
 /*!
-Rendering the views one node of a cluster file owns: each (viewport, eye) from
+The views one node of a cluster file owns. [`NodeViews`] derives them from a head pose — in
+App from the frame's pose, and again in Draw from a newer one when the master latched it
+(late latching). [`render_views`] renders them one by one: each (viewport, eye) from
 [`lockstep_display::ClusterConfig::views`] becomes an image, or — for anaglyph stereo — both
 eyes of a viewport become one image, red from the left eye and green and blue from the right.
 */
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use lockstep_display::{ColorMask, ViewSpec};
+use lockstep_display::{ClusterConfig, ColorMask, HeadPose, ViewSpec};
 use lockstep_render::wgpu::ColorWrites;
 use lockstep_render::{
     DrawList, DrawOptions, GpuContext, Image, OffscreenTarget, RenderError, Renderer, View,
 };
 use lockstep_scene::Scene;
+use lockstep_scene::glam::Mat4;
+
+use crate::pipeline::ViewPass;
+
+/// How node `node` of `config` projects a frame: everything but the head pose, so that Draw
+/// can project the frame again from a newer pose. Cloning it copies two pointers.
+#[derive(Debug, Clone)]
+pub struct NodeViews {
+    config: Arc<ClusterConfig>,
+    node: Arc<str>,
+    /// Where the display's tracker space sits in the world this frame.
+    rig: Mat4,
+}
+
+impl NodeViews {
+    /// The views of `node` under `config`, with the scene's rig at `rig`.
+    pub fn new(config: Arc<ClusterConfig>, node: Arc<str>, rig: Mat4) -> NodeViews {
+        NodeViews { config, node, rig }
+    }
+
+    /// The passes of the node's first window (one window per node process) for the head
+    /// at `head`, into `out`; false if the file has no such node.
+    pub fn passes(&self, head: &HeadPose, out: &mut Vec<ViewPass>) -> bool {
+        out.clear();
+        let Some(views) = self.config.views_for(&self.node, head, self.rig) else {
+            return false;
+        };
+        let first = self.config.node(&self.node).and_then(|n| n.windows.first());
+        out.extend(
+            views
+                .iter()
+                .filter(|v| first.is_some_and(|w| w.name == v.window))
+                .map(|v| ViewPass {
+                    view: View {
+                        view: v.view,
+                        projection: v.frustum.projection(),
+                    },
+                    rect: Some(v.rect),
+                    color_writes: color_writes(v.mask),
+                }),
+        );
+        true
+    }
+
+    /// The digest of the projections for the head at `head` (what `--views-out` lists).
+    pub fn digest(&self, head: &HeadPose) -> Option<u64> {
+        views_digest(&self.config, &self.node, head)
+    }
+
+    /// Projects a frame again from `head`, newer than the pose App made it with: every
+    /// pass's view, and its draw list culled again for it (a moved eye moves the frustum's
+    /// edges, most of all far behind the screen, so App's culling cannot be kept).
+    pub fn relatch(
+        &self,
+        head: &HeadPose,
+        scene: &Scene,
+        frame: u64,
+        passes: &mut Vec<ViewPass>,
+        lists: &mut [DrawList],
+    ) -> Result<(), RenderError> {
+        let count = passes.len();
+        if !self.passes(head, passes) || passes.len() != count || lists.len() != count {
+            // Not the frame App made (no such node any more): it stands as it was made.
+            return Ok(());
+        }
+        for (list, pass) in lists.iter_mut().zip(passes.iter()) {
+            list.cull(scene, &pass.view, frame)?;
+        }
+        Ok(())
+    }
+}
+
+/// A digest of the projections node `name` renders under `config` with the head at `head`:
+/// every view of its first window, in order (what `--views-out` writes, and what tests
+/// compare with the cluster file).
+pub fn views_digest(config: &ClusterConfig, name: &str, head: &HeadPose) -> Option<u64> {
+    let views = config.views_for(name, head, Mat4::IDENTITY)?;
+    let first = config.node(name)?.windows.first()?.name.clone();
+    // XXH3 over little-endian bytes: the value is the same in every build that writes or
+    // reads a `--views-out` file.
+    let mut bytes = Vec::new();
+    for v in views.iter().filter(|v| v.window == first) {
+        v.rect
+            .iter()
+            .for_each(|x| bytes.extend_from_slice(&x.to_le_bytes()));
+        for x in v.frustum.projection().to_cols_array() {
+            bytes.extend_from_slice(&x.to_bits().to_le_bytes());
+        }
+    }
+    Some(xxhash_rust::xxh3::xxh3_64(&bytes))
+}
 
 /// One rendered image and the name it is saved under (`NODE-WINDOW-VIEWPORT[-EYE]`).
 #[derive(Debug, Clone)]

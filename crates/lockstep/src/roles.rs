@@ -14,14 +14,13 @@ use anyhow::{Context, Result, bail};
 use lockstep_cluster::plugins::{Events, HeadTracking, SceneReplication};
 use lockstep_cluster::{ClusterManager, FrameInfo, Master, NodeSession, SwapLink, SwapReport};
 use lockstep_display::{ClusterConfig, HeadPose, HeadTracker, InputDevice};
-use lockstep_render::View;
 use lockstep_scene::Scene;
 use lockstep_scene::glam::Mat4;
 use lockstep_wire::{ClusterKey, NodeStats};
 
 use crate::app::{ClusterApp, MasterFrame, NodeFrame, Outbox, guard};
 use crate::devices::Devices;
-use crate::node_views::color_writes;
+use crate::node_views::NodeViews;
 use crate::pipeline::{App, FrameContext, FrameGate, FrameTag, ViewPass};
 use lockstep_input::record::{Recorder, Replay};
 use lockstep_input::{InputEvent, InputReplication};
@@ -88,26 +87,6 @@ pub enum FrameSource {
     Alone(Box<ClusterManager>),
 }
 
-/// A digest of the projections node `name` renders under `config` with the head at `head`:
-/// every view of its first window, in order (what `--views-out` writes, and what tests
-/// compare with the cluster file).
-pub fn views_digest(config: &ClusterConfig, name: &str, head: &HeadPose) -> Option<u64> {
-    let views = config.views_for(name, head, Mat4::IDENTITY)?;
-    let first = config.node(name)?.windows.first()?.name.clone();
-    // XXH3 over little-endian bytes: the value is the same in every build that writes or
-    // reads a `--views-out` file.
-    let mut bytes = Vec::new();
-    for v in views.iter().filter(|v| v.window == first) {
-        v.rect
-            .iter()
-            .for_each(|x| bytes.extend_from_slice(&x.to_le_bytes()));
-        for x in v.frustum.projection().to_cols_array() {
-            bytes.extend_from_slice(&x.to_bits().to_le_bytes());
-        }
-    }
-    Some(xxhash_rust::xxh3::xxh3_64(&bytes))
-}
-
 /// Why a node's App stage ended its run early.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeExit {
@@ -136,8 +115,10 @@ pub struct NodeApp<'a> {
     read: Vec<InputEvent>,
     /// The scene the application's setup built, which every session starts from.
     baseline: Scene,
-    config: ClusterConfig,
-    name: String,
+    config: Arc<ClusterConfig>,
+    name: Arc<str>,
+    /// The frame's passes (kept to reuse their memory).
+    passes: Vec<ViewPass>,
     /// Also digest every frame's views (for `--hash-out` and `--views-out`, which list them).
     pub keep_views: bool,
     /// Digest every frame's scene (for `--hash-out` and `--report-state`; only what changed
@@ -167,8 +148,9 @@ impl<'a> NodeApp<'a> {
             trace_input: false,
             read: Vec::new(),
             baseline,
-            config,
-            name: name.to_string(),
+            config: Arc::new(config),
+            name: Arc::from(name),
+            passes: Vec::new(),
             keep_views: false,
             record_hashes: false,
             hasher: lockstep_cluster::SceneHasher::default(),
@@ -213,7 +195,7 @@ impl App for NodeApp<'_> {
                         ctx.end_now();
                         return Ok(());
                     }
-                    self.config = new;
+                    self.config = Arc::new(new);
                 }
                 let what = || {
                     format!(
@@ -287,41 +269,32 @@ impl App for NodeApp<'_> {
         // The views digest only for the files that list presented frames (`--report-state`
         // alone sends just the scene digest).
         let state = self.record_hashes.then(|| self.hasher.hash(ctx.scene));
+        let node_views = NodeViews::new(self.config.clone(), self.name.clone(), rig(ctx.scene));
         let views = (self.record_hashes && self.keep_views)
-            .then(|| views_digest(&self.config, &self.name, &head))
+            .then(|| node_views.digest(&head))
             .flatten();
         ctx.tag(FrameTag {
             frame: info.frame,
             state,
             views,
         });
-        let rig = rig(ctx.scene);
-        let views = self
-            .config
-            .views_for(&self.name, &head, rig)
-            .with_context(|| {
-                format!("no node '{}' in {}", self.name, self.config.path.display())
-            })?;
-        // The first window only: one window per node process.
-        let first = self
-            .config
-            .node(&self.name)
-            .and_then(|n| n.windows.first())
-            .map(|w| w.name.clone());
-        ctx.set_views(
-            views
-                .iter()
-                .filter(|v| Some(&v.window) == first.as_ref())
-                .map(|v| ViewPass {
-                    view: View {
-                        view: v.view,
-                        projection: v.frustum.projection(),
-                    },
-                    rect: Some(v.rect),
-                    color_writes: color_writes(v.mask),
-                }),
-        );
+        let mut passes = std::mem::take(&mut self.passes);
+        if !node_views.passes(&head, &mut passes) {
+            bail!("no node '{}' in {}", self.name, self.config.path.display());
+        }
+        ctx.set_views(passes.drain(..));
+        self.passes = passes;
+        // Draw projects the frame again if the master latches a newer head pose for it.
+        ctx.latch_with(node_views);
         Ok(())
+    }
+}
+
+/// The head pose a `SwapNow` latched, as the display's maths takes it.
+pub fn head_pose(h: lockstep_wire::LatchedHead) -> HeadPose {
+    HeadPose {
+        position: lockstep_scene::glam::Vec3::from_array(h.position),
+        rotation: lockstep_scene::glam::Quat::from_array(h.rotation),
     }
 }
 
@@ -362,6 +335,13 @@ impl SwapGate {
 impl FrameGate for SwapGate {
     fn is_barrier(&self) -> bool {
         self.link.is_some()
+    }
+
+    fn latched(&mut self, _local: u64, tag: Option<FrameTag>) -> Result<Option<HeadPose>> {
+        let (Some(link), Some(tag)) = (&mut self.link, tag) else {
+            return Ok(None);
+        };
+        Ok(link.latched_for(tag.frame)?.map(head_pose))
     }
 
     fn ready(&mut self, local: u64, tag: Option<FrameTag>, drawn: Duration) -> Result<bool> {
@@ -473,7 +453,8 @@ pub struct MasterInput {
     /// Print every frame's input events (`--trace-input`).
     pub trace: bool,
     /// Sample input after the oldest frame's barrier, not before it (pipelined two deep,
-    /// unpaced): a frame younger at the walls, for a little speed. On with a tracked head.
+    /// unpaced): a frame younger at the walls, for a little speed. On with a tracked head
+    /// that is not latched (`[head] latch = false`).
     pub sample_late: bool,
     /// The frame's events and the nodes' batches, kept to reuse their memory.
     events: Vec<InputEvent>,
@@ -486,14 +467,15 @@ pub struct MasterInput {
 
 impl MasterInput {
     /// The input of a master of `config`: the head's tracker and where devices are placed
-    /// come from the file (sampling late with a tracked head); no window, devices, trace,
-    /// recording or replay until set.
+    /// come from the file (sampling late with a tracked head that is not latched); no
+    /// window, devices, trace, recording or replay until set.
     pub fn for_cluster(config: &ClusterConfig) -> MasterInput {
         MasterInput {
             head: config.head_tracker.clone(),
             placed: config.input.clone(),
-            // A tracked head is what input latency is felt in.
-            sample_late: config.head_tracker.is_some(),
+            // A tracked head is what input latency is felt in. Latched, its pose is a frame
+            // old at the walls anyway, and sampling late would only cost frames.
+            sample_late: config.head_tracker.as_ref().is_some_and(|t| !t.latch),
             ..MasterInput::default()
         }
     }
@@ -554,6 +536,34 @@ impl MasterInput {
         }
     }
 
+    /// What latches the head pose as the master releases a swap: the recording's latched
+    /// poses when replaying, else the head tracker's newest pose if the master reads it;
+    /// none unless the cluster file latches (`[head] latch`).
+    fn latch(&self) -> Option<Box<dyn lockstep_cluster::HeadLatch>> {
+        let tracker = self.head.as_ref().filter(|t| t.latch)?;
+        match &self.replay {
+            Some(replay) => Some(crate::devices::replay_latch(replay)),
+            None => self.devices.head_latch(tracker),
+        }
+    }
+
+    /// After a swap was released: records the pose it latched, if it did.
+    fn swapped(&mut self, master: &mut Master) {
+        let Some((frame, head)) = master.take_latched() else {
+            return;
+        };
+        let pose = lockstep_input::Pose {
+            position: head.position,
+            rotation: head.rotation,
+        };
+        if let Some(r) = &mut self.record
+            && let Err(e) = r.latched(frame, pose)
+        {
+            tracing::warn!("input recording stopped at frame {frame}: {e}");
+            self.record = None;
+        }
+    }
+
     /// Writes out the rest of the recording.
     fn finish(&mut self) -> Result<()> {
         if let Some(r) = self.record.take() {
@@ -593,6 +603,7 @@ pub fn master_loop(
     }
     let mut hasher = lockstep_cluster::SceneHasher::default();
     let mut outbox = Outbox::new();
+    master.set_latch(input.latch());
     announce(NodeState::Running);
     let mut report = MasterReport::default();
     let start = Instant::now();
@@ -622,6 +633,7 @@ pub fn master_loop(
         {
             let mut swap = SwapReport::default();
             master.swap(due, scene, &mut swap)?;
+            input.swapped(master);
             report.count(swap, due);
         }
         // Input is sampled as late as it can be: right before the frame begins.
@@ -646,6 +658,7 @@ pub fn master_loop(
                 .with_context(what)?;
         }
         let mut swap = master.send_frame(&info, scene)?;
+        input.swapped(master);
         if record_hashes {
             let digest = master
                 .digest_of(frame)
@@ -654,6 +667,7 @@ pub fn master_loop(
         }
         if let Some(period) = frame_period {
             master.swap(frame, scene, &mut swap)?;
+            input.swapped(master);
             report.count(swap, frame);
             // Pace like an application running at a fixed rate, keeping the nodes'
             // connections alive meanwhile: never a busy wait.
@@ -678,6 +692,7 @@ pub fn master_loop(
     while let Some(frame) = master.in_flight() {
         let mut swap = SwapReport::default();
         master.swap(frame, scene, &mut swap)?;
+        input.swapped(master);
         report.count(swap, frame);
     }
     report.elapsed = start.elapsed();

@@ -229,7 +229,7 @@ fn a_reconfiguration_switches_every_node_at_one_frame_and_an_invalid_one_changes
         let digest = |c: &ClusterConfig| {
             format!(
                 "{:016x}",
-                lockstep::roles::views_digest(c, name, &c.head).unwrap()
+                lockstep::node_views::views_digest(c, name, &c.head).unwrap()
             )
         };
         for (frame, d) in &seen {

@@ -1,7 +1,8 @@
 //! Head tracking through VRPN, recorded and replayed: a scripted tracker (`lockstep vrpn
 //! serve`, Z up, as many are) moves the head; every wall's projection in every frame is the
-//! one the recorded head pose of that frame gives; replayed without the tracker, the session
-//! shows the same projections, and two replays give byte-identical pictures frame by frame.
+//! one the recorded head pose of that frame gives — the pose latched with the swap before it
+//! (late latching), else the frame's own; replayed without the tracker, the session shows the
+//! same projections and pictures, and two replays give byte-identical pictures frame by frame.
 
 mod support;
 
@@ -18,15 +19,16 @@ use support::{Proc, cave, free_port, p, per_frame};
 const LIMIT: Duration = Duration::from_secs(120);
 const NODES: [&str; 2] = ["front", "left"];
 
-/// The cave of `dir`, its head moved by VRPN tracker `Tracker0@127.0.0.1:port` (Z up).
-fn tracked_cave(dir: &Path, port: u16) -> PathBuf {
+/// The cave of `dir`, its head moved by VRPN tracker `Tracker0@127.0.0.1:port` (Z up),
+/// latched or not.
+fn tracked_cave(dir: &Path, port: u16, latch: bool) -> PathBuf {
     let cfg = cave(dir);
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("[head]", "[head]\ntracker = \"tracker\"\nsensor = 0")
-        + &format!(
-            "\n[[input]]\nname = \"tracker\"\ndevice = \"vrpn\"\naddress = \"Tracker0@127.0.0.1:{port}\"\naxes = [\"x\", \"z\", \"-y\"]\n"
-        );
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[head]",
+        &format!("[head]\ntracker = \"tracker\"\nsensor = 0\nlatch = {latch}"),
+    ) + &format!(
+        "\n[[input]]\nname = \"tracker\"\ndevice = \"vrpn\"\naddress = \"Tracker0@127.0.0.1:{port}\"\naxes = [\"x\", \"z\", \"-y\"]\n"
+    );
     std::fs::write(&cfg, text).unwrap();
     cfg
 }
@@ -95,42 +97,31 @@ fn a_tracked_head_moves_every_walls_projection_and_a_replay_repeats_it_exactly()
         "200",
     ]);
     tracker.wait_for("serving VRPN tracker Tracker0@", LIMIT);
-    let cfg = tracked_cave(dir.path(), port);
+    let cfg = tracked_cave(dir.path(), port, true);
     let out = |what: &str, n: &str| dir.path().join(format!("{what}-{n}.txt"));
     let rec = dir.path().join("walk.input");
     let frames = 60;
+    // One wall renders (its Draw projects each frame again from the latched pose), the other
+    // only takes part in the protocol.
     run(&cfg, (frames, false), &["--record", p(&rec)], |n| {
-        vec![
-            "--renderer".into(),
-            "none".into(),
-            "--views-out".into(),
-            p(&out("live", n)).into(),
-        ]
+        let mut args: Vec<String> = vec!["--views-out".into(), p(&out("live", n)).into()];
+        if n == "front" {
+            args.extend(["--offscreen".into(), "--image-hashes".into()]);
+            args.push(p(&out("live-images", n)).into());
+        } else {
+            args.extend(["--renderer".into(), "none".into()]);
+        }
+        args
     });
     drop(tracker);
-    // The head of each frame, as the recording has it.
     let file = ClusterConfig::load(&cfg).unwrap();
     let recording = Recording::read(&rec, Some("cave")).unwrap();
-    let mut head = file.head;
-    let mut heads = BTreeMap::new();
-    let mut recorded = recording.frames.iter().peekable();
-    for f in 0..frames as u64 {
-        while let Some((_, events)) = recorded.next_if(|(rf, _)| *rf <= f) {
-            for e in events {
-                if let InputEvent::Tracker {
-                    device,
-                    sensor: 0,
-                    pose,
-                } = e
-                    && device == "tracker"
-                {
-                    let (position, rotation): (Vec3, Quat) = pose.to_glam();
-                    head = HeadPose { position, rotation };
-                }
-            }
-        }
-        heads.insert(f, head);
-    }
+    let heads = frame_heads(&file, &recording, frames);
+    let latched: BTreeMap<u64, HeadPose> = recording
+        .latched
+        .iter()
+        .map(|(f, pose)| (*f, head_of(pose)))
+        .collect();
     let positions: Vec<Vec3> = heads.values().map(|h| h.position).collect();
     // Remapped from Z up: at head height, moving right and back, never left or forward.
     assert!(
@@ -145,15 +136,41 @@ fn a_tracked_head_moves_every_walls_projection_and_a_replay_repeats_it_exactly()
     );
     let moved = positions.last().unwrap().x - positions[0].x;
     assert!(moved > 0.2, "the head moved {moved} m: {positions:?}");
+    // Latched with the swap before it, a frame's pose is read after the next frame began:
+    // never older than the frame's own, and newer in most frames (a frame takes longer than
+    // the tracker's 5 ms between reports).
+    assert!(
+        latched.len() >= frames as usize / 2,
+        "{} of {frames} frames latched",
+        latched.len()
+    );
+    let newer = latched
+        .iter()
+        .filter(|(f, h)| {
+            assert!(
+                h.position.x >= heads[f].position.x,
+                "frame {f}: {h:?} {:?}",
+                heads[f]
+            );
+            h.position.x > heads[f].position.x
+        })
+        .count();
+    assert!(
+        newer * 2 >= latched.len(),
+        "{newer} of {} latched poses newer than their frame's own",
+        latched.len()
+    );
     for n in NODES {
         let views = per_frame(&out("live", n));
         assert_eq!(views.len(), frames as usize, "{n}");
         for (f, digest) in &views {
-            let want = lockstep::roles::views_digest(&file, n, &heads[f]).unwrap();
+            let head = latched.get(f).unwrap_or(&heads[f]);
+            let want = lockstep::node_views::views_digest(&file, n, head).unwrap();
             assert_eq!(digest, &format!("{want:016x}"), "node {n}, frame {f}");
         }
     }
-    // Replayed, with no tracker at all: the same projections, and twice the same pictures.
+    // Replayed, paced, with no tracker at all: the same projections (the recording's latched
+    // poses latched again), the live session's pictures, and twice the same pictures.
     for run_no in 0..2 {
         let tag = format!("replay{run_no}");
         let tag = tag.as_str();
@@ -174,6 +191,11 @@ fn a_tracked_head_moves_every_walls_projection_and_a_replay_repeats_it_exactly()
             );
         }
     }
+    assert_eq!(
+        per_frame(&out("replay0-images", "front")),
+        per_frame(&out("live-images", "front")),
+        "front: the replay's pictures are the live session's"
+    );
     for n in NODES {
         let (a, b) = (
             per_frame(&out("replay0-images", n)),
@@ -189,6 +211,88 @@ fn a_tracked_head_moves_every_walls_projection_and_a_replay_repeats_it_exactly()
             distinct.len()
         );
     }
+}
+
+#[test]
+fn unlatched_every_frame_is_projected_from_its_own_pose() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let path = dir.path().join("walk.path");
+    std::fs::write(&path, "0 0 0 1.7\n100 1000 -500 1.7\n").unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let tracker = Proc::start(&[
+        "vrpn",
+        "serve",
+        p(&path),
+        "--listen",
+        &listen,
+        "--rate",
+        "200",
+    ]);
+    tracker.wait_for("serving VRPN tracker Tracker0@", LIMIT);
+    let cfg = tracked_cave(dir.path(), port, false);
+    let out = |n: &str| dir.path().join(format!("views-{n}.txt"));
+    let rec = dir.path().join("walk.input");
+    let frames = 40;
+    // Unpaced and unlatched, the master samples the head after the oldest frame's barrier.
+    run(&cfg, (frames, false), &["--record", p(&rec)], |n| {
+        vec![
+            "--renderer".into(),
+            "none".into(),
+            "--views-out".into(),
+            p(&out(n)).into(),
+        ]
+    });
+    drop(tracker);
+    let file = ClusterConfig::load(&cfg).unwrap();
+    let recording = Recording::read(&rec, Some("cave")).unwrap();
+    assert!(recording.latched.is_empty(), "{:?}", recording.latched);
+    let heads = frame_heads(&file, &recording, frames);
+    let moved = heads[&(frames as u64 - 1)].position.x - heads[&0].position.x;
+    assert!(moved > 0.0, "the head did not move: {heads:?}");
+    for n in NODES {
+        let views = per_frame(&out(n));
+        assert_eq!(views.len(), frames as usize, "{n}");
+        for (f, digest) in &views {
+            let want = lockstep::node_views::views_digest(&file, n, &heads[f]).unwrap();
+            assert_eq!(digest, &format!("{want:016x}"), "node {n}, frame {f}");
+        }
+    }
+}
+
+/// A recorded tracker pose as the head's.
+fn head_of(pose: &lockstep::input::Pose) -> HeadPose {
+    let (position, rotation): (Vec3, Quat) = pose.to_glam();
+    HeadPose { position, rotation }
+}
+
+/// The head of each of the first `frames` frames, as `recording`'s tracker events move it
+/// from where `file` puts it.
+fn frame_heads(
+    file: &ClusterConfig,
+    recording: &Recording,
+    frames: u32,
+) -> BTreeMap<u64, HeadPose> {
+    let mut head = file.head;
+    let mut heads = BTreeMap::new();
+    let mut recorded = recording.frames.iter().peekable();
+    for f in 0..frames as u64 {
+        while let Some((_, events)) = recorded.next_if(|(rf, _)| *rf <= f) {
+            for e in events {
+                if let InputEvent::Tracker {
+                    device,
+                    sensor: 0,
+                    pose,
+                } = e
+                    && device == "tracker"
+                {
+                    head = head_of(pose);
+                }
+            }
+        }
+        heads.insert(f, head);
+    }
+    heads
 }
 
 /// `(frame, event)` of every input event `who` traced (`--trace-input`), of the lines that

@@ -382,7 +382,10 @@ mod tests {
                     state: Some(0xfeed),
                 },
             },
-            Message::SwapNow { frame: 42 },
+            Message::SwapNow {
+                frame: 42,
+                head: None,
+            },
             Message::Heartbeat { seq: 9 },
             Message::Shutdown { reason: "operator" },
             Message::Reconfigure {
@@ -510,13 +513,23 @@ mod tests {
 
     #[test]
     fn fill_from_waits_for_a_whole_frame_and_tells_a_cut_stream_from_a_closed_one() {
-        let frame = encode(&Message::SwapNow { frame: 9 }).unwrap();
+        let frame = encode(&Message::SwapNow {
+            frame: 9,
+            head: None,
+        })
+        .unwrap();
         let mut two = frame.clone();
         two.extend_from_slice(&frame[..3]);
         let mut r = Trickle(&two, false);
         let mut d = Decoder::new(1024);
         d.fill_from(&mut r).unwrap();
-        assert_eq!(d.next_message(), Ok(Some(Message::SwapNow { frame: 9 })));
+        assert_eq!(
+            d.next_message(),
+            Ok(Some(Message::SwapNow {
+                frame: 9,
+                head: None
+            }))
+        );
         match d.fill_from(&mut r) {
             Err(FillError::Closed(Some(WireError::Truncated { buffered: 3 }))) => {}
             other => panic!("{other:?}"),
@@ -539,7 +552,11 @@ mod tests {
         d.push(&[3, 0, 0, 0, 0xff, 0xff, 0xff]);
         assert!(matches!(d.next_message(), Err(WireError::Malformed(_))));
 
-        let mut frame = encode(&Message::SwapNow { frame: 1 }).unwrap();
+        let mut frame = encode(&Message::SwapNow {
+            frame: 1,
+            head: None,
+        })
+        .unwrap();
         frame.push(0);
         let n = frame.len() as u32 - 4;
         frame[..4].copy_from_slice(&n.to_le_bytes());
@@ -651,7 +668,11 @@ mod tests {
     #[test]
     fn a_frame_must_end_inside_its_record_and_a_record_must_hold_one() {
         let (mut sealer, opener) = session();
-        let frame = encode(&Message::SwapNow { frame: 3 }).unwrap();
+        let frame = encode(&Message::SwapNow {
+            frame: 3,
+            head: None,
+        })
+        .unwrap();
         // The record holds the frame but one byte.
         let part = &frame[..frame.len() - 1];
         let mut stream = sealer.seal(&[part]).unwrap().to_vec();

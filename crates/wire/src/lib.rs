@@ -34,7 +34,8 @@ pub use error::{WireError, printable};
 pub use handshake::{ClientHandshake, ServerHandshake};
 pub use key::{ClusterKey, MIN_KEY_LEN, random_nonce};
 pub use message::{
-    ASSET_CHUNK, AssetSig, Hook, MAGIC, Message, NodeStats, NodeStatus, PROTOCOL_VERSION, PluginSig,
+    ASSET_CHUNK, AssetSig, Hook, LatchedHead, MAGIC, Message, NodeStats, NodeStatus,
+    PROTOCOL_VERSION, PluginSig,
 };
 pub use session::{Opener, RECORD_HEADER, Sealer, SessionKeys};
 

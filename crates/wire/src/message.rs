@@ -9,8 +9,8 @@ pub const MAGIC: [u8; 4] = *b"LKST";
 /// 6: a node says which application it runs (`Join`) before the master welcomes it; cluster
 /// events (`Event`, `Queued`). 7: the master sends the files its application loaded
 /// (`AssetRequest`, `AssetInfo`, `AssetChunk`). 8: nodes send the input of their own
-/// devices (`Input`).
-pub const PROTOCOL_VERSION: u16 = 8;
+/// devices (`Input`). 9: `SwapNow` may carry the newest head pose (late latching).
+pub const PROTOCOL_VERSION: u16 = 9;
 
 /// The points of a frame where plugins' blocks are applied on a node; each hook's blocks are
 /// closed by an `EndBlock` naming it.
@@ -52,6 +52,38 @@ pub struct NodeStats {
     /// A hash of the node's state after applying the frame, when it reports one (the master
     /// compares it with its own to prove every node shows the same state).
     pub state: Option<u64>,
+}
+
+/// The head pose the master read as it released a swap, for the next frame's projection
+/// (late latching): position in metres, orientation as a quaternion (x, y, z, w).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LatchedHead {
+    /// Position, in the cluster's space.
+    pub position: [f32; 3],
+    /// Orientation (x, y, z, w), a unit quaternion.
+    pub rotation: [f32; 4],
+}
+
+impl LatchedHead {
+    /// Why this pose cannot be used, if it cannot: not finite, or not a unit quaternion.
+    pub fn check(&self) -> Result<(), String> {
+        if !self
+            .position
+            .iter()
+            .chain(&self.rotation)
+            .all(|x| x.is_finite())
+        {
+            return Err(format!("the latched head pose {self:?} is not finite"));
+        }
+        let norm: f32 = self.rotation.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if (norm - 1.0).abs() > 1e-3 {
+            return Err(format!(
+                "the latched head's orientation {:?} is not a unit quaternion (length {norm})",
+                self.rotation
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// One node as `lockstep ctl status` shows it.
@@ -169,6 +201,9 @@ pub enum Message<'a> {
     SwapNow {
         /// Frame number.
         frame: u64,
+        /// With late latching: the newest head pose, for frame `frame + 1`'s projection
+        /// (that frame's Draw picks it, so every node projects it from the same pose).
+        head: Option<LatchedHead>,
     },
     /// Either way, when no frame is in flight: still alive.
     Heartbeat {

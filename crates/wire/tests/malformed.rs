@@ -31,7 +31,10 @@ fn valid_stream() -> (Vec<u8>, usize) {
             frame: 1,
             stats: NodeStats::default(),
         },
-        Message::SwapNow { frame: 1 },
+        Message::SwapNow {
+            frame: 1,
+            head: None,
+        },
         Message::Shutdown { reason: "done" },
     ];
     let mut out = Vec::new();

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use lockstep_display::{ClusterConfig, ConfigChange};
 use lockstep_scene::Scene;
 use lockstep_wire::admission::Gatekeeper;
-use lockstep_wire::{ClusterKey, Hook, Message, NodeStats, encode_into};
+use lockstep_wire::{ClusterKey, Hook, LatchedHead, Message, NodeStats, encode_into};
 
 use crate::assets::AssetServer;
 use crate::control::ControlCall;
@@ -301,6 +301,21 @@ pub struct Master {
     pub manager: ClusterManager,
     /// Events accepted and not delivered yet, in the order they came.
     events: Vec<Event>,
+    /// Where the newest head pose is read as a swap is released (late latching).
+    latch: Option<Box<dyn HeadLatch>>,
+    /// The last pose latched, and the frame it projects.
+    latched: Option<(u64, LatchedHead)>,
+}
+
+/// Where the master reads the newest head pose as it releases a frame's swap barrier (late
+/// latching): the pose travels with that `SwapNow`, and every node projects the frame after
+/// it from that pose in Draw, instead of from the older one the frame was made with.
+pub trait HeadLatch: Send {
+    /// The head pose for frame `frame`'s projection; `None` keeps that frame's own. `made`:
+    /// whether that frame is made already (its input sampled); if not (paced: the swap is
+    /// released before the next frame begins), a pose read now is older than the frame's
+    /// own will be.
+    fn newest(&mut self, frame: u64, made: bool) -> Option<LatchedHead>;
 }
 
 impl Master {
@@ -368,7 +383,21 @@ impl Master {
             swaps: Rates::default(),
             last_sent: 0,
             manager,
+            latch: None,
+            latched: None,
         })
+    }
+
+    /// Latches the head pose `latch` gives with every swap released from now on, for the
+    /// next frame. `None` stops it.
+    pub fn set_latch(&mut self, latch: Option<Box<dyn HeadLatch>>) {
+        self.latch = latch;
+    }
+
+    /// The head pose latched with the last swap released, and the frame it projects, if
+    /// one was; taken once (what `--record` writes).
+    pub fn take_latched(&mut self) -> Option<(u64, LatchedHead)> {
+        self.latched.take()
     }
 
     /// Where the master listens.
@@ -983,7 +1012,8 @@ impl Master {
         if self.in_flight.len() >= depth
             && let Some(oldest) = self.in_flight.pop_front()
         {
-            self.barrier(&oldest, scene, &mut report)?;
+            // The frame sent now is made: the swap may latch a pose for the one after it.
+            self.barrier(&oldest, scene, &mut report, true)?;
         }
         if self.config.verify {
             if self.hashes.len() >= 4 {
@@ -1088,7 +1118,8 @@ impl Master {
         self.in_flight.pop_front();
         report.absorb(std::mem::take(&mut self.carry));
         self.head.clear();
-        self.barrier(&info, scene, report)?;
+        let next_made = !self.in_flight.is_empty();
+        self.barrier(&info, scene, report, next_made)?;
         let mut failed = Vec::new();
         for n in &mut self.nodes {
             if matches!(n.standing, Standing::Leaving { .. }) {
@@ -1135,12 +1166,14 @@ impl Master {
 
     /// Waits for every in-step node's `SwapReady(frame)` until the deadline and drops the
     /// late or lost ones; looks, without waiting, at the nodes catching up; then
-    /// `SwapNow(frame)` and the post-frame hook's blocks go to `self.head`.
+    /// `SwapNow(frame)`, with the head pose latched for the next frame (`made` already or
+    /// not), and the post-frame hook's blocks go to `self.head`.
     fn barrier(
         &mut self,
         info: &FrameInfo,
         scene: &Scene,
         report: &mut SwapReport,
+        made: bool,
     ) -> Result<(), ClusterError> {
         let frame = info.frame;
         let start = Instant::now();
@@ -1225,7 +1258,8 @@ impl Master {
         report.waited = start.elapsed();
         report.swapped = Some(frame);
         self.swaps.push(Instant::now(), report.waited);
-        Self::encode(&Message::SwapNow { frame }, &mut self.head)?;
+        let head = self.latch_for(frame + 1, made);
+        Self::encode(&Message::SwapNow { frame, head }, &mut self.head)?;
         Self::encode_hook(
             &mut self.manager,
             Hook::PostFrame,
@@ -1234,6 +1268,18 @@ impl Master {
             false,
             &mut self.head,
         )
+    }
+
+    /// The pose to latch for frame `next` (`made` or not yet), if a latch is set.
+    fn latch_for(&mut self, next: u64, made: bool) -> Option<LatchedHead> {
+        let head = self.latch.as_mut()?.newest(next, made)?;
+        if let Err(why) = head.check() {
+            // The frame's own pose stands; a sound one may come with the next swap.
+            tracing::warn!("frame {next}: {why}; not latched");
+            return None;
+        }
+        self.latched = Some((next, head));
+        Some(head)
     }
 
     /// Tells every node the cluster stops, and closes the session.

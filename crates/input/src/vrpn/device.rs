@@ -110,6 +110,8 @@ pub struct Pose {
 #[derive(Debug, Default)]
 struct Shared {
     reports: Reports,
+    /// The newest pose of each sensor among those already taken.
+    taken: BTreeMap<u32, Pose>,
     connected: bool,
 }
 
@@ -163,9 +165,41 @@ impl Device {
     /// What was reported since the last take (the lock is held only for the swap).
     pub fn take(&self) -> Reports {
         match self.shared.lock() {
-            Ok(mut s) => std::mem::take(&mut s.reports),
+            Ok(mut s) => {
+                let reports = std::mem::take(&mut s.reports);
+                s.taken.extend(reports.poses.iter().map(|(k, p)| (*k, *p)));
+                reports
+            }
             Err(_) => Reports::default(),
         }
+    }
+
+    /// A handle that reads sensor `sensor`'s newest pose at any time, from any thread,
+    /// without taking it (what late latching reads as a swap is released).
+    pub fn watch(&self, sensor: u32) -> PoseWatch {
+        PoseWatch {
+            shared: self.shared.clone(),
+            sensor,
+        }
+    }
+}
+
+/// Reads one sensor's newest pose; see [`Device::watch`].
+#[derive(Clone)]
+pub struct PoseWatch {
+    shared: Arc<Mutex<Shared>>,
+    sensor: u32,
+}
+
+impl PoseWatch {
+    /// The newest pose the sensor reported (taken or not), if it ever reported.
+    pub fn newest(&self) -> Option<Pose> {
+        let s = self.shared.lock().ok()?;
+        s.reports
+            .poses
+            .get(&self.sensor)
+            .or_else(|| s.taken.get(&self.sensor))
+            .copied()
     }
 }
 

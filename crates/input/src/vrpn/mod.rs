@@ -15,7 +15,7 @@ pub mod device;
 pub mod server;
 pub mod session;
 
-pub use device::{Address, Device, Reports};
+pub use device::{Address, Device, PoseWatch, Reports};
 pub use session::{Report, Session};
 
 /// Why a VRPN connection ended.

@@ -61,7 +61,7 @@ pub struct NodeArgs {
     #[arg(long = "report-state")]
     pub report_state: bool,
     /// Write "frame digest" per presented frame: a digest of the projections this node
-    /// rendered (see `crate::roles::views_digest`).
+    /// rendered (see `crate::node_views::views_digest`).
     #[arg(long = "views-out")]
     pub views_out: Option<PathBuf>,
     /// Write "frame digest" per presented frame: an XXH3 digest of the picture's pixels, read
@@ -558,6 +558,9 @@ fn run_headless(
             if let Some(new) = node.take_config() {
                 config = new;
             }
+            // The pose the master latched with the last swap, for this frame (taken before
+            // this frame's swap brings the next one).
+            let latched = node.latched_for(info.frame);
             let what = || {
                 format!(
                     "node '{}': the application's node hook in frame {}",
@@ -605,11 +608,15 @@ fn run_headless(
             if let Some(state) =
                 state.filter(|_| args.hash_out.is_some() || args.views_out.is_some())
             {
-                let head = node
-                    .manager
-                    .get::<lockstep_cluster::plugins::HeadTracking>()
-                    .map_or(config.head, |h| *h.pose());
-                let views = crate::roles::views_digest(&config, &args.name, &head).unwrap_or(0);
+                let head = match latched {
+                    Some(h) => crate::roles::head_pose(h),
+                    None => node
+                        .manager
+                        .get::<lockstep_cluster::plugins::HeadTracking>()
+                        .map_or(config.head, |h| *h.pose()),
+                };
+                let views =
+                    crate::node_views::views_digest(&config, &args.name, &head).unwrap_or(0);
                 totals.presented.push((info.frame, state, views));
             }
         }

@@ -8,9 +8,10 @@ measured in one run.
 - The latency from a tracker report reaching the master's socket to the frame that uses it
   being presented on every node (its swap barrier released), in milliseconds and frames, for
   pipeline depth 1 and 2, paced at `--fps` and at full speed, and at depth 2 with the input
-  sampled after the oldest frame's barrier (`late`, what the master does with a tracked
-  head); render nodes are processes (`--renderer none`: the protocol's share, not the
-  GPU's; `--render`: offscreen).
+  sampled after the oldest frame's barrier (`late`), and with late latching (`latched`: the
+  newest pose rides with each swap released, and the nodes project the next frame from it in
+  Draw); render nodes are processes (`--renderer none`: the protocol's share, not the GPU's;
+  `--render`: offscreen, where a latched frame is also culled again in Draw).
 */
 use std::time::{Duration, Instant};
 
@@ -89,25 +90,28 @@ pub fn run(args: BenchInputArgs) -> Result<()> {
         "{:<22} {:>10} {:>10} {:>10} {:>10} {:>10}",
         "case", "median ms", "p99 ms", "frames", "p99 fr", "period ms"
     );
-    for (depth, fps, late) in [
-        (1, Some(args.fps), false),
-        (2, Some(args.fps), false),
-        (1, None, false),
-        (2, None, false),
-        (2, None, true),
+    for (depth, fps, input) in [
+        (1, Some(args.fps), Sampling::Frame),
+        (2, Some(args.fps), Sampling::Frame),
+        (1, None, Sampling::Frame),
+        (2, None, Sampling::Frame),
+        (2, None, Sampling::Late),
+        (1, None, Sampling::Latched),
+        (2, None, Sampling::Latched),
     ] {
         let c = latency(
             &dir,
             &key,
             &address,
             (args.nodes as usize, args.render),
-            (depth, fps, late),
+            (depth, fps, input),
             args.frames,
         )?;
-        let case = match (fps, late) {
+        let case = match (fps, input) {
             (Some(f), _) => format!("depth {depth}, {f} fps"),
-            (None, false) => format!("depth {depth}, full speed"),
-            (None, true) => format!("depth {depth}, full, late"),
+            (None, Sampling::Frame) => format!("depth {depth}, full speed"),
+            (None, Sampling::Late) => format!("depth {depth}, full, late"),
+            (None, Sampling::Latched) => format!("depth {depth}, full, latched"),
         };
         println!(
             "{case:<22} {:>10.3} {:>10.3} {:>10.2} {:>10.2} {:>10.3}",
@@ -191,6 +195,42 @@ fn keep_up(address: &Address, rate: u64, fps: u64) -> Result<()> {
     Ok(())
 }
 
+/// Where a case's frames take the head pose from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Sampling {
+    /// The frame's input, sampled as the frame begins.
+    Frame,
+    /// The frame's input, sampled after the oldest frame's barrier (two deep).
+    Late,
+    /// The newest pose as the swap before the frame is released (late latching).
+    Latched,
+}
+
+/// Latches the tracker's newest pose, noting when the pose latched for each frame arrived.
+struct TimedLatch {
+    watch: lockstep::input::vrpn::PoseWatch,
+    arrived: std::sync::Arc<std::sync::Mutex<Vec<(u64, Instant)>>>,
+}
+
+impl lockstep::cluster::HeadLatch for TimedLatch {
+    fn newest(&mut self, frame: u64, made: bool) -> Option<lockstep_wire::LatchedHead> {
+        if !made {
+            return None;
+        }
+        let p = self.watch.newest()?;
+        if let Ok(mut a) = self.arrived.lock() {
+            a.push((frame, p.arrived));
+        }
+        Some(lockstep_wire::LatchedHead {
+            position: DVec3::from_array(p.position).as_vec3().to_array(),
+            rotation: DQuat::from_array(p.rotation)
+                .as_quat()
+                .normalize()
+                .to_array(),
+        })
+    }
+}
+
 /// One case's latency.
 struct Latency {
     median_ms: f64,
@@ -206,10 +246,11 @@ fn latency(
     key: &str,
     address: &Address,
     (n, render): (usize, bool),
-    (depth, fps, late): (usize, Option<u64>, bool),
+    (depth, fps, input): (usize, Option<u64>, Sampling),
     frames: u64,
 ) -> Result<Latency> {
-    let name = format!("input-{depth}-{}-{late}", fps.unwrap_or(0));
+    let name = format!("input-{depth}-{}-{input:?}", fps.unwrap_or(0));
+    let late = input == Sampling::Late;
     let (path, config) = small_cluster(dir, &name, n)?;
     let mut app = DemoCluster::default();
     let prepared = prepare(&mut app, &config, None)?;
@@ -248,6 +289,13 @@ fn latency(
     let result = (|| -> Result<Latency> {
         master.wait_for_nodes(Duration::from_secs(30))?;
         let device = Device::start(address.clone(), "bench")?;
+        let latched = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        if input == Sampling::Latched {
+            master.set_latch(Some(Box::new(TimedLatch {
+                watch: device.watch(0),
+                arrived: latched.clone(),
+            })));
+        }
         let scene = prepared.scene;
         // When the pose each frame uses arrived; when each frame was presented.
         let mut arrived: Vec<Option<Instant>> = Vec::new();
@@ -301,6 +349,14 @@ fn latency(
             note(&report, &mut presented);
         }
         let elapsed = start.elapsed();
+        // A latched frame shows the pose latched for it, not its own.
+        if let Ok(latched) = latched.lock() {
+            for (f, at) in latched.iter() {
+                if let Some(a) = arrived.get_mut(*f as usize) {
+                    *a = Some(*at);
+                }
+            }
+        }
         let lat: Vec<Duration> = (WARMUP as usize..total as usize)
             .filter_map(|f| Some(presented[f]?.saturating_duration_since(arrived[f]?)))
             .collect();

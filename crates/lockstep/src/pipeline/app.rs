@@ -38,6 +38,7 @@ pub struct FrameContext<'a> {
     pub(crate) exit: &'a mut bool,
     pub(crate) skip: &'a mut bool,
     pub(crate) tag: &'a mut Option<super::FrameTag>,
+    pub(crate) latch: &'a mut Option<crate::node_views::NodeViews>,
 }
 
 impl FrameContext<'_> {
@@ -62,6 +63,12 @@ impl FrameContext<'_> {
     /// Tags this frame: the tag travels with it, through Cull, to Draw's gate.
     pub fn tag(&mut self, tag: super::FrameTag) {
         *self.tag = Some(tag);
+    }
+
+    /// Lets Draw project this frame again with `views` if its gate has a newer head pose
+    /// for it (late latching, on a cluster node).
+    pub(crate) fn latch_with(&mut self, views: crate::node_views::NodeViews) {
+        *self.latch = Some(views);
     }
 
     /// Ends the run after this frame.

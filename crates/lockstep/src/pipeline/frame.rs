@@ -47,6 +47,8 @@ pub struct FrameSnapshot {
     pub window: WindowRequest,
     /// The views to draw; empty: one view from the scene's active camera over the whole target.
     pub views: Vec<ViewPass>,
+    /// How Draw projects the frame again from a newer head pose, if its gate has one.
+    pub latch: Option<crate::node_views::NodeViews>,
     /// Time App spent in this frame, and blocked before it.
     pub app: StageTime,
     /// When App finished this frame: Draw measures the frame's latency from here.

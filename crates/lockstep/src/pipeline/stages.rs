@@ -15,6 +15,7 @@ use super::app::{App, FrameContext};
 use super::frame::{CulledFrame, FrameSnapshot, FrameTag, StageTime};
 use super::stats::{FrameStats, StageStats, ms};
 use super::window::{WindowProperties, WindowRequest};
+use lockstep_display::HeadPose;
 use lockstep_input::{Input, InputEvent};
 
 /// The applied window properties, written by Draw and read by App. The version lets App skip
@@ -132,6 +133,7 @@ impl<'a> AppStage<'a> {
         self.pending_input.clear();
         let mut skip = false;
         let mut tag = None;
+        let mut latch = None;
         let mut ctx = FrameContext {
             scene: &mut self.scene,
             frame: self.frame,
@@ -144,6 +146,7 @@ impl<'a> AppStage<'a> {
             exit: &mut self.exit,
             skip: &mut skip,
             tag: &mut tag,
+            latch: &mut latch,
         };
         self.app
             .update(&mut ctx)
@@ -157,6 +160,7 @@ impl<'a> AppStage<'a> {
             scene: self.scene.clone(),
             window: std::mem::take(&mut self.request),
             views: std::mem::take(&mut self.views),
+            latch,
             app: StageTime {
                 busy: t0.elapsed(),
                 wait: std::mem::take(&mut self.wait),
@@ -263,6 +267,12 @@ pub trait FrameGate: Send {
     fn is_barrier(&self) -> bool {
         true
     }
+
+    /// Before Draw draws frame `frame` (tagged `tag`): a head pose newer than the one App
+    /// made it with, to project it from (late latching), if the gate has one.
+    fn latched(&mut self, _frame: u64, _tag: Option<FrameTag>) -> Result<Option<HeadPose>> {
+        Ok(None)
+    }
 }
 
 /// Where Draw draws.
@@ -358,14 +368,26 @@ impl DrawStage {
         let t0 = Instant::now();
         let draw_thread = self.thread.get_or_insert_with(thread_name).clone();
         let CulledFrame {
-            snapshot,
-            lists,
-            passes,
+            mut snapshot,
+            mut lists,
+            mut passes,
             cull_thread,
             cull,
         } = culled;
         let frame = snapshot.frame;
         self.apply(frame, &snapshot.window)?;
+        if let (Some(latch), Some(gate)) = (&snapshot.latch, &mut self.gate)
+            && let Some(head) = gate.latched(frame, snapshot.tag)?
+        {
+            latch
+                .relatch(&head, &snapshot.scene, frame, &mut passes, &mut lists)
+                .with_context(|| format!("Draw of frame {frame}, projected again"))?;
+            if let Some(tag) = &mut snapshot.tag
+                && tag.views.is_some()
+            {
+                tag.views = latch.digest(&head);
+            }
+        }
         match &mut self.target {
             DrawTarget::Offscreen(target) => {
                 let capture = self
