@@ -673,7 +673,9 @@ impl Validator<'_> {
                     );
                     continue;
                 }
-                ("gamepad", None) => DeviceKind::Gamepad,
+                ("gamepad", None) => DeviceKind::Gamepad {
+                    script: d.script.as_ref().map(|f| self.folder().join(f.get_ref())),
+                },
                 ("gamepad", Some(a)) => {
                     self.err(
                         a,
@@ -695,6 +697,15 @@ impl Validator<'_> {
                     continue;
                 }
             };
+            if let (DeviceKind::Vrpn { .. }, Some(script)) = (&kind, &d.script) {
+                self.err(
+                    script,
+                    format!(
+                        "input '{}': only a gamepad plays a script (a tracker's is `lockstep vrpn serve PATH`)",
+                        d.name.get_ref()
+                    ),
+                );
+            }
             let host = match &d.host {
                 None => DeviceHost::Master,
                 Some(h) if h.get_ref() == "master" => DeviceHost::Master,

@@ -76,6 +76,7 @@ pub struct RawInput {
     pub scale: Option<S<f32>>,
     pub position: Option<S<[f32; 3]>>,
     pub hpr: Option<S<[f32; 3]>>,
+    pub script: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

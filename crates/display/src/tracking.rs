@@ -29,8 +29,12 @@ pub enum DeviceKind {
         /// The device's address.
         address: String,
     },
-    /// The gamepads plugged into the host.
-    Gamepad,
+    /// The gamepads plugged into the host, or a scripted one.
+    Gamepad {
+        /// A script the gamepad plays instead (`script`, relative to the cluster file): a
+        /// gamepad without a gamepad, for tests and unattended shows.
+        script: Option<std::path::PathBuf>,
+    },
 }
 
 /// One `[[input]]` of the cluster file.

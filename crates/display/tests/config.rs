@@ -491,6 +491,18 @@ fn input_devices_and_the_head_tracker_are_checked_where_they_stand() {
     );
     assert_eq!(c.input[1].host, lockstep_display::DeviceHost::Master);
     assert_eq!(c.input[0].remap.scale, 0.001);
+    // A scripted gamepad's script is found beside the cluster file.
+    let c = ClusterConfig::parse(
+        &file,
+        &input("[[input]]\nname = \"pads\"\ndevice = \"gamepad\"\nscript = \"tour.pad\"\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        c.input[0].kind,
+        lockstep_display::DeviceKind::Gamepad {
+            script: Some(dir.path().join("tour.pad"))
+        }
+    );
     let messages = |text: &str| -> Vec<String> {
         let err = ClusterConfig::parse(&file, text).expect_err("refused");
         err.0.iter().map(|e| e.message.clone()).collect()
@@ -506,6 +518,12 @@ fn input_devices_and_the_head_tracker_are_checked_where_they_stand() {
             "input 'art': scale 0 must be above 0 (tracker units to metres)",
             "input 'pad': device 'joystick' is not vrpn or gamepad",
         ]
+    );
+    assert_eq!(
+        messages(&input(
+            "[[input]]\nname = \"art\"\ndevice = \"vrpn\"\naddress = \"DTrack@h\"\nscript = \"walk.txt\"\n"
+        )),
+        ["input 'art': only a gamepad plays a script (a tracker's is `lockstep vrpn serve PATH`)"]
     );
     let text = format!(
         "{BASE}{}[head]\nposition = [0.0, 1.7, 0.0]\ntracker = \"pads\"\n[[input]]\nname = \"pads\"\ndevice = \"gamepad\"\n",

@@ -5,10 +5,14 @@ down and up by name (`South`, `East`, `LeftTrigger`, `Start`, …), sticks and a
 are axes from −1 to 1 (`LeftStickX`, `LeftStickY`, `RightStickX`, `RightStickY`, `LeftZ`,
 `RightZ`; the analog value of a trigger button as `LeftTrigger2`, `RightTrigger2`), and a pad
 unplugged mid-frame lets go of everything it held.
+
+A [`PadScript`] plays a gamepad without one (`[[input]] script = FILE`): pad 0 connects,
+presses, moves and disconnects at the script's times, through the same events, so tests and
+unattended shows need no hardware.
 */
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::{InputEvent, PadEvent};
 
@@ -40,6 +44,23 @@ impl Gamepads {
         })
     }
 
+    /// Plays `script` as device `device`'s pad 0, its clock starting now.
+    pub fn scripted(device: &str, script: PadScript) -> std::io::Result<Gamepads> {
+        let pending = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (pending, stop, device) = (pending.clone(), stop.clone(), device.to_string());
+            std::thread::Builder::new()
+                .name(format!("gamepad script {device}"))
+                .spawn(move || play(&device, script, &pending, &stop))?
+        };
+        Ok(Gamepads {
+            pending,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
     /// What the gamepads reported since the last take, in order.
     pub fn take(&self, out: &mut Vec<InputEvent>) {
         if let Ok(mut p) = self.pending.lock() {
@@ -52,6 +73,8 @@ impl Drop for Gamepads {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
+            // A script's thread may be parked until its next step.
+            t.thread().unpark();
             let _ = t.join();
         }
     }
@@ -95,23 +118,147 @@ fn run(device: &str, pending: &Mutex<Vec<InputEvent>>, stop: &AtomicBool) {
                 });
             }
         }
-        if !out.is_empty()
-            && let Ok(mut p) = pending.lock()
-        {
-            p.append(&mut out);
-            if p.len() > MAX_PENDING {
-                // Nobody took them for a long while: merge what is moot, then drop the
-                // oldest, saying so.
-                crate::coalesce(&mut p);
-                let over = p.len().saturating_sub(MAX_PENDING);
-                if over > 0 {
-                    p.drain(..over);
-                    tracing::warn!(
-                        "input '{device}': {over} gamepad events dropped (not taken in time)"
-                    );
-                }
-            }
+        deliver(device, pending, &mut out);
+    }
+}
+
+/// Hands `out` to the frame loop's next take, keeping at most [`MAX_PENDING`] events.
+fn deliver(device: &str, pending: &Mutex<Vec<InputEvent>>, out: &mut Vec<InputEvent>) {
+    if out.is_empty() {
+        return;
+    }
+    let Ok(mut p) = pending.lock() else {
+        return;
+    };
+    p.append(out);
+    if p.len() > MAX_PENDING {
+        // Nobody took them for a long while: merge what is moot, then drop the oldest,
+        // saying so.
+        crate::coalesce(&mut p);
+        let over = p.len().saturating_sub(MAX_PENDING);
+        if over > 0 {
+            p.drain(..over);
+            tracing::warn!("input '{device}': {over} gamepad events dropped (not taken in time)");
         }
+    }
+}
+
+/// A scripted gamepad: each step at its time, parked (never spinning) in between.
+fn play(device: &str, script: PadScript, pending: &Mutex<Vec<InputEvent>>, stop: &AtomicBool) {
+    let start = Instant::now();
+    let mut out = Vec::new();
+    for (at, event) in script.steps {
+        let due = start + Duration::from_secs_f64(at);
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let now = Instant::now();
+            if now >= due {
+                break;
+            }
+            std::thread::park_timeout(due - now);
+        }
+        out.push(InputEvent::Pad {
+            device: device.to_string(),
+            pad: 0,
+            event,
+        });
+        deliver(device, pending, &mut out);
+    }
+}
+
+/// What a scripted gamepad does, one step a line: `SECONDS connect [NAME]`, `SECONDS
+/// disconnect`, `SECONDS button BUTTON down|up`, `SECONDS axis AXIS VALUE` (−1 to 1), with
+/// seconds from the start, never decreasing; `#` begins a comment. Names are gilrs's (`South`,
+/// `LeftStickX`, …), so a script drives an application as a real pad would.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PadScript {
+    /// (seconds, event), in time order.
+    pub steps: Vec<(f64, PadEvent)>,
+}
+
+impl PadScript {
+    /// Reads the script at `path`; an error names the file and the line.
+    pub fn load(path: &std::path::Path) -> Result<PadScript, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        PadScript::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses a script; `what` names it in errors (`FILE line N: …`).
+    pub fn parse(text: &str, what: &str) -> Result<PadScript, String> {
+        let mut steps: Vec<(f64, PadEvent)> = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let err = |why: String| format!("{what} line {}: {why}", i + 1);
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let at: f64 = words[0]
+                .parse()
+                .ok()
+                .filter(|t: &f64| t.is_finite() && *t >= 0.0)
+                .ok_or_else(|| err(format!("'{}' is not a time in seconds", words[0])))?;
+            if let Some((last, _)) = steps.last()
+                && at < *last
+            {
+                return Err(err(format!(
+                    "{at} s comes before the step before ({last} s)"
+                )));
+            }
+            let name = |n: &str| {
+                if n.is_empty() || n.len() > crate::MAX_NAME {
+                    Err(err(format!(
+                        "a name of 1 to {} bytes, not '{n}'",
+                        crate::MAX_NAME
+                    )))
+                } else {
+                    Ok(n.to_string())
+                }
+            };
+            let event = match words[1..] {
+                ["connect"] => PadEvent::Connected("scripted gamepad".into()),
+                ["connect", ..] => {
+                    let n = words[2..].join(" ");
+                    if n.len() > 256 {
+                        return Err(err(format!(
+                            "a pad name of {} bytes (at most 256)",
+                            n.len()
+                        )));
+                    }
+                    PadEvent::Connected(n)
+                }
+                ["disconnect"] => PadEvent::Disconnected,
+                ["button", b, "down"] => PadEvent::Button {
+                    button: name(b)?,
+                    down: true,
+                },
+                ["button", b, "up"] => PadEvent::Button {
+                    button: name(b)?,
+                    down: false,
+                },
+                ["axis", a, v] => {
+                    let value: f32 = v
+                        .parse()
+                        .ok()
+                        .filter(|v: &f32| (-1.0..=1.0).contains(v))
+                        .ok_or_else(|| err(format!("axis value '{v}' is not from -1 to 1")))?;
+                    PadEvent::Axis {
+                        axis: name(a)?,
+                        value,
+                    }
+                }
+                _ => {
+                    return Err(err(format!(
+                        "'{line}' is not SECONDS connect [NAME] | disconnect | button BUTTON down|up | axis AXIS VALUE"
+                    )));
+                }
+            };
+            steps.push((at, event));
+        }
+        Ok(PadScript { steps })
     }
 }
 
@@ -154,6 +301,75 @@ fn pad_event(e: &gilrs::EventType) -> Option<PadEvent> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_script_plays_its_steps_in_order_and_bad_lines_are_named() {
+        let script = PadScript::parse(
+            "# a press\n0 connect Pad One\n0.01 button South down\n0.02 axis LeftStickX -0.5\n0.03 disconnect\n",
+            "pads.txt",
+        )
+        .unwrap();
+        let want = [
+            PadEvent::Connected("Pad One".into()),
+            PadEvent::Button {
+                button: "South".into(),
+                down: true,
+            },
+            PadEvent::Axis {
+                axis: "LeftStickX".into(),
+                value: -0.5,
+            },
+            PadEvent::Disconnected,
+        ];
+        let events: Vec<PadEvent> = script.steps.iter().map(|(_, e)| e.clone()).collect();
+        assert_eq!(events, want);
+        let pads = Gamepads::scripted("pads", script).unwrap();
+        let mut got = Vec::new();
+        let end = Instant::now() + Duration::from_secs(20);
+        while got.len() < want.len() {
+            assert!(Instant::now() < end, "only {got:?} within 20 s");
+            pads.take(&mut got);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let played: Vec<PadEvent> = got
+            .into_iter()
+            .map(|e| match e {
+                InputEvent::Pad {
+                    device,
+                    pad: 0,
+                    event,
+                } if device == "pads" => event,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(played, want);
+        for (text, error) in [
+            (
+                "x button South down",
+                "pads.txt line 1: 'x' is not a time in seconds",
+            ),
+            (
+                "1 connect\n0.5 disconnect",
+                "pads.txt line 2: 0.5 s comes before the step before (1 s)",
+            ),
+            (
+                "0 axis LeftStickX 2",
+                "pads.txt line 1: axis value '2' is not from -1 to 1",
+            ),
+            (
+                "0 button South sideways",
+                "pads.txt line 1: '0 button South sideways' is not SECONDS",
+            ),
+        ] {
+            let e = PadScript::parse(text, "pads.txt").unwrap_err();
+            assert!(e.starts_with(error), "{e}");
+        }
+        // A script that never ends stops with its device, at once.
+        let long = PadScript::parse("0 connect\n3600 disconnect", "long").unwrap();
+        let t = Instant::now();
+        drop(Gamepads::scripted("pads", long).unwrap());
+        assert!(t.elapsed() < Duration::from_secs(10));
+    }
 
     #[test]
     fn names_are_gilrs_own() {

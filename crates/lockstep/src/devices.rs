@@ -12,7 +12,7 @@ use lockstep_cluster::HeadLatch;
 use lockstep_display::{
     ClusterConfig, DeviceHost, DeviceKind, HeadPose, HeadTracker, InputDevice, TrackerRemap,
 };
-use lockstep_input::gamepad::Gamepads;
+use lockstep_input::gamepad::{Gamepads, PadScript};
 use lockstep_input::record::{Latches, Replay};
 use lockstep_input::vrpn::{Address, Device, PoseWatch};
 use lockstep_input::{Input, InputEvent, Pose};
@@ -56,10 +56,20 @@ impl Devices {
                         last_pose: None,
                     });
                 }
-                DeviceKind::Gamepad => pads.push(
+                DeviceKind::Gamepad { script: None } => pads.push(
                     Gamepads::start(&d.name)
                         .with_context(|| format!("input '{}': cannot read gamepads", d.name))?,
                 ),
+                DeviceKind::Gamepad { script: Some(path) } => {
+                    let script = PadScript::load(path)
+                        .map_err(anyhow::Error::msg)
+                        .with_context(|| format!("input '{}'", d.name))?;
+                    pads.push(
+                        Gamepads::scripted(&d.name, script).with_context(|| {
+                            format!("input '{}': cannot play its script", d.name)
+                        })?,
+                    );
+                }
             }
         }
         Ok(Devices { vrpn, pads })

@@ -312,10 +312,10 @@ fn traced(out: &str, who: &str, read: bool) -> Vec<(u64, String)> {
 }
 
 #[test]
-fn a_button_of_a_nodes_device_is_seen_by_every_process_in_the_frame_after_it_was_read() {
+fn a_gamepad_and_a_wand_on_a_node_are_seen_by_every_process_in_the_frame_after_they_were_read() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    // Down at 2 s and held: whenever the node connects, it reads the press once.
+    // Down at 2 s and held: whenever the node connects, it reads each press once.
     let path = dir.path().join("wand.path");
     std::fs::write(&path, "0 0 1 -0.5\n2 button 0 down\n").unwrap();
     let listen = format!("127.0.0.1:{port}");
@@ -330,9 +330,15 @@ fn a_button_of_a_nodes_device_is_seen_by_every_process_in_the_frame_after_it_was
     ]);
     wand.wait_for("serving VRPN tracker Tracker0@", LIMIT);
     let cfg = cave(dir.path());
+    // The gamepad is simulated: a script of its pad's steps, beside the cluster file.
+    std::fs::write(
+        dir.path().join("pads.txt"),
+        "0 connect Test Pad\n1.5 axis LeftStickX 0.25\n2 button South down\n",
+    )
+    .unwrap();
     let text = std::fs::read_to_string(&cfg).unwrap()
         + &format!(
-            "\n[[input]]\nname = \"wand\"\ndevice = \"vrpn\"\naddress = \"Tracker0@127.0.0.1:{port}\"\nhost = \"left\"\n"
+            "\n[[input]]\nname = \"wand\"\ndevice = \"vrpn\"\naddress = \"Tracker0@127.0.0.1:{port}\"\nhost = \"left\"\n[[input]]\nname = \"pads\"\ndevice = \"gamepad\"\nscript = \"pads.txt\"\nhost = \"left\"\n"
         );
     std::fs::write(&cfg, text).unwrap();
     let outs = run(&cfg, (150, true), &["--trace-input"], |_| {
@@ -340,34 +346,46 @@ fn a_button_of_a_nodes_device_is_seen_by_every_process_in_the_frame_after_it_was
             .map(String::from)
             .into()
     });
-    let press = r#"Button { device: "wand", button: 0, down: true }"#;
-    let read: Vec<u64> = traced(&outs["left"], "left", true)
-        .into_iter()
-        .filter(|(_, e)| e == press)
-        .map(|(f, _)| f)
-        .collect();
-    assert_eq!(
-        read.len(),
-        1,
-        "left read the press once: {read:?}\n{}",
-        outs["left"]
-    );
-    for (who, out) in &outs {
-        let seen: Vec<u64> = traced(out, who, false)
+    for press in [
+        r#"Pad { device: "pads", pad: 0, event: Button { button: "South", down: true } }"#,
+        r#"Button { device: "wand", button: 0, down: true }"#,
+    ] {
+        let read: Vec<u64> = traced(&outs["left"], "left", true)
             .into_iter()
             .filter(|(_, e)| e == press)
             .map(|(f, _)| f)
             .collect();
-        assert_eq!(seen, [read[0] + 1], "{who}: {out}");
+        assert_eq!(
+            read.len(),
+            1,
+            "left read {press} once: {read:?}\n{}",
+            outs["left"]
+        );
+        for (who, out) in &outs {
+            let seen: Vec<u64> = traced(out, who, false)
+                .into_iter()
+                .filter(|(_, e)| e == press)
+                .map(|(f, _)| f)
+                .collect();
+            assert_eq!(seen, [read[0] + 1], "{who}, {press}: {out}");
+        }
     }
-    // The wand's pose reached every process too, as the cluster file's space has it.
-    assert!(
-        outs["front"].contains(
-            r#"Tracker { device: "wand", sensor: 0, pose: Pose { position: [0.0, 1.0, -0.5]"#
-        ),
-        "{}",
-        outs["front"]
-    );
+    // The pad's connection and stick, and the wand's pose, reached every process too (the
+    // pose as the cluster file's space has it).
+    for seen in [
+        r#"Pad { device: "pads", pad: 0, event: Connected("Test Pad") }"#,
+        r#"Pad { device: "pads", pad: 0, event: Axis { axis: "LeftStickX", value: 0.25 } }"#,
+        r#"Tracker { device: "wand", sensor: 0, pose: Pose { position: [0.0, 1.0, -0.5]"#,
+    ] {
+        for (who, out) in &outs {
+            assert!(
+                traced(out, who, false)
+                    .iter()
+                    .any(|(_, e)| e.starts_with(seen)),
+                "{who} never saw {seen}: {out}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -412,5 +430,35 @@ fn config_show_prints_the_head_a_tracker_report_makes() {
         support::text(&bad).contains("--tracker-report '1 2' is not X Y Z [QX QY QZ QW]"),
         "{}",
         support::text(&bad)
+    );
+}
+
+#[test]
+fn a_gamepad_script_that_is_wrong_stops_its_node_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cave(dir.path());
+    std::fs::write(
+        dir.path().join("pads.txt"),
+        "0 connect\nsoon button South down\n",
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap()
+        + "\n[[input]]\nname = \"pads\"\ndevice = \"gamepad\"\nscript = \"pads.txt\"\nhost = \"left\"\n";
+    std::fs::write(&cfg, text).unwrap();
+    let out = support::run(&[
+        "node",
+        "--config",
+        p(&cfg),
+        "--name",
+        "left",
+        "--renderer",
+        "none",
+    ]);
+    let said = support::text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("input 'pads'")
+            && said.contains("pads.txt line 2: 'soon' is not a time in seconds"),
+        "{said}"
     );
 }
