@@ -464,9 +464,32 @@ impl SwapLink {
     }
 
     /// The head pose to project frame `frame` from, if the master latched one with the
-    /// previous frame's `SwapNow` (the same on every node, as that message is).
+    /// previous frame's `SwapNow` (the same on every node, as that message is). For this
+    /// node's first frame, that swap may still be on its way (the master sends it before the
+    /// frame, or two deep after it): it is waited for, so that the frame is projected as on
+    /// every other node.
     pub fn latched_for(&mut self, frame: u64) -> Result<Option<LatchedHead>, ClusterError> {
         self.drain()?;
+        while frame > 0 && self.newest.is_none_or(|n| n + 1 < frame) {
+            // This node's first frame: the swap before it (sent to every node) is on its way.
+            match self.swaps.recv_timeout(self.master_timeout) {
+                Ok(ToDraw::SwapNow(f, head)) => self.swapped(f, head),
+                Ok(ToDraw::Ended(e)) => return Err(e),
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(ClusterError::Timeout {
+                        peer: self.master.clone(),
+                        what: format!(
+                            "no SwapNow for frame {} within {:?}",
+                            frame - 1,
+                            self.master_timeout
+                        ),
+                    });
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(self.internal("the thread reading from the master ended"));
+                }
+            }
+        }
         Ok(self
             .latched
             .filter(|(f, _)| f.checked_add(1) == Some(frame))
@@ -521,6 +544,8 @@ pub struct DirectNode {
     early: Option<FrameInfo>,
     /// The cluster file the master switched to, not yet taken.
     config: Option<Box<ClusterConfig>>,
+    /// The newest `SwapNow` received.
+    newest: Option<u64>,
     /// The head pose the last `SwapNow` carried, and that frame.
     latched: Option<(u64, LatchedHead)>,
     /// The plugins that apply each frame's blocks.
@@ -540,6 +565,7 @@ pub fn connect_direct(
         frames: Assembler::default(),
         early: None,
         config: None,
+        newest: None,
         latched: None,
         manager,
     })
@@ -565,6 +591,11 @@ impl DirectNode {
                 })?;
             match step {
                 Step::Heartbeat(seq) => self.link.send(&Message::Heartbeat { seq })?,
+                Step::SwapNow(f, head) => {
+                    self.newest = Some(f);
+                    self.latched = head.map(|h| (f, h));
+                    return Ok(step);
+                }
                 other => return Ok(other),
             }
         }
@@ -607,11 +638,31 @@ impl DirectNode {
     }
 
     /// The head pose to project frame `frame` from, if the master latched one with the
-    /// previous frame's `SwapNow`.
-    pub fn latched_for(&self, frame: u64) -> Option<LatchedHead> {
-        self.latched
+    /// previous frame's `SwapNow`. For this node's first frame, that swap may still be on its
+    /// way (the master sends it before the frame, or two deep after it): it is waited for,
+    /// so that this frame is projected as on every other node.
+    pub fn latched_for(&mut self, frame: u64) -> Result<Option<LatchedHead>, ClusterError> {
+        while frame > 0 && self.newest.is_none_or(|n| n + 1 < frame) {
+            match self.step()? {
+                Step::Shutdown(reason) => return Err(ClusterError::Shutdown(reason)),
+                Step::Frame(info) if self.early.is_none() => self.early = Some(info),
+                Step::Frame(info) => {
+                    return Err(ClusterError::Protocol {
+                        peer: self.link.peer.clone(),
+                        what: format!(
+                            "it sent frame {} before swapping frame {}",
+                            info.frame,
+                            frame - 1
+                        ),
+                    });
+                }
+                Step::More | Step::SwapNow(..) | Step::Heartbeat(_) => {}
+            }
+        }
+        Ok(self
+            .latched
             .filter(|(f, _)| f.checked_add(1) == Some(frame))
-            .map(|(_, h)| h)
+            .map(|(_, h)| h))
     }
 
     /// The cluster file the master switched to with the frames applied since the last
@@ -640,10 +691,7 @@ impl DirectNode {
         self.link.send(&Message::SwapReady { frame, stats })?;
         loop {
             match self.step()? {
-                Step::SwapNow(f, head) if f == frame => {
-                    self.latched = head.map(|h| (f, h));
-                    return Ok(());
-                }
+                Step::SwapNow(f, _) if f == frame => return Ok(()),
                 Step::Shutdown(reason) => return Err(ClusterError::Shutdown(reason)),
                 Step::Frame(info) if self.early.is_none() => self.early = Some(info),
                 Step::Frame(info) => {

@@ -589,12 +589,18 @@ fn a_head_pose_set_on_the_master_reaches_the_node_with_the_next_frame() {
 }
 
 /// Latches a head at x = the frame it is for, once that frame is made; a pose that is no
-/// pose for frame 3.
-struct CountingLatch;
+/// pose for frame `nan_at`.
+struct CountingLatch {
+    nan_at: u64,
+}
 
 impl lockstep_cluster::HeadLatch for CountingLatch {
     fn newest(&mut self, frame: u64, made: bool) -> Option<lockstep_wire::LatchedHead> {
-        let x = if frame == 3 { f32::NAN } else { frame as f32 };
+        let x = if frame == self.nan_at {
+            f32::NAN
+        } else {
+            frame as f32
+        };
         made.then_some(lockstep_wire::LatchedHead {
             position: [x, 1.7, 0.0],
             rotation: [0.0, 0.0, 0.0, 1.0],
@@ -605,7 +611,7 @@ impl lockstep_cluster::HeadLatch for CountingLatch {
 #[test]
 fn a_latched_head_reaches_every_node_for_the_frame_after_the_swap_it_rode_with() {
     let mut m = master_deep(&["a", "b"], 2000, 2);
-    m.set_latch(Some(Box::new(CountingLatch)));
+    m.set_latch(Some(Box::new(CountingLatch { nan_at: 3 })));
     let addr = m.local_addr();
     let nodes: Vec<_> = ["a", "b"]
         .into_iter()
@@ -654,6 +660,88 @@ fn a_latched_head_reaches_every_node_for_the_frame_after_the_swap_it_rode_with()
         .collect();
     for node in nodes {
         assert_eq!(node.join().unwrap(), want);
+    }
+}
+
+#[test]
+fn a_late_joiner_projects_its_first_frame_from_the_pose_latched_for_it() {
+    for depth in [1, 2] {
+        let mut m = master_deep(&["a", "b"], 2000, depth);
+        m.set_latch(Some(Box::new(CountingLatch { nan_at: u64::MAX })));
+        let addr = m.local_addr();
+        // (frame, latched x, shown) of every frame a node drew.
+        let spawn = |name: &'static str| {
+            std::thread::spawn(move || {
+                let (mut session, mut swap) = lockstep_cluster::node::connect(
+                    &node_config(name, addr, key(), "test"),
+                    manager(),
+                )
+                .unwrap();
+                let mut scene = Scene::new();
+                let mut drawn = Vec::new();
+                while let Some(info) = session.next_frame(&mut scene).unwrap() {
+                    let head = swap.latched_for(info.frame).unwrap();
+                    let shown = swap.swap(info.frame, NodeStats::default()).unwrap();
+                    drawn.push((info.frame, head.map(|h| h.position[0]), shown));
+                }
+                drawn
+            })
+        };
+        let a = spawn("a");
+        m.wait_for_unless(
+            &["a".to_string()],
+            Duration::from_secs(5),
+            &Default::default(),
+        )
+        .unwrap();
+        let world = World::new();
+        let mut sent = std::collections::BTreeMap::new();
+        let mut b = None;
+        let end = Instant::now() + Duration::from_secs(30);
+        let mut frame = 0u64;
+        // Until b has been in step for ten frames.
+        let mut in_step_for = 0;
+        while in_step_for < 10 {
+            assert!(Instant::now() < end, "depth {depth}: b never got in step");
+            if frame == 5 {
+                b = Some(spawn("b"));
+            }
+            let info = FrameInfo {
+                frame,
+                time: 0.0,
+                dt: 0.0,
+            };
+            let report = m.send_frame(&info, &world.scene).unwrap();
+            assert!(report.dropped.is_empty(), "{:?}", report.dropped);
+            sent.extend(m.take_latched());
+            if m.in_step().contains(&"b".to_string()) {
+                in_step_for += 1;
+            }
+            frame += 1;
+        }
+        while let Some(f) = m.in_flight() {
+            let mut report = lockstep_cluster::SwapReport::default();
+            m.swap(f, &world.scene, &mut report).unwrap();
+            sent.extend(m.take_latched());
+        }
+        m.shutdown("done");
+        let want = |f: u64| sent.get(&f).map(|h| h.position[0]);
+        for (name, node) in [("a", a), ("b", b.unwrap())] {
+            let drawn = node.join().unwrap();
+            let shown: Vec<_> = drawn.iter().filter(|d| d.2).collect();
+            assert!(shown.len() >= 10, "depth {depth}, {name}: {drawn:?}");
+            for (f, x, _) in shown {
+                assert_eq!(
+                    *x,
+                    want(*f),
+                    "depth {depth}, node {name}, frame {f}: {drawn:?}"
+                );
+                assert!(
+                    *f == 0 || x.is_some(),
+                    "depth {depth}, {name}, frame {f} unlatched"
+                );
+            }
+        }
     }
 }
 

@@ -235,6 +235,12 @@ fn plain_relative(path: &str) -> bool {
 pub const DEFAULT_DAEMON_PORT: u16 = 7399;
 
 impl ClusterConfig {
+    /// Whether the head is latched: tracked by a tracker the master reads, `[head] latch`
+    /// not false.
+    pub fn latches_head(&self) -> bool {
+        self.head_tracker.as_ref().is_some_and(|t| t.latch)
+    }
+
     /// Reads and validates a cluster file.
     pub fn load(path: &Path) -> Result<ClusterConfig, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| {

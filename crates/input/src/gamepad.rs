@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use crate::{InputEvent, PadEvent};
 
+/// The latest time a script may name: a year.
+const MAX_SCRIPT_SECONDS: f64 = 366.0 * 86_400.0;
+
 /// Events kept between two takes; older ones are dropped.
 const MAX_PENDING: usize = 4096;
 
@@ -199,8 +202,13 @@ impl PadScript {
             let at: f64 = words[0]
                 .parse()
                 .ok()
-                .filter(|t: &f64| t.is_finite() && *t >= 0.0)
-                .ok_or_else(|| err(format!("'{}' is not a time in seconds", words[0])))?;
+                .filter(|t: &f64| (0.0..=MAX_SCRIPT_SECONDS).contains(t))
+                .ok_or_else(|| {
+                    err(format!(
+                        "'{}' is not a time in seconds (0 to {MAX_SCRIPT_SECONDS})",
+                        words[0]
+                    ))
+                })?;
             if let Some((last, _)) = steps.last()
                 && at < *last
             {

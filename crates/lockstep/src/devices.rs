@@ -166,10 +166,11 @@ struct ReplayLatch(Latches);
 
 impl HeadLatch for ReplayLatch {
     fn newest(&mut self, frame: u64, _made: bool) -> Option<LatchedHead> {
-        let p = self.0.get(frame)?;
+        // A recording holds quaternions of about unit length; the wire wants them unit.
+        let (position, rotation) = self.0.get(frame)?.to_glam();
         Some(LatchedHead {
-            position: p.position,
-            rotation: p.rotation,
+            position: position.to_array(),
+            rotation: rotation.normalize().to_array(),
         })
     }
 }

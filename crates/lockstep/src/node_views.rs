@@ -65,24 +65,29 @@ impl NodeViews {
 
     /// Projects a frame again from `head`, newer than the pose App made it with: every
     /// pass's view, and its draw list culled again for it (a moved eye moves the frustum's
-    /// edges, most of all far behind the screen, so App's culling cannot be kept).
+    /// edges, most of all far behind the screen, so App's culling cannot be kept). False,
+    /// with the frame untouched, if these views are not the frame's passes (App drew from
+    /// the scene's camera: the node's window has no viewport).
     pub fn relatch(
         &self,
         head: &HeadPose,
         scene: &Scene,
         frame: u64,
-        passes: &mut Vec<ViewPass>,
+        passes: &mut [ViewPass],
         lists: &mut [DrawList],
-    ) -> Result<(), RenderError> {
-        let count = passes.len();
-        if !self.passes(head, passes) || passes.len() != count || lists.len() != count {
-            // Not the frame App made (no such node any more): it stands as it was made.
-            return Ok(());
+    ) -> Result<bool, RenderError> {
+        let mut latched = Vec::with_capacity(passes.len());
+        if !self.passes(head, &mut latched)
+            || latched.len() != passes.len()
+            || lists.len() != passes.len()
+        {
+            return Ok(false);
         }
-        for (list, pass) in lists.iter_mut().zip(passes.iter()) {
+        for ((list, pass), new) in lists.iter_mut().zip(passes.iter_mut()).zip(latched) {
+            *pass = new;
             list.cull(scene, &pass.view, frame)?;
         }
-        Ok(())
+        Ok(true)
     }
 }
 

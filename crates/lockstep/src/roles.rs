@@ -284,8 +284,10 @@ impl App for NodeApp<'_> {
         }
         ctx.set_views(passes.drain(..));
         self.passes = passes;
-        // Draw projects the frame again if the master latches a newer head pose for it.
-        ctx.latch_with(node_views);
+        // Draw projects the frame again from the newer head pose the master latched for it.
+        if self.config.latches_head() && matches!(self.source, FrameSource::Cluster(_)) {
+            ctx.latch_with(node_views);
+        }
         Ok(())
     }
 }

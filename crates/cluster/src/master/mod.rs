@@ -305,6 +305,8 @@ pub struct Master {
     latch: Option<Box<dyn HeadLatch>>,
     /// The last pose latched, and the frame it projects.
     latched: Option<(u64, LatchedHead)>,
+    /// Poses the latch gave that were no poses (told now and then, not at each).
+    unsound_latches: u64,
 }
 
 /// Where the master reads the newest head pose as it releases a frame's swap barrier (late
@@ -385,6 +387,7 @@ impl Master {
             manager,
             latch: None,
             latched: None,
+            unsound_latches: 0,
         })
     }
 
@@ -1082,8 +1085,10 @@ impl Master {
         for n in &mut self.nodes {
             let result = match n.standing {
                 Standing::Leaving { .. } => continue,
+                // The swap before its first frame (its post-frame blocks are dropped there):
+                // with late latching it carries the pose that frame is projected from.
                 Standing::CatchingUp { first, .. } if first == frame => {
-                    n.link.send_encoded(&self.snapshot, &[])
+                    n.link.send_encoded(&self.head, &self.snapshot)
                 }
                 _ => n.link.send_encoded(&self.head, &self.bytes),
             };
@@ -1275,7 +1280,13 @@ impl Master {
         let head = self.latch.as_mut()?.newest(next, made)?;
         if let Err(why) = head.check() {
             // The frame's own pose stands; a sound one may come with the next swap.
-            tracing::warn!("frame {next}: {why}; not latched");
+            self.unsound_latches += 1;
+            if self.unsound_latches.is_power_of_two() {
+                tracing::warn!(
+                    "frame {next}: {why}; not latched ({} so far)",
+                    self.unsound_latches
+                );
+            }
             return None;
         }
         self.latched = Some((next, head));

@@ -560,7 +560,11 @@ fn run_headless(
             }
             // The pose the master latched with the last swap, for this frame (taken before
             // this frame's swap brings the next one).
-            let latched = node.latched_for(info.frame);
+            let latched = if config.latches_head() {
+                node.latched_for(info.frame)?
+            } else {
+                None
+            };
             let what = || {
                 format!(
                     "node '{}': the application's node hook in frame {}",

@@ -379,10 +379,11 @@ impl DrawStage {
         if let (Some(latch), Some(gate)) = (&snapshot.latch, &mut self.gate)
             && let Some(head) = gate.latched(frame, snapshot.tag)?
         {
-            latch
+            let relatched = latch
                 .relatch(&head, &snapshot.scene, frame, &mut passes, &mut lists)
                 .with_context(|| format!("Draw of frame {frame}, projected again"))?;
-            if let Some(tag) = &mut snapshot.tag
+            if relatched
+                && let Some(tag) = &mut snapshot.tag
                 && tag.views.is_some()
             {
                 tag.views = latch.digest(&head);
