@@ -643,21 +643,7 @@ impl DirectNode {
     /// so that this frame is projected as on every other node.
     pub fn latched_for(&mut self, frame: u64) -> Result<Option<LatchedHead>, ClusterError> {
         while frame > 0 && self.newest.is_none_or(|n| n + 1 < frame) {
-            match self.step()? {
-                Step::Shutdown(reason) => return Err(ClusterError::Shutdown(reason)),
-                Step::Frame(info) if self.early.is_none() => self.early = Some(info),
-                Step::Frame(info) => {
-                    return Err(ClusterError::Protocol {
-                        peer: self.link.peer.clone(),
-                        what: format!(
-                            "it sent frame {} before swapping frame {}",
-                            info.frame,
-                            frame - 1
-                        ),
-                    });
-                }
-                Step::More | Step::SwapNow(..) | Step::Heartbeat(_) => {}
-            }
+            self.step_while_swapping(frame - 1)?;
         }
         Ok(self
             .latched
@@ -689,22 +675,30 @@ impl DirectNode {
     /// Tells the master frame `frame` is ready and waits for its `SwapNow`.
     pub fn swap(&mut self, frame: u64, stats: NodeStats) -> Result<(), ClusterError> {
         self.link.send(&Message::SwapReady { frame, stats })?;
-        loop {
-            match self.step()? {
-                Step::SwapNow(f, _) if f == frame => return Ok(()),
-                Step::Shutdown(reason) => return Err(ClusterError::Shutdown(reason)),
-                Step::Frame(info) if self.early.is_none() => self.early = Some(info),
-                Step::Frame(info) => {
-                    return Err(ClusterError::Protocol {
-                        peer: self.link.peer.clone(),
-                        what: format!(
-                            "it sent frame {} two frames ahead of swapping frame {frame}",
-                            info.frame
-                        ),
-                    });
-                }
-                Step::More | Step::SwapNow(..) | Step::Heartbeat(_) => {}
+        while self.newest != Some(frame) {
+            self.step_while_swapping(frame)?;
+        }
+        Ok(())
+    }
+
+    /// One step while waiting for the `SwapNow` of frame `frame`: a frame that completes
+    /// meanwhile is kept for the next `next_frame` (one at most: the master is at most a
+    /// frame ahead of its barrier).
+    fn step_while_swapping(&mut self, frame: u64) -> Result<(), ClusterError> {
+        match self.step()? {
+            Step::Shutdown(reason) => Err(ClusterError::Shutdown(reason)),
+            Step::Frame(info) if self.early.is_none() => {
+                self.early = Some(info);
+                Ok(())
             }
+            Step::Frame(info) => Err(ClusterError::Protocol {
+                peer: self.link.peer.clone(),
+                what: format!(
+                    "it sent frame {} two frames ahead of swapping frame {frame}",
+                    info.frame
+                ),
+            }),
+            Step::More | Step::SwapNow(..) | Step::Heartbeat(_) => Ok(()),
         }
     }
 }

@@ -130,34 +130,24 @@ impl Recorder {
     }
 
     fn write(&mut self, frame: u64, events: &[InputEvent]) -> Result<(), RecordError> {
-        let io = |what, source| RecordError::io(&self.path, what, source);
-        self.buf.clear();
-        self.buf.extend_from_slice(&[0; 4]);
-        let buf = std::mem::take(&mut self.buf);
-        self.buf = postcard::to_extend(&Record::Frame(frame, events), buf).map_err(|e| {
-            io(
-                "cannot encode a frame",
-                std::io::Error::other(e.to_string()),
-            )
-        })?;
-        let len = (self.buf.len() - 4) as u32;
-        self.buf[..4].copy_from_slice(&len.to_le_bytes());
         self.last_written = Some(frame);
-        self.out
-            .write_all(&self.buf)
-            .map_err(|e| io("cannot write", e))
+        self.put(&Record::Frame(frame, events))
     }
 
     /// Records the head pose latched for frame `frame` (after that frame's events).
     pub fn latched(&mut self, frame: u64, pose: Pose) -> Result<(), RecordError> {
+        self.put(&Record::Latched(frame, pose))
+    }
+
+    /// Writes one record: its length, then its postcard bytes.
+    fn put(&mut self, record: &Record<&[InputEvent]>) -> Result<(), RecordError> {
         let io = |what, source| RecordError::io(&self.path, what, source);
         self.buf.clear();
         self.buf.extend_from_slice(&[0; 4]);
         let buf = std::mem::take(&mut self.buf);
-        let record: Record<&[InputEvent]> = Record::Latched(frame, pose);
-        self.buf = postcard::to_extend(&record, buf).map_err(|e| {
+        self.buf = postcard::to_extend(record, buf).map_err(|e| {
             io(
-                "cannot encode a latched pose",
+                "cannot encode a record",
                 std::io::Error::other(e.to_string()),
             )
         })?;

@@ -33,6 +33,27 @@ fn tracked_cave(dir: &Path, port: u16, latch: bool) -> PathBuf {
     cfg
 }
 
+/// A scripted VRPN tracker at 200 reports a second, Z up, in metres: its head walks 10 m a
+/// second to the right and 5 back (the tracker's −y), for far longer than a run takes on a
+/// busy machine. Returns it, serving, and its port.
+fn walking_tracker(dir: &Path) -> (Proc, u16) {
+    let port = free_port();
+    let path = dir.join("walk.path");
+    std::fs::write(&path, "0 0 0 1.7\n100 1000 -500 1.7\n").unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let tracker = Proc::start(&[
+        "vrpn",
+        "serve",
+        p(&path),
+        "--listen",
+        &listen,
+        "--rate",
+        "200",
+    ]);
+    tracker.wait_for("serving VRPN tracker Tracker0@", LIMIT);
+    (tracker, port)
+}
+
 /// Runs the master of `cfg` for `frames` frames (at 30 a second if `paced`, else as fast
 /// as the nodes go, with `extra` flags) and the nodes, each with `node_extra(name)`; each
 /// must exit 0. Returns every process's output, by name (`master` and the nodes').
@@ -80,23 +101,7 @@ fn run(
 #[test]
 fn a_tracked_head_moves_every_walls_projection_and_a_replay_repeats_it_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    // Z up, in metres: 10 m a second to the right and 5 back (the tracker's −y), for far
-    // longer than the run takes on a busy machine (it runs unpaced: the master samples the
-    // tracked head after the oldest frame's barrier).
-    let path = dir.path().join("walk.path");
-    std::fs::write(&path, "0 0 0 1.7\n100 1000 -500 1.7\n").unwrap();
-    let listen = format!("127.0.0.1:{port}");
-    let tracker = Proc::start(&[
-        "vrpn",
-        "serve",
-        p(&path),
-        "--listen",
-        &listen,
-        "--rate",
-        "200",
-    ]);
-    tracker.wait_for("serving VRPN tracker Tracker0@", LIMIT);
+    let (tracker, port) = walking_tracker(dir.path());
     let cfg = tracked_cave(dir.path(), port, true);
     let out = |what: &str, n: &str| dir.path().join(format!("{what}-{n}.txt"));
     let rec = dir.path().join("walk.input");
@@ -216,20 +221,7 @@ fn a_tracked_head_moves_every_walls_projection_and_a_replay_repeats_it_exactly()
 #[test]
 fn unlatched_every_frame_is_projected_from_its_own_pose() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let path = dir.path().join("walk.path");
-    std::fs::write(&path, "0 0 0 1.7\n100 1000 -500 1.7\n").unwrap();
-    let listen = format!("127.0.0.1:{port}");
-    let tracker = Proc::start(&[
-        "vrpn",
-        "serve",
-        p(&path),
-        "--listen",
-        &listen,
-        "--rate",
-        "200",
-    ]);
-    tracker.wait_for("serving VRPN tracker Tracker0@", LIMIT);
+    let (tracker, port) = walking_tracker(dir.path());
     let cfg = tracked_cave(dir.path(), port, false);
     let out = |n: &str| dir.path().join(format!("views-{n}.txt"));
     let rec = dir.path().join("walk.input");
