@@ -1,0 +1,169 @@
+/*!
+What comes from outside the frame loop: control clients (`lockstep ctl`), cluster
+events and the input of the nodes' own devices, each kept within its limits until the next
+frame begun.
+*/
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::Duration;
+
+use lockstep_wire::Message;
+
+use crate::ClusterError;
+use crate::control::ControlCall;
+use crate::plugins::{Event, Events, MAX_EVENTS_PER_FRAME};
+
+use super::Master;
+
+/// Most bytes of input a node may send between two frames begun.
+pub const MAX_NODE_INPUT: usize = 256 * 1024;
+
+/// Most events waiting for delivery: four frames' worth.
+pub(super) const MAX_QUEUED_EVENTS: usize = 4 * MAX_EVENTS_PER_FRAME;
+
+/// Most events a node may send between two frames begun (its application may send
+/// `MAX_EVENTS_SENT_PER_FRAME` per frame, and pipelining can put several of its frames in
+/// that time): more is a node out of control, dropped rather than buffered.
+pub(super) const MAX_NODE_EVENTS: usize = 4 * crate::plugins::MAX_EVENTS_SENT_PER_FRAME;
+
+/// Most batches of input a node may send between two frames begun (one a frame; more while
+/// the master is slower than the node's own loop).
+pub(super) const MAX_NODE_INPUT_BATCHES: usize = 64;
+
+/// Keeps a batch of input a node's devices reported, for the next frame begun.
+pub(super) fn keep_input(
+    kept: &mut Vec<Vec<u8>>,
+    bytes: &mut usize,
+    payload: &[u8],
+) -> Result<(), String> {
+    if *bytes + payload.len() > MAX_NODE_INPUT || kept.len() >= MAX_NODE_INPUT_BATCHES {
+        return Err(format!(
+            "sent more than {MAX_NODE_INPUT} bytes or {MAX_NODE_INPUT_BATCHES} batches of input in one frame"
+        ));
+    }
+    *bytes += payload.len();
+    kept.push(payload.to_vec());
+    Ok(())
+}
+
+/// Keeps an event a node sent, for the master to check and queue at the next frame begun.
+pub(super) fn keep_event(
+    kept: &mut Vec<(String, Vec<u8>)>,
+    name: &str,
+    payload: &[u8],
+) -> Result<(), String> {
+    if kept.len() >= MAX_NODE_EVENTS {
+        return Err(format!(
+            "sent more than {MAX_NODE_EVENTS} events in one frame"
+        ));
+    }
+    kept.push((name.to_string(), payload.to_vec()));
+    Ok(())
+}
+
+pub(super) fn unexpected(m: Message<'_>) -> String {
+    match m {
+        Message::Refused { reason } => format!("it left: {}", lockstep_wire::printable(reason)),
+        other => format!("sent an unexpected {} message", other.kind()),
+    }
+}
+
+impl Master {
+    /// Answers control requests; waits up to `wait` for the first one.
+    pub(super) fn serve_control(&mut self, wait: Option<Duration>) -> Result<(), ClusterError> {
+        self.gate.tell_refusals();
+        let mut call = match wait {
+            Some(w) => match self.control.recv_timeout(w) {
+                Ok(c) => Some(c),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    // The accept side holds a sender for as long as the master lives.
+                    std::thread::sleep(w);
+                    None
+                }
+            },
+            None => self.control.try_recv().ok(),
+        };
+        while let Some(c) = call {
+            match c {
+                ControlCall::Status(reply) => {
+                    let _ = reply.send(self.status());
+                }
+                ControlCall::Reconfigure(text, reply) => {
+                    let _ = reply.send(self.reconfigure_text(text).map(|(f, _)| f));
+                }
+                ControlCall::Event { name, json, reply } => {
+                    let _ = reply.send(self.queue_event(&name, &json, true));
+                }
+            }
+            call = self.control.try_recv().ok();
+        }
+        Ok(())
+    }
+
+    /// Takes what the nodes' own input devices reported since the last call, node by node
+    /// in cluster-file order (the node's name, then its batches in the order sent).
+    pub fn take_node_input(&mut self, into: &mut Vec<(String, Vec<u8>)>) {
+        for n in &mut self.nodes {
+            n.input_bytes = 0;
+            for batch in n.input.drain(..) {
+                into.push((n.name.clone(), batch));
+            }
+        }
+    }
+
+    /// Queues a cluster event for the next frame begun (every process sees it in that
+    /// frame), after checking it against its declaration: `payload` is postcard bytes of the
+    /// declared type, or JSON text if `json`. The master's own application sends with this.
+    /// Returns the frame it will be delivered in.
+    pub fn queue_event(&mut self, name: &str, payload: &[u8], json: bool) -> Result<u64, String> {
+        let events = self
+            .manager
+            .get::<Events>()
+            .ok_or_else(|| "this master has no events plugin".to_string())?;
+        let event = events.accept(name, payload, json)?;
+        self.queue_accepted(event)
+    }
+
+    /// Queues an event [`Events::accept`] has already checked (the master's own application
+    /// checks what it sends as it sends it); the frame it will be delivered in.
+    pub fn queue_accepted(&mut self, event: Event) -> Result<u64, String> {
+        if self.events.len() >= MAX_QUEUED_EVENTS {
+            return Err(format!(
+                "{MAX_QUEUED_EVENTS} events are waiting to be delivered already; try again"
+            ));
+        }
+        // Each frame delivers at most MAX_EVENTS_PER_FRAME, in order.
+        let frame = self.next + (self.events.len() / MAX_EVENTS_PER_FRAME) as u64;
+        self.events.push(event);
+        Ok(frame)
+    }
+
+    /// Takes in the events nodes sent and hands this frame's to the events plugin (at most
+    /// [`MAX_EVENTS_PER_FRAME`]; the rest wait for the next frames).
+    pub(super) fn deliver_events(&mut self) {
+        for n in &mut self.nodes {
+            for (name, payload) in std::mem::take(&mut n.events) {
+                let accepted = match self.manager.get::<Events>() {
+                    Some(events) => events.accept(&name, &payload, false),
+                    None => Err("this master has no events plugin".into()),
+                };
+                match accepted {
+                    Ok(e) if self.events.len() < MAX_QUEUED_EVENTS => self.events.push(e),
+                    Ok(e) => tracing::warn!(
+                        "node '{}' sent event '{}' while {MAX_QUEUED_EVENTS} wait already: dropped",
+                        n.name,
+                        e.name
+                    ),
+                    Err(why) => tracing::warn!("node '{}' sent an event refused: {why}", n.name),
+                }
+            }
+        }
+        let now: Vec<Event> = self
+            .events
+            .drain(..self.events.len().min(MAX_EVENTS_PER_FRAME))
+            .collect();
+        if let Some(events) = self.manager.get_mut::<Events>() {
+            events.deliver(now);
+        }
+    }
+}
