@@ -3,11 +3,14 @@ The CLI's low layer: clap structs that hold validated values (sizes, vectors, an
 dispatch to one module per command.
 */
 mod bench;
+mod bench_cluster;
 mod bench_input;
 mod bench_sync;
 mod cluster;
 mod config;
 mod ctl;
+mod demo;
+mod key;
 mod launch;
 mod layout;
 mod render;
@@ -46,7 +49,7 @@ enum Command {
     #[command(subcommand)]
     Config(config::ConfigCommand),
     /// Run a whole CAVE on this machine: a master and one render node per wall, as processes.
-    Demo(cluster::DemoArgs),
+    Demo(demo::DemoArgs),
     /// Run the master of a cluster (the application; it sends every frame to the nodes).
     Master(view::BuiltinMaster),
     /// Run one render node of a cluster.
@@ -68,7 +71,7 @@ enum Command {
     Soak(soak::SoakArgs),
     /// Create cluster keys.
     #[command(subcommand)]
-    Key(cluster::KeyCommand),
+    Key(key::KeyCommand),
     /// Serve a scripted VRPN tracker, or print what a VRPN device reports.
     #[command(subcommand)]
     Vrpn(vrpn::VrpnCommand),
@@ -86,7 +89,7 @@ enum BenchCommand {
     /// lockstep's per-frame sync (scene data + swap barrier) against a bare TCP barrier.
     Sync(bench_sync::BenchSyncArgs),
     /// Frame rate of a local CAVE cluster against the same nodes each rendering alone.
-    Cluster(cluster::BenchClusterArgs),
+    Cluster(bench_cluster::BenchClusterArgs),
     /// The VRPN client's cost per report, and the age of a tracker's report when the walls
     /// show it, for pipeline depth 1 and 2.
     Input(bench_input::BenchInputArgs),
@@ -100,15 +103,15 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Render(args)) => bench::run_render(args),
         Command::Bench(BenchCommand::Pipeline(args)) => bench::run_pipeline(args),
         Command::Bench(BenchCommand::Sync(args)) => bench_sync::run(args),
-        Command::Bench(BenchCommand::Cluster(args)) => cluster::run_bench_cluster(args),
+        Command::Bench(BenchCommand::Cluster(args)) => bench_cluster::run_bench_cluster(args),
         Command::Bench(BenchCommand::Input(args)) => bench_input::run(args),
         Command::BenchPeer(args) => bench_sync::run_peer(args),
         Command::Config(cmd) => config::run(cmd),
-        Command::Demo(args) => cluster::run_demo(args),
+        Command::Demo(args) => demo::run_demo(args),
         Command::Master(args) => view::run_master_cmd(args),
         Command::Node(args) => view::run_node_cmd(args),
         Command::View(args) => view::run(args),
-        Command::Key(cmd) => cluster::run_key(cmd),
+        Command::Key(cmd) => key::run_key(cmd),
         Command::Daemon(args) => launch::run_daemon(args),
         Command::Launch(args) => launch::run_launch(args),
         Command::Stop(args) => launch::run_stop(args),
