@@ -311,6 +311,10 @@ pub struct Presented {
     pub shown: u64,
     /// Time spent waiting at the barrier, per frame presented.
     pub waits: Vec<Duration>,
+    /// Also list when each frame was presented (for `--stats-out`).
+    pub keep_times: bool,
+    /// (master frame, [`crate::stats::monotonic_ns`]) of every frame presented, when kept.
+    pub times: Vec<(u64, u64)>,
 }
 
 /// The node's swap barrier, in Draw: `SwapReady` with the frame's tag, then wait for
@@ -369,6 +373,9 @@ impl FrameGate for SwapGate {
             p.shown += 1;
             if self.link.is_some() {
                 p.waits.push(t.elapsed());
+                if p.keep_times {
+                    p.times.push((tag.frame, crate::stats::monotonic_ns()));
+                }
             }
             if p.keep
                 && let Some(state) = tag.state

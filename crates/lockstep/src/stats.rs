@@ -1,7 +1,40 @@
 /*!
-Summaries of timing samples: what benchmarks and per-stage statistics print.
+Summaries of timing samples: what benchmarks and per-stage statistics print; and the present
+skew of a cluster — for every frame, the spread between the earliest and the latest node's
+present of it, from the present times the nodes list (`--stats-out`).
 */
+use std::collections::HashMap;
 use std::time::Duration;
+
+/// Now on `CLOCK_MONOTONIC`, in nanoseconds: the clock every process of one machine shares,
+/// so that present times from several nodes compare (on several machines only as well as
+/// their clocks agree).
+pub fn monotonic_ns() -> u64 {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
+        Ok(t) => (t.tv_sec() as u64).saturating_mul(1_000_000_000) + t.tv_nsec() as u64,
+        // The monotonic clock is always there on Linux; 0 makes a spread nobody trusts.
+        Err(_) => 0,
+    }
+}
+
+/// The present skew of every frame that all of `nodes` presented: the latest present time
+/// minus the earliest. Each node's list is (frame, `monotonic_ns` when it presented it).
+pub fn present_skew(nodes: &[Vec<(u64, u64)>]) -> Vec<Duration> {
+    let mut frames: HashMap<u64, (u64, u64, usize)> = HashMap::new();
+    for node in nodes {
+        for &(frame, at) in node {
+            let e = frames.entry(frame).or_insert((u64::MAX, 0, 0));
+            *e = (e.0.min(at), e.1.max(at), e.2 + 1);
+        }
+    }
+    let mut all: Vec<(u64, Duration)> = frames
+        .into_iter()
+        .filter(|(_, (_, _, n))| *n == nodes.len() && nodes.len() > 1)
+        .map(|(f, (lo, hi, _))| (f, Duration::from_nanos(hi - lo)))
+        .collect();
+    all.sort_unstable_by_key(|(f, _)| *f);
+    all.into_iter().map(|(_, d)| d).collect()
+}
 
 /// Median, 95th percentile, mean and extremes of a set of durations, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -71,5 +104,20 @@ mod tests {
         let one = Summary::of(&[Duration::from_millis(4)]).unwrap();
         assert_eq!((one.median_ms, one.p95_ms, one.fps()), (4.0, 4.0, 250.0));
         assert_eq!(Summary::of(&[]), None);
+    }
+
+    #[test]
+    fn skew_is_the_spread_of_each_frame_every_node_presented() {
+        let a = vec![(1, 1_000), (2, 2_000), (3, 3_000)];
+        let b = vec![(1, 1_040), (2, 1_990), (4, 4_000)];
+        let c = vec![(1, 1_010), (2, 2_100)];
+        // Frames 3 and 4 were not presented by every node: left out.
+        assert_eq!(
+            present_skew(&[a.clone(), b, c]),
+            [Duration::from_nanos(40), Duration::from_nanos(110)]
+        );
+        assert!(present_skew(&[a]).is_empty(), "one node has no skew");
+        let t = monotonic_ns();
+        assert!(t > 0 && monotonic_ns() >= t);
     }
 }

@@ -616,6 +616,10 @@ fn bench_sync_compares_lockstep_with_a_bare_barrier_in_one_run() {
         assert!(frames >= 100 && frames.is_multiple_of(100), "{v}");
         assert_eq!(v[presented].as_u64().unwrap(), 2 * frames, "{v}");
     }
+    // The present skew: one spread per frame both nodes presented, that is every frame the
+    // plain cluster swapped.
+    assert_eq!(v["skew"]["count"], v["frames_swapped"], "{v}");
+    assert!(v["skew"]["max_ms"].as_f64().unwrap() >= v["skew"]["min_ms"].as_f64().unwrap());
     let verified = v["verified_frames_swapped"].as_u64().unwrap();
     assert_eq!(v["states_verified"].as_u64().unwrap(), 2 * verified, "{v}");
     assert_eq!(v["mismatches"], 0, "{v}");
@@ -634,6 +638,8 @@ fn bench_sync_compares_lockstep_with_a_bare_barrier_in_one_run() {
     ] {
         assert!(out.contains(line), "{line:?} missing: {out}");
     }
+    // One node has no skew to show.
+    assert!(!out.contains("present skew"), "{out}");
 }
 
 #[test]
@@ -658,6 +664,7 @@ fn bench_cluster_compares_a_cluster_node_with_the_same_node_alone() {
     );
     assert!(v["alone_fps"].as_f64().unwrap() > 0.0 && v["cluster_fps"].as_f64().unwrap() > 0.0);
     assert_eq!(v["round_ratios"].as_array().unwrap().len(), 1);
+    assert!(v["skew"].is_null(), "one node has no present skew: {v}");
     assert_refused(
         &["bench", "cluster", "--nodes", "front,attic"],
         &["left, front, right and floor", "attic"],

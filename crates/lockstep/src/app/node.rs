@@ -81,7 +81,8 @@ pub struct NodeArgs {
     #[arg(long, requires = "alone", value_parser = |s: &str| ranged(s, 1, 1 << 30))]
     pub frames: Option<u64>,
     /// Write the run's figures as JSON: frames, fps, steady fps (after the first 10 frames:
-    /// start-up and loading excluded), swap wait.
+    /// start-up and loading excluded), swap wait, and when each frame was presented
+    /// (`presents`: master frame and `CLOCK_MONOTONIC` nanoseconds, for the present skew).
     #[arg(long = "stats-out")]
     pub stats_out: Option<PathBuf>,
     /// The graphics API.
@@ -144,6 +145,8 @@ struct NodeTotals {
     last: Option<CapturedFrame>,
     /// Digest of each presented frame's pixels, when they are read back.
     images: Vec<u64>,
+    /// (master frame, monotonic nanoseconds) of each frame presented, for `--stats-out`.
+    presents: Vec<(u64, u64)>,
 }
 
 /// A render node until the master ends the session, `stop` is set, or it fails. A node that
@@ -286,21 +289,21 @@ fn finish_node(args: &NodeArgs, totals: NodeTotals, elapsed: Duration) -> Result
             s.map_or(0.0, |s| s.p99_ms)
         )
     };
+    let steady = steady_fps(&totals.done_at);
     if args.renderer == RendererKind::None {
         println!(
             "node {}: {} frames, {fps:.1} fps, {swap} (no renderer)",
             args.name, totals.frames
         );
-        return Ok(());
+    } else {
+        println!(
+            "node {}: {} frames, {:.1} fps ({} steady), {swap}",
+            args.name,
+            totals.frames,
+            fps,
+            steady.map_or("n/a".to_string(), |f| format!("{f:.1} fps")),
+        );
     }
-    let steady = steady_fps(&totals.done_at);
-    println!(
-        "node {}: {} frames, {:.1} fps ({} steady), {swap}",
-        args.name,
-        totals.frames,
-        fps,
-        steady.map_or("n/a".to_string(), |f| format!("{f:.1} fps")),
-    );
     if let Some(path) = &args.stats_out {
         let json = serde_json::json!({
             "node": args.name,
@@ -309,6 +312,7 @@ fn finish_node(args: &NodeArgs, totals: NodeTotals, elapsed: Duration) -> Result
             "fps": fps,
             "steady_fps": steady,
             "swap_wait": s,
+            "presents": totals.presents,
         });
         std::fs::write(path, serde_json::to_string_pretty(&json)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -437,6 +441,9 @@ fn run_session(
     let keep = args.hash_out.is_some() || args.views_out.is_some() || args.image_hashes.is_some();
     app.keep_views = keep;
     let gate = SwapGate::new(gate, keep);
+    if let Ok(mut p) = gate.presented.lock() {
+        p.keep_times = args.stats_out.is_some();
+    }
     let presented = gate.presented.clone();
     if args.image_hashes.is_some() && !offscreen {
         bail!("--image-hashes reads every frame back: it needs an offscreen node (--offscreen)");
@@ -507,6 +514,7 @@ fn run_session(
     totals.done_at.extend(done_at.join().unwrap_or_default());
     totals.waits.append(&mut seen.waits);
     totals.presented.append(&mut seen.frames);
+    totals.presents.append(&mut seen.times);
     match result {
         Ok(report) => {
             totals.frames += report.frames;
@@ -603,6 +611,12 @@ fn run_headless(
             };
             node.swap(info.frame, stats)?;
             totals.waits.push(t.elapsed());
+            if args.stats_out.is_some() {
+                // The moment it would present.
+                totals
+                    .presents
+                    .push((info.frame, crate::stats::monotonic_ns()));
+            }
             session_frames += 1;
             totals.frames += 1;
             if session_frames == 1 {

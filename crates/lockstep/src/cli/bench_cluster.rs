@@ -3,7 +3,7 @@
 */
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use super::cluster::{local_cave, run_all, scene_args, strings, tempfile_dir};
@@ -65,6 +65,8 @@ pub fn run_bench_cluster(args: BenchClusterArgs) -> Result<()> {
     let mut round_ratios = Vec::new();
     // Per node and round: (frames alone, frames in the cluster, barriers in the cluster).
     let mut runs: Vec<Vec<serde_json::Value>> = vec![Vec::new(); names.len()];
+    // Every round's present skew, frame by frame.
+    let mut skew = Vec::new();
     for round in 0..args.rounds {
         // Alone: every node at once (they share this machine's CPU as the cluster's do).
         let alone_runs: Vec<(String, Vec<String>)> = names
@@ -138,12 +140,18 @@ pub fn run_bench_cluster(args: BenchClusterArgs) -> Result<()> {
             c += fc;
         }
         round_ratios.push(c / a);
+        let presents = names
+            .iter()
+            .map(|n| presents(&stats_file(n, false)))
+            .collect::<Result<Vec<_>>>()?;
+        skew.extend(lockstep::stats::present_skew(&presents));
     }
     let _ = std::fs::remove_dir_all(&dir);
     let (a, c): (f64, f64) = (alone.iter().sum(), cluster.iter().sum());
     let ratio = c / a;
     round_ratios.sort_by(f64::total_cmp);
     let median_ratio = round_ratios[round_ratios.len() / 2];
+    let skew = lockstep::stats::Summary::of(&skew);
     if args.json {
         let nodes: Vec<serde_json::Value> = names
             .iter()
@@ -165,6 +173,7 @@ pub fn run_bench_cluster(args: BenchClusterArgs) -> Result<()> {
                 "ratio": ratio,
                 "round_ratios": round_ratios,
                 "median_round_ratio": median_ratio,
+                "skew": skew,
             }))?
         );
         return Ok(());
@@ -200,5 +209,30 @@ pub fn run_bench_cluster(args: BenchClusterArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join(" ")
     );
+    if let Some(k) = skew {
+        println!(
+            "present skew (latest minus earliest node, per frame all presented): median {:.1} µs, p99 {:.1} µs over {} frames",
+            k.median_ms * 1e3,
+            k.p99_ms * 1e3,
+            k.count
+        );
+    }
     Ok(())
+}
+
+/// The present times a node listed in its `--stats-out` file: (master frame, monotonic ns).
+pub(super) fn presents(path: &Path) -> Result<Vec<(u64, u64)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let list = v["presents"]
+        .as_array()
+        .with_context(|| format!("{} lists no presents", path.display()))?;
+    list.iter()
+        .map(|e| match (e[0].as_u64(), e[1].as_u64()) {
+            (Some(f), Some(t)) => Ok((f, t)),
+            _ => bail!("{}: a present that is not [frame, ns]: {e}", path.display()),
+        })
+        .collect()
 }

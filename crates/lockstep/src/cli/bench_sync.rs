@@ -256,6 +256,8 @@ pub fn run(args: BenchSyncArgs) -> Result<()> {
     let bare_addr = bare.local_addr()?.to_string();
     for i in 0..n {
         let name = format!("n{i}");
+        let stats = dir.join(format!("{name}-presents.json"));
+        let stats = stats.to_string_lossy();
         let plain_args = [
             "node",
             "--config",
@@ -264,6 +266,8 @@ pub fn run(args: BenchSyncArgs) -> Result<()> {
             &name,
             "--renderer",
             "none",
+            "--stats-out",
+            &stats,
         ];
         spawn(format!("node {name}"), &plain_args)?;
         let verified_args = [
@@ -309,6 +313,11 @@ pub fn run(args: BenchSyncArgs) -> Result<()> {
     verified.master.shutdown("benchmark over");
     drop(peers);
     children.finish()?;
+    // Every plain node's present times (when its swap released each frame), for the skew.
+    let presents = (0..n)
+        .map(|i| super::bench_cluster::presents(&dir.join(format!("n{i}-presents.json"))))
+        .collect::<Result<Vec<_>>>()?;
+    let skew = lockstep::stats::present_skew(&presents);
     let _ = std::fs::remove_dir_all(&dir);
     if verified.mismatches > 0 {
         bail!(
@@ -363,6 +372,8 @@ pub fn run(args: BenchSyncArgs) -> Result<()> {
         of(&from_scratch, "digests")?,
     );
     let (seal, open) = (of(&seal, "records")?, of(&open, "records")?);
+    // One node has no skew.
+    let skew = Summary::of(&skew);
     let moving = match args.moving {
         Some(n) => moving_rows(n as usize)?,
         None => Vec::new(),
@@ -377,6 +388,7 @@ pub fn run(args: BenchSyncArgs) -> Result<()> {
                 "lockstep": s,
                 "lockstep_verified": sv,
                 "bare_barrier": b,
+                "skew": skew,
                 "median_ratio": s.median_ms / b.median_ms,
                 "p99_ratio": s.p99_ms / b.p99_ms,
                 "verified_median_ratio": sv.median_ms / b.median_ms,
@@ -421,6 +433,16 @@ pub fn run(args: BenchSyncArgs) -> Result<()> {
         s.median_ms / b.median_ms,
         s.p99_ms / b.p99_ms
     );
+    if let Some(k) = &skew {
+        // The swap lock itself: how far apart the nodes let each frame go.
+        println!(
+            "{:<30} {:>8.1}µs {:>8.1}µs   ({} frames every node presented)",
+            "present skew",
+            k.median_ms * 1e3,
+            k.p99_ms * 1e3,
+            k.count
+        );
+    }
     println!(
         "{:<30} {:>9.2}x {:>9.2}x",
         "ratio with --verify",
