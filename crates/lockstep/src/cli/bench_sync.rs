@@ -433,6 +433,12 @@ pub fn run(args: BenchSyncArgs) -> Result<()> {
         s.median_ms / b.median_ms,
         s.p99_ms / b.p99_ms
     );
+    println!(
+        "{:<30} {:>9.2}x {:>9.2}x",
+        "ratio with --verify",
+        sv.median_ms / b.median_ms,
+        sv.p99_ms / b.p99_ms
+    );
     if let Some(k) = &skew {
         // The swap lock itself: how far apart the nodes let each frame go.
         println!(
@@ -443,12 +449,6 @@ pub fn run(args: BenchSyncArgs) -> Result<()> {
             k.count
         );
     }
-    println!(
-        "{:<30} {:>9.2}x {:>9.2}x",
-        "ratio with --verify",
-        sv.median_ms / b.median_ms,
-        sv.p99_ms / b.p99_ms
-    );
     println!(
         "(of lockstep's time, the demo's own update took median {:.3} ms, p99 {:.3} ms; the state digest --verify computes each frame, median {:.1} µs, p99 {:.1} µs, {:.1} µs from scratch)",
         u.median_ms,
