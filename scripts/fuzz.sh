@@ -16,7 +16,7 @@ if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
 else
     export RUSTC_BOOTSTRAP=1
 fi
-for target in decode records launch frames vrpn; do
+for target in decode records launch frames vrpn datagrams; do
     echo "== fuzz $target for ${seconds} s"
     # The seeds stay as committed: new inputs go to a scratch corpus.
     scratch="$(mktemp -d)"

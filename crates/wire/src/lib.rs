@@ -13,6 +13,8 @@ is deterministic, so every rule is unit-tested and the decoder can be fuzzed.
 - [`session`]: after the handshake every byte travels in records sealed with per-connection,
   per-direction keys, so a relay that passed the handshake through can neither inject, alter,
   replay, reorder nor drop a message unnoticed.
+- [`datagram`]: frame data as authenticated UDP datagrams for the multicast transport —
+  fragmenting, reassembly in order, requests for what was lost (NAK) and their budget.
 
 Nothing received is ever executed: messages are plain data.
 */
@@ -20,6 +22,7 @@ Nothing received is ever executed: messages are plain data.
 
 pub mod admission;
 pub mod codec;
+pub mod datagram;
 mod error;
 pub mod fuzzing;
 pub mod handshake;
