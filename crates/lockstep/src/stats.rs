@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 /// Now on `CLOCK_MONOTONIC`, in nanoseconds: the clock every process of one machine shares,
-/// so that present times from several nodes compare (on several machines only as well as
-/// their clocks agree).
+/// so that present times from several nodes compare. Each machine's has its own origin:
+/// times from different machines do not compare at all.
 pub fn monotonic_ns() -> u64 {
     match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
         Ok(t) => (t.tv_sec() as u64).saturating_mul(1_000_000_000) + t.tv_nsec() as u64,
@@ -20,17 +20,20 @@ pub fn monotonic_ns() -> u64 {
 /// The present skew of every frame that all of `nodes` presented: the latest present time
 /// minus the earliest. Each node's list is (frame, `monotonic_ns` when it presented it).
 pub fn present_skew(nodes: &[Vec<(u64, u64)>]) -> Vec<Duration> {
-    let mut frames: HashMap<u64, (u64, u64, usize)> = HashMap::new();
-    for node in nodes {
+    // Per frame: earliest, latest, how many nodes, and the last node counted (a node that
+    // lists a frame twice counts once).
+    let mut frames: HashMap<u64, (u64, u64, usize, usize)> = HashMap::new();
+    for (i, node) in nodes.iter().enumerate() {
         for &(frame, at) in node {
-            let e = frames.entry(frame).or_insert((u64::MAX, 0, 0));
-            *e = (e.0.min(at), e.1.max(at), e.2 + 1);
+            let e = frames.entry(frame).or_insert((u64::MAX, 0, 0, usize::MAX));
+            let counted = if e.3 == i { e.2 } else { e.2 + 1 };
+            *e = (e.0.min(at), e.1.max(at), counted, i);
         }
     }
     let mut all: Vec<(u64, Duration)> = frames
         .into_iter()
-        .filter(|(_, (_, _, n))| *n == nodes.len() && nodes.len() > 1)
-        .map(|(f, (lo, hi, _))| (f, Duration::from_nanos(hi - lo)))
+        .filter(|(_, (_, _, n, _))| *n == nodes.len() && nodes.len() > 1)
+        .map(|(f, (lo, hi, _, _))| (f, Duration::from_nanos(hi - lo)))
         .collect();
     all.sort_unstable_by_key(|(f, _)| *f);
     all.into_iter().map(|(_, d)| d).collect()
@@ -116,7 +119,13 @@ mod tests {
             present_skew(&[a.clone(), b, c]),
             [Duration::from_nanos(40), Duration::from_nanos(110)]
         );
-        assert!(present_skew(&[a]).is_empty(), "one node has no skew");
+        assert!(
+            present_skew(std::slice::from_ref(&a)).is_empty(),
+            "one node has no skew"
+        );
+        // A node listing a frame twice does not stand in for one that missed it.
+        let twice = vec![(1, 1_000), (1, 1_005)];
+        assert!(present_skew(&[twice, vec![(2, 5)], a]).is_empty());
         let t = monotonic_ns();
         assert!(t > 0 && monotonic_ns() >= t);
     }

@@ -118,6 +118,14 @@ impl MulticastKey {
         self.session
     }
 
+    /// Whether `tag` is the tag of `fields` and `payload`, compared in constant time.
+    fn verify(&self, fields: &[u8], payload: &[u8], tag: &[u8]) -> bool {
+        let mut m = self.mac.clone();
+        m.update(fields);
+        m.update(payload);
+        m.verify_truncated_left(tag).is_ok()
+    }
+
     fn tag(&self, fields: &[u8], payload: &[u8]) -> [u8; TAG] {
         let mut m = self.mac.clone();
         m.update(fields);
@@ -181,6 +189,10 @@ impl Header {
 
     /// Whether the fields agree with each other and with a payload of `len` bytes.
     fn check(&self, len: usize, max_frame: usize) -> Result<(), String> {
+        if self.frame == u64::MAX {
+            // One past it must exist: frames are counted from the one after.
+            return Err("the last frame number".into());
+        }
         let total = self.total as usize;
         if total > max_frame {
             return Err(format!("{total} bytes, over the limit of {max_frame}"));
@@ -414,8 +426,9 @@ pub struct Reassembler {
 pub enum Assembled {
     /// The next frame, whole.
     Frame(u64, Vec<u8>),
-    /// This frame was given up unfinished (too many newer ones began, or the swap deadline
-    /// passed): the frames after it cannot be applied, and the node must join again.
+    /// This frame was given up unfinished (too many newer ones began while it was): the
+    /// frames after it cannot be applied, and the node must join again
+    /// ([`Reassembler::restart_at`] its new snapshot's frame).
     Lost(u64),
 }
 
@@ -457,8 +470,10 @@ impl Reassembler {
             });
         }
         let payload = &d[DATAGRAM_HEADER..];
-        let tag = self.key.tag(&d[..FIELDS], payload);
-        if tag[..] != d[FIELDS..DATAGRAM_HEADER] {
+        if !self
+            .key
+            .verify(&d[..FIELDS], payload, &d[FIELDS..DATAGRAM_HEADER])
+        {
             return Err(DatagramError::Forged {
                 frame: h.frame,
                 index: h.index,
@@ -516,7 +531,7 @@ impl Reassembler {
         let window = MAX_PARTIAL as u64;
         if frame >= from.saturating_add(window) {
             // So far ahead that everything kept and in between is given up at once.
-            let start = frame + 1 - window;
+            let start = frame - (window - 1);
             self.stats.abandoned += self.partial.len() as u64 + (start - from);
             let first = self.partial.front().map_or(from, |p| p.frame);
             self.lost.get_or_insert((first, false));
@@ -549,7 +564,7 @@ impl Reassembler {
     /// swap release): if none of its datagrams came, it is asked for once [`TAIL_WAIT`] has
     /// passed — a frame lost whole, with no newer one to show the gap, is noticed too.
     pub fn expect(&mut self, frame: u64, now: Instant) {
-        if frame < self.next {
+        if frame < self.next || frame == u64::MAX {
             return;
         }
         self.newest = Some(self.newest.map_or(frame, |n| n.max(frame)));
@@ -575,19 +590,28 @@ impl Reassembler {
     }
 
     /// Starts again at frame `frame` (a node that joined again: its snapshot came over its
-    /// connection), dropping everything before it.
-    pub fn restart_at(&mut self, frame: u64) {
+    /// connection), dropping everything before it. False if frames after `frame` were given
+    /// up already: then this snapshot is too old, and the node needs a newer one.
+    pub fn restart_at(&mut self, frame: u64) -> bool {
+        if frame < self.next {
+            return false;
+        }
         while self.partial.front().is_some_and(|p| p.frame < frame) {
             self.partial.pop_front();
         }
         self.lost = None;
-        self.next = self.next.max(frame);
+        self.next = frame;
+        true
     }
 
     /// A request for what is missing, if one is due at `now`: a frame with a gap (a later
     /// datagram of it, or a newer frame, came), or gone quiet for [`TAIL_WAIT`]; asked at
     /// once, then every [`NAK_RETRY`].
     pub fn poll_nak(&mut self, now: Instant) -> Option<Nak> {
+        if self.lost.is_some() {
+            // Nothing can be handed out before a restart: asking would only cost the network.
+            return None;
+        }
         let newest = self.newest?;
         for p in &mut self.partial {
             if p.complete() || p.nak_at.is_some_and(|t| now < t) {
@@ -609,6 +633,8 @@ impl Reassembler {
                         .map(|i| i as u16)
                         .collect();
                     if m.is_empty() {
+                        // Nothing to ask yet: the next request waits for the tail.
+                        p.nak_at = None;
                         continue;
                     }
                     m
@@ -627,6 +653,9 @@ impl Reassembler {
     /// When [`Reassembler::poll_nak`] may next have a request: the earliest retry or tail
     /// deadline of an incomplete frame.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.lost.is_some() {
+            return None;
+        }
         self.partial
             .iter()
             .filter(|p| !p.complete())
@@ -770,6 +799,25 @@ mod tests {
             None,
             "frame 4 waits: nothing after a loss applies"
         );
+        assert_eq!(
+            r.poll_nak(later + NAK_RETRY * 10),
+            None,
+            "no requests after a loss"
+        );
         assert_eq!(r.stats.abandoned, 1);
+        // Joined again: a snapshot older than what is held is too old; a current one restarts.
+        assert!(!r.restart_at(2));
+        assert!(r.restart_at(4 + MAX_PARTIAL as u64 - 1));
+        assert_eq!(
+            r.poll_frame(),
+            Some(Assembled::Frame(4 + MAX_PARTIAL as u64 - 1, vec![4; 10]))
+        );
+        // The last frame number is refused (there is no frame after it).
+        let mut g = Fragmenter::new(key(1), 100, 4);
+        let d: Vec<Vec<u8>> = g.fragment(u64::MAX, &[1]).unwrap().to_vec();
+        assert!(matches!(
+            r.accept(&d[0], later),
+            Err(DatagramError::Inconsistent { .. })
+        ));
     }
 }

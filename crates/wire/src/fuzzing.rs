@@ -171,12 +171,13 @@ impl Mutator {
 /// bits 1–7 advance the clock by 100 µs each. Requests and frames are polled after each one.
 /// Returns how many frames came out whole.
 pub fn datagrams(data: &[u8]) -> usize {
-    use crate::datagram::{Assembled, MAX_NAK, MulticastKey, Reassembler, seal};
+    use crate::datagram::{Assembled, MAX_NAK, MAX_PARTIAL, MulticastKey, Reassembler, seal};
     let key = ClusterKey::new(vec![0x5a; 32]).expect("a 32-byte key is long enough");
     let key = MulticastKey::derive(&key, "fuzz", 1);
     let mut r = Reassembler::new(key.clone(), 1 << 16, 0);
     let mut now = std::time::Instant::now();
     let mut frames = 0;
+    let (mut last, mut lost) = (None::<u64>, false);
     let mut rest = data;
     while rest.len() >= 3 {
         let flags = rest[0];
@@ -190,12 +191,37 @@ pub fn datagrams(data: &[u8]) -> usize {
         }
         now += std::time::Duration::from_micros(u64::from(flags >> 1) * 100);
         let _ = r.accept(&d, now);
+        // A chunk's last byte may also say the node heard of a frame, or joined again.
+        match d.last() {
+            Some(0xf0) => r.expect(r.next_frame().saturating_add(u64::from(flags)), now),
+            Some(0xf1) => {
+                let to = r.next_frame().saturating_add(u64::from(flags & 7));
+                if r.restart_at(to) {
+                    lost = false;
+                    last = None;
+                }
+            }
+            _ => {}
+        }
+        let mut polls = 0;
         while let Some(nak) = r.poll_nak(now) {
             assert!(nak.missing.len() <= MAX_NAK, "a request past the limit");
+            polls += 1;
+            assert!(polls <= MAX_PARTIAL, "more requests than frames held");
+        }
+        if r.poll_timeout().is_some_and(|t| t <= now) {
+            // A deadline already past with no request to make would make a driver spin.
+            panic!("poll_timeout is past, yet poll_nak asks nothing");
         }
         while let Some(a) = r.poll_frame() {
-            if let Assembled::Frame(..) = a {
-                frames += 1;
+            match a {
+                Assembled::Frame(f, _) => {
+                    assert!(!lost, "frame {f} handed out after a loss");
+                    assert!(last.is_none_or(|l| f == l + 1), "frame {f} after {last:?}");
+                    last = Some(f);
+                    frames += 1;
+                }
+                Assembled::Lost(_) => lost = true,
             }
         }
     }

@@ -81,8 +81,9 @@ pub struct NodeArgs {
     #[arg(long, requires = "alone", value_parser = |s: &str| ranged(s, 1, 1 << 30))]
     pub frames: Option<u64>,
     /// Write the run's figures as JSON: frames, fps, steady fps (after the first 10 frames:
-    /// start-up and loading excluded), swap wait, and when each frame was presented
-    /// (`presents`: master frame and `CLOCK_MONOTONIC` nanoseconds, for the present skew).
+    /// start-up and loading excluded), swap wait, and when the swap released each frame
+    /// presented (`presents`: master frame and `CLOCK_MONOTONIC` nanoseconds, for the present
+    /// skew).
     #[arg(long = "stats-out")]
     pub stats_out: Option<PathBuf>,
     /// The graphics API.

@@ -316,9 +316,9 @@ pub fn run(args: BenchSyncArgs) -> Result<()> {
     // Every plain node's present times (when its swap released each frame), for the skew.
     let presents = (0..n)
         .map(|i| super::bench_cluster::presents(&dir.join(format!("n{i}-presents.json"))))
-        .collect::<Result<Vec<_>>>()?;
-    let skew = lockstep::stats::present_skew(&presents);
+        .collect::<Result<Vec<_>>>();
     let _ = std::fs::remove_dir_all(&dir);
+    let skew = lockstep::stats::present_skew(&presents?);
     if verified.mismatches > 0 {
         bail!(
             "{} node state(s) differed from the master's",
