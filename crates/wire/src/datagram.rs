@@ -50,6 +50,8 @@ pub const TAIL_WAIT: Duration = Duration::from_millis(2);
 pub const NAK_RETRY: Duration = Duration::from_millis(3);
 /// Most frames a node assembles at once; a newer one beyond them abandons the oldest.
 pub const MAX_PARTIAL: usize = 8;
+/// How long a datagram sent again to the group is taken as on its way to every node.
+pub const RESEND_GAP: Duration = Duration::from_millis(1);
 /// Most datagram indices one request names.
 pub const MAX_NAK: usize = 512;
 
@@ -227,6 +229,8 @@ impl Header {
 struct Sent {
     frame: u64,
     datagrams: Vec<Vec<u8>>,
+    /// When each was last sent again (to the whole group: every node that lacks it gets it).
+    resent: Vec<Option<Instant>>,
 }
 
 /// Cuts frames into authenticated datagrams and keeps the last few for retransmission.
@@ -272,6 +276,8 @@ impl Fragmenter {
         };
         slot.frame = frame;
         slot.datagrams.resize_with(count as usize, Vec::new);
+        slot.resent.clear();
+        slot.resent.resize(count as usize, None);
         for (index, d) in slot.datagrams.iter_mut().enumerate() {
             let header = Header {
                 session: self.key.session,
@@ -301,28 +307,39 @@ impl Fragmenter {
     }
 
     /// The datagrams a request asks for that `budget` allows now, in order: those named, or
-    /// (`missing` empty) every datagram of the frame. None if the frame is no longer kept.
-    pub fn answer<'a>(
-        &'a self,
-        nak: &'a Nak,
+    /// (`missing` empty) every datagram of the frame. One sent again less than
+    /// [`RESEND_GAP`] ago is left out: that copy went to the whole group, so N nodes missing
+    /// the same datagram cost one resend, not N. None if the frame is no longer kept.
+    pub fn answer(
+        &mut self,
+        nak: &Nak,
         budget: &mut NakBudget,
         now: Instant,
-    ) -> Option<impl Iterator<Item = &'a [u8]> + 'a> {
-        let s = self.sent.iter().find(|s| s.frame == nak.frame)?;
-        let wanted = if nak.missing.is_empty() {
+    ) -> Option<Vec<&[u8]>> {
+        let s = self.sent.iter_mut().find(|s| s.frame == nak.frame)?;
+        let all = nak.missing.is_empty();
+        let n = if all {
             s.datagrams.len()
         } else {
             nak.missing.len()
         };
-        let allowed = budget.take(wanted, now);
-        let all = nak.missing.is_empty();
-        Some(
-            (0..allowed)
-                .filter_map(move |i| {
-                    let index = if all { i } else { nak.missing[i] as usize };
-                    s.datagrams.get(index)
+        let wanted: Vec<usize> = (0..n)
+            .map(|i| if all { i } else { nak.missing[i] as usize })
+            .filter(|&i| {
+                s.resent.get(i).is_some_and(|t| {
+                    t.is_none_or(|t| now.saturating_duration_since(t) >= RESEND_GAP)
                 })
-                .map(Vec::as_slice),
+            })
+            .collect();
+        let allowed = budget.take(wanted.len(), now);
+        for &i in &wanted[..allowed] {
+            s.resent[i] = Some(now);
+        }
+        Some(
+            wanted[..allowed]
+                .iter()
+                .map(|&i| s.datagrams[i].as_slice())
+                .collect(),
         )
     }
 }
@@ -740,20 +757,28 @@ mod tests {
             })
         );
         let mut budget = NakBudget::new(1000.0, 2);
+        let ask = Nak {
+            frame: 0,
+            missing: vec![1, 4, 5],
+        };
         let again: Vec<Vec<u8>> = f
-            .answer(
-                &Nak {
-                    frame: 0,
-                    missing: vec![1, 4, 5],
-                },
-                &mut budget,
-                later,
-            )
+            .answer(&ask, &mut budget, later)
             .unwrap()
+            .into_iter()
             .map(<[u8]>::to_vec)
             .collect();
         // The budget allows two at once.
         assert_eq!(again.len(), 2);
+        // Another node asking for the same at once gets nothing again: those two are on
+        // their way to it too; only the one the budget held back is left.
+        let mut other = NakBudget::new(1000.0, 9);
+        let left: Vec<Vec<u8>> = f
+            .answer(&ask, &mut other, later)
+            .unwrap()
+            .into_iter()
+            .map(<[u8]>::to_vec)
+            .collect();
+        assert_eq!(left, [d[5].clone()]);
         for x in &again {
             r.accept(x, later).unwrap();
         }
@@ -771,15 +796,12 @@ mod tests {
             })
         );
         assert_eq!(r.poll_frame(), None, "frame 2 waits for frame 1");
+        let whole = Nak {
+            frame: 1,
+            missing: vec![],
+        };
         for x in f
-            .answer(
-                &Nak {
-                    frame: 1,
-                    missing: vec![],
-                },
-                &mut NakBudget::new(1.0, 9),
-                later,
-            )
+            .answer(&whole, &mut NakBudget::new(1.0, 9), later)
             .unwrap()
         {
             r.accept(x, later).unwrap();

@@ -168,7 +168,7 @@ fn a_thousand_frames_reach_sixteen_nodes_through_loss_reordering_and_forgeries()
                 Packet::Sent { to, frame } => nodes[to].expect(frame, at_instant),
                 Packet::Nak { from, nak } => {
                     if let Some(again) = master.answer(&nak, &mut budgets[from], at_instant) {
-                        let again: Vec<Vec<u8>> = again.map(<[u8]>::to_vec).collect();
+                        let again: Vec<Vec<u8>> = again.into_iter().map(<[u8]>::to_vec).collect();
                         resent += again.len() as u64;
                         for d in &again {
                             net.multicast(&mut rng, at, d);
