@@ -10,6 +10,7 @@ use crate::plugins::MAX_EVENT_PAYLOAD;
 
 use super::Master;
 use super::accept::Joined;
+use super::control::Inbox;
 use super::standing::{NodeConn, Standing};
 use super::status::Rates;
 
@@ -52,9 +53,7 @@ impl Master {
                 early: None,
                 ready: None,
                 rate: Rates::default(),
-                events: Vec::new(),
-                input: Vec::new(),
-                input_bytes: 0,
+                inbox: Inbox::default(),
             });
         }
         // Cluster-file order, whatever order they connected in: reports read the same each run.

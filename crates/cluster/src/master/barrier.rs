@@ -10,7 +10,6 @@ use lockstep_wire::{Hook, Message, NodeStats};
 use crate::{ClusterError, FrameInfo};
 
 use super::Master;
-use super::control::{keep_event, keep_input, unexpected};
 use super::standing::{NodeConn, Standing};
 use super::verify::{Mismatch, check_state};
 
@@ -67,18 +66,13 @@ pub(super) fn wait_ready(
             return Err(format!("cannot wait for it: {e}"));
         }
         match n.link.recv() {
-            Ok(Message::SwapReady { frame: f, stats }) if f == frame || (or_later && f > frame) => {
-                return Ok((f, stats));
-            }
-            // A late answer to an earlier frame, or a sign of life.
-            Ok(Message::SwapReady { .. } | Message::Heartbeat { .. }) => {}
-            Ok(Message::Event { name, payload, .. }) => {
-                keep_event(&mut n.events, name, payload)?;
-            }
-            Ok(Message::Input { payload }) => {
-                keep_input(&mut n.input, &mut n.input_bytes, payload)?
-            }
-            Ok(other) => return Err(unexpected(other)),
+            Ok(m) => match n.inbox.keep(m)? {
+                Some((f, stats)) if f == frame || (or_later && f > frame) => {
+                    return Ok((f, stats));
+                }
+                // A late answer to an earlier frame, or kept for the next frame.
+                _ => {}
+            },
             Err(ClusterError::Timeout { .. }) => {
                 return Err(format!(
                     "missed the swap deadline of {limit:?} at frame {frame}"
@@ -98,22 +92,12 @@ pub(super) fn catch_up(n: &mut NodeConn, frame: u64) -> Result<Option<NodeStats>
             Ok(Some(m)) => {
                 n.heard = Instant::now();
                 n.asked = None;
-                match m {
-                    Message::SwapReady { frame: f, stats } => {
-                        n.ready = Some((f, stats));
-                        n.rate.push(n.heard, Duration::ZERO);
-                        if f == frame {
-                            return Ok(Some(stats));
-                        }
+                if let Some((f, stats)) = n.inbox.keep(m)? {
+                    n.ready = Some((f, stats));
+                    n.rate.push(n.heard, Duration::ZERO);
+                    if f == frame {
+                        return Ok(Some(stats));
                     }
-                    Message::Heartbeat { .. } => {}
-                    Message::Event { name, payload, .. } => {
-                        keep_event(&mut n.events, name, payload)?;
-                    }
-                    Message::Input { payload } => {
-                        keep_input(&mut n.input, &mut n.input_bytes, payload)?
-                    }
-                    other => return Err(unexpected(other)),
                 }
             }
             Err(e) => return Err(e.to_string()),

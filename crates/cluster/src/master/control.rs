@@ -6,13 +6,45 @@ frame begun.
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
-use lockstep_wire::Message;
+use lockstep_wire::{Message, NodeStats};
 
 use crate::ClusterError;
 use crate::control::ControlCall;
 use crate::plugins::{Event, Events, MAX_EVENTS_PER_FRAME};
 
 use super::Master;
+
+/// What a node sent besides its `SwapReady`s, kept until the next frame begun, within the
+/// limits below.
+#[derive(Debug, Default)]
+pub(super) struct Inbox {
+    /// Events: (name, postcard bytes).
+    pub(super) events: Vec<(String, Vec<u8>)>,
+    /// What its own input devices reported, batch by batch, and how many bytes that is.
+    pub(super) input: Vec<Vec<u8>>,
+    pub(super) input_bytes: usize,
+}
+
+impl Inbox {
+    /// Keeps what `m` brings. A `SwapReady` is handed back, (frame, stats), for the caller's
+    /// barrier; a heartbeat answer is only a sign of life. Anything else, or more than the
+    /// limits allow, is why the node goes.
+    pub(super) fn keep(&mut self, m: Message<'_>) -> Result<Option<(u64, NodeStats)>, String> {
+        match m {
+            Message::SwapReady { frame, stats } => Ok(Some((frame, stats))),
+            Message::Heartbeat { .. } => Ok(None),
+            Message::Event { name, payload, .. } => {
+                keep_event(&mut self.events, name, payload)?;
+                Ok(None)
+            }
+            Message::Input { payload } => {
+                keep_input(&mut self.input, &mut self.input_bytes, payload)?;
+                Ok(None)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+}
 
 /// Most bytes of input a node may send between two frames begun.
 pub const MAX_NODE_INPUT: usize = 256 * 1024;
@@ -30,11 +62,7 @@ pub(super) const MAX_NODE_EVENTS: usize = 4 * crate::plugins::MAX_EVENTS_SENT_PE
 pub(super) const MAX_NODE_INPUT_BATCHES: usize = 64;
 
 /// Keeps a batch of input a node's devices reported, for the next frame begun.
-pub(super) fn keep_input(
-    kept: &mut Vec<Vec<u8>>,
-    bytes: &mut usize,
-    payload: &[u8],
-) -> Result<(), String> {
+fn keep_input(kept: &mut Vec<Vec<u8>>, bytes: &mut usize, payload: &[u8]) -> Result<(), String> {
     if *bytes + payload.len() > MAX_NODE_INPUT || kept.len() >= MAX_NODE_INPUT_BATCHES {
         return Err(format!(
             "sent more than {MAX_NODE_INPUT} bytes or {MAX_NODE_INPUT_BATCHES} batches of input in one frame"
@@ -46,11 +74,7 @@ pub(super) fn keep_input(
 }
 
 /// Keeps an event a node sent, for the master to check and queue at the next frame begun.
-pub(super) fn keep_event(
-    kept: &mut Vec<(String, Vec<u8>)>,
-    name: &str,
-    payload: &[u8],
-) -> Result<(), String> {
+fn keep_event(kept: &mut Vec<(String, Vec<u8>)>, name: &str, payload: &[u8]) -> Result<(), String> {
     if kept.len() >= MAX_NODE_EVENTS {
         return Err(format!(
             "sent more than {MAX_NODE_EVENTS} events in one frame"
@@ -60,7 +84,7 @@ pub(super) fn keep_event(
     Ok(())
 }
 
-pub(super) fn unexpected(m: Message<'_>) -> String {
+fn unexpected(m: Message<'_>) -> String {
     match m {
         Message::Refused { reason } => format!("it left: {}", lockstep_wire::printable(reason)),
         other => format!("sent an unexpected {} message", other.kind()),
@@ -104,8 +128,8 @@ impl Master {
     /// in cluster-file order (the node's name, then its batches in the order sent).
     pub fn take_node_input(&mut self, into: &mut Vec<(String, Vec<u8>)>) {
         for n in &mut self.nodes {
-            n.input_bytes = 0;
-            for batch in n.input.drain(..) {
+            n.inbox.input_bytes = 0;
+            for batch in n.inbox.input.drain(..) {
                 into.push((n.name.clone(), batch));
             }
         }
@@ -142,7 +166,7 @@ impl Master {
     /// [`MAX_EVENTS_PER_FRAME`]; the rest wait for the next frames).
     pub(super) fn deliver_events(&mut self) {
         for n in &mut self.nodes {
-            for (name, payload) in std::mem::take(&mut n.events) {
+            for (name, payload) in std::mem::take(&mut n.inbox.events) {
                 let accepted = match self.manager.get::<Events>() {
                     Some(events) => events.accept(&name, &payload, false),
                     None => Err("this master has no events plugin".into()),

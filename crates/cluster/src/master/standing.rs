@@ -10,7 +10,7 @@ use crate::ClusterError;
 use crate::link::Link;
 
 use super::barrier::SwapReport;
-use super::control::{keep_event, keep_input, unexpected};
+use super::control::Inbox;
 use super::status::Rates;
 use super::{FailurePolicy, Master};
 
@@ -46,12 +46,8 @@ pub(super) struct NodeConn {
     pub(super) ready: Option<(u64, NodeStats)>,
     /// Its `SwapReady`s over the last second.
     pub(super) rate: Rates,
-    /// Events it sent, not yet taken into the master's queue: (name, postcard bytes).
-    pub(super) events: Vec<(String, Vec<u8>)>,
-    /// What its own input devices reported since the last frame begun, batch by batch, and
-    /// how many bytes that is.
-    pub(super) input: Vec<Vec<u8>>,
-    pub(super) input_bytes: usize,
+    /// Events and input it sent, not yet taken into the next frame.
+    pub(super) inbox: Inbox,
 }
 
 impl NodeConn {
@@ -69,19 +65,9 @@ pub(super) fn drain(n: &mut NodeConn) -> Result<(), String> {
             Ok(Some(m)) => {
                 n.heard = Instant::now();
                 n.asked = None;
-                match m {
-                    Message::Heartbeat { .. } => {}
-                    Message::SwapReady { frame, stats } => {
-                        n.early = Some((frame, stats));
-                        n.ready = Some((frame, stats));
-                    }
-                    Message::Event { name, payload, .. } => {
-                        keep_event(&mut n.events, name, payload)?;
-                    }
-                    Message::Input { payload } => {
-                        keep_input(&mut n.input, &mut n.input_bytes, payload)?
-                    }
-                    other => return Err(unexpected(other)),
+                if let Some(ready) = n.inbox.keep(m)? {
+                    n.early = Some(ready);
+                    n.ready = Some(ready);
                 }
             }
             Err(e) => return Err(e.to_string()),
