@@ -116,6 +116,33 @@ enum ToApp {
     Ended(ClusterError),
 }
 
+/// The `SwapNow`s a node has received: the newest, and the head pose it carried.
+#[derive(Debug, Default, Clone, Copy)]
+struct Swaps {
+    newest: Option<u64>,
+    latched: Option<(u64, LatchedHead)>,
+}
+
+impl Swaps {
+    fn record(&mut self, frame: u64, head: Option<LatchedHead>) {
+        self.newest = Some(frame);
+        self.latched = head.map(|h| (frame, h));
+    }
+
+    /// Whether the swap before frame `frame` has yet to come (the node's first frame: the
+    /// master sends that swap before it, or two deep after it).
+    fn before_pending(&self, frame: u64) -> bool {
+        frame > 0 && self.newest.is_none_or(|n| n + 1 < frame)
+    }
+
+    /// The pose the swap before frame `frame` latched for it, if it did.
+    fn latched_for(&self, frame: u64) -> Option<LatchedHead> {
+        self.latched
+            .filter(|(f, _)| f.checked_add(1) == Some(frame))
+            .map(|(_, h)| h)
+    }
+}
+
 enum ToDraw {
     SwapNow(u64, Option<LatchedHead>),
     Ended(ClusterError),
@@ -149,10 +176,8 @@ pub struct SwapLink {
     /// frame is in flight, so the lock is never waited for on the frame path.
     writer: Arc<Mutex<Link>>,
     swaps: Receiver<ToDraw>,
-    /// The newest `SwapNow` already received.
-    newest: Option<u64>,
-    /// The head pose the newest `SwapNow` carried, and that frame.
-    latched: Option<(u64, LatchedHead)>,
+    /// The `SwapNow`s already received.
+    swapped: Swaps,
     master_timeout: Duration,
 }
 
@@ -264,8 +289,7 @@ pub fn connect(
             master: peer.clone(),
             writer,
             swaps,
-            newest: None,
-            latched: None,
+            swapped: Swaps::default(),
             master_timeout: config.master_timeout,
         },
     ))
@@ -420,7 +444,7 @@ impl SwapLink {
     /// must not be shown late).
     pub fn swap(&mut self, frame: u64, stats: NodeStats) -> Result<bool, ClusterError> {
         self.drain()?;
-        let late = self.newest.is_some_and(|n| n >= frame);
+        let late = self.swapped.newest.is_some_and(|n| n >= frame);
         // Even late, the master hears of it: it tells the master this node has loaded and
         // draws at the cluster's pace, so the next barrier may wait for it.
         let sent = match self.writer.lock() {
@@ -432,33 +456,38 @@ impl SwapLink {
             return Ok(false);
         }
         loop {
-            match self.swaps.recv_timeout(self.master_timeout) {
-                Ok(ToDraw::SwapNow(f, head)) => {
-                    self.swapped(f, head);
-                    if f == frame {
-                        return Ok(true);
-                    }
-                    // A SwapNow for an earlier frame (this node was slow): skip it.
-                    if f > frame {
-                        return Err(ClusterError::Protocol {
-                            peer: self.master.clone(),
-                            what: format!("it swapped frame {f} before frame {frame}"),
-                        });
-                    }
-                }
-                Ok(ToDraw::Ended(e)) => return Err(e),
-                Err(RecvTimeoutError::Timeout) => {
-                    return Err(ClusterError::Timeout {
-                        peer: self.master.clone(),
-                        what: format!(
-                            "no SwapNow for frame {frame} within {:?}",
-                            self.master_timeout
-                        ),
-                    });
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(self.internal("the thread reading from the master ended"));
-                }
+            let f = self.next_swap(frame)?;
+            if f == frame {
+                return Ok(true);
+            }
+            // A SwapNow for an earlier frame (this node was slow): skip it.
+            if f > frame {
+                return Err(ClusterError::Protocol {
+                    peer: self.master.clone(),
+                    what: format!("it swapped frame {f} before frame {frame}"),
+                });
+            }
+        }
+    }
+
+    /// Waits for the next `SwapNow` (this node waits for the one of frame `frame`) and
+    /// returns its frame.
+    fn next_swap(&mut self, frame: u64) -> Result<u64, ClusterError> {
+        match self.swaps.recv_timeout(self.master_timeout) {
+            Ok(ToDraw::SwapNow(f, head)) => {
+                self.swapped.record(f, head);
+                Ok(f)
+            }
+            Ok(ToDraw::Ended(e)) => Err(e),
+            Err(RecvTimeoutError::Timeout) => Err(ClusterError::Timeout {
+                peer: self.master.clone(),
+                what: format!(
+                    "no SwapNow for frame {frame} within {:?}",
+                    self.master_timeout
+                ),
+            }),
+            Err(RecvTimeoutError::Disconnected) => {
+                Err(self.internal("the thread reading from the master ended"))
             }
         }
     }
@@ -470,46 +499,22 @@ impl SwapLink {
     /// every other node.
     pub fn latched_for(&mut self, frame: u64) -> Result<Option<LatchedHead>, ClusterError> {
         self.drain()?;
-        while frame > 0 && self.newest.is_none_or(|n| n + 1 < frame) {
+        while self.swapped.before_pending(frame) {
             // This node's first frame: the swap before it (sent to every node) is on its way.
-            match self.swaps.recv_timeout(self.master_timeout) {
-                Ok(ToDraw::SwapNow(f, head)) => self.swapped(f, head),
-                Ok(ToDraw::Ended(e)) => return Err(e),
-                Err(RecvTimeoutError::Timeout) => {
-                    return Err(ClusterError::Timeout {
-                        peer: self.master.clone(),
-                        what: format!(
-                            "no SwapNow for frame {} within {:?}",
-                            frame - 1,
-                            self.master_timeout
-                        ),
-                    });
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(self.internal("the thread reading from the master ended"));
-                }
-            }
+            self.next_swap(frame - 1)?;
         }
-        Ok(self
-            .latched
-            .filter(|(f, _)| f.checked_add(1) == Some(frame))
-            .map(|(_, h)| h))
+        Ok(self.swapped.latched_for(frame))
     }
 
     /// Takes in the `SwapNow`s already received, without waiting.
     fn drain(&mut self) -> Result<(), ClusterError> {
         loop {
             match self.swaps.try_recv() {
-                Ok(ToDraw::SwapNow(f, head)) => self.swapped(f, head),
+                Ok(ToDraw::SwapNow(f, head)) => self.swapped.record(f, head),
                 Ok(ToDraw::Ended(e)) => return Err(e),
                 Err(_) => return Ok(()),
             }
         }
-    }
-
-    fn swapped(&mut self, frame: u64, head: Option<LatchedHead>) {
-        self.newest = Some(frame);
-        self.latched = head.map(|h| (frame, h));
     }
 
     fn internal(&self, why: &str) -> ClusterError {
@@ -544,10 +549,8 @@ pub struct DirectNode {
     early: Option<FrameInfo>,
     /// The cluster file the master switched to, not yet taken.
     config: Option<Box<ClusterConfig>>,
-    /// The newest `SwapNow` received.
-    newest: Option<u64>,
-    /// The head pose the last `SwapNow` carried, and that frame.
-    latched: Option<(u64, LatchedHead)>,
+    /// The `SwapNow`s received.
+    swapped: Swaps,
     /// The plugins that apply each frame's blocks.
     pub manager: ClusterManager,
 }
@@ -565,8 +568,7 @@ pub fn connect_direct(
         frames: Assembler::default(),
         early: None,
         config: None,
-        newest: None,
-        latched: None,
+        swapped: Swaps::default(),
         manager,
     })
 }
@@ -592,8 +594,7 @@ impl DirectNode {
             match step {
                 Step::Heartbeat(seq) => self.link.send(&Message::Heartbeat { seq })?,
                 Step::SwapNow(f, head) => {
-                    self.newest = Some(f);
-                    self.latched = head.map(|h| (f, h));
+                    self.swapped.record(f, head);
                     return Ok(step);
                 }
                 other => return Ok(other),
@@ -642,13 +643,10 @@ impl DirectNode {
     /// way (the master sends it before the frame, or two deep after it): it is waited for,
     /// so that this frame is projected as on every other node.
     pub fn latched_for(&mut self, frame: u64) -> Result<Option<LatchedHead>, ClusterError> {
-        while frame > 0 && self.newest.is_none_or(|n| n + 1 < frame) {
+        while self.swapped.before_pending(frame) {
             self.step_while_swapping(frame - 1)?;
         }
-        Ok(self
-            .latched
-            .filter(|(f, _)| f.checked_add(1) == Some(frame))
-            .map(|(_, h)| h))
+        Ok(self.swapped.latched_for(frame))
     }
 
     /// The cluster file the master switched to with the frames applied since the last
@@ -675,7 +673,7 @@ impl DirectNode {
     /// Tells the master frame `frame` is ready and waits for its `SwapNow`.
     pub fn swap(&mut self, frame: u64, stats: NodeStats) -> Result<(), ClusterError> {
         self.link.send(&Message::SwapReady { frame, stats })?;
-        while self.newest != Some(frame) {
+        while self.swapped.newest != Some(frame) {
             self.step_while_swapping(frame)?;
         }
         Ok(())

@@ -608,6 +608,36 @@ impl lockstep_cluster::HeadLatch for CountingLatch {
     }
 }
 
+/// A node that records, for every frame it draws, the x of the head latched for it (if
+/// any) and whether it was shown.
+fn latching_node(
+    name: &'static str,
+    addr: SocketAddr,
+) -> JoinHandle<Vec<(u64, Option<f32>, bool)>> {
+    std::thread::spawn(move || {
+        let (mut session, mut swap) =
+            lockstep_cluster::node::connect(&node_config(name, addr, key(), "test"), manager())
+                .unwrap();
+        let mut scene = Scene::new();
+        let mut drawn = Vec::new();
+        while let Some(info) = session.next_frame(&mut scene).unwrap() {
+            let head = swap.latched_for(info.frame).unwrap();
+            let shown = swap.swap(info.frame, NodeStats::default()).unwrap();
+            drawn.push((info.frame, head.map(|h| h.position[0]), shown));
+        }
+        drawn
+    })
+}
+
+/// Swaps every frame still in flight, noting (frame, latched x) of what each swap latched.
+fn swap_the_rest(m: &mut Master, scene: &Scene, sent: &mut impl Extend<(u64, f32)>) {
+    while let Some(frame) = m.in_flight() {
+        let mut report = lockstep_cluster::SwapReport::default();
+        m.swap(frame, scene, &mut report).unwrap();
+        sent.extend(m.take_latched().map(|(f, h)| (f, h.position[0])));
+    }
+}
+
 #[test]
 fn a_latched_head_reaches_every_node_for_the_frame_after_the_swap_it_rode_with() {
     let mut m = master_deep(&["a", "b"], 2000, 2);
@@ -615,23 +645,7 @@ fn a_latched_head_reaches_every_node_for_the_frame_after_the_swap_it_rode_with()
     let addr = m.local_addr();
     let nodes: Vec<_> = ["a", "b"]
         .into_iter()
-        .map(|name| {
-            std::thread::spawn(move || {
-                let (mut session, mut swap) = lockstep_cluster::node::connect(
-                    &node_config(name, addr, key(), "test"),
-                    manager(),
-                )
-                .unwrap();
-                let mut scene = Scene::new();
-                let mut latched = Vec::new();
-                while let Some(info) = session.next_frame(&mut scene).unwrap() {
-                    let head = swap.latched_for(info.frame).unwrap();
-                    latched.push((info.frame, head.map(|h| h.position[0])));
-                    swap.swap(info.frame, NodeStats::default()).unwrap();
-                }
-                latched
-            })
-        })
+        .map(|name| latching_node(name, addr))
         .collect();
     m.wait_for_nodes(Duration::from_secs(5)).unwrap();
     let world = World::new();
@@ -646,11 +660,7 @@ fn a_latched_head_reaches_every_node_for_the_frame_after_the_swap_it_rode_with()
         assert!(report.dropped.is_empty());
         sent.extend(m.take_latched().map(|(f, h)| (f, h.position[0])));
     }
-    while let Some(frame) = m.in_flight() {
-        let mut report = lockstep_cluster::SwapReport::default();
-        m.swap(frame, &world.scene, &mut report).unwrap();
-        sent.extend(m.take_latched().map(|(f, h)| (f, h.position[0])));
-    }
+    swap_the_rest(&mut m, &world.scene, &mut sent);
     m.shutdown("done");
     // Two deep, frame F+1 is made when F's swap is released, up to the last swap, after
     // which no frame is made; frame 0 has no swap before it, and frame 3's pose was no pose.
@@ -659,7 +669,11 @@ fn a_latched_head_reaches_every_node_for_the_frame_after_the_swap_it_rode_with()
         .map(|f| (f, sent.iter().find(|(s, _)| *s == f).map(|(_, x)| *x)))
         .collect();
     for node in nodes {
-        assert_eq!(node.join().unwrap(), want);
+        // Both in step from the first frame: every frame drawn is shown.
+        let drawn = node.join().unwrap();
+        assert!(drawn.iter().all(|d| d.2), "{drawn:?}");
+        let latched: Vec<(u64, Option<f32>)> = drawn.iter().map(|d| (d.0, d.1)).collect();
+        assert_eq!(latched, want);
     }
 }
 
@@ -669,24 +683,7 @@ fn a_late_joiner_projects_its_first_frame_from_the_pose_latched_for_it() {
         let mut m = master_deep(&["a", "b"], 2000, depth);
         m.set_latch(Some(Box::new(CountingLatch { nan_at: u64::MAX })));
         let addr = m.local_addr();
-        // (frame, latched x, shown) of every frame a node drew.
-        let spawn = |name: &'static str| {
-            std::thread::spawn(move || {
-                let (mut session, mut swap) = lockstep_cluster::node::connect(
-                    &node_config(name, addr, key(), "test"),
-                    manager(),
-                )
-                .unwrap();
-                let mut scene = Scene::new();
-                let mut drawn = Vec::new();
-                while let Some(info) = session.next_frame(&mut scene).unwrap() {
-                    let head = swap.latched_for(info.frame).unwrap();
-                    let shown = swap.swap(info.frame, NodeStats::default()).unwrap();
-                    drawn.push((info.frame, head.map(|h| h.position[0]), shown));
-                }
-                drawn
-            })
-        };
+        let spawn = |name| latching_node(name, addr);
         let a = spawn("a");
         m.wait_for_unless(
             &["a".to_string()],
@@ -713,19 +710,15 @@ fn a_late_joiner_projects_its_first_frame_from_the_pose_latched_for_it() {
             };
             let report = m.send_frame(&info, &world.scene).unwrap();
             assert!(report.dropped.is_empty(), "{:?}", report.dropped);
-            sent.extend(m.take_latched());
+            sent.extend(m.take_latched().map(|(f, h)| (f, h.position[0])));
             if m.in_step().contains(&"b".to_string()) {
                 in_step_for += 1;
             }
             frame += 1;
         }
-        while let Some(f) = m.in_flight() {
-            let mut report = lockstep_cluster::SwapReport::default();
-            m.swap(f, &world.scene, &mut report).unwrap();
-            sent.extend(m.take_latched());
-        }
+        swap_the_rest(&mut m, &world.scene, &mut sent);
         m.shutdown("done");
-        let want = |f: u64| sent.get(&f).map(|h| h.position[0]);
+        let want = |f: u64| sent.get(&f).copied();
         for (name, node) in [("a", a), ("b", b.unwrap())] {
             let drawn = node.join().unwrap();
             let shown: Vec<_> = drawn.iter().filter(|d| d.2).collect();

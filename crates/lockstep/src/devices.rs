@@ -16,7 +16,7 @@ use lockstep_input::gamepad::{Gamepads, PadScript};
 use lockstep_input::record::{Latches, Replay};
 use lockstep_input::vrpn::{Address, Device, PoseWatch};
 use lockstep_input::{Input, InputEvent, Pose};
-use lockstep_scene::glam::{DQuat, DVec3, Quat, Vec3};
+use lockstep_scene::glam::{Quat, Vec3};
 use lockstep_wire::LatchedHead;
 
 /// The devices this process reads.
@@ -110,8 +110,7 @@ impl Devices {
                 _ => {}
             }
             for (sensor, p) in r.poses {
-                let position = DVec3::from_array(p.position).as_vec3();
-                let rotation = DQuat::from_array(p.rotation).as_quat();
+                let (position, rotation) = p.to_glam();
                 let (position, rotation) = d.remap.apply(position, rotation);
                 out.push(InputEvent::Tracker {
                     device: d.name.clone(),
@@ -136,6 +135,15 @@ impl Devices {
     }
 }
 
+/// A head pose as a swap carries it: its quaternion made unit (trackers and recordings give
+/// quaternions of about unit length; the wire wants them unit).
+pub fn latched_head(position: Vec3, rotation: Quat) -> LatchedHead {
+    LatchedHead {
+        position: position.to_array(),
+        rotation: rotation.normalize().to_array(),
+    }
+}
+
 /// Late latching: the head tracker's newest pose, through its device's remap, read as the
 /// master releases each swap (only once the next frame is made: before, the frame's own
 /// pose will be newer).
@@ -149,14 +157,9 @@ impl HeadLatch for LiveLatch {
         if !made {
             return None;
         }
-        let p = self.watch.newest()?;
-        let position = DVec3::from_array(p.position).as_vec3();
-        let rotation = DQuat::from_array(p.rotation).as_quat();
+        let (position, rotation) = self.watch.newest()?.to_glam();
         let (position, rotation) = self.remap.apply(position, rotation);
-        Some(LatchedHead {
-            position: position.to_array(),
-            rotation: rotation.normalize().to_array(),
-        })
+        Some(latched_head(position, rotation))
     }
 }
 
@@ -166,12 +169,8 @@ struct ReplayLatch(Latches);
 
 impl HeadLatch for ReplayLatch {
     fn newest(&mut self, frame: u64, _made: bool) -> Option<LatchedHead> {
-        // A recording holds quaternions of about unit length; the wire wants them unit.
         let (position, rotation) = self.0.get(frame)?.to_glam();
-        Some(LatchedHead {
-            position: position.to_array(),
-            rotation: rotation.normalize().to_array(),
-        })
+        Some(latched_head(position, rotation))
     }
 }
 

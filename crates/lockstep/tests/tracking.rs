@@ -37,21 +37,28 @@ fn tracked_cave(dir: &Path, port: u16, latch: bool) -> PathBuf {
 /// second to the right and 5 back (the tracker's −y), for far longer than a run takes on a
 /// busy machine. Returns it, serving, and its port.
 fn walking_tracker(dir: &Path) -> (Proc, u16) {
+    vrpn_serve(dir, "walk.path", "0 0 0 1.7\n100 1000 -500 1.7\n", 200)
+}
+
+/// `lockstep vrpn serve` playing `script` (written to `dir/file`) at `rate` reports a second
+/// on a free loopback port. Returns it, serving, and its port.
+fn vrpn_serve(dir: &Path, file: &str, script: &str, rate: u32) -> (Proc, u16) {
     let port = free_port();
-    let path = dir.join("walk.path");
-    std::fs::write(&path, "0 0 0 1.7\n100 1000 -500 1.7\n").unwrap();
+    let path = dir.join(file);
+    std::fs::write(&path, script).unwrap();
     let listen = format!("127.0.0.1:{port}");
-    let tracker = Proc::start(&[
+    let rate = rate.to_string();
+    let server = Proc::start(&[
         "vrpn",
         "serve",
         p(&path),
         "--listen",
         &listen,
         "--rate",
-        "200",
+        &rate,
     ]);
-    tracker.wait_for("serving VRPN tracker Tracker0@", LIMIT);
-    (tracker, port)
+    server.wait_for("serving VRPN tracker Tracker0@", LIMIT);
+    (server, port)
 }
 
 /// Runs the master of `cfg` for `frames` frames (at 30 a second if `paced`, else as fast
@@ -306,21 +313,13 @@ fn traced(out: &str, who: &str, read: bool) -> Vec<(u64, String)> {
 #[test]
 fn a_gamepad_and_a_wand_on_a_node_are_seen_by_every_process_in_the_frame_after_they_were_read() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     // Down at 2 s and held: whenever the node connects, it reads each press once.
-    let path = dir.path().join("wand.path");
-    std::fs::write(&path, "0 0 1 -0.5\n2 button 0 down\n").unwrap();
-    let listen = format!("127.0.0.1:{port}");
-    let wand = Proc::start(&[
-        "vrpn",
-        "serve",
-        p(&path),
-        "--listen",
-        &listen,
-        "--rate",
-        "100",
-    ]);
-    wand.wait_for("serving VRPN tracker Tracker0@", LIMIT);
+    let (_wand, port) = vrpn_serve(
+        dir.path(),
+        "wand.path",
+        "0 0 1 -0.5\n2 button 0 down\n",
+        100,
+    );
     let cfg = cave(dir.path());
     // The gamepad is simulated: a script of its pad's steps, beside the cluster file.
     std::fs::write(

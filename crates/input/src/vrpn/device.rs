@@ -107,6 +107,17 @@ pub struct Pose {
     pub arrived: Instant,
 }
 
+impl Pose {
+    /// Position and orientation as the cluster's single-precision values (still in the
+    /// tracker's own space).
+    pub fn to_glam(&self) -> (glam::Vec3, glam::Quat) {
+        (
+            glam::DVec3::from_array(self.position).as_vec3(),
+            glam::DQuat::from_array(self.rotation).as_quat(),
+        )
+    }
+}
+
 #[derive(Debug, Default)]
 struct Shared {
     reports: Reports,

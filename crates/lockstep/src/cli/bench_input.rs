@@ -26,7 +26,6 @@ use lockstep::input::vrpn::codec::{self, SENDER_DESCRIPTION, Stamp, TYPE_DESCRIP
 use lockstep::input::vrpn::server::{Path, Server};
 use lockstep::input::vrpn::session::{POS_QUAT, Received, Session};
 use lockstep::input::vrpn::{Address, Device};
-use lockstep::scene::glam::{DQuat, DVec3};
 use lockstep::stats::Summary;
 use lockstep_wire::ClusterKey;
 
@@ -221,13 +220,8 @@ impl lockstep::cluster::HeadLatch for TimedLatch {
         if let Ok(mut a) = self.arrived.lock() {
             a.push((frame, p.arrived));
         }
-        Some(lockstep_wire::LatchedHead {
-            position: DVec3::from_array(p.position).as_vec3().to_array(),
-            rotation: DQuat::from_array(p.rotation)
-                .as_quat()
-                .normalize()
-                .to_array(),
-        })
+        let (position, rotation) = p.to_glam();
+        Some(lockstep::devices::latched_head(position, rotation))
     }
 }
 
@@ -322,10 +316,8 @@ fn latency(
             arrived.push(at);
             presented.push(None);
             if let (Some(p), Some(h)) = (pose, master.manager.get_mut::<HeadTracking>()) {
-                h.set(HeadPose {
-                    position: DVec3::from_array(p.position).as_vec3(),
-                    rotation: DQuat::from_array(p.rotation).as_quat(),
-                });
+                let (position, rotation) = p.to_glam();
+                h.set(HeadPose { position, rotation });
             }
             let info = FrameInfo {
                 frame,
