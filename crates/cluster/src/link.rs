@@ -63,6 +63,10 @@ impl Link {
         Ok(writer)
     }
 
+    pub fn max_frame(&self) -> usize {
+        self.decoder.max_frame()
+    }
+
     pub fn set_max_frame(&mut self, n: usize) {
         self.decoder.set_max_frame(n);
     }
@@ -128,6 +132,18 @@ impl Link {
     /// The next message if it has arrived, without waiting for the rest of one: how the
     /// master looks at nodes it does not wait for (catching up, or between frames).
     pub fn try_recv(&mut self) -> Result<Option<Message<'_>>, ClusterError> {
+        if self.fill_now()? {
+            self.next_buffered().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Reads what has arrived without waiting; whether a whole message is buffered now.
+    pub fn fill_now(&mut self) -> Result<bool, ClusterError> {
+        if self.has_message()? {
+            return Ok(true);
+        }
         let nonblocking = |s: &TcpStream, on: bool, peer: &str| {
             s.set_nonblocking(on)
                 .map_err(|e| io(peer, "cannot switch blocking mode", e))
@@ -136,10 +152,15 @@ impl Link {
         let filled = self.decoder.fill_from(&mut self.stream);
         nonblocking(&self.stream, false, &self.peer)?;
         match filled {
-            Ok(()) => self.next_buffered().map(Some),
-            Err(FillError::TimedOut) => Ok(None),
+            Ok(()) => Ok(true),
+            Err(FillError::TimedOut) => Ok(false),
             Err(e) => Err(self.fill_error(e)),
         }
+    }
+
+    /// Whether a whole message is buffered.
+    pub fn has_message(&self) -> Result<bool, ClusterError> {
+        self.decoder.has_frame().map_err(|e| wire(&self.peer, e))
     }
 
     fn fill_error(&self, e: FillError) -> ClusterError {
@@ -158,7 +179,7 @@ impl Link {
     }
 
     /// The whole frame the decoder holds, decoded.
-    fn next_buffered(&mut self) -> Result<Message<'_>, ClusterError> {
+    pub fn next_buffered(&mut self) -> Result<Message<'_>, ClusterError> {
         let peer = &self.peer;
         match self.decoder.next_message() {
             Ok(Some(m)) => Ok(m),

@@ -95,6 +95,12 @@ impl ClusterConfig {
                 self.master, new.master
             ));
         }
+        if new.transport != self.transport {
+            why.push(format!(
+                "the transport changes from {} to {}: restart the cluster to change it",
+                self.transport, new.transport
+            ));
+        }
         if new.key_file != self.key_file {
             why.push(format!(
                 "key_file changes from {} to {}: restart the cluster to change its key",

@@ -175,6 +175,8 @@ pub struct ClusterConfig {
     pub input: Vec<InputDevice>,
     /// The tracker sensor that moves the head (`[head] tracker`, `sensor`), if any.
     pub head_tracker: Option<HeadTracker>,
+    /// How frame data reaches the nodes (`transport`, `[multicast]`).
+    pub transport: crate::Transport,
 }
 
 /// The tracker sensor that gives the head's pose.
@@ -307,7 +309,7 @@ impl ClusterConfig {
     }
 }
 
-struct Validator<'a> {
+pub(crate) struct Validator<'a> {
     loc: Locator<'a>,
     errors: Vec<ConfigError>,
     /// Where unusable numbers stand: a range check of one of them adds nothing.
@@ -324,7 +326,7 @@ impl Names {
 }
 
 impl Validator<'_> {
-    fn err<T>(&mut self, at: &S<T>, message: impl Into<String>) {
+    pub(crate) fn err<T>(&mut self, at: &S<T>, message: impl Into<String>) {
         if !self.unusable.contains(&at.span().start) {
             self.errors.push(self.loc.at(at.span().start, message));
         }
@@ -613,6 +615,7 @@ impl Validator<'_> {
         let assets = self.assets(raw.assets.as_ref());
         let input = self.input(&raw.input, &nodes);
         let head_tracker = self.head_tracker(raw.head.as_ref(), &input);
+        let transport = self.transport(raw.transport.as_ref(), raw.multicast.as_ref());
         let key_file_at = raw.key_file.as_ref().map_or((0, 0), |k| {
             let e = self.loc.at(k.span().start, "");
             (e.line, e.column)
@@ -634,6 +637,7 @@ impl Validator<'_> {
             assets,
             input,
             head_tracker,
+            transport,
         }
     }
 

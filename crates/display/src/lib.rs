@@ -22,6 +22,7 @@ mod raw;
 mod screen;
 mod threading;
 mod tracking;
+mod transport;
 mod views;
 
 pub use change::ConfigChange;
@@ -34,4 +35,5 @@ pub use names::{MAX_NAME, check_name};
 pub use screen::{Eye, PandaLens, Screen, ScreenSpace, hpr_to_quat};
 pub use threading::{MAX_THREAD_NAME, ThreadingModel};
 pub use tracking::{DeviceHost, DeviceKind, InputDevice, TrackerRemap};
+pub use transport::{DEFAULT_GROUP, DEFAULT_MULTICAST_PORT, MulticastConfig, Transport};
 pub use views::{ColorMask, ViewSpec};

@@ -63,6 +63,17 @@ pub struct RawCluster {
     pub assets: Option<RawAssets>,
     #[serde(default)]
     pub input: Vec<RawInput>,
+    pub transport: Option<S<String>>,
+    pub multicast: Option<S<RawMulticast>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMulticast {
+    pub group: Option<S<String>>,
+    pub port: Option<S<u16>>,
+    pub ttl: Option<S<u32>>,
+    pub interface: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -567,3 +567,69 @@ fn input_devices_and_the_head_tracker_are_checked_where_they_stand() {
         ["head.latch needs head.tracker: only a tracked head is latched"]
     );
 }
+
+#[test]
+fn the_transport_is_tcp_unless_multicast_is_asked_for_and_each_value_is_checked() {
+    use lockstep_display::{MulticastConfig, Transport};
+    use std::net::Ipv4Addr;
+    let body = format!("{BASE}{}", node("a", 7001, "front", ""));
+    let c = ClusterConfig::parse(Path::new("t.toml"), &body).unwrap();
+    assert_eq!(c.transport, Transport::Tcp);
+    let c = ClusterConfig::parse(
+        Path::new("t.toml"),
+        &format!("transport = \"multicast\"\n{body}"),
+    )
+    .unwrap();
+    assert_eq!(
+        c.transport,
+        Transport::Multicast(MulticastConfig {
+            group: lockstep_display::DEFAULT_GROUP,
+            port: lockstep_display::DEFAULT_MULTICAST_PORT,
+            ttl: 1,
+            interface: None,
+        })
+    );
+    let c = ClusterConfig::parse(
+        Path::new("t.toml"),
+        &format!("transport = \"multicast\"\n{body}[multicast]\ngroup = \"239.1.2.3\"\nport = 9000\nttl = 4\ninterface = \"10.0.0.1\"\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        c.transport,
+        Transport::Multicast(MulticastConfig {
+            group: Ipv4Addr::new(239, 1, 2, 3),
+            port: 9000,
+            ttl: 4,
+            interface: Some(Ipv4Addr::new(10, 0, 0, 1)),
+        })
+    );
+    assert_errors(
+        &format!("transport = \"udp\"\n{body}"),
+        &[(
+            1,
+            "unknown transport 'udp': expected \"tcp\" or \"multicast\"",
+        )],
+    );
+    let lines = body.lines().count();
+    assert_errors(
+        &format!("{body}[multicast]\ngroup = \"239.1.2.3\"\n"),
+        &[(lines + 1, "a [multicast] table, but transport is \"tcp\"")],
+    );
+    assert_errors(
+        &format!(
+            "transport = \"multicast\"\n{body}[multicast]\ngroup = \"10.1.2.3\"\nport = 0\nttl = 300\ninterface = \"eth0\"\n"
+        ),
+        &[
+            (
+                lines + 3,
+                "multicast.group 10.1.2.3 is not a multicast address",
+            ),
+            (lines + 4, "multicast.port is 0: choose 1 to 65535"),
+            (lines + 5, "multicast.ttl is 300: choose 1 to 255"),
+            (
+                lines + 6,
+                "multicast.interface 'eth0' is not the IPv4 address of an interface",
+            ),
+        ],
+    );
+}

@@ -129,6 +129,11 @@ impl Decoder {
     }
 
     /// Changes the limit (raised after the handshake). With records it bounds a record.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// Changes the frame limit.
     pub fn set_max_frame(&mut self, max_frame: usize) {
         self.max_frame = max_frame;
     }
@@ -424,6 +429,15 @@ mod tests {
             },
             Message::AssetChunk { bytes: &[1, 2, 3] },
             Message::Input { payload: &[4, 5] },
+            Message::Multicast {
+                session: 9,
+                group: "239.255.76.83:7471",
+                first: 12,
+            },
+            Message::Nak {
+                frame: 12,
+                missing: &[1, 0, 3, 0],
+            },
         ]
     }
 

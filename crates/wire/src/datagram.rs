@@ -257,6 +257,11 @@ impl Fragmenter {
         }
     }
 
+    /// The session its datagrams belong to.
+    pub fn session(&self) -> u64 {
+        self.key.session
+    }
+
     /// Frame `frame`'s datagrams (frames increase), kept for [`Fragmenter::datagram`]. The
     /// buffers of the frame it stops keeping are reused.
     pub fn fragment(&mut self, frame: u64, bytes: &[u8]) -> Result<&[Vec<u8>], DatagramError> {
@@ -352,6 +357,34 @@ pub struct Nak {
     pub frame: u64,
     /// The datagrams missing (at most [`MAX_NAK`]); empty: all.
     pub missing: Vec<u16>,
+}
+
+impl Nak {
+    /// The indices as a `Nak` message carries them (little-endian `u16`s), into `out`.
+    pub fn missing_bytes(&self, out: &mut Vec<u8>) {
+        out.clear();
+        for i in &self.missing {
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+    }
+
+    /// The request a `Nak` message makes; an error says what is wrong with it.
+    pub fn from_message(frame: u64, missing: &[u8]) -> Result<Nak, String> {
+        if !missing.len().is_multiple_of(2) || missing.len() / 2 > MAX_NAK {
+            return Err(format!(
+                "asked again for frame {frame} with {} bytes of indices: expected an even number, at most {}",
+                missing.len(),
+                2 * MAX_NAK
+            ));
+        }
+        Ok(Nak {
+            frame,
+            missing: missing
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect(),
+        })
+    }
 }
 
 /// How many datagrams a node may have sent again: `rate` a second, in bursts of `burst`.

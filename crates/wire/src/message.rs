@@ -9,8 +9,9 @@ pub const MAGIC: [u8; 4] = *b"LKST";
 /// 6: a node says which application it runs (`Join`) before the master welcomes it; cluster
 /// events (`Event`, `Queued`). 7: the master sends the files its application loaded
 /// (`AssetRequest`, `AssetInfo`, `AssetChunk`). 8: nodes send the input of their own
-/// devices (`Input`). 9: `SwapNow` may carry the newest head pose (late latching).
-pub const PROTOCOL_VERSION: u16 = 9;
+/// devices (`Input`). 9: `SwapNow` may carry the newest head pose (late latching). 10: frame
+/// data may come by multicast (`Multicast`, `Nak`).
+pub const PROTOCOL_VERSION: u16 = 10;
 
 /// The points of a frame where plugins' blocks are applied on a node; each hook's blocks are
 /// closed by an `EndBlock` naming it.
@@ -311,6 +312,27 @@ pub enum Message<'a> {
         /// The events, encoded by the input layer (opaque here).
         payload: &'a [u8],
     },
+    /// Master → node, right after the node's first frame: frame data from now on comes as
+    /// multicast datagrams (`crate::datagram`) of session `session` to `group`, starting
+    /// with datagram frame `first`; this connection keeps the handshake, heartbeats and the
+    /// node's answers.
+    Multicast {
+        /// The session number the datagrams' key is derived with.
+        session: u64,
+        /// The group and port, as `a.b.c.d:port`.
+        group: &'a str,
+        /// The first datagram frame this node applies.
+        first: u64,
+    },
+    /// Node → master: datagrams of one multicast frame that did not come; the master sends
+    /// them again to the group.
+    Nak {
+        /// The datagram frame.
+        frame: u64,
+        /// Indices of the missing datagrams, each a little-endian `u16` (none: all of
+        /// them); at most [`crate::datagram::MAX_NAK`].
+        missing: &'a [u8],
+    },
 }
 
 /// Largest `AssetChunk` the master sends.
@@ -345,6 +367,8 @@ impl Message<'_> {
             Message::AssetInfo { .. } => "AssetInfo",
             Message::AssetChunk { .. } => "AssetChunk",
             Message::Input { .. } => "Input",
+            Message::Multicast { .. } => "Multicast",
+            Message::Nak { .. } => "Nak",
         }
     }
 }

@@ -54,6 +54,7 @@ impl Master {
                 ready: None,
                 rate: Rates::default(),
                 inbox: Inbox::default(),
+                on_group: false,
             });
         }
         // Cluster-file order, whatever order they connected in: reports read the same each run.

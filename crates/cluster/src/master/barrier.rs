@@ -12,6 +12,7 @@ use crate::{ClusterError, FrameInfo};
 use super::Master;
 use super::standing::{NodeConn, Standing};
 use super::verify::{Mismatch, check_state};
+use crate::multicast::MulticastOut;
 
 /// What one barrier (or the time between frames) saw.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -55,6 +56,7 @@ pub(super) fn wait_ready(
     or_later: bool,
     deadline: Instant,
     limit: Duration,
+    mut multicast: Option<&mut MulticastOut>,
 ) -> Result<(u64, NodeStats), String> {
     loop {
         // Past the deadline (spent waiting on a slower node), still take what this node has
@@ -66,7 +68,7 @@ pub(super) fn wait_ready(
             return Err(format!("cannot wait for it: {e}"));
         }
         match n.link.recv() {
-            Ok(m) => match n.inbox.keep(m)? {
+            Ok(m) => match n.inbox.keep(m, multicast.as_deref_mut())? {
                 Some((f, stats)) if f == frame || (or_later && f > frame) => {
                     return Ok((f, stats));
                 }
@@ -85,18 +87,27 @@ pub(super) fn wait_ready(
 
 /// Looks, without waiting, at what a node catching up sent: its stats if it is ready for
 /// `frame` before `frame`'s `SwapNow` left.
-pub(super) fn catch_up(n: &mut NodeConn, frame: u64) -> Result<Option<NodeStats>, String> {
+pub(super) fn catch_up(
+    n: &mut NodeConn,
+    frame: u64,
+    mut multicast: Option<&mut MulticastOut>,
+) -> Result<Option<NodeStats>, String> {
     loop {
         match n.link.try_recv() {
             Ok(None) => return Ok(None),
             Ok(Some(m)) => {
                 n.heard = Instant::now();
                 n.asked = None;
-                if let Some((f, stats)) = n.inbox.keep(m)? {
+                if let Some((f, stats)) = n.inbox.keep(m, multicast.as_deref_mut())? {
                     n.ready = Some((f, stats));
                     n.rate.push(n.heard, Duration::ZERO);
                     if f == frame {
                         return Ok(Some(stats));
+                    }
+                    // Ready for a later frame already (its snapshot came before this
+                    // barrier ran): kept for that frame's barrier, which takes it in step.
+                    if f > frame {
+                        n.early = Some((f, stats));
                     }
                 }
             }
@@ -128,9 +139,12 @@ impl Master {
         self.head.clear();
         let next_made = !self.in_flight.is_empty();
         self.barrier(&info, scene, report, next_made)?;
+        if let Some(out) = &mut self.multicast {
+            out.send(&self.head)?;
+        }
         let mut failed = Vec::new();
         for n in &mut self.nodes {
-            if matches!(n.standing, Standing::Leaving { .. }) {
+            if matches!(n.standing, Standing::Leaving { .. }) || n.on_group {
                 continue;
             }
             if let Err(e) = n.link.send_encoded(&self.head, &[]) {
@@ -202,7 +216,8 @@ impl Master {
         for n in self.nodes.iter_mut().filter(|n| n.waited_for(frame)) {
             let outcome = match n.early.take() {
                 Some((f, stats)) if f == frame => Ok(stats),
-                _ => wait_ready(n, frame, false, deadline, limit).map(|(_, s)| s),
+                _ => wait_ready(n, frame, false, deadline, limit, self.multicast.as_mut())
+                    .map(|(_, s)| s),
             };
             match outcome {
                 Ok(stats) => {
@@ -236,9 +251,17 @@ impl Master {
             let outcome = if let Some((f, stats)) = n.early.take().filter(|(f, _)| *f >= frame) {
                 Ok(Some((f, stats)))
             } else if loaded {
-                wait_ready(n, frame, true, Instant::now() + swap_limit, swap_limit).map(Some)
+                wait_ready(
+                    n,
+                    frame,
+                    true,
+                    Instant::now() + swap_limit,
+                    swap_limit,
+                    self.multicast.as_mut(),
+                )
+                .map(Some)
             } else {
-                catch_up(n, frame).map(|r| r.map(|s| (frame, s)))
+                catch_up(n, frame, self.multicast.as_mut()).map(|r| r.map(|s| (frame, s)))
             };
             match outcome {
                 Err(why) => failed.push((n.name.clone(), why)),

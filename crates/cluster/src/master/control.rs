@@ -6,10 +6,14 @@ frame begun.
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
+use std::time::Instant;
+
+use lockstep_wire::datagram::{Nak, NakBudget};
 use lockstep_wire::{Message, NodeStats};
 
 use crate::ClusterError;
 use crate::control::ControlCall;
+use crate::multicast::{MulticastOut, nak_budget};
 use crate::plugins::{Event, Events, MAX_EVENTS_PER_FRAME};
 
 use super::Master;
@@ -23,14 +27,43 @@ pub(super) struct Inbox {
     /// What its own input devices reported, batch by batch, and how many bytes that is.
     pub(super) input: Vec<Vec<u8>>,
     pub(super) input_bytes: usize,
+    /// Its requests for missing datagrams since the last frame begun, and how many
+    /// datagrams it may still have sent again.
+    pub(super) naks: usize,
+    pub(super) nak_budget: Option<NakBudget>,
 }
+
+/// Most requests for missing datagrams a node may send between two frames begun: one per
+/// datagram frame, a few times over, with room to spare. More is a node out of control.
+pub(super) const MAX_NODE_NAKS: usize = 256;
 
 impl Inbox {
     /// Keeps what `m` brings. A `SwapReady` is handed back, (frame, stats), for the caller's
     /// barrier; a heartbeat answer is only a sign of life. Anything else, or more than the
     /// limits allow, is why the node goes.
-    pub(super) fn keep(&mut self, m: Message<'_>) -> Result<Option<(u64, NodeStats)>, String> {
+    /// A request for missing datagrams is answered at once, to the group, within the node's
+    /// budget.
+    pub(super) fn keep(
+        &mut self,
+        m: Message<'_>,
+        multicast: Option<&mut MulticastOut>,
+    ) -> Result<Option<(u64, NodeStats)>, String> {
         match m {
+            Message::Nak { frame, missing } => {
+                let Some(out) = multicast else {
+                    return Err("asked for datagrams again, but this cluster sends none".into());
+                };
+                self.naks += 1;
+                if self.naks > MAX_NODE_NAKS {
+                    return Err(format!(
+                        "asked for datagrams again more than {MAX_NODE_NAKS} times in one frame"
+                    ));
+                }
+                let nak = Nak::from_message(frame, missing)?;
+                let budget = self.nak_budget.get_or_insert_with(nak_budget);
+                out.answer(&nak, budget, Instant::now());
+                Ok(None)
+            }
             Message::SwapReady { frame, stats } => Ok(Some((frame, stats))),
             Message::Heartbeat { .. } => Ok(None),
             Message::Event { name, payload, .. } => {

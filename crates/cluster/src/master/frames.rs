@@ -69,6 +69,9 @@ impl Master {
         let mut report = std::mem::take(&mut self.carry);
         self.switch(info.frame, &mut report)?;
         self.carry = report;
+        for n in &mut self.nodes {
+            n.inbox.naks = 0;
+        }
         let started = self.started;
         if !started {
             self.first_frame = Some(info.frame);
@@ -229,17 +232,38 @@ impl Master {
         report: &mut SwapReport,
     ) -> Result<(), ClusterError> {
         self.last_sent = self.head.len() + self.bytes.len();
+        // By multicast: the release (one datagram, as a rule) ahead of the frame.
+        if let Some(out) = &mut self.multicast {
+            out.send(&self.head)?;
+            out.send(&self.bytes)?;
+        }
+        let group = self.multicast.as_ref().map(|out| Message::Multicast {
+            session: out.session(),
+            group: &out.group,
+            first: out.next_unit(),
+        });
         let mut failed = Vec::new();
         let restarting = std::mem::take(&mut self.restarting);
         for n in &mut self.nodes {
             let result = match n.standing {
                 Standing::Leaving { .. } => continue,
+                _ if n.on_group => Ok(()),
                 // The swap before its first frame (its post-frame blocks are dropped there):
                 // with late latching it carries the pose that frame is projected from.
                 Standing::CatchingUp { first, .. } if first == frame => {
                     n.link.send_encoded(&self.head, &self.snapshot)
                 }
                 _ => n.link.send_encoded(&self.head, &self.bytes),
+            };
+            // Its first frame came on its connection; the next ones come by multicast.
+            let result = match (&group, result) {
+                (Some(told), Ok(())) if !n.on_group => {
+                    n.on_group = true;
+                    n.link
+                        .send(told)
+                        .map_err(|e| std::io::Error::other(e.to_string()))
+                }
+                (_, r) => r,
             };
             if let Err(e) = result {
                 failed.push((n.name.clone(), format!("cannot send frame {frame}: {e}")));

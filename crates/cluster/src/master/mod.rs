@@ -53,7 +53,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use lockstep_display::ClusterConfig;
+use lockstep_display::{ClusterConfig, MulticastConfig, Transport};
 use lockstep_wire::admission::Gatekeeper;
 use lockstep_wire::{ClusterKey, LatchedHead, Message, encode_into};
 
@@ -61,6 +61,7 @@ use crate::assets::AssetServer;
 use crate::control::ControlCall;
 use crate::join::PluginEntry;
 use crate::link::io;
+use crate::multicast::{MulticastOut, MulticastStats};
 use crate::plugins::Event;
 use crate::{AppIdentity, ClusterError, ClusterManager, FrameInfo};
 use accept::Gate;
@@ -122,6 +123,13 @@ pub struct MasterConfig {
     /// The application this master runs: a node whose `Join` differs is refused. Its plugin
     /// list is taken from the manager the master starts with.
     pub identity: AppIdentity,
+    /// Send frame data once, to this multicast group, instead of to each node's connection
+    /// (the cluster file's `transport = "multicast"`).
+    pub multicast: Option<MulticastConfig>,
+    /// With multicast: the share of datagrams (0 to 0.5) not sent the first time, so that
+    /// nodes must ask for them again — a lossy network, simulated, for tests and
+    /// benchmarks.
+    pub simulated_loss: f64,
 }
 
 impl MasterConfig {
@@ -145,6 +153,8 @@ impl MasterConfig {
             verify: false,
             identity: AppIdentity::default(),
             send_assets: false,
+            multicast: None,
+            simulated_loss: 0.0,
         }
     }
 
@@ -155,6 +165,10 @@ impl MasterConfig {
         MasterConfig {
             cluster_file: Some(file.clone()),
             send_assets: file.assets.send,
+            multicast: match file.transport {
+                Transport::Tcp => None,
+                Transport::Multicast(m) => Some(m),
+            },
             ..MasterConfig::new(&file.name, key, listen, nodes)
         }
     }
@@ -223,6 +237,8 @@ pub struct Master {
     latched: Option<(u64, LatchedHead)>,
     /// Poses the latch gave that were no poses (told now and then, not at each).
     unsound_latches: u64,
+    /// With multicast: the sender of every frame's data.
+    multicast: Option<MulticastOut>,
 }
 
 impl Master {
@@ -251,6 +267,16 @@ impl Master {
             gatekeeper: Gatekeeper::for_listener(),
             identity: identity.clone(),
             assets: Arc::new(AssetServer::new(identity, config.send_assets)),
+        };
+        let multicast = match &config.multicast {
+            Some(m) => Some(MulticastOut::open(
+                m,
+                addr,
+                &config.key,
+                &config.cluster,
+                config.simulated_loss,
+            )?),
+            None => None,
         };
         let listener = Arc::new(listener);
         let accept = {
@@ -293,6 +319,7 @@ impl Master {
             latch: None,
             latched: None,
             unsound_latches: 0,
+            multicast,
         })
     }
 
@@ -321,6 +348,11 @@ impl Master {
         self.last_sent
     }
 
+    /// What was sent by multicast so far, if frame data goes by multicast.
+    pub fn multicast_stats(&self) -> Option<MulticastStats> {
+        self.multicast.as_ref().map(|m| m.stats)
+    }
+
     /// The cluster file in force (after any reconfiguration).
     pub fn cluster_file(&self) -> Option<&ClusterConfig> {
         self.config.cluster_file.as_ref()
@@ -330,6 +362,10 @@ impl Master {
     pub fn shutdown(mut self, reason: &str) {
         self.bytes.clear();
         if encode_into(&Message::Shutdown { reason }, &mut self.bytes).is_ok() {
+            // In order after the last frames; each connection gets it too, in case.
+            if let Some(out) = &mut self.multicast {
+                let _ = out.send(&self.bytes);
+            }
             for n in &mut self.nodes {
                 let _ = n.link.send_encoded(&self.bytes, &[]);
             }

@@ -13,6 +13,7 @@ use super::barrier::SwapReport;
 use super::control::Inbox;
 use super::status::Rates;
 use super::{FailurePolicy, Master};
+use crate::multicast::MulticastOut;
 
 /// Where a node stands in the session.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -48,6 +49,8 @@ pub(super) struct NodeConn {
     pub(super) rate: Rates,
     /// Events and input it sent, not yet taken into the next frame.
     pub(super) inbox: Inbox,
+    /// Frame data reaches it by multicast: it was told so after its first frame.
+    pub(super) on_group: bool,
 }
 
 impl NodeConn {
@@ -58,14 +61,17 @@ impl NodeConn {
 
 /// Reads what a node sent between frames: heartbeat answers, or a `SwapReady` kept for its
 /// barrier.
-pub(super) fn drain(n: &mut NodeConn) -> Result<(), String> {
+pub(super) fn drain(
+    n: &mut NodeConn,
+    mut multicast: Option<&mut MulticastOut>,
+) -> Result<(), String> {
     loop {
         match n.link.try_recv() {
             Ok(None) => return Ok(()),
             Ok(Some(m)) => {
                 n.heard = Instant::now();
                 n.asked = None;
-                if let Some(ready) = n.inbox.keep(m)? {
+                if let Some(ready) = n.inbox.keep(m, multicast.as_deref_mut())? {
                     n.early = Some(ready);
                     n.ready = Some(ready);
                 }
@@ -123,7 +129,7 @@ impl Master {
         let limit = self.config.silence_limit();
         let mut failed = Vec::new();
         for n in &mut self.nodes {
-            if let Err(why) = drain(n) {
+            if let Err(why) = drain(n, self.multicast.as_mut()) {
                 failed.push((n.name.clone(), why));
             } else if let Some(asked) = n.asked.filter(|t| t.elapsed() > limit) {
                 failed.push((

@@ -26,6 +26,10 @@ use lockstep_wire::{
     random_nonce,
 };
 
+mod from_master;
+
+use from_master::FromMaster;
+
 use crate::frame::{Assembler, FrameBlocks, Step};
 use crate::link::{Link, wire};
 use crate::{AppIdentity, ClusterError, ClusterManager, FrameInfo};
@@ -260,16 +264,24 @@ pub fn connect(
     let mut link = dial(&config.joining_with(&manager))?;
     let peer = link.peer.clone();
     let writer = Arc::new(Mutex::new(link.split_writer()?));
+    let max_frame = link.max_frame();
+    let src = FromMaster::new(
+        link,
+        Some(writer.clone()),
+        config.master_timeout,
+        config.key.clone(),
+        &config.cluster,
+        max_frame,
+    );
     let (app_tx, frames) = mpsc::channel::<ToApp>();
     let (draw_tx, swaps) = mpsc::channel::<ToDraw>();
     let (recycle, recycled) = mpsc::channel::<FrameBlocks>();
     let swapped = Arc::new(AtomicU64::new(0));
     {
         let (writer, swapped) = (writer.clone(), swapped.clone());
-        let silence = config.master_timeout;
         std::thread::Builder::new()
             .name("from master".into())
-            .spawn(move || read_loop(link, silence, writer, swapped, app_tx, draw_tx, recycled))
+            .spawn(move || read_loop(src, writer, swapped, app_tx, draw_tx, recycled))
             .map_err(|e| ClusterError::Internal(format!("cannot start the reader thread: {e}")))?;
     }
     Ok((
@@ -295,17 +307,8 @@ pub fn connect(
     ))
 }
 
-/// The master's silence after `silence`: the connection counts as lost.
-fn silent(peer: &str, silence: Duration) -> ClusterError {
-    ClusterError::Timeout {
-        peer: peer.to_string(),
-        what: format!("sent nothing for {silence:?}"),
-    }
-}
-
 fn read_loop(
-    mut link: Link,
-    silence: Duration,
+    mut src: FromMaster,
     writer: Arc<Mutex<Link>>,
     swapped: Arc<AtomicU64>,
     app: Sender<ToApp>,
@@ -314,12 +317,11 @@ fn read_loop(
 ) {
     let mut frames = Assembler::default();
     let ended = loop {
-        let msg = match link.recv() {
-            Ok(m) => m,
-            Err(ClusterError::Timeout { .. }) => break silent(&link.peer, silence),
+        let step = match src.next(|msg| frames.accept(msg)) {
+            Ok(s) => s,
             Err(e) => break e,
         };
-        match frames.accept(msg) {
+        match step {
             Ok(Step::More) => {}
             Ok(Step::Frame(info)) => {
                 let mut next = recycled.try_recv().unwrap_or_default();
@@ -352,7 +354,7 @@ fn read_loop(
             }
             Err(what) => {
                 break ClusterError::Protocol {
-                    peer: link.peer.clone(),
+                    peer: src.link.peer.clone(),
                     what,
                 };
             }
@@ -537,10 +539,8 @@ impl Drop for SwapLink {
 /// between the socket and the node (each hop would cost a thread wake-up per frame): for nodes
 /// that do not split App and Draw across threads, such as `--renderer none`.
 pub struct DirectNode {
-    link: Link,
+    src: FromMaster,
     name: String,
-    /// Silence from the master after which it counts as gone.
-    master_timeout: Duration,
     origin: PathBuf,
     /// Frames being received; its buffer is reused every frame.
     frames: Assembler,
@@ -560,10 +560,18 @@ pub fn connect_direct(
     config: &NodeConfig,
     manager: ClusterManager,
 ) -> Result<DirectNode, ClusterError> {
+    let link = dial(&config.joining_with(&manager))?;
+    let max_frame = link.max_frame();
     Ok(DirectNode {
-        link: dial(&config.joining_with(&manager))?,
+        src: FromMaster::new(
+            link,
+            None,
+            config.master_timeout,
+            config.key.clone(),
+            &config.cluster,
+            max_frame,
+        ),
         name: config.name.clone(),
-        master_timeout: config.master_timeout,
         origin: config.cluster_file.clone(),
         frames: Assembler::default(),
         early: None,
@@ -577,22 +585,15 @@ impl DirectNode {
     /// The next step of the master's stream; heartbeats are answered here.
     fn step(&mut self) -> Result<Step, ClusterError> {
         loop {
-            let msg = match self.link.recv() {
-                Ok(m) => m,
-                Err(ClusterError::Timeout { .. }) => {
-                    return Err(silent(&self.link.peer, self.master_timeout));
-                }
-                Err(e) => return Err(e),
-            };
-            let step = self
-                .frames
-                .accept(msg)
-                .map_err(|what| ClusterError::Protocol {
-                    peer: self.link.peer.clone(),
+            let frames = &mut self.frames;
+            let step = self.src.next(|msg| frames.accept(msg))?.map_err(|what| {
+                ClusterError::Protocol {
+                    peer: self.src.link.peer.clone(),
                     what,
-                })?;
+                }
+            })?;
             match step {
-                Step::Heartbeat(seq) => self.link.send(&Message::Heartbeat { seq })?,
+                Step::Heartbeat(seq) => self.src.link.send(&Message::Heartbeat { seq })?,
                 Step::SwapNow(f, head) => {
                     self.swapped.record(f, head);
                     return Ok(step);
@@ -658,7 +659,7 @@ impl DirectNode {
     /// Sends a cluster event (postcard bytes of its declared type) to the master, which
     /// delivers it to every process in the next frame it begins.
     pub fn send_event(&mut self, name: &str, payload: &[u8]) -> Result<(), ClusterError> {
-        self.link.send(&Message::Event {
+        self.src.link.send(&Message::Event {
             name,
             payload,
             json: false,
@@ -667,12 +668,12 @@ impl DirectNode {
 
     /// Sends what this node's own input devices reported to the master.
     pub fn send_input(&mut self, payload: &[u8]) -> Result<(), ClusterError> {
-        self.link.send(&Message::Input { payload })
+        self.src.link.send(&Message::Input { payload })
     }
 
     /// Tells the master frame `frame` is ready and waits for its `SwapNow`.
     pub fn swap(&mut self, frame: u64, stats: NodeStats) -> Result<(), ClusterError> {
-        self.link.send(&Message::SwapReady { frame, stats })?;
+        self.src.link.send(&Message::SwapReady { frame, stats })?;
         while self.swapped.newest != Some(frame) {
             self.step_while_swapping(frame)?;
         }
@@ -690,7 +691,7 @@ impl DirectNode {
                 Ok(())
             }
             Step::Frame(info) => Err(ClusterError::Protocol {
-                peer: self.link.peer.clone(),
+                peer: self.src.link.peer.clone(),
                 what: format!(
                     "it sent frame {} two frames ahead of swapping frame {frame}",
                     info.frame

@@ -1,0 +1,223 @@
+//! Frame data by multicast over loopback: every node presents every frame with the master's
+//! scene, a late joiner included, with and without datagrams lost on the way.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use glam::Vec3;
+use lockstep_cluster::plugins::{FIRST_APP_PLUGIN, SceneReplication, Shared};
+use lockstep_cluster::{
+    ClusterError, ClusterManager, FrameInfo, Master, MasterConfig, NodeConfig, scene_hash,
+};
+use lockstep_display::MulticastConfig;
+use lockstep_scene::{Color, Material, Mesh, Node, Scene, Transform};
+use lockstep_wire::{ClusterKey, NodeStats};
+
+fn key() -> ClusterKey {
+    ClusterKey::new(b"0123456789abcdef0123456789abcdef".to_vec()).unwrap()
+}
+
+fn manager() -> ClusterManager {
+    let mut m = ClusterManager::new();
+    m.register(SceneReplication::default()).unwrap();
+    m.register(Shared::new(FIRST_APP_PLUGIN, "score", 0u64))
+        .unwrap();
+    m
+}
+
+/// A free UDP port for the group (each test its own, so that they can run at once).
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn master(nodes: &[&str], loss: f64) -> Master {
+    let config = MasterConfig {
+        swap_deadline: Duration::from_secs(2),
+        load_deadline: Duration::from_secs(10),
+        multicast: Some(MulticastConfig {
+            group: Ipv4Addr::new(239, 255, 76, 99),
+            port: free_port(),
+            ttl: 1,
+            interface: None,
+        }),
+        simulated_loss: loss,
+        ..MasterConfig::new(
+            "test",
+            key(),
+            "127.0.0.1:0".parse().unwrap(),
+            nodes.iter().map(|s| s.to_string()).collect(),
+        )
+    };
+    Master::start(config, manager()).unwrap()
+}
+
+/// (frame, scene hash, shared value) per frame presented, and how the node ended.
+type NodeRun = (Vec<(u64, u64, u64)>, Result<(), ClusterError>);
+
+/// A node that records what it presents; `direct` runs the single-threaded node.
+fn spawn_node(name: &'static str, addr: SocketAddr, direct: bool) -> JoinHandle<NodeRun> {
+    std::thread::spawn(move || {
+        let config = NodeConfig::new("test", key(), name, addr)
+            .connect_timeout(Duration::from_secs(5))
+            .master_timeout(Duration::from_secs(5));
+        let mut scene = Scene::new();
+        let mut seen = Vec::new();
+        let shared = |m: &ClusterManager| *m.get::<Shared<u64>>().unwrap().get();
+        let result = if direct {
+            let mut node = match lockstep_cluster::node::connect_direct(&config, manager()) {
+                Ok(n) => n,
+                Err(e) => return (seen, Err(e)),
+            };
+            loop {
+                match node.next_frame(&mut scene) {
+                    Ok(Some(info)) => {
+                        if let Err(e) = node.swap(info.frame, NodeStats::default()) {
+                            break Err(e);
+                        }
+                        seen.push((info.frame, scene_hash(&scene), shared(&node.manager)));
+                    }
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            }
+        } else {
+            let (mut session, mut swap) = match lockstep_cluster::node::connect(&config, manager())
+            {
+                Ok(s) => s,
+                Err(e) => return (seen, Err(e)),
+            };
+            loop {
+                match session.next_frame(&mut scene) {
+                    Ok(Some(info)) => match swap.swap(info.frame, NodeStats::default()) {
+                        Ok(true) => {
+                            seen.push((info.frame, scene_hash(&scene), shared(&session.manager)))
+                        }
+                        Ok(false) => {}
+                        Err(e) => break Err(e),
+                    },
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            }
+        };
+        (seen, result)
+    })
+}
+
+fn world() -> (Scene, Vec<lockstep_scene::NodeId>) {
+    let mut scene = Scene::new();
+    let cube = scene.add_mesh(Mesh::cube(0.2));
+    let mat = scene.add_material(Material::lit(Color::WHITE)).unwrap();
+    // Enough boxes that a frame takes several datagrams.
+    let boxes = (0..400)
+        .map(|i| {
+            scene
+                .add(Node::mesh(cube, mat).named(format!("b{i}")), None)
+                .unwrap()
+        })
+        .collect();
+    (scene, boxes)
+}
+
+/// Runs `frames` frames pipelined two deep, with `late` joining at frame 100; returns what
+/// each node presented and what the master expected.
+type Run = (
+    lockstep_cluster::MulticastStats,
+    Vec<(u64, u64, u64)>,
+    Vec<(&'static str, NodeRun)>,
+);
+
+fn run(loss: f64, frames: u64) -> Run {
+    let mut m = master(&["a", "b", "c", "late"], loss);
+    let addr = m.local_addr();
+    let early: Vec<_> = [("a", false), ("b", false), ("c", true)]
+        .into_iter()
+        .map(|(n, direct)| (n, spawn_node(n, addr, direct)))
+        .collect();
+    let first: Vec<String> = ["a", "b", "c"].map(String::from).into();
+    m.wait_for_unless(&first, Duration::from_secs(10), &Default::default())
+        .unwrap();
+    let (mut scene, boxes) = world();
+    let mut expected = Vec::new();
+    let mut late = None;
+    for frame in 0..frames {
+        if frame == 100 {
+            late = Some(spawn_node("late", addr, false));
+        }
+        for (i, b) in boxes.iter().enumerate() {
+            let a = frame as f32 * 0.05 + i as f32;
+            scene
+                .set_transform(
+                    *b,
+                    Transform::from_translation(Vec3::new(a.cos(), a.sin(), 0.0)),
+                )
+                .unwrap();
+        }
+        m.manager.get_mut::<Shared<u64>>().unwrap().set(frame * 3);
+        let info = FrameInfo {
+            frame,
+            time: frame as f64 / 60.0,
+            dt: 1.0 / 60.0,
+        };
+        let report = m.send_frame(&info, &scene).unwrap();
+        assert_eq!(report.dropped, [], "frame {frame}");
+        expected.push((frame, scene_hash(&scene), frame * 3));
+    }
+    while let Some(f) = m.in_flight() {
+        let mut report = Default::default();
+        m.swap(f, &scene, &mut report).unwrap();
+        assert_eq!(report.dropped, []);
+    }
+    assert_eq!(m.in_step(), ["a", "b", "c", "late"]);
+    let stats = m.multicast_stats().unwrap();
+    m.shutdown("test over");
+    let mut runs: Vec<_> = early
+        .into_iter()
+        .map(|(n, h)| (n, h.join().unwrap()))
+        .collect();
+    runs.push(("late", late.unwrap().join().unwrap()));
+    (stats, expected, runs)
+}
+
+fn check(expected: &[(u64, u64, u64)], runs: &[(&str, NodeRun)]) {
+    for (name, (seen, result)) in runs {
+        if let Err(e) = result {
+            panic!("node {name}: {e}");
+        }
+        if *name == "late" {
+            // From the first frame it presented with the others, every frame.
+            let first = seen.first().expect("the late node presented frames").0;
+            assert!(first > 100, "{first}");
+            assert_eq!(seen[..], expected[first as usize..], "node {name}");
+        } else {
+            assert_eq!(seen[..], expected[..], "node {name}");
+        }
+    }
+}
+
+#[test]
+fn every_node_presents_every_frame_sent_once_by_multicast() {
+    let (stats, expected, runs) = run(0.0, 300);
+    check(&expected, &runs);
+    // Two units a frame (the release and the frame), each sent once for all the nodes.
+    assert!(stats.units >= 2 * 300 - 2, "{stats:?}");
+    assert!(
+        stats.datagrams > stats.units,
+        "frames of several datagrams: {stats:?}"
+    );
+}
+
+#[test]
+fn datagrams_lost_on_the_way_are_asked_for_and_every_frame_still_arrives_whole() {
+    let (stats, expected, runs) = run(0.05, 300);
+    check(&expected, &runs);
+    assert!(
+        stats.resent > 0,
+        "lost datagrams were sent again: {stats:?}"
+    );
+}
