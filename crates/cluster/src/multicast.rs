@@ -52,6 +52,9 @@ pub struct MulticastStats {
     pub too_old: u64,
     /// Sends that failed (the datagrams count as lost; nodes ask again).
     pub send_errors: u64,
+    /// Nodes told on their connection which unit was sent last, as their answer was long in
+    /// coming.
+    pub nudges: u64,
 }
 
 /// The master's multicast sender.

@@ -17,6 +17,15 @@ pub fn monotonic_ns() -> u64 {
     }
 }
 
+/// CPU time the calling thread has used, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`): what a
+/// loop costs its thread, whatever else the machine runs meanwhile.
+pub fn thread_cpu_ns() -> u64 {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID) {
+        Ok(t) => (t.tv_sec() as u64).saturating_mul(1_000_000_000) + t.tv_nsec() as u64,
+        Err(_) => 0,
+    }
+}
+
 /// The present skew of every frame that all of `nodes` presented: the latest present time
 /// minus the earliest. Each node's list is (frame, `monotonic_ns` when it presented it).
 pub fn present_skew(nodes: &[Vec<(u64, u64)>]) -> Vec<Duration> {

@@ -13,7 +13,7 @@ use lockstep_wire::ClusterKey;
 
 mod support;
 
-use support::{BIN, free_port, text, wait_until, write_model};
+use support::{BIN, Hosts, free_port, text, wait_until, write_model};
 
 const KEY: &str = "launch-test-key-0123456789abcdef";
 
@@ -327,101 +327,6 @@ fn a_wrong_key_a_program_outside_the_allow_list_and_a_disallowed_role_are_refuse
     wait_until_gone(dir.path());
 }
 
-/// Three hosts made of network namespaces on one bridge; removed when dropped.
-struct Hosts {
-    names: Vec<String>,
-    bridge: String,
-    subnet: String,
-}
-
-impl Hosts {
-    /// `None` (with the reason) where namespaces cannot be made.
-    fn new() -> Result<Hosts, String> {
-        if !nix_is_root() {
-            return Err("not root".into());
-        }
-        let id = std::process::id() % 10_000;
-        let subnet = format!("10.{}.{}", 100 + id % 100, id / 100 % 250);
-        let h = Hosts {
-            names: (1..=3).map(|i| format!("lst{id}h{i}")).collect(),
-            bridge: format!("lst{id}br"),
-            subnet,
-        };
-        let ip = |args: &[&str]| -> Result<(), String> {
-            let out = Command::new("ip")
-                .args(args)
-                .output()
-                .map_err(|e| format!("ip: {e}"))?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "ip {}: {}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&out.stderr)
-                ))
-            }
-        };
-        ip(&["link", "add", &h.bridge, "type", "bridge"])?;
-        ip(&[
-            "addr",
-            "add",
-            &format!("{}.1/24", h.subnet),
-            "dev",
-            &h.bridge,
-        ])?;
-        ip(&["link", "set", &h.bridge, "up"])?;
-        for (i, ns) in h.names.iter().enumerate() {
-            let (outer, inner) = (format!("lst{id}v{i}"), format!("lst{id}p{i}"));
-            ip(&["netns", "add", ns])?;
-            ip(&[
-                "link", "add", &outer, "type", "veth", "peer", "name", &inner,
-            ])?;
-            ip(&["link", "set", &inner, "netns", ns])?;
-            ip(&["link", "set", &outer, "master", &h.bridge, "up"])?;
-            ip(&[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{}/24", h.addr(i)),
-                "dev",
-                &inner,
-            ])?;
-            ip(&["-n", ns, "link", "set", &inner, "up"])?;
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        }
-        Ok(h)
-    }
-
-    fn addr(&self, i: usize) -> String {
-        format!("{}.{}", self.subnet, 11 + i)
-    }
-}
-
-impl Drop for Hosts {
-    fn drop(&mut self) {
-        for ns in &self.names {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .output();
-    }
-}
-
-fn nix_is_root() -> bool {
-    // The real uid, from /proc (no libc needed in the test).
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 /// Reads a growing file until `text` appears in it.
 fn wait_in_file(path: &Path, text: &str, limit: Duration) -> String {
     let what = format!("{text:?} in {}", path.display());
@@ -441,7 +346,7 @@ fn hashes(path: &Path) -> Vec<String> {
 
 #[test]
 fn a_cluster_on_three_namespace_hosts_runs_stops_and_reports_what_was_killed() {
-    let hosts = match Hosts::new() {
+    let hosts = match Hosts::new(3) {
         Ok(h) => h,
         Err(why) => {
             assert!(

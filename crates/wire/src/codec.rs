@@ -438,6 +438,7 @@ mod tests {
                 frame: 12,
                 missing: &[1, 0, 3, 0],
             },
+            Message::Units { through: 40 },
         ]
     }
 

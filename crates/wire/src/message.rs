@@ -10,7 +10,7 @@ pub const MAGIC: [u8; 4] = *b"LKST";
 /// events (`Event`, `Queued`). 7: the master sends the files its application loaded
 /// (`AssetRequest`, `AssetInfo`, `AssetChunk`). 8: nodes send the input of their own
 /// devices (`Input`). 9: `SwapNow` may carry the newest head pose (late latching). 10: frame
-/// data may come by multicast (`Multicast`, `Nak`).
+/// data may come by multicast (`Multicast`, `Nak`, `Units`).
 pub const PROTOCOL_VERSION: u16 = 10;
 
 /// The points of a frame where plugins' blocks are applied on a node; each hook's blocks are
@@ -333,6 +333,13 @@ pub enum Message<'a> {
         /// them); at most [`crate::datagram::MAX_NAK`].
         missing: &'a [u8],
     },
+    /// Master → node, on its connection, when its `SwapReady` is long in coming: the
+    /// multicast units sent so far end with `through`. A node that lacks one (a release lost
+    /// whole, with nothing after it to show the gap) asks for it.
+    Units {
+        /// The newest unit sent.
+        through: u64,
+    },
 }
 
 /// Largest `AssetChunk` the master sends.
@@ -369,6 +376,7 @@ impl Message<'_> {
             Message::Input { .. } => "Input",
             Message::Multicast { .. } => "Multicast",
             Message::Nak { .. } => "Nak",
+            Message::Units { .. } => "Units",
         }
     }
 }

@@ -49,7 +49,9 @@ impl SwapReport {
 }
 
 /// Waits for a node's `SwapReady(frame)` (or, `or_later`, of any frame from `frame` on)
-/// until `deadline`.
+/// until `deadline`. A node fed by multicast that has not answered after [`nudge`] is told
+/// on its connection which unit was sent last, once: if it lost the newest units whole
+/// (nothing after them shows it a gap), it asks for them again rather than miss the deadline.
 pub(super) fn wait_ready(
     n: &mut NodeConn,
     frame: u64,
@@ -58,10 +60,13 @@ pub(super) fn wait_ready(
     limit: Duration,
     mut multicast: Option<&mut MulticastOut>,
 ) -> Result<(u64, NodeStats), String> {
+    let mut nudge_at = (n.on_group && multicast.as_ref().is_some_and(|m| m.next_unit() > 0))
+        .then(|| Instant::now() + nudge(limit));
     loop {
         // Past the deadline (spent waiting on a slower node), still take what this node has
         // already sent: it was on time.
-        let left = deadline
+        let until = nudge_at.map_or(deadline, |t| t.min(deadline));
+        let left = until
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1));
         if let Err(e) = n.link.stream.set_read_timeout(Some(left)) {
@@ -75,6 +80,18 @@ pub(super) fn wait_ready(
                 // A late answer to an earlier frame, or kept for the next frame.
                 _ => {}
             },
+            Err(ClusterError::Timeout { .. })
+                if nudge_at.is_some() && Instant::now() < deadline =>
+            {
+                nudge_at = None;
+                if let Some(out) = multicast.as_deref_mut() {
+                    let through = out.next_unit().saturating_sub(1);
+                    out.stats.nudges += 1;
+                    if let Err(e) = n.link.send(&Message::Units { through }) {
+                        return Err(format!("cannot tell it the units sent: {e}"));
+                    }
+                }
+            }
             Err(ClusterError::Timeout { .. }) => {
                 return Err(format!(
                     "missed the swap deadline of {limit:?} at frame {frame}"
@@ -83,6 +100,12 @@ pub(super) fn wait_ready(
             Err(e) => return Err(e.to_string()),
         }
     }
+}
+
+/// How long the barrier waits for a multicast node before it tells the node which unit was
+/// sent last: long enough that a node still drawing is not told every frame.
+pub(super) fn nudge(limit: Duration) -> Duration {
+    (limit / 8).max(Duration::from_millis(20))
 }
 
 /// Looks, without waiting, at what a node catching up sent: its stats if it is ready for

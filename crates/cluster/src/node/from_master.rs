@@ -56,6 +56,10 @@ struct Group {
     shutdown: Option<(String, Instant)>,
     /// Datagrams refused, as last logged.
     logged_rejects: u64,
+    /// Whether the last `poll` found each socket readable (or none ran yet): the other is
+    /// not read in vain (a read that finds nothing is a system call per frame per node).
+    udp_ready: bool,
+    tcp_ready: bool,
 }
 
 impl FromMaster {
@@ -185,7 +189,10 @@ impl FromMaster {
         }
         // The connection: heartbeats, a shutdown (after which the master closes it).
         let tcp = g.shutdown.is_none();
-        if tcp && self.link.fill_now()? {
+        if tcp && (g.tcp_ready || self.link.has_message()?) && !self.link.fill_now()? {
+            g.tcp_ready = false;
+        }
+        if tcp && self.link.has_message()? {
             g.heard = now;
             let m = self.link.next_buffered()?;
             match m {
@@ -194,6 +201,10 @@ impl FromMaster {
                     return Ok(None);
                 }
                 Message::Heartbeat { .. } => return Ok(f.take().map(|f| f(m))),
+                Message::Units { through } => {
+                    g.units.expect(through, now);
+                    return Ok(None);
+                }
                 other => {
                     return Err(protocol(format!(
                         "it sent {} on the connection, while frames come by multicast",
@@ -204,7 +215,7 @@ impl FromMaster {
         }
         // Datagrams waiting.
         let mut got = false;
-        loop {
+        while g.udp_ready {
             match g.socket.recv(&mut g.buf) {
                 Ok(n) => {
                     got = true;
@@ -212,7 +223,7 @@ impl FromMaster {
                         tracing::debug!("{peer}: datagram refused: {e}");
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => g.udp_ready = false,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(io("multicast group", "cannot receive", e)),
             }
@@ -253,10 +264,14 @@ impl FromMaster {
         ];
         let watched = if tcp { &mut fds[..] } else { &mut fds[..1] };
         match poll(watched, Some(&timeout)) {
-            Ok(_) => Ok(None),
-            Err(rustix::io::Errno::INTR) => Ok(None),
-            Err(e) => Err(io("multicast group", "cannot wait", e.into())),
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(io("multicast group", "cannot wait", e.into())),
         }
+        let ready = |f: &PollFd<'_>| !f.revents().is_empty();
+        g.udp_ready = ready(&fds[0]);
+        g.tcp_ready = tcp && ready(&fds[1]);
+        Ok(None)
     }
 
     /// Joins the group the master named; units from `first` on are applied.
@@ -289,6 +304,8 @@ impl FromMaster {
             heard: Instant::now(),
             shutdown: None,
             logged_rejects: 0,
+            udp_ready: true,
+            tcp_ready: true,
         }));
         Ok(())
     }

@@ -23,15 +23,20 @@ use lockstep::demo::DemoCluster;
 use lockstep::stats::Summary;
 use lockstep_wire::{ClusterKey, SessionKeys, random_nonce};
 
-use super::cluster::{master_config, small_cluster, tempfile_dir};
+use super::cluster::{master_config, small_cluster_over, tempfile_dir};
 use super::ranged;
 
 /// Arguments of `lockstep bench sync`.
 #[derive(Debug, Args)]
 pub struct BenchSyncArgs {
-    /// Render nodes (separate processes, no rendering).
-    #[arg(long, default_value = "3", value_parser = |s: &str| ranged(s, 1, 64))]
-    nodes: u64,
+    /// Render nodes (separate processes, no rendering); several, comma-separated
+    /// (`1,4,16,64`), for a table of how the cluster scales.
+    #[arg(long, default_value = "3", value_delimiter = ',', value_parser = |s: &str| ranged(s, 1, 128))]
+    nodes: Vec<u64>,
+    /// How frame data reaches the nodes: tcp, multicast, or both (`tcp,multicast`), each
+    /// measured beside the other at every N.
+    #[arg(long, default_value = "tcp", value_delimiter = ',', value_parser = ["tcp", "multicast"])]
+    transport: Vec<String>,
     /// Measured frames (rounds of each kind).
     #[arg(long, default_value = "2000", value_parser = |s: &str| ranged(s, 10, 1_000_000))]
     frames: u64,
@@ -64,39 +69,44 @@ pub fn run_peer(args: BenchPeerArgs) -> Result<()> {
 }
 
 /// Frames per block of one side.
-const BLOCK: usize = 100;
+pub(super) const BLOCK: usize = 100;
 /// Frames of each side not measured at the start.
-const WARMUP: u64 = 50;
+pub(super) const WARMUP: u64 = 50;
 
 /// One lockstep cluster of the bench: its master, the demo it animates, and what it measured.
-struct Cluster {
-    master: Master,
+pub(super) struct Cluster {
+    pub(super) master: Master,
     /// The demo, as the cluster application every node runs.
     app: DemoCluster,
     /// The master's working scene.
     scene: lockstep::scene::Scene,
     frame: u64,
     /// The loop's period per measured frame.
-    periods: Vec<Duration>,
+    pub(super) periods: Vec<Duration>,
+    /// The master thread's CPU time per measured frame.
+    pub(super) cpu: Vec<Duration>,
     /// The demo's update per measured frame.
     updates: Vec<Duration>,
     /// Bytes each node's record of a measured frame held.
     sizes: Vec<usize>,
-    swapped: u64,
-    presented: usize,
+    pub(super) swapped: u64,
+    pub(super) presented: usize,
     verified: usize,
     mismatches: usize,
 }
 
 impl Cluster {
-    fn start(
+    /// A cluster of `n` nodes named `name`, frame data by multicast if `multicast`; its
+    /// cluster file's path.
+    pub(super) fn start(
         dir: &Path,
         name: &str,
         n: usize,
         key: &str,
         verify: bool,
+        multicast: bool,
     ) -> Result<(Cluster, String)> {
-        let (path, config) = small_cluster(dir, name, n)?;
+        let (path, config) = small_cluster_over(dir, name, n, multicast)?;
         let mut app = DemoCluster::default();
         let prepared = prepare(&mut app, &config, None)?;
         let master = Master::start(
@@ -115,6 +125,7 @@ impl Cluster {
             scene: prepared.scene,
             frame: 0,
             periods: Vec::new(),
+            cpu: Vec::new(),
             updates: Vec::new(),
             sizes: Vec::new(),
             swapped: 0,
@@ -133,9 +144,10 @@ impl Cluster {
     }
 
     /// One block of frames, then the barriers of those still in flight.
-    fn block(&mut self) -> Result<()> {
+    pub(super) fn block(&mut self) -> Result<()> {
         let mut last: Option<Instant> = None;
         for _ in 0..BLOCK {
+            let cpu = lockstep::stats::thread_cpu_ns();
             let info = FrameInfo {
                 frame: self.frame,
                 time: self.frame as f64 / 60.0,
@@ -159,6 +171,9 @@ impl Cluster {
                 && self.frame >= WARMUP
             {
                 self.periods.push(now - l);
+                self.cpu.push(Duration::from_nanos(
+                    lockstep::stats::thread_cpu_ns().saturating_sub(cpu),
+                ));
                 self.updates.push(animated);
                 self.sizes.push(self.master.last_frame_bytes());
             }
@@ -176,11 +191,35 @@ impl Cluster {
 
 /// The bench's processes, each logging to a file of its own (a pipe nobody reads while the
 /// bench runs would fill and stall it). Killed if the bench ends early, so none is left.
-struct Processes(Vec<(String, std::path::PathBuf, Child)>);
+pub(super) struct Processes(pub(super) Vec<(String, std::path::PathBuf, Child)>);
 
 impl Processes {
+    /// Starts this program with `args` as `who`, with the cluster key, logging to a file
+    /// in `dir`.
+    pub(super) fn spawn(
+        &mut self,
+        dir: &Path,
+        key: &str,
+        who: String,
+        args: &[&str],
+    ) -> Result<()> {
+        let log = dir.join(format!("{}.log", who.replace(' ', "-")));
+        let file = std::fs::File::create(&log)
+            .with_context(|| format!("cannot create {}", log.display()))?;
+        let child = Command::new(std::env::current_exe()?)
+            .args(args)
+            .env("LOCKSTEP_KEY", key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .with_context(|| format!("cannot start {who}"))?;
+        self.0.push((who, log, child));
+        Ok(())
+    }
+
     /// Waits for every process; each must have exited 0.
-    fn finish(mut self) -> Result<()> {
+    pub(super) fn finish(mut self) -> Result<()> {
         for (who, log, mut child) in self.0.drain(..) {
             let status = child.wait()?;
             if !status.success() {
@@ -201,7 +240,11 @@ impl Drop for Processes {
 }
 
 /// Accepts `n` connections on `listener` within `limit`.
-fn accept_all(listener: &TcpListener, n: usize, limit: Duration) -> Result<Vec<TcpStream>> {
+pub(super) fn accept_all(
+    listener: &TcpListener,
+    n: usize,
+    limit: Duration,
+) -> Result<Vec<TcpStream>> {
     listener.set_nonblocking(true)?;
     let start = Instant::now();
     let mut peers = Vec::new();
@@ -230,28 +273,19 @@ fn accept_all(listener: &TcpListener, n: usize, limit: Duration) -> Result<Vec<T
 
 /// Runs the benchmark and prints its table (or JSON).
 pub fn run(args: BenchSyncArgs) -> Result<()> {
+    if args.nodes.len() > 1 || args.transport.iter().any(|t| t != "tcp") {
+        if args.moving.is_some() {
+            bail!("--moving measures one cluster: give one --nodes and --transport tcp with it");
+        }
+        return super::bench_scale::run(&args.nodes, &args.transport, args.frames, args.json);
+    }
     let dir = tempfile_dir()?;
-    let n = args.nodes as usize;
+    let n = args.nodes.first().copied().unwrap_or(3) as usize;
     let key = ClusterKey::generate_hex()?;
-    let exe = std::env::current_exe()?;
     let mut children = Processes(Vec::new());
-    let mut spawn = |who: String, a: &[&str]| -> Result<()> {
-        let log = dir.join(format!("{who}.log"));
-        let file = std::fs::File::create(&log)
-            .with_context(|| format!("cannot create {}", log.display()))?;
-        let child = Command::new(&exe)
-            .args(a)
-            .env("LOCKSTEP_KEY", &key)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .with_context(|| format!("cannot start {who}"))?;
-        children.0.push((who, log, child));
-        Ok(())
-    };
-    let (mut plain, plain_cfg) = Cluster::start(&dir, "bench", n, &key, false)?;
-    let (mut verified, verified_cfg) = Cluster::start(&dir, "bench-verify", n, &key, true)?;
+    let mut spawn = |who: String, a: &[&str]| children.spawn(&dir, &key, who, a);
+    let (mut plain, plain_cfg) = Cluster::start(&dir, "bench", n, &key, false, false)?;
+    let (mut verified, verified_cfg) = Cluster::start(&dir, "bench-verify", n, &key, true, false)?;
     let bare = TcpListener::bind("127.0.0.1:0")?;
     let bare_addr = bare.local_addr()?.to_string();
     for i in 0..n {

@@ -27,15 +27,46 @@ pub(super) fn master_config(config: &ClusterConfig, key: &str) -> Result<MasterC
 /// screen) and free ports, written to `dir`: for benchmarks and soak runs of many node
 /// processes on one machine.
 pub(super) fn small_cluster(dir: &Path, name: &str, n: usize) -> Result<(PathBuf, ClusterConfig)> {
+    small_cluster_over(dir, name, n, false)
+}
+
+/// The same, sending frame data by multicast (to a free port of the default group) when
+/// `multicast` is set.
+pub(super) fn small_cluster_over(
+    dir: &Path,
+    name: &str,
+    n: usize,
+    multicast: bool,
+) -> Result<(PathBuf, ClusterConfig)> {
+    let transport = if multicast {
+        "transport = \"multicast\"\n"
+    } else {
+        ""
+    };
+    // Held until the file is written, so that no two ports are the same.
+    let mut held = Vec::new();
+    let mut port = || -> Result<u16> {
+        let l = TcpListener::bind("127.0.0.1:0")?;
+        let port = l.local_addr()?.port();
+        held.push(l);
+        Ok(port)
+    };
     let mut text = format!(
-        "name = \"{name}\"\n[master]\nhost = \"127.0.0.1\"\nport = {}\n[[screens]]\nname = \"s\"\nlower_left = [-1.0, 0.0, -2.0]\nlower_right = [1.0, 0.0, -2.0]\nupper_left = [-1.0, 2.0, -2.0]\n",
-        free_port()?
+        "{transport}name = \"{name}\"\n[master]\nhost = \"127.0.0.1\"\nport = {}\n[[screens]]\nname = \"s\"\nlower_left = [-1.0, 0.0, -2.0]\nlower_right = [1.0, 0.0, -2.0]\nupper_left = [-1.0, 2.0, -2.0]\n",
+        port()?
     );
     for i in 0..n {
         text += &format!(
             "[[nodes]]\nname = \"n{i}\"\nhost = \"127.0.0.1\"\nport = {}\n[[nodes.windows]]\nname = \"w\"\nsize = [64, 64]\n[[nodes.windows.viewports]]\nname = \"v\"\nscreen = \"s\"\n",
-            free_port()?
+            port()?
         );
+    }
+    drop(held);
+    if multicast {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        text += &format!("[multicast]\nport = {port}\n");
     }
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;

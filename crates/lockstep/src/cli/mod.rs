@@ -5,6 +5,7 @@ dispatch to one module per command.
 mod bench;
 mod bench_cluster;
 mod bench_input;
+mod bench_scale;
 mod bench_sync;
 mod cluster;
 mod config;

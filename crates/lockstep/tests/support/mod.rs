@@ -337,3 +337,106 @@ pub fn per_frame(path: &Path) -> std::collections::BTreeMap<u64, String> {
         })
         .collect()
 }
+
+/// Hosts made of network namespaces on one bridge (whose address, `.1`, the test's own
+/// namespace has); removed when dropped.
+pub struct Hosts {
+    pub names: Vec<String>,
+    bridge: String,
+    subnet: String,
+}
+
+impl Hosts {
+    /// `count` hosts; `Err` (with the reason) where namespaces cannot be made.
+    pub fn new(count: usize) -> Result<Hosts, String> {
+        if !nix_is_root() {
+            return Err("not root".into());
+        }
+        let id = std::process::id() % 10_000;
+        let subnet = format!("10.{}.{}", 100 + id % 100, id / 100 % 250);
+        let h = Hosts {
+            names: (1..=count).map(|i| format!("lst{id}h{i}")).collect(),
+            bridge: format!("lst{id}br"),
+            subnet,
+        };
+        let ip = |args: &[&str]| -> Result<(), String> {
+            let out = Command::new("ip")
+                .args(args)
+                .output()
+                .map_err(|e| format!("ip: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "ip {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            }
+        };
+        ip(&["link", "add", &h.bridge, "type", "bridge"])?;
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}.1/24", h.subnet),
+            "dev",
+            &h.bridge,
+        ])?;
+        ip(&["link", "set", &h.bridge, "up"])?;
+        for (i, ns) in h.names.iter().enumerate() {
+            let (outer, inner) = (format!("lst{id}v{i}"), format!("lst{id}p{i}"));
+            ip(&["netns", "add", ns])?;
+            ip(&[
+                "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+            ])?;
+            ip(&["link", "set", &inner, "netns", ns])?;
+            ip(&["link", "set", &outer, "master", &h.bridge, "up"])?;
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{}/24", h.addr(i)),
+                "dev",
+                &inner,
+            ])?;
+            ip(&["-n", ns, "link", "set", &inner, "up"])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(h)
+    }
+
+    /// Host `i`'s address.
+    pub fn addr(&self, i: usize) -> String {
+        format!("{}.{}", self.subnet, 11 + i)
+    }
+
+    /// The bridge's address: the test's own namespace on the hosts' network.
+    pub fn bridge_addr(&self) -> String {
+        format!("{}.1", self.subnet)
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        for ns in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
+    }
+}
+
+/// Whether the tests run as root (namespaces need it).
+pub fn nix_is_root() -> bool {
+    // The real uid, from /proc (no libc needed in the test).
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
