@@ -139,18 +139,13 @@ impl Link {
         }
     }
 
-    /// Reads what has arrived without waiting; whether a whole message is buffered now.
+    /// Reads what has arrived without waiting; whether a whole message is buffered now. The
+    /// socket stays blocking (`MSG_DONTWAIT` per read): another thread may be writing to it.
     pub fn fill_now(&mut self) -> Result<bool, ClusterError> {
         if self.has_message()? {
             return Ok(true);
         }
-        let nonblocking = |s: &TcpStream, on: bool, peer: &str| {
-            s.set_nonblocking(on)
-                .map_err(|e| io(peer, "cannot switch blocking mode", e))
-        };
-        nonblocking(&self.stream, true, &self.peer)?;
-        let filled = self.decoder.fill_from(&mut self.stream);
-        nonblocking(&self.stream, false, &self.peer)?;
+        let filled = self.decoder.fill_from(&mut DontWait(&self.stream));
         match filled {
             Ok(()) => Ok(true),
             Err(FillError::TimedOut) => Ok(false),
@@ -194,7 +189,7 @@ impl Link {
 
 /// Encoded frames split into runs of whole frames of at most `limit` bytes each (a frame
 /// larger than that alone makes a run, which the peer refuses as oversized).
-fn whole_frames(bytes: &[u8], limit: usize) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn whole_frames(bytes: &[u8], limit: usize) -> impl Iterator<Item = &[u8]> {
     let mut start = 0;
     std::iter::from_fn(move || {
         if start >= bytes.len() {
@@ -235,6 +230,17 @@ fn write_all_vectored<const N: usize>(
         }
     }
     Ok(())
+}
+
+/// Reads from a socket without waiting, whatever its mode.
+struct DontWait<'a>(&'a TcpStream);
+
+impl std::io::Read for DontWait<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        rustix::net::recv(self.0, buf, rustix::net::RecvFlags::DONTWAIT)
+            .map(|(n, _)| n)
+            .map_err(std::io::Error::from)
+    }
 }
 
 pub(crate) fn io(peer: &str, what: &'static str, source: std::io::Error) -> ClusterError {

@@ -20,7 +20,7 @@ use lockstep_wire::{ClusterKey, random_nonce};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::ClusterError;
-use crate::link::io;
+use crate::link::{io, whole_frames};
 
 /// How many units the master keeps to send again: those of the last few frames (two per
 /// frame, a release and a frame).
@@ -36,8 +36,15 @@ pub(crate) const NAK_RATE: f64 = 10_000.0;
 /// See [`NAK_RATE`].
 pub(crate) const NAK_BURST: usize = 1024;
 
+/// Requests for missing datagrams a node may send per second, and at once: a node repairing
+/// eight units at a time, retrying every few milliseconds while the master is busy, stays
+/// far below; one sending more is out of control and is dropped.
+pub(crate) const NAK_MESSAGE_RATE: f64 = 2_000.0;
+/// See [`NAK_MESSAGE_RATE`].
+pub(crate) const NAK_MESSAGE_BURST: usize = 1024;
+
 /// What the master sent by multicast.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct MulticastStats {
     /// Units sent.
     pub units: u64,
@@ -48,7 +55,7 @@ pub struct MulticastStats {
     /// Datagrams asked for and not sent again: over the node's budget, or sent again to the
     /// group a moment before.
     pub withheld: u64,
-    /// Requests for units no longer kept (the node is too far behind: it will be dropped).
+    /// Requests for units no longer kept (the node was too far behind, and was dropped).
     pub too_old: u64,
     /// Sends that failed (the datagrams count as lost; nodes ask again).
     pub send_errors: u64,
@@ -66,6 +73,9 @@ pub(crate) struct MulticastOut {
     fragmenter: Fragmenter,
     /// The number of the next unit.
     next: u64,
+    /// The largest unit: what a node accepts as one frame. Larger writes go as several
+    /// units, each a run of whole messages, as over TCP.
+    max_unit: usize,
     pub stats: MulticastStats,
     /// A lossy network, simulated: the share of first copies not sent, and the state of
     /// the generator that picks them.
@@ -76,13 +86,14 @@ impl MulticastOut {
     /// A sender to `config`'s group for cluster `cluster`, from `config.interface`, else the
     /// address the master listens on (when it names one), else the kernel's route; a fresh
     /// session number keys its datagrams.
-    /// `loss` (0 to 0.5) is the share of datagrams not sent the first time, to simulate a
-    /// lossy network.
+    /// `max_unit` is the frame limit nodes were told; `loss` (0 to 0.5) the share of
+    /// datagrams not sent the first time, to simulate a lossy network.
     pub fn open(
         config: &MulticastConfig,
         listen: SocketAddr,
         key: &ClusterKey,
         cluster: &str,
+        max_unit: usize,
         loss: f64,
     ) -> Result<MulticastOut, ClusterError> {
         let to = SocketAddr::V4(SocketAddrV4::new(config.group, config.port));
@@ -91,8 +102,7 @@ impl MulticastOut {
             let what = &what;
             move |e| io(what, step, e)
         };
-        let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
-            .map_err(failed("cannot open a UDP socket"))?;
+        let socket = udp_socket(&what)?;
         let interface = config.interface.or(match listen {
             SocketAddr::V4(a) if !a.ip().is_unspecified() => Some(*a.ip()),
             _ => None,
@@ -134,6 +144,7 @@ impl MulticastOut {
             group: to.to_string(),
             fragmenter: Fragmenter::new(key, ETHERNET_DATAGRAM, KEEP_UNITS),
             next: 0,
+            max_unit: max_unit.max(1),
             stats: MulticastStats::default(),
         })
     }
@@ -149,8 +160,19 @@ impl MulticastOut {
         self.next
     }
 
-    /// Sends `bytes` as the next unit; nothing when they are empty.
+    /// Sends `bytes` (whole messages) as the next unit, or as several when they are more
+    /// than a node accepts at once; nothing when they are empty.
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), ClusterError> {
+        if bytes.len() <= self.max_unit {
+            return self.send_unit(bytes);
+        }
+        for run in whole_frames(bytes, self.max_unit) {
+            self.send_unit(run)?;
+        }
+        Ok(())
+    }
+
+    fn send_unit(&mut self, bytes: &[u8]) -> Result<(), ClusterError> {
         if bytes.is_empty() {
             return Ok(());
         }
@@ -180,8 +202,9 @@ impl MulticastOut {
         Ok(())
     }
 
-    /// Sends again, to the group, what `nak` asks for and `budget` allows.
-    pub fn answer(&mut self, nak: &Nak, budget: &mut NakBudget, now: Instant) {
+    /// Sends again, to the group, what `nak` asks for and `budget` allows; false if that unit
+    /// is no longer kept.
+    pub fn answer(&mut self, nak: &Nak, budget: &mut NakBudget, now: Instant) -> bool {
         let asked = if nak.missing.is_empty() {
             None
         } else {
@@ -189,7 +212,7 @@ impl MulticastOut {
         };
         let Some(datagrams) = self.fragmenter.answer(nak, budget, now) else {
             self.stats.too_old += 1;
-            return;
+            return false;
         };
         let sent = datagrams.len();
         let mut errors = 0;
@@ -203,6 +226,14 @@ impl MulticastOut {
         if let Some(asked) = asked {
             self.stats.withheld += asked.saturating_sub(sent) as u64;
         }
+        true
+    }
+
+    /// What tells a node on its connection which unit was sent last (none before the first).
+    pub fn units_sent(&self) -> Option<lockstep_wire::Message<'static>> {
+        (self.next > 0).then(|| lockstep_wire::Message::Units {
+            through: self.next - 1,
+        })
     }
 }
 
@@ -224,8 +255,7 @@ pub(crate) fn open_receiver(group: &str, local: Ipv4Addr) -> Result<UdpSocket, C
         let what = &what;
         move |e| io(what, step, e)
     };
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
-        .map_err(failed("cannot open a UDP socket"))?;
+    let socket = udp_socket(&what)?;
     // Every node on one machine (and a node restarting) listens on the same group and port.
     socket
         .set_reuse_address(true)
@@ -243,7 +273,16 @@ pub(crate) fn open_receiver(group: &str, local: Ipv4Addr) -> Result<UdpSocket, C
     Ok(socket.into())
 }
 
-/// A fresh budget for one node's requests.
-pub(crate) fn nak_budget() -> NakBudget {
-    NakBudget::new(NAK_RATE, NAK_BURST)
+/// A fresh budget for one node's requests: the datagrams sent again for it, and its
+/// requests themselves.
+pub(crate) fn nak_budgets() -> (NakBudget, NakBudget) {
+    (
+        NakBudget::new(NAK_RATE, NAK_BURST),
+        NakBudget::new(NAK_MESSAGE_RATE, NAK_MESSAGE_BURST),
+    )
+}
+
+fn udp_socket(what: &str) -> Result<Socket, ClusterError> {
+    Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
+        .map_err(|e| io(what, "cannot open a UDP socket", e))
 }

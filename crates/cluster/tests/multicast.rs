@@ -130,6 +130,7 @@ type Run = (
     lockstep_cluster::MulticastStats,
     Vec<(u64, u64, u64)>,
     Vec<(&'static str, NodeRun)>,
+    u64,
 );
 
 fn run(loss: f64, frames: u64) -> Run {
@@ -145,6 +146,7 @@ fn run(loss: f64, frames: u64) -> Run {
     let (mut scene, boxes) = world();
     let mut expected = Vec::new();
     let mut late = None;
+    let mut in_step = None;
     for frame in 0..frames {
         if frame == 100 {
             late = Some(spawn_node("late", addr, false));
@@ -166,6 +168,9 @@ fn run(loss: f64, frames: u64) -> Run {
         };
         let report = m.send_frame(&info, &scene).unwrap();
         assert_eq!(report.dropped, [], "frame {frame}");
+        if report.joined.iter().any(|n| n == "late") {
+            in_step = report.swapped;
+        }
         expected.push((frame, scene_hash(&scene), frame * 3));
     }
     while let Some(f) = m.in_flight() {
@@ -181,19 +186,24 @@ fn run(loss: f64, frames: u64) -> Run {
         .map(|(n, h)| (n, h.join().unwrap()))
         .collect();
     runs.push(("late", late.unwrap().join().unwrap()));
-    (stats, expected, runs)
+    let in_step = in_step.expect("the late node got in step");
+    (stats, expected, runs, in_step)
 }
 
-fn check(expected: &[(u64, u64, u64)], runs: &[(&str, NodeRun)]) {
+/// Every node presented every frame with the master's scene; the late one, each frame it
+/// presented while catching up and every frame from the one it got in step at.
+fn check(expected: &[(u64, u64, u64)], runs: &[(&str, NodeRun)], in_step: u64) {
     for (name, (seen, result)) in runs {
         if let Err(e) = result {
             panic!("node {name}: {e}");
         }
         if *name == "late" {
-            // From the first frame it presented with the others, every frame.
-            let first = seen.first().expect("the late node presented frames").0;
-            assert!(first > 100, "{first}");
-            assert_eq!(seen[..], expected[first as usize..], "node {name}");
+            assert!(in_step > 100, "{in_step}");
+            for s in seen {
+                assert_eq!(*s, expected[s.0 as usize], "node {name}");
+            }
+            let from: Vec<_> = seen.iter().filter(|s| s.0 >= in_step).copied().collect();
+            assert_eq!(from[..], expected[in_step as usize..], "node {name}");
         } else {
             assert_eq!(seen[..], expected[..], "node {name}");
         }
@@ -202,8 +212,8 @@ fn check(expected: &[(u64, u64, u64)], runs: &[(&str, NodeRun)]) {
 
 #[test]
 fn every_node_presents_every_frame_sent_once_by_multicast() {
-    let (stats, expected, runs) = run(0.0, 300);
-    check(&expected, &runs);
+    let (stats, expected, runs, in_step) = run(0.0, 300);
+    check(&expected, &runs, in_step);
     // Two units a frame (the release and the frame), each sent once for all the nodes.
     assert!(stats.units >= 2 * 300 - 2, "{stats:?}");
     assert!(
@@ -214,8 +224,8 @@ fn every_node_presents_every_frame_sent_once_by_multicast() {
 
 #[test]
 fn datagrams_lost_on_the_way_are_asked_for_and_every_frame_still_arrives_whole() {
-    let (stats, expected, runs) = run(0.05, 300);
-    check(&expected, &runs);
+    let (stats, expected, runs, in_step) = run(0.05, 300);
+    check(&expected, &runs, in_step);
     assert!(
         stats.resent > 0,
         "lost datagrams were sent again: {stats:?}"

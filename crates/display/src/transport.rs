@@ -36,9 +36,13 @@ pub struct MulticastConfig {
 impl std::fmt::Display for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Transport::Tcp => write!(f, "tcp"),
+            Transport::Tcp => write!(f, "tcp (each node's connection)"),
             Transport::Multicast(m) => {
-                write!(f, "multicast to {}:{} (ttl {})", m.group, m.port, m.ttl)
+                write!(f, "multicast to {}:{} (ttl {}", m.group, m.port, m.ttl)?;
+                if let Some(i) = m.interface {
+                    write!(f, ", from {i}")?;
+                }
+                write!(f, ")")
             }
         }
     }

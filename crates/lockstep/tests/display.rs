@@ -338,6 +338,44 @@ fn config_check_prints_the_table_and_refuses_bad_files_with_their_line() {
         out.contains(&format!("key: {} (readable)", key.display())),
         "{out}"
     );
+    assert!(
+        out.contains("frame data: tcp (each node's connection)"),
+        "{out}"
+    );
+    // Frame data by multicast: said so, and a group that is none refused at its line.
+    let text = std::fs::read_to_string(&cave).unwrap();
+    let lines = text.lines().count();
+    let multicast = dir.path().join("multicast.toml");
+    std::fs::write(
+        &multicast,
+        format!(
+            "transport = \"multicast\"\n{text}[multicast]\ngroup = \"239.9.9.9\"\nport = 9001\n"
+        ),
+    )
+    .unwrap();
+    let o = lockstep(&["config", "check", multicast.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.contains("frame data: multicast to 239.9.9.9:9001 (ttl 1)"),
+        "{out}"
+    );
+    std::fs::write(
+        &multicast,
+        format!("transport = \"multicast\"\n{text}[multicast]\ngroup = \"10.9.9.9\"\n"),
+    )
+    .unwrap();
+    let o = lockstep(&["config", "check", multicast.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "error: {}:{}:9: multicast.group 10.9.9.9 is not a multicast address",
+            multicast.display(),
+            lines + 3
+        )),
+        "{err}"
+    );
     // A key too short to be one is refused the same way.
     std::fs::write(&key, "short").unwrap();
     let o = lockstep_without_key(&["config", "check", cave.to_str().unwrap()]);

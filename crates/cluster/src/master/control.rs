@@ -13,7 +13,7 @@ use lockstep_wire::{Message, NodeStats};
 
 use crate::ClusterError;
 use crate::control::ControlCall;
-use crate::multicast::{MulticastOut, nak_budget};
+use crate::multicast::{MulticastOut, nak_budgets};
 use crate::plugins::{Event, Events, MAX_EVENTS_PER_FRAME};
 
 use super::Master;
@@ -27,15 +27,9 @@ pub(super) struct Inbox {
     /// What its own input devices reported, batch by batch, and how many bytes that is.
     pub(super) input: Vec<Vec<u8>>,
     pub(super) input_bytes: usize,
-    /// Its requests for missing datagrams since the last frame begun, and how many
-    /// datagrams it may still have sent again.
-    pub(super) naks: usize,
-    pub(super) nak_budget: Option<NakBudget>,
+    /// How many datagrams it may still have sent again, and requests it may still make.
+    pub(super) nak_budget: Option<(NakBudget, NakBudget)>,
 }
-
-/// Most requests for missing datagrams a node may send between two frames begun: one per
-/// datagram frame, a few times over, with room to spare. More is a node out of control.
-pub(super) const MAX_NODE_NAKS: usize = 256;
 
 impl Inbox {
     /// Keeps what `m` brings. A `SwapReady` is handed back, (frame, stats), for the caller's
@@ -53,15 +47,20 @@ impl Inbox {
                 let Some(out) = multicast else {
                     return Err("asked for datagrams again, but this cluster sends none".into());
                 };
-                self.naks += 1;
-                if self.naks > MAX_NODE_NAKS {
+                let now = Instant::now();
+                let (datagrams, requests) = self.nak_budget.get_or_insert_with(nak_budgets);
+                if requests.take(1, now) == 0 {
                     return Err(format!(
-                        "asked for datagrams again more than {MAX_NODE_NAKS} times in one frame"
+                        "asked for datagrams again more often than {} times a second",
+                        crate::multicast::NAK_MESSAGE_RATE
                     ));
                 }
                 let nak = Nak::from_message(frame, missing)?;
-                let budget = self.nak_budget.get_or_insert_with(nak_budget);
-                out.answer(&nak, budget, Instant::now());
+                if !out.answer(&nak, datagrams, now) {
+                    return Err(format!(
+                        "asked again for multicast unit {frame}, which is no longer kept: it fell too far behind"
+                    ));
+                }
                 Ok(None)
             }
             Message::SwapReady { frame, stats } => Ok(Some((frame, stats))),

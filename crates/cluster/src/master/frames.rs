@@ -69,9 +69,6 @@ impl Master {
         let mut report = std::mem::take(&mut self.carry);
         self.switch(info.frame, &mut report)?;
         self.carry = report;
-        for n in &mut self.nodes {
-            n.inbox.naks = 0;
-        }
         let started = self.started;
         if !started {
             self.first_frame = Some(info.frame);
@@ -245,25 +242,30 @@ impl Master {
         let mut failed = Vec::new();
         let restarting = std::mem::take(&mut self.restarting);
         for n in &mut self.nodes {
-            let result = match n.standing {
-                Standing::Leaving { .. } => continue,
-                _ if n.on_group => Ok(()),
-                // The swap before its first frame (its post-frame blocks are dropped there):
-                // with late latching it carries the pose that frame is projected from.
-                Standing::CatchingUp { first, .. } if first == frame => {
-                    n.link.send_encoded(&self.head, &self.snapshot)
-                }
-                _ => n.link.send_encoded(&self.head, &self.bytes),
-            };
-            // Its first frame came on its connection; the next ones come by multicast.
-            let result = match (&group, result) {
-                (Some(told), Ok(())) if !n.on_group => {
+            if matches!(n.standing, Standing::Leaving { .. }) {
+                continue;
+            }
+            // A node's first frame comes on its connection, after the group it is told to
+            // join at once (datagrams of the units after it queue in its socket meanwhile).
+            let told = match &group {
+                Some(told) if !n.on_group => {
                     n.on_group = true;
                     n.link
                         .send(told)
                         .map_err(|e| std::io::Error::other(e.to_string()))
+                        .map(|()| true)
                 }
-                (_, r) => r,
+                _ => Ok(false),
+            };
+            let result = match (told, n.standing) {
+                (Err(e), _) => Err(e),
+                (Ok(false), _) if n.on_group => Ok(()),
+                // The swap before its first frame (its post-frame blocks are dropped there):
+                // with late latching it carries the pose that frame is projected from.
+                (Ok(_), Standing::CatchingUp { first, .. }) if first == frame => {
+                    n.link.send_encoded(&self.head, &self.snapshot)
+                }
+                (Ok(_), _) => n.link.send_encoded(&self.head, &self.bytes),
             };
             if let Err(e) = result {
                 failed.push((n.name.clone(), format!("cannot send frame {frame}: {e}")));

@@ -274,6 +274,7 @@ impl Master {
                 addr,
                 &config.key,
                 &config.cluster,
+                config.max_frame as usize,
                 config.simulated_loss,
             )?),
             None => None,
@@ -362,11 +363,18 @@ impl Master {
     pub fn shutdown(mut self, reason: &str) {
         self.bytes.clear();
         if encode_into(&Message::Shutdown { reason }, &mut self.bytes).is_ok() {
-            // In order after the last frames; each connection gets it too, in case.
+            // In order after the last frames; each connection gets it too, after the last
+            // unit's number, so that a node applies everything before it and nothing after.
+            let units = self.multicast.as_ref().and_then(|m| m.units_sent());
             if let Some(out) = &mut self.multicast {
                 let _ = out.send(&self.bytes);
             }
             for n in &mut self.nodes {
+                if n.on_group
+                    && let Some(u) = &units
+                {
+                    let _ = n.link.send(u);
+                }
                 let _ = n.link.send_encoded(&self.bytes, &[]);
             }
         }

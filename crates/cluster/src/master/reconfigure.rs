@@ -101,6 +101,12 @@ impl Master {
                 continue;
             };
             let mut n = self.nodes.remove(i);
+            // By multicast the switch frame is still to come: the node stops before it.
+            if n.on_group
+                && let Some(units) = self.multicast.as_ref().and_then(|m| m.units_sent())
+            {
+                let _ = n.link.send(&units);
+            }
             self.head.clear();
             Self::encode(&Message::Shutdown { reason: &why }, &mut self.head)?;
             let _ = n.link.send_encoded(&self.head, &[]);

@@ -114,11 +114,23 @@ impl Master {
             self.head.clear();
             Self::encode(&Message::Heartbeat { seq: self.beat.0 }, &mut self.head)?;
             let mut failed = Vec::new();
+            // With it, the last unit sent: a node that lost it whole while nothing followed
+            // (the cluster paused) asks for it.
+            let units = self.multicast.as_ref().and_then(|m| m.units_sent());
             for n in &mut self.nodes {
                 if matches!(n.standing, Standing::Leaving { .. }) {
                     continue;
                 }
-                if let Err(e) = n.link.send_encoded(&self.head, &[]) {
+                let told = match &units {
+                    Some(u) if n.on_group => n.link.send(u).map_err(|e| e.to_string()),
+                    _ => Ok(()),
+                };
+                if let Err(e) = n
+                    .link
+                    .send_encoded(&self.head, &[])
+                    .map_err(|e| e.to_string())
+                    .and(told)
+                {
                     failed.push((n.name.clone(), format!("cannot send a heartbeat: {e}")));
                 }
                 n.asked.get_or_insert(now);

@@ -13,19 +13,30 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lockstep_wire::datagram::{Assembled, MulticastKey, Reassembler};
-use lockstep_wire::{ClusterKey, Decoder, Message};
+use lockstep_wire::{ClusterKey, Decoder, Hook, Message};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 
 use crate::ClusterError;
 use crate::link::{Link, io};
 use crate::multicast::open_receiver;
 
-/// How long a `Shutdown` on the connection waits for the frames still on their way by
-/// multicast (the master sent it after them, to the group too).
-const SHUTDOWN_GRACE: Duration = Duration::from_millis(50);
+/// How long a `Shutdown` on the connection waits, at most, for the units sent before it
+/// (the master names the last of them first, and sends the shutdown to the group too).
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(100);
 
 /// The largest datagram received.
 const MAX_DATAGRAM: usize = 64 * 1024;
+
+/// A `Shutdown` that came on the connection while units may still be on their way.
+struct Farewell {
+    reason: String,
+    since: Instant,
+    /// The last unit sent before it: those up to it are applied first, none after.
+    through: Option<u64>,
+}
+
+/// Datagrams read at most before the rest of a turn (repairs, the connection) runs.
+const MAX_DATAGRAMS_PER_TURN: usize = 256;
 
 /// The master's stream to one node.
 pub(crate) struct FromMaster {
@@ -52,10 +63,15 @@ struct Group {
     nak: Vec<u8>,
     /// When anything last came from the master.
     heard: Instant,
-    /// A `Shutdown` read on the connection, waiting for the group's copy.
-    shutdown: Option<(String, Instant)>,
-    /// Datagrams refused, as last logged.
-    logged_rejects: u64,
+    /// Its first frame is still to come on the connection (the master names the group
+    /// before it, so datagrams of the units after it queue in the socket meanwhile).
+    first_on_tcp: bool,
+    /// The last unit the master said it sent (`Units`).
+    sent: Option<u64>,
+    /// A `Shutdown` read on the connection, waiting for the units sent before it.
+    shutdown: Option<Farewell>,
+    /// Refused datagrams are told when their count reaches this (then twice as many).
+    warn_at: u64,
     /// Whether the last `poll` found each socket readable (or none ran yet): the other is
     /// not read in vain (a read that finds nothing is a system call per frame per node).
     udp_ready: bool,
@@ -119,7 +135,7 @@ impl FromMaster {
     }
 
     /// One turn with the group joined: a message if one is ready (given to `f`, which is
-    /// then taken), else waits for datagrams or the connection.
+    /// then taken), else reads or waits for datagrams and the connection.
     fn group_turn<R, F: FnOnce(Message<'_>) -> R>(
         &mut self,
         f: &mut Option<F>,
@@ -134,14 +150,14 @@ impl FromMaster {
         };
         let now = Instant::now();
         // The unit being read, to its end.
-        if g.decoder.has_frame().map_err(|e| protocol(e.to_string()))? {
+        if !g.first_on_tcp && g.decoder.has_frame().map_err(|e| protocol(e.to_string()))? {
             let m = g
                 .decoder
                 .next_message()
                 .map_err(|e| protocol(format!("a multicast unit: {e}")))?
                 .ok_or_else(|| protocol("a multicast unit ended early".into()))?;
-            if matches!(m, Message::Multicast { .. }) {
-                return Err(protocol("it sent Multicast by multicast".into()));
+            if matches!(m, Message::Multicast { .. } | Message::Units { .. }) {
+                return Err(protocol(format!("it sent {} by multicast", m.kind())));
             }
             if matches!(m, Message::Shutdown { .. }) {
                 g.shutdown = None;
@@ -154,19 +170,39 @@ impl FromMaster {
                 g.decoder.buffered()
             )));
         }
-        match g.units.poll_frame() {
-            Some(Assembled::Frame(_, bytes)) => {
-                g.decoder.push(&bytes);
-                return Ok(None);
-            }
-            Some(Assembled::Lost(unit)) => {
-                return Err(protocol(format!(
-                    "multicast unit {unit} was lost beyond repair; joining again"
-                )));
-            }
-            None => {}
+        // A shutdown on the connection, once every unit sent before it is applied.
+        let through = g.shutdown.as_ref().and_then(|s| s.through);
+        let done = through.is_some_and(|t| g.units.next_frame() > t);
+        let overdue = g
+            .shutdown
+            .as_ref()
+            .is_some_and(|s| now.saturating_duration_since(s.since) >= SHUTDOWN_GRACE);
+        if done || overdue {
+            let reason = g.shutdown.take().map(|s| s.reason).unwrap_or_default();
+            return Ok(f.take().map(|f| f(Message::Shutdown { reason: &reason })));
         }
-        while let Some(nak) = g.units.poll_nak(now) {
+        if !g.first_on_tcp {
+            match g.units.poll_frame() {
+                Some(Assembled::Frame(_, bytes)) => {
+                    g.decoder.push(&bytes);
+                    return Ok(None);
+                }
+                Some(Assembled::Lost(unit)) => {
+                    // A lost connection, as far as this session goes: the node joins again.
+                    return Err(ClusterError::Timeout {
+                        peer,
+                        what: format!(
+                            "multicast unit {unit} was lost beyond repair; joining again"
+                        ),
+                    });
+                }
+                None => {}
+            }
+        }
+        // Once the master said goodbye it answers no more requests.
+        while g.shutdown.is_none()
+            && let Some(nak) = g.units.poll_nak(now)
+        {
             nak.missing_bytes(&mut g.nak);
             let msg = Message::Nak {
                 frame: nak.frame,
@@ -180,14 +216,8 @@ impl FromMaster {
                 None => self.link.send(&msg)?,
             }
         }
-        if let Some((reason, since)) = &g.shutdown
-            && now.saturating_duration_since(*since) >= SHUTDOWN_GRACE
-        {
-            let reason = reason.clone();
-            g.shutdown = None;
-            return Ok(f.take().map(|f| f(Message::Shutdown { reason: &reason })));
-        }
-        // The connection: heartbeats, a shutdown (after which the master closes it).
+        // The connection: the first frame, heartbeats, units sent, a shutdown (after which
+        // the master closes it).
         let tcp = g.shutdown.is_none();
         if tcp && (g.tcp_ready || self.link.has_message()?) && !self.link.fill_now()? {
             g.tcp_ready = false;
@@ -196,15 +226,32 @@ impl FromMaster {
             g.heard = now;
             let m = self.link.next_buffered()?;
             match m {
-                Message::Shutdown { reason } => {
-                    g.shutdown.get_or_insert((reason.to_string(), now));
+                Message::Shutdown { reason } if !g.first_on_tcp => {
+                    g.shutdown = Some(Farewell {
+                        reason: reason.to_string(),
+                        since: now,
+                        through: g.sent,
+                    });
                     return Ok(None);
                 }
-                Message::Heartbeat { .. } => return Ok(f.take().map(|f| f(m))),
                 Message::Units { through } => {
+                    g.sent = Some(through);
                     g.units.expect(through, now);
                     return Ok(None);
                 }
+                Message::Multicast { .. } => {
+                    return Err(protocol("it sent Multicast twice".into()));
+                }
+                Message::EndBlock {
+                    hook: Hook::PreDraw,
+                    ..
+                } if g.first_on_tcp => {
+                    // The first frame is whole: the units after it come by multicast.
+                    g.first_on_tcp = false;
+                    return Ok(f.take().map(|f| f(m)));
+                }
+                Message::Heartbeat { .. } => return Ok(f.take().map(|f| f(m))),
+                _ if g.first_on_tcp => return Ok(f.take().map(|f| f(m))),
                 other => {
                     return Err(protocol(format!(
                         "it sent {} on the connection, while frames come by multicast",
@@ -213,14 +260,17 @@ impl FromMaster {
                 }
             }
         }
-        // Datagrams waiting.
+        // Datagrams waiting; a bounded number a turn, so a flood cannot starve the rest.
         let mut got = false;
-        while g.udp_ready {
+        let mut read = 0;
+        while g.udp_ready && read < MAX_DATAGRAMS_PER_TURN {
             match g.socket.recv(&mut g.buf) {
                 Ok(n) => {
-                    got = true;
-                    if let Err(e) = g.units.accept(&g.buf[..n], now) {
-                        tracing::debug!("{peer}: datagram refused: {e}");
+                    read += 1;
+                    match g.units.accept(&g.buf[..n], now) {
+                        // Only the master's own datagrams show it is alive.
+                        Ok(()) => got = true,
+                        Err(e) => tracing::debug!("{peer}: datagram refused: {e}"),
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => g.udp_ready = false,
@@ -228,15 +278,17 @@ impl FromMaster {
                 Err(e) => return Err(io("multicast group", "cannot receive", e)),
             }
         }
+        let rejected = g.units.stats.rejected;
+        if rejected >= g.warn_at {
+            tracing::warn!(
+                "{peer}: {rejected} multicast datagrams refused so far (another cluster, forged or altered); their frames are repaired"
+            );
+            g.warn_at = rejected.saturating_mul(2);
+        }
         if got {
             g.heard = now;
-            let rejected = g.units.stats.rejected;
-            if rejected > g.logged_rejects && rejected.is_power_of_two() {
-                tracing::warn!(
-                    "{peer}: {rejected} multicast datagrams refused so far (another cluster, forged or altered); their frames are repaired"
-                );
-            }
-            g.logged_rejects = rejected;
+        }
+        if read > 0 {
             return Ok(None);
         }
         if now.saturating_duration_since(g.heard) > self.silence {
@@ -248,8 +300,8 @@ impl FromMaster {
         if let Some(t) = g.units.poll_timeout() {
             until = until.min(t);
         }
-        if let Some((_, since)) = &g.shutdown {
-            until = until.min(*since + SHUTDOWN_GRACE);
+        if let Some(s) = &g.shutdown {
+            until = until.min(s.since + SHUTDOWN_GRACE);
         }
         let wait = until
             .saturating_duration_since(now)
@@ -302,8 +354,10 @@ impl FromMaster {
             buf: vec![0; MAX_DATAGRAM],
             nak: Vec::new(),
             heard: Instant::now(),
+            first_on_tcp: true,
+            sent: None,
             shutdown: None,
-            logged_rejects: 0,
+            warn_at: 1,
             udp_ready: true,
             tcp_ready: true,
         }));

@@ -157,6 +157,7 @@ fn summary(c: &ClusterConfig) -> String {
         c.stereo.eye_separation,
         v3(c.head.position)
     );
+    let _ = writeln!(out, "frame data: {}", c.transport);
     let mut rows = vec![
         [
             "node",
