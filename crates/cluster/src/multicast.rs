@@ -229,6 +229,12 @@ impl MulticastOut {
         true
     }
 
+    /// The datagrams of the last unit sent, as sent.
+    pub fn last_unit(&self) -> impl Iterator<Item = &[u8]> {
+        let unit = self.next.checked_sub(1);
+        (0..=u16::MAX).map_while(move |i| unit.and_then(|u| self.fragmenter.datagram(u, i)))
+    }
+
     /// What tells a node on its connection which unit was sent last (none before the first).
     pub fn units_sent(&self) -> Option<lockstep_wire::Message<'static>> {
         (self.next > 0).then(|| lockstep_wire::Message::Units {

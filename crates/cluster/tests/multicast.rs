@@ -12,6 +12,7 @@ use lockstep_cluster::{
 };
 use lockstep_display::MulticastConfig;
 use lockstep_scene::{Color, Material, Mesh, Node, Scene, Transform};
+use lockstep_wire::datagram::DatagramStats;
 use lockstep_wire::{ClusterKey, NodeStats};
 
 fn key() -> ClusterKey {
@@ -35,13 +36,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn master(nodes: &[&str], loss: f64) -> Master {
+fn master(nodes: &[&str], loss: f64, port: u16) -> Master {
     let config = MasterConfig {
         swap_deadline: Duration::from_secs(2),
         load_deadline: Duration::from_secs(10),
         multicast: Some(MulticastConfig {
             group: Ipv4Addr::new(239, 255, 76, 99),
-            port: free_port(),
+            port,
             ttl: 1,
             interface: None,
         }),
@@ -56,8 +57,13 @@ fn master(nodes: &[&str], loss: f64) -> Master {
     Master::start(config, manager()).unwrap()
 }
 
-/// (frame, scene hash, shared value) per frame presented, and how the node ended.
-type NodeRun = (Vec<(u64, u64, u64)>, Result<(), ClusterError>);
+/// (frame, scene hash, shared value) per frame presented, how the node ended and (the
+/// direct node) what its group brought.
+type NodeRun = (
+    Vec<(u64, u64, u64)>,
+    Result<(), ClusterError>,
+    Option<DatagramStats>,
+);
 
 /// A node that records what it presents; `direct` runs the single-threaded node.
 fn spawn_node(name: &'static str, addr: SocketAddr, direct: bool) -> JoinHandle<NodeRun> {
@@ -67,13 +73,14 @@ fn spawn_node(name: &'static str, addr: SocketAddr, direct: bool) -> JoinHandle<
             .master_timeout(Duration::from_secs(5));
         let mut scene = Scene::new();
         let mut seen = Vec::new();
+        let mut stats = None;
         let shared = |m: &ClusterManager| *m.get::<Shared<u64>>().unwrap().get();
         let result = if direct {
             let mut node = match lockstep_cluster::node::connect_direct(&config, manager()) {
                 Ok(n) => n,
-                Err(e) => return (seen, Err(e)),
+                Err(e) => return (seen, Err(e), None),
             };
-            loop {
+            let ended = loop {
                 match node.next_frame(&mut scene) {
                     Ok(Some(info)) => {
                         if let Err(e) = node.swap(info.frame, NodeStats::default()) {
@@ -84,12 +91,14 @@ fn spawn_node(name: &'static str, addr: SocketAddr, direct: bool) -> JoinHandle<
                     Ok(None) => break Ok(()),
                     Err(e) => break Err(e),
                 }
-            }
+            };
+            stats = node.datagram_stats();
+            ended
         } else {
             let (mut session, mut swap) = match lockstep_cluster::node::connect(&config, manager())
             {
                 Ok(s) => s,
-                Err(e) => return (seen, Err(e)),
+                Err(e) => return (seen, Err(e), None),
             };
             loop {
                 match session.next_frame(&mut scene) {
@@ -105,7 +114,7 @@ fn spawn_node(name: &'static str, addr: SocketAddr, direct: bool) -> JoinHandle<
                 }
             }
         };
-        (seen, result)
+        (seen, result, stats)
     })
 }
 
@@ -133,8 +142,8 @@ type Run = (
     u64,
 );
 
-fn run(loss: f64, frames: u64) -> Run {
-    let mut m = master(&["a", "b", "c", "late"], loss);
+fn run(loss: f64, frames: u64, port: u16) -> Run {
+    let mut m = master(&["a", "b", "c", "late"], loss, port);
     let addr = m.local_addr();
     let early: Vec<_> = [("a", false), ("b", false), ("c", true)]
         .into_iter()
@@ -193,12 +202,12 @@ fn run(loss: f64, frames: u64) -> Run {
 /// Every node presented every frame with the master's scene; the late one, each frame it
 /// presented while catching up and every frame from the one it got in step at.
 fn check(expected: &[(u64, u64, u64)], runs: &[(&str, NodeRun)], in_step: u64) {
-    for (name, (seen, result)) in runs {
+    for (name, (seen, result, _)) in runs {
         if let Err(e) = result {
             panic!("node {name}: {e}");
         }
         if *name == "late" {
-            assert!(in_step > 100, "{in_step}");
+            assert!(in_step >= 100, "{in_step}");
             for s in seen {
                 assert_eq!(*s, expected[s.0 as usize], "node {name}");
             }
@@ -212,7 +221,7 @@ fn check(expected: &[(u64, u64, u64)], runs: &[(&str, NodeRun)], in_step: u64) {
 
 #[test]
 fn every_node_presents_every_frame_sent_once_by_multicast() {
-    let (stats, expected, runs, in_step) = run(0.0, 300);
+    let (stats, expected, runs, in_step) = run(0.0, 300, free_port());
     check(&expected, &runs, in_step);
     // Two units a frame (the release and the frame), each sent once for all the nodes.
     assert!(stats.units >= 2 * 300 - 2, "{stats:?}");
@@ -224,10 +233,84 @@ fn every_node_presents_every_frame_sent_once_by_multicast() {
 
 #[test]
 fn datagrams_lost_on_the_way_are_asked_for_and_every_frame_still_arrives_whole() {
-    let (stats, expected, runs, in_step) = run(0.05, 300);
+    let port = free_port();
+    // Someone on the group sends a corrupted copy of every datagram, datagrams of another
+    // session and garbage.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let forger = {
+        let stop = stop.clone();
+        std::thread::spawn(move || forge(port, &stop))
+    };
+    let (stats, expected, runs, in_step) = run(0.05, 300, port);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let forged = forger.join().unwrap();
+    assert!(forged > 100, "{forged}");
     check(&expected, &runs, in_step);
+    // The direct node refused what was forged, and asked for what was lost.
+    let d = runs
+        .iter()
+        .find_map(|(name, run)| (*name == "c").then_some(run.2))
+        .flatten()
+        .expect("the direct node's group stats");
+    assert!(d.rejected > 100, "{d:?}");
+    assert!(d.naks > 0, "{d:?}");
     assert!(
         stats.resent > 0,
         "lost datagrams were sent again: {stats:?}"
     );
+}
+
+/// Joins the group on `port` and answers each of the master's datagrams with an altered
+/// copy, one of another session and some garbage, until `stop`; how many it sent.
+fn forge(port: u16, stop: &std::sync::atomic::AtomicBool) -> usize {
+    let group = Ipv4Addr::new(239, 255, 76, 99);
+    let listen = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )
+    .unwrap();
+    listen.set_reuse_address(true).unwrap();
+    listen
+        .bind(&SocketAddr::from((group, port)).into())
+        .unwrap();
+    listen
+        .join_multicast_v4(&group, &Ipv4Addr::LOCALHOST)
+        .unwrap();
+    let listen: std::net::UdpSocket = listen.into();
+    listen
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let send = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )
+    .unwrap();
+    send.set_multicast_if_v4(&Ipv4Addr::LOCALHOST).unwrap();
+    send.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
+        .unwrap();
+    let send: std::net::UdpSocket = send.into();
+    let own = send.local_addr().unwrap();
+    let to = SocketAddr::from((group, port));
+    let mut buf = vec![0u8; 65536];
+    let mut sent = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let Ok((n, from)) = listen.recv_from(&mut buf) else {
+            continue;
+        };
+        if from == own || n < 50 {
+            continue;
+        }
+        let mut altered = buf[..n].to_vec();
+        altered[n - 1] ^= 0x40;
+        let mut other = buf[..n].to_vec();
+        other[4] ^= 1;
+        for d in [&altered[..], &other[..], b"LKSD not a datagram at all"] {
+            if send.send_to(d, to).is_ok() {
+                sent += 1;
+            }
+        }
+    }
+    sent
 }

@@ -439,6 +439,7 @@ mod tests {
                 missing: &[1, 0, 3, 0],
             },
             Message::Units { through: 40 },
+            Message::Datagram { bytes: b"LKSD" },
         ]
     }
 

@@ -10,7 +10,7 @@ pub const MAGIC: [u8; 4] = *b"LKST";
 /// events (`Event`, `Queued`). 7: the master sends the files its application loaded
 /// (`AssetRequest`, `AssetInfo`, `AssetChunk`). 8: nodes send the input of their own
 /// devices (`Input`). 9: `SwapNow` may carry the newest head pose (late latching). 10: frame
-/// data may come by multicast (`Multicast`, `Nak`, `Units`).
+/// data may come by multicast (`Multicast`, `Nak`, `Units`, `Datagram`).
 pub const PROTOCOL_VERSION: u16 = 10;
 
 /// The points of a frame where plugins' blocks are applied on a node; each hook's blocks are
@@ -340,6 +340,12 @@ pub enum Message<'a> {
         /// The newest unit sent.
         through: u64,
     },
+    /// Master → node, on its connection: a multicast datagram, as sent to the group (the
+    /// last release before a shutdown, which no later barrier would repair).
+    Datagram {
+        /// The datagram, authenticated like any other.
+        bytes: &'a [u8],
+    },
 }
 
 /// Largest `AssetChunk` the master sends.
@@ -377,6 +383,7 @@ impl Message<'_> {
             Message::Multicast { .. } => "Multicast",
             Message::Nak { .. } => "Nak",
             Message::Units { .. } => "Units",
+            Message::Datagram { .. } => "Datagram",
         }
     }
 }

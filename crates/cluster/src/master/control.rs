@@ -223,3 +223,85 @@ impl Master {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lockstep_display::MulticastConfig;
+    use lockstep_wire::ClusterKey;
+
+    fn sender() -> MulticastOut {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let config = MulticastConfig {
+            group: std::net::Ipv4Addr::new(239, 255, 76, 97),
+            port,
+            ttl: 1,
+            interface: None,
+        };
+        let key = ClusterKey::new(b"0123456789abcdef0123456789abcdef".to_vec()).unwrap();
+        let listen = "127.0.0.1:0".parse().unwrap();
+        let mut out = MulticastOut::open(&config, listen, &key, "t", 1 << 20, 0.0).unwrap();
+        out.send(&[1, 2, 3]).unwrap();
+        out
+    }
+
+    fn nak(frame: u64) -> Message<'static> {
+        Message::Nak {
+            frame,
+            missing: &[],
+        }
+    }
+
+    #[test]
+    fn a_node_flooding_requests_is_refused_once_past_its_budget() {
+        let mut out = sender();
+        let mut inbox = Inbox::default();
+        let mut answered = 0;
+        // The budget refills at 2,000 a second: 10,000 requests outrun it on any machine
+        // that does not stall for seconds.
+        let err = loop {
+            match inbox.keep(nak(0), Some(&mut out)) {
+                Ok(None) => answered += 1,
+                Ok(Some(r)) => panic!("a request is no SwapReady: {r:?}"),
+                Err(e) => break e,
+            }
+            assert!(answered < 10_000, "never refused");
+        };
+        assert!(
+            answered >= crate::multicast::NAK_MESSAGE_BURST,
+            "{answered}"
+        );
+        assert_eq!(
+            err,
+            "asked for datagrams again more often than 2000 times a second"
+        );
+        // One copy went to the group; the rest were within the resend gap of it.
+        assert!(out.stats.resent >= 1, "{:?}", out.stats);
+        assert!(out.stats.resent < answered as u64, "{:?}", out.stats);
+    }
+
+    #[test]
+    fn requests_for_units_not_kept_odd_indices_or_without_multicast_are_refused() {
+        let mut out = sender();
+        let mut inbox = Inbox::default();
+        let err = inbox.keep(nak(7), Some(&mut out)).unwrap_err();
+        assert_eq!(
+            err,
+            "asked again for multicast unit 7, which is no longer kept: it fell too far behind"
+        );
+        let odd = Message::Nak {
+            frame: 0,
+            missing: &[1, 0, 2],
+        };
+        let err = inbox.keep(odd, Some(&mut out)).unwrap_err();
+        assert!(err.contains("with 3 bytes of indices"), "{err}");
+        let err = inbox.keep(nak(0), None).unwrap_err();
+        assert_eq!(
+            err,
+            "asked for datagrams again, but this cluster sends none"
+        );
+    }
+}

@@ -365,16 +365,20 @@ impl Master {
         if encode_into(&Message::Shutdown { reason }, &mut self.bytes).is_ok() {
             // In order after the last frames; each connection gets it too, after the last
             // unit's number, so that a node applies everything before it and nothing after.
+            // The last release, too: no barrier follows it to have it repaired.
             let units = self.multicast.as_ref().and_then(|m| m.units_sent());
+            for n in self.nodes.iter_mut().filter(|n| n.on_group) {
+                if let (Some(u), Some(out)) = (&units, &self.multicast) {
+                    let _ = n.link.send(u);
+                    for bytes in out.last_unit() {
+                        let _ = n.link.send(&Message::Datagram { bytes });
+                    }
+                }
+            }
             if let Some(out) = &mut self.multicast {
                 let _ = out.send(&self.bytes);
             }
             for n in &mut self.nodes {
-                if n.on_group
-                    && let Some(u) = &units
-                {
-                    let _ = n.link.send(u);
-                }
                 let _ = n.link.send_encoded(&self.bytes, &[]);
             }
         }

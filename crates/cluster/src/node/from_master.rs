@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lockstep_wire::datagram::{Assembled, MulticastKey, Reassembler};
+use lockstep_wire::datagram::{Assembled, DatagramStats, MulticastKey, Reassembler};
 use lockstep_wire::{ClusterKey, Decoder, Hook, Message};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 
@@ -99,6 +99,11 @@ impl FromMaster {
         }
     }
 
+    /// What the group brought so far, once joined.
+    pub fn datagram_stats(&self) -> Option<DatagramStats> {
+        self.group.as_ref().map(|g| g.units.stats)
+    }
+
     /// Gives the next message to `f` and returns what it made of it. `Multicast` is taken
     /// here (the group is joined); `Shutdown` on the connection waits, while frames still
     /// arrive by multicast, for the group's own copy or a short grace.
@@ -156,7 +161,10 @@ impl FromMaster {
                 .next_message()
                 .map_err(|e| protocol(format!("a multicast unit: {e}")))?
                 .ok_or_else(|| protocol("a multicast unit ended early".into()))?;
-            if matches!(m, Message::Multicast { .. } | Message::Units { .. }) {
+            if matches!(
+                m,
+                Message::Multicast { .. } | Message::Units { .. } | Message::Datagram { .. }
+            ) {
                 return Err(protocol(format!("it sent {} by multicast", m.kind())));
             }
             if matches!(m, Message::Shutdown { .. }) {
@@ -237,6 +245,12 @@ impl FromMaster {
                 Message::Units { through } => {
                     g.sent = Some(through);
                     g.units.expect(through, now);
+                    return Ok(None);
+                }
+                Message::Datagram { bytes } => {
+                    if let Err(e) = g.units.accept(bytes, now) {
+                        tracing::debug!("{peer}: datagram on the connection refused: {e}");
+                    }
                     return Ok(None);
                 }
                 Message::Multicast { .. } => {

@@ -671,6 +671,12 @@ impl DirectNode {
         self.src.link.send(&Message::Input { payload })
     }
 
+    /// With multicast, what the group brought: datagrams kept, seen twice, refused (forged,
+    /// altered, of another cluster), requests made, units given up.
+    pub fn datagram_stats(&self) -> Option<lockstep_wire::datagram::DatagramStats> {
+        self.src.datagram_stats()
+    }
+
     /// Tells the master frame `frame` is ready and waits for its `SwapNow`.
     pub fn swap(&mut self, frame: u64, stats: NodeStats) -> Result<(), ClusterError> {
         self.src.link.send(&Message::SwapReady { frame, stats })?;

@@ -641,6 +641,12 @@ fn run_headless(
         }
         Ok(())
     })();
+    if let Some(d) = node.datagram_stats() {
+        eprintln!(
+            "node '{}': multicast: {} datagrams kept, {} seen twice, {} refused, {} requests to send again, {} units given up",
+            args.name, d.accepted, d.duplicates, d.rejected, d.naks, d.abandoned
+        );
+    }
     match result {
         Ok(()) => Ok(Session::Done),
         Err(error) if told_to_stop(&error, &args.name) => Ok(Session::Done),
