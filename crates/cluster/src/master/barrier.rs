@@ -9,6 +9,8 @@ use lockstep_wire::{Hook, Message, NodeStats};
 
 use crate::{ClusterError, FrameInfo};
 
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+
 use super::Master;
 use super::standing::{NodeConn, Standing};
 use super::verify::{Mismatch, check_state};
@@ -100,6 +102,128 @@ pub(super) fn wait_ready(
             Err(e) => return Err(e.to_string()),
         }
     }
+}
+
+/// Every in-step node's `SwapReady(frame)` until `deadline`, by node index: answers already
+/// kept, then whatever has arrived (read without waiting), then one `poll(2)` on every node
+/// still awaited until one of them has sent something — so the master sleeps once per wake
+/// for all of them, not once per node, and reads only the sockets that have data. Past the
+/// deadline, what a node had already sent still counts: it was on time. Nodes fed by
+/// multicast still awaited after [`nudge`] are told, once, the last unit sent.
+fn gather(
+    nodes: &mut [NodeConn],
+    frame: u64,
+    deadline: Instant,
+    limit: Duration,
+    mut multicast: Option<&mut MulticastOut>,
+) -> Vec<(usize, Result<NodeStats, String>)> {
+    let mut out = Vec::with_capacity(nodes.len());
+    let mut waiting = Vec::with_capacity(nodes.len());
+    for (i, n) in nodes.iter_mut().enumerate() {
+        if !n.waited_for(frame) {
+            continue;
+        }
+        match n.early.take() {
+            Some((f, stats)) if f == frame => out.push((i, Ok(stats))),
+            // An answer to an earlier frame, late: this barrier waits for this frame's.
+            _ => waiting.push(i),
+        }
+    }
+    let mut nudge_at = multicast
+        .as_ref()
+        .is_some_and(|m| m.next_unit() > 0)
+        .then(|| Instant::now() + nudge(limit));
+    let mut check = waiting.clone();
+    loop {
+        for &i in &check {
+            let n = &mut nodes[i];
+            let got = loop {
+                match n.link.try_recv() {
+                    Ok(None) => break Ok(None),
+                    Ok(Some(m)) => match n.inbox.keep(m, multicast.as_deref_mut()) {
+                        Ok(Some((f, stats))) if f == frame => break Ok(Some(stats)),
+                        // A late answer to an earlier frame, or a sign of life.
+                        Ok(_) => {}
+                        Err(why) => break Err(why),
+                    },
+                    Err(e) => break Err(e.to_string()),
+                }
+            };
+            match got {
+                Ok(None) => {}
+                Ok(Some(stats)) => out.push((i, Ok(stats))),
+                Err(why) => out.push((i, Err(why))),
+            }
+        }
+        waiting.retain(|i| !out.iter().any(|(j, _)| j == i));
+        if waiting.is_empty() {
+            break;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            for &i in &waiting {
+                out.push((
+                    i,
+                    Err(format!(
+                        "missed the swap deadline of {limit:?} at frame {frame}"
+                    )),
+                ));
+            }
+            break;
+        }
+        if nudge_at.is_some_and(|t| now >= t) {
+            nudge_at = None;
+            if let Some(m) = multicast.as_deref_mut()
+                && let Some(units) = m.units_sent()
+            {
+                for &i in &waiting {
+                    let n = &mut nodes[i];
+                    if !n.on_group {
+                        continue;
+                    }
+                    m.stats.nudges += 1;
+                    if let Err(e) = n.link.send(&units) {
+                        out.push((i, Err(format!("cannot tell it the units sent: {e}"))));
+                    }
+                }
+                waiting.retain(|i| !out.iter().any(|(j, _)| j == i));
+            }
+        }
+        let until = nudge_at.map_or(deadline, |t| t.min(deadline));
+        let wait = until.saturating_duration_since(now);
+        // Made per wake: each borrows a node's socket, which the reads above need mutably.
+        let mut fds: Vec<PollFd<'_>> = waiting
+            .iter()
+            .map(|&i| PollFd::new(&nodes[i].link.stream, PollFlags::IN))
+            .collect();
+        let timeout = Timespec::try_from(wait).unwrap_or(Timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        });
+        check.clear();
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) => {}
+            Ok(_) => check.extend(
+                fds.iter()
+                    .zip(&waiting)
+                    .filter(|(f, _)| !f.revents().is_empty())
+                    .map(|(_, &i)| i),
+            ),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                for &i in &waiting {
+                    out.push((i, Err(format!("cannot wait for it: {e}"))));
+                }
+                break;
+            }
+        }
+        // At the deadline: one last look at every node still awaited.
+        if Instant::now() >= deadline {
+            check.clone_from(&waiting);
+        }
+    }
+    out.sort_by_key(|(i, _)| *i);
+    out
 }
 
 /// How long the barrier waits for a multicast node before it tells the node which unit was
@@ -236,12 +360,15 @@ impl Master {
             .iter()
             .find(|(f, _)| *f == frame)
             .map(|(_, h)| *h);
-        for n in self.nodes.iter_mut().filter(|n| n.waited_for(frame)) {
-            let outcome = match n.early.take() {
-                Some((f, stats)) if f == frame => Ok(stats),
-                _ => wait_ready(n, frame, false, deadline, limit, self.multicast.as_mut())
-                    .map(|(_, s)| s),
-            };
+        let outcomes = gather(
+            &mut self.nodes,
+            frame,
+            deadline,
+            limit,
+            self.multicast.as_mut(),
+        );
+        for (i, outcome) in outcomes {
+            let n = &mut self.nodes[i];
             match outcome {
                 Ok(stats) => {
                     n.heard = Instant::now();
