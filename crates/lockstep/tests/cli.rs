@@ -580,6 +580,72 @@ fn a_node_without_a_key_or_with_a_wrong_name_fails_clearly() {
 }
 
 #[test]
+fn bench_sync_scales_over_node_counts_and_transports_side_by_side() {
+    let o = lockstep(&[
+        "bench",
+        "sync",
+        "--nodes",
+        "1,3",
+        "--transport",
+        "tcp,multicast",
+        "--frames",
+        "50",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["benchmark"], "sync-scale");
+    let rows = v["rows"].as_array().unwrap();
+    let shape: Vec<(u64, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["nodes"].as_u64().unwrap(),
+                r["transport"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [(1, "tcp"), (1, "multicast"), (3, "tcp"), (3, "multicast")]
+    );
+    for r in rows {
+        let n = r["nodes"].as_u64().unwrap();
+        for side in ["lockstep", "master_cpu_per_frame", "bare_barrier"] {
+            assert_eq!(r[side]["count"], 50, "{side}: {r}");
+        }
+        // Every node presented every frame the master swapped.
+        let frames = r["frames_swapped"].as_u64().unwrap();
+        assert!(frames >= 100, "{r}");
+        assert_eq!(r["nodes_presented"].as_u64().unwrap(), n * frames, "{r}");
+        // The master's thread spent some CPU on each frame, and less than its period.
+        let cpu = r["master_cpu_per_frame"]["median_ms"].as_f64().unwrap();
+        assert!(cpu > 0.0, "{r}");
+        if n > 1 {
+            assert_eq!(r["skew"]["count"], r["frames_swapped"], "{r}");
+        } else {
+            assert!(r["skew"].is_null(), "one node has no skew: {r}");
+        }
+        match r["transport"].as_str() {
+            // Two units a frame, each once for every node.
+            Some("multicast") => {
+                let units = r["multicast"]["units"].as_u64().unwrap();
+                assert!(units >= 2 * frames - 2, "{r}");
+            }
+            _ => assert!(r["multicast"].is_null(), "{r}"),
+        }
+    }
+    assert_refused(
+        &["bench", "sync", "--nodes", "2,3", "--moving", "10"],
+        &["--moving measures one cluster"],
+    );
+    assert_refused(
+        &["bench", "sync", "--transport", "udp"],
+        &["invalid value 'udp' for '--transport"],
+    );
+}
+
+#[test]
 fn bench_sync_compares_lockstep_with_a_bare_barrier_in_one_run() {
     let o = lockstep(&[
         "bench", "sync", "--nodes", "2", "--frames", "50", "--moving", "40", "--json",

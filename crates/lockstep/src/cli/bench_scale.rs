@@ -8,7 +8,6 @@ and transport it prints the master's loop period, the CPU time its thread spent 
 and the present skew (the spread of one frame's presents over the nodes, on the clock every
 process of the machine shares), beside the bare barrier at the same N.
 */
-use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use lockstep::stats::Summary;
 use lockstep_wire::ClusterKey;
 
-use super::bench_sync::{BLOCK, Cluster, Processes, WARMUP, accept_all};
+use super::bench_sync::{Cluster, Processes, accept_all, bare_block};
 use super::cluster::tempfile_dir;
 
 /// One transport at one N.
@@ -185,20 +184,7 @@ fn at(n: usize, transports: &[String], frames: usize) -> Result<Vec<Row>> {
         for (_, c) in &mut clusters {
             c.block()?;
         }
-        for _ in 0..BLOCK {
-            let t = Instant::now();
-            for p in &mut peers {
-                p.write_all(&[1])?;
-            }
-            let mut b = [0u8; 1];
-            for p in &mut peers {
-                p.read_exact(&mut b)?;
-            }
-            if rounds >= WARMUP {
-                barrier.push(t.elapsed());
-            }
-            rounds += 1;
-        }
+        bare_block(&mut peers, &mut barrier, &mut rounds)?;
     }
     let stats: Vec<_> = clusters
         .iter()

@@ -239,6 +239,30 @@ impl Drop for Processes {
     }
 }
 
+/// One block of the bare barrier: a byte out to every peer, a byte back from each; the
+/// rounds after the warm-up timed into `times`.
+pub(super) fn bare_block(
+    peers: &mut [TcpStream],
+    times: &mut Vec<Duration>,
+    rounds: &mut u64,
+) -> Result<()> {
+    for _ in 0..BLOCK {
+        let t = Instant::now();
+        for p in peers.iter_mut() {
+            p.write_all(&[1])?;
+        }
+        let mut b = [0u8; 1];
+        for p in peers.iter_mut() {
+            p.read_exact(&mut b)?;
+        }
+        if *rounds >= WARMUP {
+            times.push(t.elapsed());
+        }
+        *rounds += 1;
+    }
+    Ok(())
+}
+
 /// Accepts `n` connections on `listener` within `limit`.
 pub(super) fn accept_all(
     listener: &TcpListener,
@@ -328,20 +352,7 @@ pub fn run(args: BenchSyncArgs) -> Result<()> {
     {
         plain.block()?;
         verified.block()?;
-        for _ in 0..BLOCK {
-            let t = Instant::now();
-            for p in &mut peers {
-                p.write_all(&[1])?;
-            }
-            let mut b = [0u8; 1];
-            for p in &mut peers {
-                p.read_exact(&mut b)?;
-            }
-            if rounds >= WARMUP {
-                barrier.push(t.elapsed());
-            }
-            rounds += 1;
-        }
+        bare_block(&mut peers, &mut barrier, &mut rounds)?;
     }
     plain.master.shutdown("benchmark over");
     verified.master.shutdown("benchmark over");
