@@ -21,6 +21,7 @@ pub mod node;
 mod plugin;
 pub mod plugins;
 pub mod replication;
+pub mod session;
 
 pub use assets::{ASSETS_NAME, AssetClient, AssetInfo};
 pub use control::{CONTROL_NAME, ClusterStatus, ControlClient, NodeReport};

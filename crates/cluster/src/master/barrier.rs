@@ -15,6 +15,7 @@ use super::Master;
 use super::standing::{NodeConn, Standing};
 use super::verify::{Mismatch, check_state};
 use crate::multicast::MulticastOut;
+use crate::session::barrier::{Round, Transmit, nudge};
 
 /// What one barrier (or the time between frames) saw.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -107,92 +108,68 @@ pub(super) fn wait_ready(
 /// Every in-step node's `SwapReady(frame)` until `deadline`, by node index: answers already
 /// kept, then whatever has arrived (read without waiting), then one `poll(2)` on every node
 /// still awaited until one of them has sent something — so the master sleeps once per wake
-/// for all of them, not once per node, and reads only the sockets that have data. Past the
-/// deadline, what a node had already sent still counts: it was on time. Nodes fed by
-/// multicast still awaited after [`nudge`] are told, once, the last unit sent.
+/// for all of them, not once per node, and reads only the sockets that have data. The
+/// barrier's rules (deadline, nudge) are the sans-IO [`Round`]'s; this only moves bytes.
 fn gather(
     nodes: &mut [NodeConn],
     frame: u64,
-    deadline: Instant,
     limit: Duration,
     mut multicast: Option<&mut MulticastOut>,
 ) -> Vec<(usize, Result<NodeStats, String>)> {
-    let mut out = Vec::with_capacity(nodes.len());
-    let mut waiting = Vec::with_capacity(nodes.len());
+    let sent_units = multicast.as_ref().is_some_and(|m| m.next_unit() > 0);
+    let mut round = Round::new(frame, Instant::now(), limit, sent_units);
     for (i, n) in nodes.iter_mut().enumerate() {
         if !n.waited_for(frame) {
             continue;
         }
-        match n.early.take() {
-            Some((f, stats)) if f == frame => out.push((i, Ok(stats))),
-            // An answer to an earlier frame, late: this barrier waits for this frame's.
-            _ => waiting.push(i),
+        round.wait_for(i, n.on_group);
+        // An answer kept from between frames; one to an earlier frame is late and ignored.
+        if let Some((f, stats)) = n.early.take() {
+            round.handle_ready(i, f, stats);
         }
     }
-    let mut nudge_at = multicast
-        .as_ref()
-        .is_some_and(|m| m.next_unit() > 0)
-        .then(|| Instant::now() + nudge(limit));
-    let mut check = waiting.clone();
+    let mut check: Vec<usize> = round.awaited().collect();
     loop {
         for &i in &check {
             let n = &mut nodes[i];
-            let got = loop {
+            loop {
                 match n.link.try_recv() {
-                    Ok(None) => break Ok(None),
+                    Ok(None) => break,
                     Ok(Some(m)) => match n.inbox.keep(m, multicast.as_deref_mut()) {
-                        Ok(Some((f, stats))) if f == frame => break Ok(Some(stats)),
-                        // A late answer to an earlier frame, or a sign of life.
-                        Ok(_) => {}
-                        Err(why) => break Err(why),
+                        Ok(Some((f, stats))) => round.handle_ready(i, f, stats),
+                        // A sign of life.
+                        Ok(None) => {}
+                        Err(why) => {
+                            round.handle_failure(i, why);
+                            break;
+                        }
                     },
-                    Err(e) => break Err(e.to_string()),
+                    Err(e) => {
+                        round.handle_failure(i, e.to_string());
+                        break;
+                    }
                 }
-            };
-            match got {
-                Ok(None) => {}
-                Ok(Some(stats)) => out.push((i, Ok(stats))),
-                Err(why) => out.push((i, Err(why))),
             }
         }
-        waiting.retain(|i| !out.iter().any(|(j, _)| j == i));
-        if waiting.is_empty() {
-            break;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            for &i in &waiting {
-                out.push((
-                    i,
-                    Err(format!(
-                        "missed the swap deadline of {limit:?} at frame {frame}"
-                    )),
-                ));
-            }
-            break;
-        }
-        if nudge_at.is_some_and(|t| now >= t) {
-            nudge_at = None;
-            if let Some(m) = multicast.as_deref_mut()
-                && let Some(units) = m.units_sent()
+        round.handle_timeout(Instant::now());
+        while let Some(Transmit::Units { node }) = round.poll_transmit() {
+            let told = multicast.as_deref_mut().and_then(|m| {
+                m.stats.nudges += 1;
+                m.units_sent()
+            });
+            if let Some(units) = told
+                && let Err(e) = nodes[node].link.send(&units)
             {
-                for &i in &waiting {
-                    let n = &mut nodes[i];
-                    if !n.on_group {
-                        continue;
-                    }
-                    m.stats.nudges += 1;
-                    if let Err(e) = n.link.send(&units) {
-                        out.push((i, Err(format!("cannot tell it the units sent: {e}"))));
-                    }
-                }
-                waiting.retain(|i| !out.iter().any(|(j, _)| j == i));
+                round.handle_failure(node, format!("cannot tell it the units sent: {e}"));
             }
         }
-        let until = nudge_at.map_or(deadline, |t| t.min(deadline));
-        let wait = until.saturating_duration_since(now);
+        let Some(until) = round.poll_timeout() else {
+            break;
+        };
+        let wait = until.saturating_duration_since(Instant::now());
+        let awaited: Vec<usize> = round.awaited().collect();
         // Made per wake: each borrows a node's socket, which the reads above need mutably.
-        let mut fds: Vec<PollFd<'_>> = waiting
+        let mut fds: Vec<PollFd<'_>> = awaited
             .iter()
             .map(|&i| PollFd::new(&nodes[i].link.stream, PollFlags::IN))
             .collect();
@@ -202,34 +179,26 @@ fn gather(
         });
         check.clear();
         match poll(&mut fds, Some(&timeout)) {
-            Ok(0) => {}
             Ok(_) => check.extend(
                 fds.iter()
-                    .zip(&waiting)
+                    .zip(&awaited)
                     .filter(|(f, _)| !f.revents().is_empty())
                     .map(|(_, &i)| i),
             ),
             Err(rustix::io::Errno::INTR) => {}
             Err(e) => {
-                for &i in &waiting {
-                    out.push((i, Err(format!("cannot wait for it: {e}"))));
+                for &i in &awaited {
+                    round.handle_failure(i, format!("cannot wait for it: {e}"));
                 }
-                break;
             }
         }
-        // At the deadline: one last look at every node still awaited.
-        if Instant::now() >= deadline {
-            check.clone_from(&waiting);
+        // At the deadline: one last look at every node still awaited (what it sent in
+        // time counts) before the round gives up on it.
+        if Instant::now() >= round.deadline() {
+            check = round.awaited().collect();
         }
     }
-    out.sort_by_key(|(i, _)| *i);
-    out
-}
-
-/// How long the barrier waits for a multicast node before it tells the node which unit was
-/// sent last: long enough that a node still drawing is not told every frame.
-pub(super) fn nudge(limit: Duration) -> Duration {
-    (limit / 8).max(Duration::from_millis(20))
+    round.finish()
 }
 
 /// Looks, without waiting, at what a node catching up sent: its stats if it is ready for
@@ -353,20 +322,13 @@ impl Master {
         } else {
             self.config.swap_deadline
         };
-        let deadline = start + limit;
         let mut failed: Vec<(String, String)> = Vec::new();
         let expected = self
             .hashes
             .iter()
             .find(|(f, _)| *f == frame)
             .map(|(_, h)| *h);
-        let outcomes = gather(
-            &mut self.nodes,
-            frame,
-            deadline,
-            limit,
-            self.multicast.as_mut(),
-        );
+        let outcomes = gather(&mut self.nodes, frame, limit, self.multicast.as_mut());
         for (i, outcome) in outcomes {
             let n = &mut self.nodes[i];
             match outcome {
