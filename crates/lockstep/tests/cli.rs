@@ -731,6 +731,28 @@ fn bench_cluster_compares_a_cluster_node_with_the_same_node_alone() {
     assert!(v["alone_fps"].as_f64().unwrap() > 0.0 && v["cluster_fps"].as_f64().unwrap() > 0.0);
     assert_eq!(v["round_ratios"].as_array().unwrap().len(), 1);
     assert!(v["skew"].is_null(), "one node has no present skew: {v}");
+    assert_eq!(v["transport"], "tcp");
+    // By multicast: two nodes, every frame through the barrier, a skew for each frame.
+    let o = lockstep(&[
+        "bench",
+        "cluster",
+        "--nodes",
+        "front,left",
+        "--frames",
+        "25",
+        "--rounds",
+        "1",
+        "--transport",
+        "multicast",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["transport"], "multicast");
+    for node in v["nodes"].as_array().unwrap() {
+        assert_eq!(node["runs"][0]["swap_barriers_in_cluster"], 25, "{v}");
+    }
+    assert_eq!(v["skew"]["count"], 25, "{v}");
     assert_refused(
         &["bench", "cluster", "--nodes", "front,attic"],
         &["left, front, right and floor", "attic"],

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use super::cluster::{local_cave, run_all, scene_args, strings, tempfile_dir};
+use super::cluster::{local_cave_over, run_all, scene_args, strings, tempfile_dir};
 use super::ranged;
 
 /// Arguments of `lockstep bench cluster`.
@@ -28,11 +28,15 @@ pub struct BenchClusterArgs {
     /// Show this glTF model (`lockstep view`) instead of the demo, on both sides.
     #[arg(long)]
     scene: Option<PathBuf>,
+    /// How frame data reaches the nodes: tcp, or multicast (to the default group).
+    #[arg(long, default_value = "tcp", value_parser = ["tcp", "multicast"])]
+    transport: String,
 }
 
 pub fn run_bench_cluster(args: BenchClusterArgs) -> Result<()> {
     let dir = tempfile_dir()?;
-    let (cfg_path, config, key) = local_cave(&dir, args.nodes.as_deref())?;
+    let multicast = args.transport == "multicast";
+    let (cfg_path, config, key) = local_cave_over(&dir, args.nodes.as_deref(), multicast)?;
     let exe = std::env::current_exe().context("cannot find the lockstep executable")?;
     let cfg = cfg_path.to_string_lossy().to_string();
     let names: Vec<String> = config.nodes.iter().map(|n| n.name.clone()).collect();
@@ -167,6 +171,7 @@ pub fn run_bench_cluster(args: BenchClusterArgs) -> Result<()> {
                 "scene": args.scene.as_ref().map_or("demo".into(), |m| m.display().to_string()),
                 "frames": args.frames,
                 "rounds": args.rounds,
+                "transport": args.transport,
                 "nodes": nodes,
                 "alone_fps": a,
                 "cluster_fps": c,
@@ -179,11 +184,12 @@ pub fn run_bench_cluster(args: BenchClusterArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "lockstep bench cluster: {} on the demo CAVE ({} nodes, offscreen), {} frames x {} rounds; steady fps after the first 10 frames",
+        "lockstep bench cluster: {} on the demo CAVE ({} nodes, offscreen, frame data by {}), {} frames x {} rounds; steady fps after the first 10 frames",
         args.scene
             .as_ref()
             .map_or("the demo".into(), |m| m.display().to_string()),
         names.len(),
+        args.transport,
         args.frames,
         args.rounds
     );

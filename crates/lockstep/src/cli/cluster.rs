@@ -91,6 +91,15 @@ pub(super) fn local_cave(
     dir: &Path,
     only: Option<&[String]>,
 ) -> Result<(PathBuf, ClusterConfig, String)> {
+    local_cave_over(dir, only, false)
+}
+
+/// The same, frame data by multicast (to a free port of the default group) if `multicast`.
+pub(super) fn local_cave_over(
+    dir: &Path,
+    only: Option<&[String]>,
+    multicast: bool,
+) -> Result<(PathBuf, ClusterConfig, String)> {
     let mut text = include_str!("../../../../configs/cave.toml").to_string();
     for port in 7400..=7404 {
         text = text.replace(
@@ -112,6 +121,12 @@ pub(super) fn local_cave(
             bail!("the demo CAVE's nodes are left, front, right and floor; asked for {only:?}");
         }
         text = toml::to_string(&doc).context("the sample CAVE file")?;
+    }
+    if multicast {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        text = format!("transport = \"multicast\"\n{text}\n[multicast]\nport = {port}\n");
     }
     let cfg_path = dir.join("cave.toml");
     std::fs::write(&cfg_path, &text)
