@@ -49,7 +49,7 @@ impl Master {
                 standing: Standing::Joining,
                 link,
                 heard: Instant::now(),
-                asked: None,
+                pulse: Default::default(),
                 early: None,
                 ready: None,
                 rate: Rates::default(),

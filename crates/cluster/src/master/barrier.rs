@@ -213,7 +213,7 @@ pub(super) fn catch_up(
             Ok(None) => return Ok(None),
             Ok(Some(m)) => {
                 n.heard = Instant::now();
-                n.asked = None;
+                n.pulse.heard();
                 if let Some((f, stats)) = n.inbox.keep(m, multicast.as_deref_mut())? {
                     n.ready = Some((f, stats));
                     n.rate.push(n.heard, Duration::ZERO);
@@ -334,7 +334,7 @@ impl Master {
             match outcome {
                 Ok(stats) => {
                     n.heard = Instant::now();
-                    n.asked = None;
+                    n.pulse.heard();
                     n.ready = Some((frame, stats));
                     n.rate.push(n.heard, Duration::ZERO);
                     check_state(&n.name, frame, expected, &stats, report);

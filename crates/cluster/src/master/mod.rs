@@ -63,6 +63,7 @@ use crate::join::PluginEntry;
 use crate::link::io;
 use crate::multicast::{MulticastOut, MulticastStats};
 use crate::plugins::Event;
+use crate::session::liveness::Heartbeats;
 use crate::{AppIdentity, ClusterError, ClusterManager, FrameInfo};
 use accept::Gate;
 use reconfigure::Pending;
@@ -218,8 +219,8 @@ pub struct Master {
     pending: Option<Pending>,
     /// What happened outside a barrier, for the next report.
     carry: SwapReport,
-    /// Heartbeats: the next number, and when one was last sent.
-    beat: (u64, Instant),
+    /// Heartbeats between frames, and the silence that drops a node.
+    beats: Heartbeats,
     /// Per node name: how many times it joined; why it last left.
     joins: HashMap<String, u32>,
     gone: HashMap<String, String>,
@@ -287,6 +288,7 @@ impl Master {
                 .spawn(move || accept::accept_loop(&listener, stop, gate))
                 .map_err(|e| io("accept", "cannot start the accept thread", e))?
         };
+        let beats = Heartbeats::new(config.heartbeat, config.silence_limit(), Instant::now());
         Ok(Master {
             config,
             addr,
@@ -311,7 +313,7 @@ impl Master {
             pending: None,
             carry: SwapReport::default(),
             events: Vec::new(),
-            beat: (0, Instant::now()),
+            beats,
             joins: HashMap::new(),
             gone: HashMap::new(),
             swaps: Rates::default(),

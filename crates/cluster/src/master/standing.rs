@@ -14,6 +14,7 @@ use super::control::Inbox;
 use super::status::Rates;
 use super::{FailurePolicy, Master};
 use crate::multicast::MulticastOut;
+use crate::session::liveness::Pulse;
 
 /// Where a node stands in the session.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,8 +40,8 @@ pub(super) struct NodeConn {
     pub(super) link: Link,
     /// When it last sent anything.
     pub(super) heard: Instant,
-    /// The first heartbeat it has not answered yet.
-    pub(super) asked: Option<Instant>,
+    /// Its answers to the heartbeats.
+    pub(super) pulse: Pulse,
     /// A `SwapReady` read between frames, for a barrier still to run.
     pub(super) early: Option<(u64, NodeStats)>,
     /// The last frame it reported ready, and its stats.
@@ -70,7 +71,7 @@ pub(super) fn drain(
             Ok(None) => return Ok(()),
             Ok(Some(m)) => {
                 n.heard = Instant::now();
-                n.asked = None;
+                n.pulse.heard();
                 if let Some(ready) = n.inbox.keep(m, multicast.as_deref_mut())? {
                     n.early = Some(ready);
                     n.ready = Some(ready);
@@ -109,10 +110,9 @@ impl Master {
     /// silent.
     pub(super) fn tick(&mut self, report: &mut SwapReport) -> Result<(), ClusterError> {
         let now = Instant::now();
-        if now.duration_since(self.beat.1) >= self.config.heartbeat {
-            self.beat = (self.beat.0 + 1, now);
+        if let Some(seq) = self.beats.poll_beat(now) {
             self.head.clear();
-            Self::encode(&Message::Heartbeat { seq: self.beat.0 }, &mut self.head)?;
+            Self::encode(&Message::Heartbeat { seq }, &mut self.head)?;
             let mut failed = Vec::new();
             // With it, the last unit sent: a node that lost it whole while nothing followed
             // (the cluster paused) asks for it.
@@ -133,20 +133,20 @@ impl Master {
                 {
                     failed.push((n.name.clone(), format!("cannot send a heartbeat: {e}")));
                 }
-                n.asked.get_or_insert(now);
+                n.pulse.asked(now);
             }
             self.head.clear();
             self.fail_all(failed, report)?;
         }
-        let limit = self.config.silence_limit();
+        let limit = self.beats.limit();
         let mut failed = Vec::new();
         for n in &mut self.nodes {
             if let Err(why) = drain(n, self.multicast.as_mut()) {
                 failed.push((n.name.clone(), why));
-            } else if let Some(asked) = n.asked.filter(|t| t.elapsed() > limit) {
+            } else if let Some(silent) = n.pulse.silent(Instant::now(), limit) {
                 failed.push((
                     n.name.clone(),
-                    format!("answered no heartbeat for {:?}", asked.elapsed()),
+                    format!("answered no heartbeat for {silent:?}"),
                 ));
             }
         }
