@@ -87,10 +87,11 @@ pub(super) fn wait_ready(
                 if nudge_at.is_some() && Instant::now() < deadline =>
             {
                 nudge_at = None;
-                if let Some(out) = multicast.as_deref_mut() {
-                    let through = out.next_unit().saturating_sub(1);
+                if let Some(out) = multicast.as_deref_mut()
+                    && let Some(units) = out.units_sent()
+                {
                     out.stats.nudges += 1;
-                    if let Err(e) = n.link.send(&Message::Units { through }) {
+                    if let Err(e) = n.link.send(&units) {
                         return Err(format!("cannot tell it the units sent: {e}"));
                     }
                 }
@@ -129,6 +130,7 @@ fn gather(
         }
     }
     let mut check: Vec<usize> = round.awaited().collect();
+    let mut last_look = false;
     loop {
         for &i in &check {
             let n = &mut nodes[i];
@@ -151,7 +153,16 @@ fn gather(
                 }
             }
         }
-        round.handle_timeout(Instant::now());
+        let now = Instant::now();
+        // At the deadline: one last look at every node still awaited (what it sent in time
+        // counts, even if reading the others took past the deadline) before the round gives
+        // up on it.
+        if now >= round.deadline() && !last_look {
+            last_look = true;
+            check = round.awaited().collect();
+            continue;
+        }
+        round.handle_timeout(now);
         while let Some(Transmit::Units { node }) = round.poll_transmit() {
             let told = multicast.as_deref_mut().and_then(|m| {
                 m.stats.nudges += 1;
@@ -191,11 +202,6 @@ fn gather(
                     round.handle_failure(i, format!("cannot wait for it: {e}"));
                 }
             }
-        }
-        // At the deadline: one last look at every node still awaited (what it sent in
-        // time counts) before the round gives up on it.
-        if Instant::now() >= round.deadline() {
-            check = round.awaited().collect();
         }
     }
     round.finish()

@@ -64,7 +64,8 @@ struct Group {
     /// When anything last came from the master.
     heard: Instant,
     /// Its first frame is still to come on the connection (the master names the group
-    /// before it, so datagrams of the units after it queue in the socket meanwhile).
+    /// before it): datagrams of the units after it are read and repaired meanwhile, and
+    /// handed out only once that frame is whole.
     first_on_tcp: bool,
     /// The last unit the master said it sent (`Units`).
     sent: Option<u64>,
@@ -302,16 +303,22 @@ impl FromMaster {
         if got {
             g.heard = now;
         }
-        if read > 0 {
-            return Ok(None);
-        }
+        // Forged datagrams that keep coming are no sign of the master's life.
         if now.saturating_duration_since(g.heard) > self.silence {
             return Err(silent(&peer, self.silence));
+        }
+        if read > 0 {
+            // Stopped at the cap, the connection is looked at next turn without a poll.
+            if read >= MAX_DATAGRAMS_PER_TURN {
+                g.tcp_ready = true;
+            }
+            return Ok(None);
         }
         // Nothing ready: wait for either socket until the next repair, the shutdown's grace
         // or the silence limit.
         let mut until = g.heard + self.silence;
-        if let Some(t) = g.units.poll_timeout() {
+        // Repairs are asked for only until a shutdown: no waking for them after.
+        if let Some(t) = g.units.poll_timeout().filter(|_| g.shutdown.is_none()) {
             until = until.min(t);
         }
         if let Some(s) = &g.shutdown {
