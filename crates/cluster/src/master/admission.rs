@@ -11,7 +11,7 @@ use crate::plugins::MAX_EVENT_PAYLOAD;
 use super::Master;
 use super::accept::Joined;
 use super::control::Inbox;
-use super::standing::{NodeConn, Standing};
+use super::standing::NodeConn;
 use super::status::Rates;
 
 /// Largest message a node may send: an event of the largest payload, with room for its name.
@@ -26,14 +26,6 @@ impl Master {
             Err(_) => return Err(ClusterError::Internal("the accept thread panicked".into())),
         };
         for j in joined {
-            if let Some(i) = self.nodes.iter().position(|n| n.name == j.name) {
-                let old = self.nodes.remove(i);
-                let _ = old.link.stream.shutdown(std::net::Shutdown::Both);
-                tracing::info!(
-                    "node '{}' connected again; its old connection is closed",
-                    j.name
-                );
-            }
             tracing::info!("node '{}' joined", j.name);
             let mut link = j.link;
             link.peer = format!("node '{}'", j.name);
@@ -44,19 +36,22 @@ impl Master {
             link.set_send_limit(self.gate.max_frame as usize);
             *self.joins.entry(j.name.clone()).or_default() += 1;
             self.gone.remove(&j.name);
+            let id = self.next_id;
+            self.next_id += 1;
+            self.session.handle_joined(id, &j.name);
             self.nodes.push(NodeConn {
+                id,
                 name: j.name,
-                standing: Standing::Joining,
                 link,
-                heard: Instant::now(),
-                pulse: Default::default(),
-                early: None,
-                ready: None,
                 rate: Rates::default(),
                 inbox: Inbox::default(),
-                on_group: false,
             });
         }
+        // The old connection of a node that connected again is closed.
+        let mut report = std::mem::take(&mut self.carry);
+        let closed = self.transmit(&mut report);
+        self.carry = report;
+        closed?;
         // Cluster-file order, whatever order they connected in: reports read the same each run.
         let order = &self.config.nodes;
         self.nodes.sort_by_key(|n| {

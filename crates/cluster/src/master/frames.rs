@@ -12,7 +12,6 @@ use crate::{ClusterError, ClusterManager, FrameInfo};
 
 use super::Master;
 use super::barrier::SwapReport;
-use super::standing::Standing;
 
 impl Master {
     /// Appends `message` to `out`.
@@ -69,24 +68,7 @@ impl Master {
         let mut report = std::mem::take(&mut self.carry);
         self.switch(info.frame, &mut report)?;
         self.carry = report;
-        let started = self.started;
-        if !started {
-            self.first_frame = Some(info.frame);
-        }
-        for n in self
-            .nodes
-            .iter_mut()
-            .filter(|n| n.standing == Standing::Joining)
-        {
-            n.standing = if started {
-                Standing::CatchingUp {
-                    first: info.frame,
-                    since: Instant::now(),
-                }
-            } else {
-                Standing::InStep { from: info.frame }
-            };
-        }
+        self.session.begin_frame(info.frame, Instant::now());
         self.bytes.clear();
         Self::encode(
             &Message::FrameBegin {
@@ -167,17 +149,13 @@ impl Master {
             self.hashes.push_back((info.frame, digest));
         }
         // After the barrier: the snapshot holds what its post-frame blocks wrote.
-        let joining = self.nodes.iter().any(
-            |n| matches!(n.standing, Standing::CatchingUp { first, .. } if first == info.frame),
-        );
-        if joining {
+        if self.session.needs_snapshot(info.frame) {
             self.encode_snapshot(info, scene)?;
         }
         self.write_frame(info.frame, &mut report)?;
         self.in_flight.push_back(*info);
-        self.started = true;
-        if report.swapped.is_some() {
-            report.presented = self.presenting(report.swapped.unwrap_or(0));
+        if let Some(f) = report.swapped {
+            report.presented = self.presenting(f);
         }
         Ok(report)
     }
@@ -221,60 +199,16 @@ impl Master {
     }
 
     /// Writes the head and frame `frame` to every node (a joiner's first frame: its
-    /// snapshot alone); drops the nodes that cannot take it. Nodes that restart for a
-    /// reconfiguration get this frame, then nothing more.
+    /// snapshot alone) — once to the group with multicast, and on each connection that
+    /// does not take it from there; drops the nodes that cannot take it. Nodes that restart
+    /// for a reconfiguration get this frame, then nothing more.
     pub(super) fn write_frame(
         &mut self,
         frame: u64,
         report: &mut SwapReport,
     ) -> Result<(), ClusterError> {
         self.last_sent = self.head.len() + self.bytes.len();
-        // By multicast: the release (one datagram, as a rule) ahead of the frame.
-        if let Some(out) = &mut self.multicast {
-            out.send(&self.head)?;
-            out.send(&self.bytes)?;
-        }
-        let group = self.multicast.as_ref().map(|out| Message::Multicast {
-            session: out.session(),
-            group: &out.group,
-            first: out.next_unit(),
-        });
-        let mut failed = Vec::new();
-        let restarting = std::mem::take(&mut self.restarting);
-        for n in &mut self.nodes {
-            if matches!(n.standing, Standing::Leaving { .. }) {
-                continue;
-            }
-            // A node's first frame comes on its connection, after the group it is told to
-            // join at once (datagrams of the units after it queue in its socket meanwhile).
-            let told = match &group {
-                Some(told) if !n.on_group => {
-                    n.on_group = true;
-                    n.link
-                        .send(told)
-                        .map_err(|e| std::io::Error::other(e.to_string()))
-                        .map(|()| true)
-                }
-                _ => Ok(false),
-            };
-            let result = match (told, n.standing) {
-                (Err(e), _) => Err(e),
-                (Ok(false), _) if n.on_group => Ok(()),
-                // The swap before its first frame (its post-frame blocks are dropped there):
-                // with late latching it carries the pose that frame is projected from.
-                (Ok(_), Standing::CatchingUp { first, .. }) if first == frame => {
-                    n.link.send_encoded(&self.head, &self.snapshot)
-                }
-                (Ok(_), _) => n.link.send_encoded(&self.head, &self.bytes),
-            };
-            if let Err(e) = result {
-                failed.push((n.name.clone(), format!("cannot send frame {frame}: {e}")));
-            } else if restarting.contains(&n.name) {
-                n.standing = Standing::Leaving {
-                    since: Instant::now(),
-                };
-            }
-        }
-        self.fail_all(failed, report)
+        self.session.send_frame(frame, Instant::now());
+        self.transmit(report)
     }
 }

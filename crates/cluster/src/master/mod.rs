@@ -63,11 +63,12 @@ use crate::join::PluginEntry;
 use crate::link::io;
 use crate::multicast::{MulticastOut, MulticastStats};
 use crate::plugins::Event;
-use crate::session::liveness::Heartbeats;
+use crate::session::NodeId;
+use crate::session::master::{Limits, MasterSession, Standing};
 use crate::{AppIdentity, ClusterError, ClusterManager, FrameInfo};
 use accept::Gate;
 use reconfigure::Pending;
-use standing::{NodeConn, Standing};
+use standing::NodeConn;
 use status::Rates;
 
 /// What happens when a node fails (disconnects or misses the swap deadline).
@@ -202,12 +203,11 @@ pub struct Master {
     begun: Option<FrameInfo>,
     /// The next frame number expected (the switch frame of a reconfiguration made now).
     next: u64,
-    /// Whether any frame was sent: nodes that join before are simply in step from frame 0.
-    started: bool,
-    /// The first frame sent: its barrier is the start barrier, with the load deadline.
-    first_frame: Option<u64>,
-    /// Nodes that restart at the frame being sent, for a reconfiguration.
-    restarting: Vec<String>,
+    /// Where each node stands, what goes to whom, the barriers and heartbeats: the
+    /// protocol, sans IO; this driver moves its bytes.
+    session: MasterSession,
+    /// The number the next connection gets in the session.
+    next_id: NodeId,
     /// Frames sent whose barrier has not run yet, oldest first.
     in_flight: VecDeque<FrameInfo>,
     /// With `verify`: the master's state hash of each frame in flight.
@@ -219,8 +219,6 @@ pub struct Master {
     pending: Option<Pending>,
     /// What happened outside a barrier, for the next report.
     carry: SwapReport,
-    /// Heartbeats between frames, and the silence that drops a node.
-    beats: Heartbeats,
     /// Per node name: how many times it joined; why it last left.
     joins: HashMap<String, u32>,
     gone: HashMap<String, String>,
@@ -288,7 +286,18 @@ impl Master {
                 .spawn(move || accept::accept_loop(&listener, stop, gate))
                 .map_err(|e| io("accept", "cannot start the accept thread", e))?
         };
-        let beats = Heartbeats::new(config.heartbeat, config.silence_limit(), Instant::now());
+        let limits = Limits {
+            swap_deadline: config.swap_deadline,
+            load_deadline: config.load_deadline,
+            heartbeat: config.heartbeat,
+            silence: config.silence_limit(),
+        };
+        let session = MasterSession::new(
+            limits,
+            config.nodes.clone(),
+            multicast.is_some(),
+            Instant::now(),
+        );
         Ok(Master {
             config,
             addr,
@@ -303,9 +312,8 @@ impl Master {
             head: Vec::new(),
             begun: None,
             next: 0,
-            started: false,
-            first_frame: None,
-            restarting: Vec::new(),
+            session,
+            next_id: 0,
             in_flight: VecDeque::with_capacity(2),
             hashes: VecDeque::with_capacity(4),
             hasher: crate::SceneHasher::default(),
@@ -313,7 +321,6 @@ impl Master {
             pending: None,
             carry: SwapReport::default(),
             events: Vec::new(),
-            beats,
             joins: HashMap::new(),
             gone: HashMap::new(),
             swaps: Rates::default(),
@@ -333,15 +340,20 @@ impl Master {
 
     /// Names of the nodes in the session (connected, whether in step or not).
     pub fn node_names(&self) -> Vec<String> {
-        self.nodes.iter().map(|n| n.name.clone()).collect()
+        self.session
+            .peers()
+            .iter()
+            .map(|p| p.name.clone())
+            .collect()
     }
 
     /// Names of the nodes every barrier waits for.
     pub fn in_step(&self) -> Vec<String> {
-        self.nodes
+        self.session
+            .peers()
             .iter()
-            .filter(|n| matches!(n.standing, Standing::InStep { .. }))
-            .map(|n| n.name.clone())
+            .filter(|p| matches!(p.standing, Standing::InStep { .. }))
+            .map(|p| p.name.clone())
             .collect()
     }
 
@@ -369,7 +381,9 @@ impl Master {
             // unit's number, so that a node applies everything before it and nothing after.
             // The last release, too: no barrier follows it to have it repaired.
             let units = self.multicast.as_ref().and_then(|m| m.units_sent());
-            for n in self.nodes.iter_mut().filter(|n| n.on_group) {
+            let session = &self.session;
+            let on_group = |n: &NodeConn| session.peer(n.id).is_some_and(|p| p.on_group);
+            for n in self.nodes.iter_mut().filter(|n| on_group(n)) {
                 if let (Some(u), Some(out)) = (&units, &self.multicast) {
                     let _ = n.link.send(u);
                     for bytes in out.last_unit() {

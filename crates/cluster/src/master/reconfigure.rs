@@ -94,6 +94,7 @@ impl Master {
             a.clone_from(&names);
         }
         self.gate.assets.allow(file.assets.send);
+        self.session.set_order(names.clone());
         self.config.nodes = names;
         let why = format!("removed from the cluster by the reconfiguration at frame {frame}");
         for name in &change.removed {
@@ -101,10 +102,9 @@ impl Master {
                 continue;
             };
             let mut n = self.nodes.remove(i);
+            let on_group = self.session.remove(n.id).is_some_and(|p| p.on_group);
             // By multicast the switch frame is still to come: the node stops before it.
-            if n.on_group
-                && let Some(units) = self.multicast.as_ref().and_then(|m| m.units_sent())
-            {
+            if on_group && let Some(units) = self.multicast.as_ref().and_then(|m| m.units_sent()) {
                 let _ = n.link.send(&units);
             }
             self.head.clear();
@@ -119,7 +119,7 @@ impl Master {
         self.config.cluster_file = Some(file);
         self.file_text = Some(text);
         report.reconfigured = Some(frame);
-        self.restarting = change.restarted;
+        self.session.restart_with_next_frame(change.restarted);
         Ok(())
     }
 }

@@ -1,84 +1,65 @@
 /*!
-Where each node stands in the session, and keeping the connections alive between
-frames: heartbeats out, answers in, silent nodes dropped, restarting nodes let go.
+The master's driver of its sans-IO session (`crate::session::master`): each node's
+connection, what is read from it handed to the session, what the session asks for sent, and
+what it says happened to a node acted on — a dropped node's connection closed and reported.
+Between frames: heartbeats out, answers in, silent nodes dropped.
 */
 use std::time::{Duration, Instant};
 
-use lockstep_wire::{Message, NodeStats};
+use lockstep_wire::Message;
 
 use crate::ClusterError;
 use crate::link::Link;
+use crate::multicast::MulticastOut;
+use crate::session::NodeId;
+use crate::session::master::{Dest, Event, MasterSession, Payload};
 
 use super::barrier::SwapReport;
 use super::control::Inbox;
 use super::status::Rates;
 use super::{FailurePolicy, Master};
-use crate::multicast::MulticastOut;
-use crate::session::liveness::Pulse;
 
-/// Where a node stands in the session.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) enum Standing {
-    /// Connected; its first frame, the next one begun, is a snapshot unless no frame has
-    /// been sent yet (then it is simply frame 0 and the node is in step from the start).
-    Joining,
-    /// Got its snapshot at frame `first` (at `since`); no barrier waits for it.
-    CatchingUp { first: u64, since: Instant },
-    /// Every barrier from frame `from` on waits for it.
-    InStep { from: u64 },
-    /// A reconfiguration restarts its pipeline: it got the switch frame and will come back
-    /// on a new connection; nothing more is sent to it and nothing waited for.
-    Leaving { since: Instant },
-}
-
+/// One node's connection.
 pub(super) struct NodeConn {
+    /// Its number in the session.
+    pub(super) id: NodeId,
     pub(super) name: String,
-    pub(super) standing: Standing,
     /// Frames are written to its stream; `SwapReady` is read from it by the barrier itself,
     /// on the master's thread: no reader thread and no channel between a node's answer and
     /// the barrier (each would cost a thread wake-up per frame).
     pub(super) link: Link,
-    /// When it last sent anything.
-    pub(super) heard: Instant,
-    /// Its answers to the heartbeats.
-    pub(super) pulse: Pulse,
-    /// A `SwapReady` read between frames, for a barrier still to run.
-    pub(super) early: Option<(u64, NodeStats)>,
-    /// The last frame it reported ready, and its stats.
-    pub(super) ready: Option<(u64, NodeStats)>,
     /// Its `SwapReady`s over the last second.
     pub(super) rate: Rates,
     /// Events and input it sent, not yet taken into the next frame.
     pub(super) inbox: Inbox,
-    /// Frame data reaches it by multicast: it was told so after its first frame.
-    pub(super) on_group: bool,
 }
 
-impl NodeConn {
-    pub(super) fn waited_for(&self, frame: u64) -> bool {
-        matches!(self.standing, Standing::InStep { from } if from <= frame)
-    }
-}
-
-/// Reads what a node sent between frames: heartbeat answers, or a `SwapReady` kept for its
-/// barrier.
-pub(super) fn drain(
+/// Reads, without waiting, everything node `n` sent, and hands it to the session: its
+/// `SwapReady`s, its signs of life, or why it fails.
+pub(super) fn read_node(
     n: &mut NodeConn,
+    session: &mut MasterSession,
     mut multicast: Option<&mut MulticastOut>,
-) -> Result<(), String> {
+) {
     loop {
-        match n.link.try_recv() {
-            Ok(None) => return Ok(()),
-            Ok(Some(m)) => {
-                n.heard = Instant::now();
-                n.pulse.heard();
-                if let Some(ready) = n.inbox.keep(m, multicast.as_deref_mut())? {
-                    n.early = Some(ready);
-                    n.ready = Some(ready);
+        let why = match n.link.try_recv() {
+            Ok(None) => return,
+            Ok(Some(m)) => match n.inbox.keep(m, multicast.as_deref_mut()) {
+                Ok(Some((frame, stats))) => {
+                    n.rate.push(Instant::now(), Duration::ZERO);
+                    session.handle_ready(n.id, frame, stats);
+                    continue;
                 }
-            }
-            Err(e) => return Err(e.to_string()),
-        }
+                Ok(None) => {
+                    session.handle_alive(n.id);
+                    continue;
+                }
+                Err(why) => why,
+            },
+            Err(e) => e.to_string(),
+        };
+        session.handle_failure(n.id, why);
+        return;
     }
 }
 
@@ -106,104 +87,143 @@ impl Master {
         result
     }
 
-    /// Heartbeats when due, and whatever the nodes sent meanwhile; drops nodes that fell
-    /// silent.
+    /// Whatever the nodes sent meanwhile, then heartbeats when due; drops nodes that fell
+    /// silent and lets go of those that left to restart.
     pub(super) fn tick(&mut self, report: &mut SwapReport) -> Result<(), ClusterError> {
-        let now = Instant::now();
-        if let Some(seq) = self.beats.poll_beat(now) {
-            self.head.clear();
-            Self::encode(&Message::Heartbeat { seq }, &mut self.head)?;
-            let mut failed = Vec::new();
-            // With it, the last unit sent: a node that lost it whole while nothing followed
-            // (the cluster paused) asks for it.
-            let units = self.multicast.as_ref().and_then(|m| m.units_sent());
-            for n in &mut self.nodes {
-                if matches!(n.standing, Standing::Leaving { .. }) {
-                    continue;
-                }
-                let told = match &units {
-                    Some(u) if n.on_group => n.link.send(u).map_err(|e| e.to_string()),
-                    _ => Ok(()),
-                };
-                if let Err(e) = n
-                    .link
-                    .send_encoded(&self.head, &[])
-                    .map_err(|e| e.to_string())
-                    .and(told)
-                {
-                    failed.push((n.name.clone(), format!("cannot send a heartbeat: {e}")));
-                }
-                n.pulse.asked(now);
-            }
-            self.head.clear();
-            self.fail_all(failed, report)?;
-        }
-        let limit = self.beats.limit();
-        let mut failed = Vec::new();
         for n in &mut self.nodes {
-            if let Err(why) = drain(n, self.multicast.as_mut()) {
-                failed.push((n.name.clone(), why));
-            } else if let Some(silent) = n.pulse.silent(Instant::now(), limit) {
-                failed.push((
-                    n.name.clone(),
-                    format!("answered no heartbeat for {silent:?}"),
-                ));
-            }
+            read_node(n, &mut self.session, self.multicast.as_mut());
         }
-        self.fail_all(failed, report)?;
-        self.check_leaving();
-        Ok(())
+        self.session.handle_timeout(Instant::now());
+        self.transmit(report)
     }
 
-    /// Drops nodes that left to restart once their connection is closed (or after the load
-    /// deadline).
-    pub(super) fn check_leaving(&mut self) {
-        let limit = self.config.load_deadline;
-        self.nodes.retain_mut(|n| {
-            let Standing::Leaving { since } = n.standing else {
-                return true;
-            };
-            let closed = loop {
-                match n.link.try_recv() {
-                    Ok(Some(_)) => {}
-                    Ok(None) => break false,
-                    Err(_) => break true,
+    /// Sends what the session asks for, and acts on what it says happened, until it has
+    /// nothing more of either. A node that cannot be written to fails.
+    pub(super) fn transmit(&mut self, report: &mut SwapReport) -> Result<(), ClusterError> {
+        loop {
+            if let Some(t) = self.session.poll_transmit() {
+                match t.to {
+                    Dest::Group => self.send_to_group(t.what)?,
+                    Dest::Node(id) => {
+                        if let Err(why) = self.send_to_node(id, t.what) {
+                            self.session.handle_failure(id, why);
+                        }
+                    }
                 }
+                continue;
+            }
+            let Some(event) = self.session.poll_event() else {
+                return Ok(());
             };
-            !(closed || since.elapsed() > limit)
-        });
+            self.act_on(event, report)?;
+        }
     }
 
-    pub(super) fn drop_node(
-        &mut self,
-        name: &str,
-        reason: &str,
-        report: &mut SwapReport,
-    ) -> Result<(), ClusterError> {
-        let Some(i) = self.nodes.iter().position(|n| n.name == name) else {
+    fn send_to_group(&mut self, what: Payload) -> Result<(), ClusterError> {
+        let Some(out) = &mut self.multicast else {
             return Ok(());
         };
-        let n = self.nodes.remove(i);
-        let _ = n.link.stream.shutdown(std::net::Shutdown::Both);
-        tracing::warn!("node '{name}' dropped: {reason}");
-        report.dropped.push((name.to_string(), reason.to_string()));
-        self.gone.insert(name.to_string(), reason.to_string());
-        match self.config.policy {
-            FailurePolicy::Drop => Ok(()),
-            FailurePolicy::Stop => Err(ClusterError::Policy(format!(
-                "node '{name}' failed ({reason}) and the policy is stop"
-            ))),
+        match what {
+            // The release (one datagram, as a rule) ahead of the frame.
+            Payload::Frame { .. } => {
+                out.send(&self.head)?;
+                out.send(&self.bytes)
+            }
+            Payload::Release { .. } => out.send(&self.head),
+            // Snapshots, heartbeats and the rest go on connections only.
+            _ => Ok(()),
         }
     }
 
-    pub(super) fn fail_all(
-        &mut self,
-        failed: Vec<(String, String)>,
-        report: &mut SwapReport,
-    ) -> Result<(), ClusterError> {
-        for (name, why) in failed {
-            self.drop_node(&name, &why, report)?;
+    fn send_to_node(&mut self, id: NodeId, what: Payload) -> Result<(), String> {
+        let Some(n) = self.nodes.iter_mut().find(|n| n.id == id) else {
+            return Ok(());
+        };
+        let sent = match what {
+            Payload::JoinGroup => match &self.multicast {
+                Some(out) => n
+                    .link
+                    .send(&Message::Multicast {
+                        session: out.session(),
+                        group: &out.group,
+                        first: out.next_unit(),
+                    })
+                    .map_err(|e| e.to_string()),
+                None => Ok(()),
+            },
+            Payload::Frame { .. } => n
+                .link
+                .send_encoded(&self.head, &self.bytes)
+                .map_err(|e| e.to_string()),
+            // The swap before its first frame (its post-frame blocks are dropped there): with
+            // late latching it carries the pose that frame is projected from.
+            Payload::Snapshot { .. } => n
+                .link
+                .send_encoded(&self.head, &self.snapshot)
+                .map_err(|e| e.to_string()),
+            Payload::Release { .. } => n
+                .link
+                .send_encoded(&self.head, &[])
+                .map_err(|e| e.to_string()),
+            Payload::Heartbeat { seq } => n
+                .link
+                .send(&Message::Heartbeat { seq })
+                .map_err(|e| e.to_string()),
+            Payload::Units => {
+                let Some(out) = &mut self.multicast else {
+                    return Ok(());
+                };
+                if self.session.deadline().is_some() {
+                    out.stats.nudges += 1;
+                }
+                match out.units_sent() {
+                    Some(units) => n.link.send(&units).map_err(|e| e.to_string()),
+                    None => Ok(()),
+                }
+            }
+        };
+        sent.map_err(|e| match what {
+            Payload::Frame { frame } | Payload::Snapshot { frame } => {
+                format!("cannot send frame {frame}: {e}")
+            }
+            Payload::Release { frame } => format!("cannot send SwapNow {frame}: {e}"),
+            Payload::Heartbeat { .. } => format!("cannot send a heartbeat: {e}"),
+            Payload::Units => format!("cannot tell it the units sent: {e}"),
+            Payload::JoinGroup => format!("cannot tell it the multicast group: {e}"),
+        })
+    }
+
+    /// Closes the connection of a node out of the session, and reports why.
+    fn act_on(&mut self, event: Event, report: &mut SwapReport) -> Result<(), ClusterError> {
+        match event {
+            Event::Dropped { node, name, why } => {
+                self.close(node);
+                tracing::warn!("node '{name}' dropped: {why}");
+                report.dropped.push((name.clone(), why.clone()));
+                self.gone.insert(name.clone(), why.clone());
+                if self.config.policy == FailurePolicy::Stop {
+                    return Err(ClusterError::Policy(format!(
+                        "node '{name}' failed ({why}) and the policy is stop"
+                    )));
+                }
+            }
+            Event::Replaced { node, name } => {
+                self.close(node);
+                tracing::info!("node '{name}' connected again; its old connection is closed");
+            }
+            Event::Left { node } => self.close(node),
+            Event::InStep { name, from, .. } => {
+                tracing::info!("node '{name}' is in step from frame {from}");
+                report.joined.push(name);
+            }
         }
         Ok(())
+    }
+
+    fn close(&mut self, id: NodeId) {
+        if let Some(i) = self.nodes.iter().position(|n| n.id == id) {
+            let n = self.nodes.remove(i);
+            let _ = n.link.stream.shutdown(std::net::Shutdown::Both);
+        }
     }
 }

@@ -61,7 +61,10 @@ impl Master {
             let joins = self.joins.get(&name).copied().unwrap_or(0);
             let report = match self.nodes.iter_mut().find(|n| n.name == name) {
                 Some(n) => {
-                    let state = match n.standing {
+                    let Some(peer) = self.session.peer(n.id) else {
+                        continue;
+                    };
+                    let state = match peer.standing {
                         Standing::Joining => "joining".to_string(),
                         Standing::CatchingUp { first, .. } => {
                             format!("catching up (joined at frame {first})")
@@ -69,7 +72,7 @@ impl Master {
                         Standing::InStep { .. } => "in step".to_string(),
                         Standing::Leaving { .. } => "leaving to restart".to_string(),
                     };
-                    let (frame, ready_ms) = n.ready.map_or((0, 0.0), |(f, s)| (f, s.ready_ms));
+                    let (frame, ready_ms) = peer.ready.map_or((0, 0.0), |(f, s)| (f, s.ready_ms));
                     NodeReport {
                         name,
                         state,

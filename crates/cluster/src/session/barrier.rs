@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use lockstep_wire::NodeStats;
 
+use super::NodeId;
+
 /// How long a barrier waits for a node fed by multicast before it tells the node which unit
 /// was sent last: long enough that a node still drawing is not told every frame.
 pub fn nudge(limit: Duration) -> Duration {
@@ -24,12 +26,22 @@ pub enum Transmit {
     /// is long in coming, and it may have lost the newest units whole.
     Units {
         /// The node, as the driver numbered it.
-        node: usize,
+        node: NodeId,
     },
 }
 
-/// How a node's part in a round ended.
-pub type Outcome = Result<NodeStats, String>;
+/// How a node's part in a round ended: the frame it is ready for, and its stats.
+pub type Outcome = Result<(u64, NodeStats), String>;
+
+/// A node the round waits for.
+#[derive(Debug, Clone, Copy)]
+struct Awaited {
+    node: NodeId,
+    /// Frame data reaches it by multicast.
+    on_group: bool,
+    /// An answer for a later frame counts too (a node catching up may draw a newer one).
+    or_later: bool,
+}
 
 /// One frame's swap barrier.
 #[derive(Debug)]
@@ -40,9 +52,8 @@ pub struct Round {
     /// When nodes fed by multicast still awaited are told the last unit; none once done, or
     /// without multicast.
     nudge_at: Option<Instant>,
-    /// Nodes awaited, and whether frame data reaches them by multicast.
-    awaited: Vec<(usize, bool)>,
-    ended: Vec<(usize, Outcome)>,
+    awaited: Vec<Awaited>,
+    ended: Vec<(NodeId, Outcome)>,
     transmits: VecDeque<Transmit>,
 }
 
@@ -61,26 +72,42 @@ impl Round {
         }
     }
 
-    /// Waits for node `node` too (`on_group`: fed by multicast).
-    pub fn wait_for(&mut self, node: usize, on_group: bool) {
-        if !self.awaited.iter().any(|(n, _)| *n == node)
-            && !self.ended.iter().any(|(n, _)| *n == node)
-        {
-            self.awaited.push((node, on_group));
+    /// Waits for node `node` too (`on_group`: fed by multicast; `or_later`: an answer for
+    /// a later frame counts too).
+    pub fn wait_for(&mut self, node: NodeId, on_group: bool, or_later: bool) {
+        if !self.is_awaited(node) && !self.ended.iter().any(|(n, _)| *n == node) {
+            self.awaited.push(Awaited {
+                node,
+                on_group,
+                or_later,
+            });
         }
     }
 
     /// Node `node` reported it is ready to present frame `frame`. An answer for another
     /// frame (a late one to an earlier barrier) or from a node not awaited changes nothing.
-    pub fn handle_ready(&mut self, node: usize, frame: u64, stats: NodeStats) {
-        if frame == self.frame {
-            self.end(node, Ok(stats));
+    pub fn handle_ready(&mut self, node: NodeId, frame: u64, stats: NodeStats) {
+        let Some(a) = self.awaited.iter().find(|a| a.node == node) else {
+            return;
+        };
+        if frame == self.frame || (a.or_later && frame > self.frame) {
+            self.end(node, Ok((frame, stats)));
         }
+    }
+
+    /// The frame this round is the barrier of.
+    pub fn frame(&self) -> u64 {
+        self.frame
+    }
+
+    /// Whether node `node` is still awaited.
+    pub fn is_awaited(&self, node: NodeId) -> bool {
+        self.awaited.iter().any(|a| a.node == node)
     }
 
     /// Node `node` failed (its connection broke, it broke the protocol): not awaited any
     /// more, with the reason.
-    pub fn handle_failure(&mut self, node: usize, why: String) {
+    pub fn handle_failure(&mut self, node: NodeId, why: String) {
         self.end(node, Err(why));
     }
 
@@ -93,17 +120,17 @@ impl Round {
             && now >= at
         {
             self.nudge_at = None;
-            let nudged = self.awaited.iter().filter(|(_, g)| *g);
+            let nudged = self.awaited.iter().filter(|a| a.on_group);
             self.transmits
-                .extend(nudged.map(|(node, _)| Transmit::Units { node: *node }));
+                .extend(nudged.map(|a| Transmit::Units { node: a.node }));
         }
         if now >= self.deadline {
             let why = format!(
                 "missed the swap deadline of {:?} at frame {}",
                 self.limit, self.frame
             );
-            for (node, _) in std::mem::take(&mut self.awaited) {
-                self.ended.push((node, Err(why.clone())));
+            for a in std::mem::take(&mut self.awaited) {
+                self.ended.push((a.node, Err(why.clone())));
             }
         }
     }
@@ -131,8 +158,8 @@ impl Round {
     }
 
     /// The nodes still awaited.
-    pub fn awaited(&self) -> impl Iterator<Item = usize> + '_ {
-        self.awaited.iter().map(|(n, _)| *n)
+    pub fn awaited(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.awaited.iter().map(|a| a.node)
     }
 
     /// Whether every node has answered or failed.
@@ -141,13 +168,13 @@ impl Round {
     }
 
     /// How each node's part ended, in node order.
-    pub fn finish(mut self) -> Vec<(usize, Outcome)> {
+    pub fn finish(mut self) -> Vec<(NodeId, Outcome)> {
         self.ended.sort_by_key(|(n, _)| *n);
         self.ended
     }
 
-    fn end(&mut self, node: usize, outcome: Outcome) {
-        if let Some(i) = self.awaited.iter().position(|(n, _)| *n == node) {
+    fn end(&mut self, node: NodeId, outcome: Outcome) {
+        if let Some(i) = self.awaited.iter().position(|a| a.node == node) {
             self.awaited.swap_remove(i);
             self.ended.push((node, outcome));
         }
@@ -172,9 +199,9 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Round::new(7, t0, LIMIT, false);
         for n in [2, 0, 1] {
-            r.wait_for(n, false);
+            r.wait_for(n, false, false);
         }
-        r.wait_for(2, false);
+        r.wait_for(2, false, false);
         assert_eq!(r.poll_timeout(), Some(t0 + LIMIT));
         r.handle_ready(1, 6, stats(1.0));
         r.handle_ready(9, 7, stats(9.0));
@@ -187,10 +214,10 @@ mod tests {
         assert!(r.is_done());
         assert_eq!(r.poll_timeout(), None);
         assert_eq!(r.poll_transmit(), None);
-        let got: Vec<(usize, f32)> = r
+        let got: Vec<(NodeId, f32)> = r
             .finish()
             .into_iter()
-            .map(|(n, o)| (n, o.unwrap().ready_ms))
+            .map(|(n, o)| (n, o.unwrap().1.ready_ms))
             .collect();
         assert_eq!(got, [(0, 0.5), (1, 1.5), (2, 2.0)]);
     }
@@ -199,8 +226,8 @@ mod tests {
     fn a_node_silent_until_the_deadline_misses_it_and_the_others_do_not() {
         let t0 = Instant::now();
         let mut r = Round::new(5, t0, LIMIT, false);
-        r.wait_for(0, false);
-        r.wait_for(1, false);
+        r.wait_for(0, false, false);
+        r.wait_for(1, false, false);
         r.handle_ready(0, 5, stats(1.0));
         r.handle_timeout(t0 + LIMIT - Duration::from_millis(1));
         assert!(!r.is_done());
@@ -221,10 +248,10 @@ mod tests {
     fn a_multicast_node_late_by_the_nudge_is_told_the_last_unit_once() {
         let t0 = Instant::now();
         let mut r = Round::new(3, t0, LIMIT, true);
-        r.wait_for(0, true);
-        r.wait_for(1, false);
-        r.wait_for(2, true);
-        r.wait_for(3, true);
+        r.wait_for(0, true, false);
+        r.wait_for(1, false, false);
+        r.wait_for(2, true, false);
+        r.wait_for(3, true, false);
         r.handle_ready(3, 3, stats(0.0));
         let at = t0 + nudge(LIMIT);
         assert_eq!(nudge(LIMIT), Duration::from_millis(50));
@@ -247,8 +274,8 @@ mod tests {
     fn a_failed_node_is_not_awaited_and_keeps_its_reason() {
         let t0 = Instant::now();
         let mut r = Round::new(1, t0, LIMIT, false);
-        r.wait_for(0, false);
-        r.wait_for(1, false);
+        r.wait_for(0, false, false);
+        r.wait_for(1, false, false);
         r.handle_failure(1, "closed the connection".into());
         r.handle_failure(1, "twice".into());
         assert_eq!(r.awaited().collect::<Vec<_>>(), [0]);
@@ -257,9 +284,9 @@ mod tests {
         assert_eq!(ended[1], (1, Err("closed the connection".into())));
         // Nothing is waited for that already ended.
         let mut r = Round::new(1, t0, LIMIT, false);
-        r.wait_for(0, false);
+        r.wait_for(0, false, false);
         r.handle_ready(0, 1, stats(0.0));
-        r.wait_for(0, false);
+        r.wait_for(0, false, false);
         assert!(r.is_done());
     }
 }

@@ -1,8 +1,17 @@
 /*!
 The session's protocol logic without I/O (the quinn-proto shape): state machines that take
 what arrived and the time, and say what to send and when to be woken. The master's and the
-nodes' drivers own the sockets. So far: the swap barrier of one frame (`barrier.rs`) and the
-heartbeats between frames (`liveness.rs`).
+nodes' drivers own the sockets: the master's session (`master.rs`: where each node stands,
+what goes to whom, the barriers, heartbeats), the swap barrier of one frame it runs
+(`barrier.rs`) and the heartbeats between frames (`liveness.rs`).
 */
 pub mod barrier;
 pub mod liveness;
+pub mod master;
+
+#[cfg(test)]
+mod harness;
+
+/// A node's connection, as the master's driver numbered it: a node that connects again is a
+/// new one.
+pub type NodeId = u64;
