@@ -6,34 +6,25 @@ are asked for on the connection; a unit lost beyond repair ends the session, so 
 joins again rather than apply a frame it does not have whole.
 
 Without multicast this is the connection alone, read with blocking calls as before. With it,
-one `poll(2)` waits on both sockets, until the next datagram, message or repair is due.
+this is the driver of the sans-IO [`NodeStream`] (`crate::session::node`): one `poll(2)`
+waits on both sockets until the next datagram, message, repair or timeout the stream names;
+what comes is handed to it, and the whole units it gives are decoded here.
 */
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lockstep_wire::datagram::{Assembled, DatagramStats, MulticastKey, Reassembler};
-use lockstep_wire::{ClusterKey, Decoder, Hook, Message};
+use lockstep_wire::datagram::{DatagramStats, MulticastKey};
+use lockstep_wire::{ClusterKey, Decoder, Message};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 
 use crate::ClusterError;
 use crate::link::{Link, io};
 use crate::multicast::open_receiver;
-
-/// How long a `Shutdown` on the connection waits, at most, for the units sent before it
-/// (the master names the last of them first, and sends the shutdown to the group too).
-const SHUTDOWN_GRACE: Duration = Duration::from_millis(100);
+use crate::session::node::{Event, NodeStream};
 
 /// The largest datagram received.
 const MAX_DATAGRAM: usize = 64 * 1024;
-
-/// A `Shutdown` that came on the connection while units may still be on their way.
-struct Farewell {
-    reason: String,
-    since: Instant,
-    /// The last unit sent before it: those up to it are applied first, none after.
-    through: Option<u64>,
-}
 
 /// Datagrams read at most before the rest of a turn (repairs, the connection) runs.
 const MAX_DATAGRAMS_PER_TURN: usize = 256;
@@ -55,24 +46,12 @@ pub(crate) struct FromMaster {
 /// The multicast side, once joined.
 struct Group {
     socket: UdpSocket,
-    units: Reassembler,
+    stream: NodeStream,
     /// The unit being read: its bytes are messages like the connection's (not sealed:
     /// every datagram was authenticated).
     decoder: Decoder,
     buf: Vec<u8>,
     nak: Vec<u8>,
-    /// When anything last came from the master.
-    heard: Instant,
-    /// Its first frame is still to come on the connection (the master names the group
-    /// before it): datagrams of the units after it are read and repaired meanwhile, and
-    /// handed out only once that frame is whole.
-    first_on_tcp: bool,
-    /// The last unit the master said it sent (`Units`).
-    sent: Option<u64>,
-    /// A `Shutdown` read on the connection, waiting for the units sent before it.
-    shutdown: Option<Farewell>,
-    /// Refused datagrams are told when their count reaches this (then twice as many).
-    warn_at: u64,
     /// Whether the last `poll` found each socket readable (or none ran yet): the other is
     /// not read in vain (a read that finds nothing is a system call per frame per node).
     udp_ready: bool,
@@ -102,7 +81,7 @@ impl FromMaster {
 
     /// What the group brought so far, once joined.
     pub fn datagram_stats(&self) -> Option<DatagramStats> {
-        self.group.as_ref().map(|g| g.units.stats)
+        self.group.as_ref().map(|g| g.stream.stats())
     }
 
     /// Gives the next message to `f` and returns what it made of it. `Multicast` is taken
@@ -154,9 +133,8 @@ impl FromMaster {
             peer: peer.clone(),
             what,
         };
-        let now = Instant::now();
         // The unit being read, to its end.
-        if !g.first_on_tcp && g.decoder.has_frame().map_err(|e| protocol(e.to_string()))? {
+        if g.decoder.has_frame().map_err(|e| protocol(e.to_string()))? {
             let m = g
                 .decoder
                 .next_message()
@@ -169,7 +147,7 @@ impl FromMaster {
                 return Err(protocol(format!("it sent {} by multicast", m.kind())));
             }
             if matches!(m, Message::Shutdown { .. }) {
-                g.shutdown = None;
+                g.stream.handle_group_shutdown();
             }
             return Ok(f.take().map(|f| f(m)));
         }
@@ -179,25 +157,19 @@ impl FromMaster {
                 g.decoder.buffered()
             )));
         }
-        // A shutdown on the connection, once every unit sent before it is applied.
-        let through = g.shutdown.as_ref().and_then(|s| s.through);
-        let done = through.is_some_and(|t| g.units.next_frame() > t);
-        let overdue = g
-            .shutdown
-            .as_ref()
-            .is_some_and(|s| now.saturating_duration_since(s.since) >= SHUTDOWN_GRACE);
-        if done || overdue {
-            let reason = g.shutdown.take().map(|s| s.reason).unwrap_or_default();
-            return Ok(f.take().map(|f| f(Message::Shutdown { reason: &reason })));
-        }
-        if !g.first_on_tcp {
-            match g.units.poll_frame() {
-                Some(Assembled::Frame(_, bytes)) => {
+        let now = Instant::now();
+        g.stream.handle_timeout(now);
+        while let Some(e) = g.stream.poll_event() {
+            match e {
+                Event::Unit(bytes) => {
                     g.decoder.push(&bytes);
                     return Ok(None);
                 }
-                Some(Assembled::Lost(unit)) => {
-                    // A lost connection, as far as this session goes: the node joins again.
+                Event::Shutdown(reason) => {
+                    return Ok(f.take().map(|f| f(Message::Shutdown { reason: &reason })));
+                }
+                // A lost connection, as far as this session goes: the node joins again.
+                Event::Lost(unit) => {
                     return Err(ClusterError::Timeout {
                         peer,
                         what: format!(
@@ -205,13 +177,13 @@ impl FromMaster {
                         ),
                     });
                 }
-                None => {}
+                Event::Silent(_) => return Err(silent(&peer, self.silence)),
+                Event::Refused(n) => tracing::warn!(
+                    "{peer}: {n} multicast datagrams refused so far (another cluster, forged or altered); their frames are repaired"
+                ),
             }
         }
-        // Once the master said goodbye it answers no more requests.
-        while g.shutdown.is_none()
-            && let Some(nak) = g.units.poll_nak(now)
-        {
+        while let Some(nak) = g.stream.poll_transmit(now) {
             nak.missing_bytes(&mut g.nak);
             let msg = Message::Nak {
                 frame: nak.frame,
@@ -227,85 +199,32 @@ impl FromMaster {
         }
         // The connection: the first frame, heartbeats, units sent, a shutdown (after which
         // the master closes it).
-        let tcp = g.shutdown.is_none();
+        let tcp = g.stream.reads_connection();
         if tcp && (g.tcp_ready || self.link.has_message()?) && !self.link.fill_now()? {
             g.tcp_ready = false;
         }
         if tcp && self.link.has_message()? {
-            g.heard = now;
             let m = self.link.next_buffered()?;
-            match m {
-                Message::Shutdown { reason } if !g.first_on_tcp => {
-                    g.shutdown = Some(Farewell {
-                        reason: reason.to_string(),
-                        since: now,
-                        through: g.sent,
-                    });
-                    return Ok(None);
-                }
-                Message::Units { through } => {
-                    g.sent = Some(through);
-                    g.units.expect(through, now);
-                    return Ok(None);
-                }
-                Message::Datagram { bytes } => {
-                    if let Err(e) = g.units.accept(bytes, now) {
-                        tracing::debug!("{peer}: datagram on the connection refused: {e}");
-                    }
-                    return Ok(None);
-                }
-                Message::Multicast { .. } => {
-                    return Err(protocol("it sent Multicast twice".into()));
-                }
-                Message::EndBlock {
-                    hook: Hook::PreDraw,
-                    ..
-                } if g.first_on_tcp => {
-                    // The first frame is whole: the units after it come by multicast.
-                    g.first_on_tcp = false;
-                    return Ok(f.take().map(|f| f(m)));
-                }
-                Message::Heartbeat { .. } => return Ok(f.take().map(|f| f(m))),
-                _ if g.first_on_tcp => return Ok(f.take().map(|f| f(m))),
-                other => {
-                    return Err(protocol(format!(
-                        "it sent {} on the connection, while frames come by multicast",
-                        other.kind()
-                    )));
-                }
-            }
+            return match g.stream.handle_message(&m, now) {
+                Ok(true) => Ok(f.take().map(|f| f(m))),
+                Ok(false) => Ok(None),
+                Err(what) => Err(protocol(what)),
+            };
         }
         // Datagrams waiting; a bounded number a turn, so a flood cannot starve the rest.
-        let mut got = false;
         let mut read = 0;
         while g.udp_ready && read < MAX_DATAGRAMS_PER_TURN {
             match g.socket.recv(&mut g.buf) {
                 Ok(n) => {
                     read += 1;
-                    match g.units.accept(&g.buf[..n], now) {
-                        // Only the master's own datagrams show it is alive.
-                        Ok(()) => got = true,
-                        Err(e) => tracing::debug!("{peer}: datagram refused: {e}"),
+                    if let Err(e) = g.stream.handle_datagram(&g.buf[..n], now) {
+                        tracing::debug!("{peer}: datagram refused: {e}");
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => g.udp_ready = false,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(io("multicast group", "cannot receive", e)),
             }
-        }
-        let rejected = g.units.stats.rejected;
-        if rejected >= g.warn_at {
-            tracing::warn!(
-                "{peer}: {rejected} multicast datagrams refused so far (another cluster, forged or altered); their frames are repaired"
-            );
-            g.warn_at = rejected.saturating_mul(2);
-        }
-        if got {
-            g.heard = now;
-        }
-        // Forged datagrams that keep coming are no sign of the master's life.
-        if now.saturating_duration_since(g.heard) > self.silence {
-            return Err(silent(&peer, self.silence));
         }
         if read > 0 {
             // Stopped at the cap, the connection is looked at next turn without a poll.
@@ -314,18 +233,11 @@ impl FromMaster {
             }
             return Ok(None);
         }
-        // Nothing ready: wait for either socket until the next repair, the shutdown's grace
-        // or the silence limit.
-        let mut until = g.heard + self.silence;
-        // Repairs are asked for only until a shutdown: no waking for them after.
-        if let Some(t) = g.units.poll_timeout().filter(|_| g.shutdown.is_none()) {
-            until = until.min(t);
-        }
-        if let Some(s) = &g.shutdown {
-            until = until.min(s.since + SHUTDOWN_GRACE);
-        }
-        let wait = until
-            .saturating_duration_since(now)
+        // Nothing ready: wait for either socket until the stream has something to do.
+        let wait = g
+            .stream
+            .poll_timeout()
+            .map_or(Duration::from_secs(1), |t| t.saturating_duration_since(now))
             .max(Duration::from_micros(100));
         let timeout = Timespec::try_from(wait).unwrap_or(Timespec {
             tv_sec: 1,
@@ -370,15 +282,10 @@ impl FromMaster {
         );
         self.group = Some(Box::new(Group {
             socket,
-            units: Reassembler::new(key, self.max_frame, first),
+            stream: NodeStream::new(key, self.max_frame, first, self.silence, Instant::now()),
             decoder: Decoder::new(self.max_frame),
             buf: vec![0; MAX_DATAGRAM],
             nak: Vec::new(),
-            heard: Instant::now(),
-            first_on_tcp: true,
-            sent: None,
-            shutdown: None,
-            warn_at: 1,
             udp_ready: true,
             tcp_ready: true,
         }));

@@ -3,7 +3,7 @@ A master's session and N nodes in memory, over a simulated network and clock (th
 quinn's `Pair`): the protocol tested in milliseconds, without sockets or sleeps.
 
 The master is the real [`MasterSession`] with the real datagram layer (`Fragmenter`,
-`NakBudget`); each node takes its frame data with the real `Reassembler` — frames as
+`NakBudget`); each node takes its frame data through the real [`NodeStream`] — frames as
 authenticated datagrams to a group that loses, duplicates and reorders them, requests for
 the missing ones on the node's connection. A connection is reliable and in order, with a
 latency and jitter. The nodes here are small: they apply a frame (a chain of hashes stands
@@ -13,13 +13,17 @@ frame when its release comes, recording when.
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use lockstep_wire::datagram::{Assembled, Fragmenter, MulticastKey, Nak, NakBudget, Reassembler};
-use lockstep_wire::{ClusterKey, NodeStats};
+use lockstep_wire::datagram::{Fragmenter, MulticastKey, Nak, NakBudget};
+use lockstep_wire::{ClusterKey, Message, NodeStats};
 
 use super::NodeId;
 use super::master::{Dest, Event, Limits, MasterSession, Payload, Standing};
+use super::node::{self, NodeStream};
 
 const MS: Duration = Duration::from_millis(1);
+
+/// A node's stream from the group ends after this long without a sign from the master.
+const NODE_SILENCE: Duration = Duration::from_secs(1);
 
 /// How the cluster and its network behave.
 #[derive(Debug, Clone)]
@@ -202,9 +206,8 @@ pub struct SimNode {
     pub name: String,
     /// Its connection in the session, while it has one.
     pub id: Option<NodeId>,
-    group: Option<Reassembler>,
-    /// Its first frame is still to come on the connection.
-    first_on_tcp: bool,
+    /// Its stream from the group, once told to join it.
+    group: Option<NodeStream>,
     /// Units received, in order, with when they came: applied one after the other.
     inbox: VecDeque<(Instant, Vec<u8>)>,
     state: u64,
@@ -219,8 +222,8 @@ pub struct SimNode {
     frozen: bool,
     /// It answers no heartbeat.
     pub deaf: bool,
-    /// Its units could not be put back together.
-    pub lost: Option<u64>,
+    /// Why its stream from the group ended (a unit lost beyond repair, the master silent).
+    pub ended: Option<node::Event>,
 }
 
 /// The master, its session and nodes, the network between them, and the clock.
@@ -286,7 +289,6 @@ impl Cluster {
                 name,
                 id: None,
                 group: None,
-                first_on_tcp: false,
                 inbox: VecDeque::new(),
                 state: 0,
                 drawing: None,
@@ -296,7 +298,7 @@ impl Cluster {
                 freeze_at: None,
                 frozen: false,
                 deaf: false,
-                lost: None,
+                ended: None,
             });
             if !c.setup.absent.contains(&(c.nodes.len() - 1)) {
                 c.connect(c.nodes.len() - 1);
@@ -312,7 +314,7 @@ impl Cluster {
         let n = &mut self.nodes[i];
         n.id = Some(id);
         n.group = None;
-        n.first_on_tcp = false;
+        n.ended = None;
         n.inbox.clear();
         n.drawing = None;
         n.waiting = None;
@@ -428,8 +430,8 @@ impl Cluster {
             (To::Node(i), Packet::Datagram(bytes)) => {
                 let now = self.now;
                 if let Some(g) = &mut self.nodes[i].group {
-                    // Refused ones are counted by the reassembler and repaired.
-                    let _ = g.accept(&bytes, now);
+                    // Refused ones are counted by the stream and repaired.
+                    let _ = g.handle_datagram(&bytes, now);
                 }
             }
             _ => {}
@@ -481,14 +483,21 @@ impl Cluster {
         match d {
             Down::JoinGroup { session, first } => {
                 assert_eq!(session, self.key.session());
-                n.group = Some(Reassembler::new(self.key.clone(), 1 << 20, first));
-                n.first_on_tcp = true;
+                let key = self.key.clone();
+                n.group = Some(NodeStream::new(key, 1 << 20, first, NODE_SILENCE, now));
             }
             Down::Unit(u) => {
-                n.first_on_tcp = false;
+                // The only unit on the connection of a node on the group is its first frame.
+                if let Some(g) = &mut n.group {
+                    g.first_frame_done();
+                }
                 n.inbox.push_back((now, u));
             }
             Down::Heartbeat => {
+                if let Some(g) = &mut n.group {
+                    let ok = g.handle_message(&Message::Heartbeat { seq: 0 }, now);
+                    assert_eq!(ok, Ok(true));
+                }
                 if !n.deaf {
                     self.net
                         .stream(&self.setup, now, To::Master(id), Packet::Up(Up::Alive));
@@ -496,7 +505,7 @@ impl Cluster {
             }
             Down::Units { through } => {
                 if let Some(g) = &mut n.group {
-                    g.expect(through, now);
+                    g.handle_units(through, now);
                 }
             }
         }
@@ -509,21 +518,18 @@ impl Cluster {
         let n = &mut self.nodes[i];
         let Some(id) = n.id else { return };
         if let Some(g) = &mut n.group {
-            while let Some(nak) = g.poll_nak(now) {
+            g.handle_timeout(now);
+            while let Some(nak) = g.poll_transmit(now) {
                 if !n.frozen {
                     self.net
                         .stream(&self.setup, now, To::Master(id), Packet::Up(Up::Nak(nak)));
                 }
             }
-            while !n.first_on_tcp
-                && let Some(a) = g.poll_frame()
-            {
-                match a {
-                    Assembled::Frame(_, u) => n.inbox.push_back((now, u)),
-                    Assembled::Lost(u) => {
-                        n.lost = Some(u);
-                        break;
-                    }
+            while let Some(e) = g.poll_event() {
+                match e {
+                    node::Event::Unit(u) => n.inbox.push_back((now, u)),
+                    node::Event::Refused(_) => {}
+                    ended => n.ended = Some(ended),
                 }
             }
         }
@@ -667,7 +673,7 @@ impl Cluster {
 
 fn node_timeout(n: &SimNode) -> Option<Instant> {
     let draw = n.drawing.filter(|_| !n.frozen).map(|(_, t)| t);
-    let nak = n.group.as_ref().and_then(Reassembler::poll_timeout);
+    let nak = n.group.as_ref().and_then(NodeStream::poll_timeout);
     match (draw, nak) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -786,6 +792,15 @@ mod tests {
         assert!(lost * 100 > sent * 4, "about 5 % lost: {lost} of {sent}");
         // Every barrier took all 16 answers.
         assert!(c.answered.values().all(|a| a.len() == 16));
+        for n in &c.nodes {
+            assert_eq!(n.ended, None, "{}: its stream ended", n.name);
+            let stats = n.group.as_ref().expect("on the group").stats();
+            assert!(
+                stats.naks > 0 && stats.duplicates > 0,
+                "{}: {stats:?}",
+                n.name
+            );
+        }
     }
 
     #[test]

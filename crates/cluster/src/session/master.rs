@@ -544,16 +544,19 @@ impl MasterSession {
                     p.pulse.heard();
                     p.ready = Some((f, stats));
                     if let Standing::CatchingUp { .. } = p.standing {
+                        if f > frame {
+                            // It drew a newer frame instead: kept for that frame's barrier,
+                            // which takes it in step, so a node told in step at a frame's
+                            // swap presents that frame.
+                            p.early = Some((f, stats));
+                            continue;
+                        }
                         p.standing = Standing::InStep { from: f };
                         self.events.push_back(Event::InStep {
                             node: id,
                             name: p.name.clone(),
                             from: f,
                         });
-                        if f > frame {
-                            p.early = Some((f, stats));
-                            continue;
-                        }
                     }
                     answered.push((id, stats));
                 }
@@ -566,21 +569,22 @@ impl MasterSession {
             let Standing::CatchingUp { since, .. } = p.standing else {
                 continue;
             };
-            match p.early.filter(|(f, _)| *f >= frame) {
-                Some((from, stats)) => {
+            match p.early {
+                Some((from, stats)) if from == frame => {
                     p.standing = Standing::InStep { from };
+                    p.early = None;
                     self.events.push_back(Event::InStep {
                         node: p.id,
                         name: p.name.clone(),
                         from,
                     });
-                    if from == frame {
-                        p.early = None;
-                        answered.push((p.id, stats));
-                    }
+                    answered.push((p.id, stats));
                 }
-                None if now.saturating_duration_since(since) > load => late.push(p.id),
-                None => {}
+                // Ready for a later frame (its snapshot came before this barrier ran): that
+                // frame's barrier takes it in step.
+                Some((from, _)) if from > frame => {}
+                _ if now.saturating_duration_since(since) > load => late.push(p.id),
+                _ => {}
             }
         }
         for id in late {
@@ -631,5 +635,79 @@ impl MasterSession {
                 .position(|o| *o == p.name)
                 .unwrap_or(usize::MAX)
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn limits() -> Limits {
+        Limits {
+            swap_deadline: 100 * MS,
+            load_deadline: 2000 * MS,
+            heartbeat: 50 * MS,
+            silence: 200 * MS,
+        }
+    }
+
+    fn in_step_events(s: &mut MasterSession) -> Vec<(NodeId, u64)> {
+        std::iter::from_fn(|| s.poll_event())
+            .filter_map(|e| match e {
+                Event::InStep { node, from, .. } => Some((node, from)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Two frames in flight: a joiner's snapshot is frame 6, sent before frame 5's barrier.
+    /// Its answer for 6 must not make it in step at 5 (it has no frame 5 to present).
+    #[test]
+    fn a_joiner_ready_for_a_later_frame_is_taken_in_step_at_that_frame_not_before() {
+        let t0 = Instant::now();
+        let order = vec!["a".to_string(), "late".to_string()];
+        let mut s = MasterSession::new(limits(), order, false, t0);
+        s.handle_joined(0, "a");
+        for f in 0..5 {
+            s.begin_frame(f, t0);
+            s.send_frame(f, t0);
+            s.begin_barrier(f, t0);
+            s.handle_ready(0, f, NodeStats::default());
+            assert_eq!(s.end_barrier(t0).len(), 1);
+            s.release(f);
+        }
+        s.begin_frame(5, t0);
+        s.send_frame(5, t0);
+        s.handle_joined(1, "late");
+        s.begin_frame(6, t0);
+        assert!(s.needs_snapshot(6));
+        s.send_frame(6, t0);
+        while s.poll_transmit().is_some() {}
+        let _ = in_step_events(&mut s);
+        s.begin_barrier(5, t0);
+        assert_eq!(s.awaited().collect::<Vec<_>>(), [0]);
+        s.handle_ready(0, 5, NodeStats::default());
+        s.handle_ready(1, 6, NodeStats::default());
+        let answered: Vec<_> = s.end_barrier(t0).into_iter().map(|(id, _)| id).collect();
+        assert_eq!(answered, [0]);
+        assert_eq!(in_step_events(&mut s), []);
+        assert!(matches!(
+            s.peer(1).map(|p| p.standing),
+            Some(Standing::CatchingUp { .. })
+        ));
+        s.release(5);
+        s.begin_barrier(6, t0 + MS);
+        s.handle_ready(0, 6, NodeStats::default());
+        let answered: Vec<_> = s
+            .end_barrier(t0 + MS)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(answered, [0, 1]);
+        assert_eq!(in_step_events(&mut s), [(1, 6)]);
+        let names: Vec<_> = s.presenting(6).map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["a", "late"]);
     }
 }
