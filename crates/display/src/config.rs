@@ -18,6 +18,9 @@ use crate::{ConfigError, ConfigErrors, ThreadingModel};
 /// Largest window side accepted, in pixels.
 pub const MAX_WINDOW_SIZE: u32 = 16384;
 
+/// The most helpers one viewport may name (each adds a strip to composite every frame).
+pub const MAX_HELPERS: usize = 8;
+
 /// A host and TCP port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Endpoint {
@@ -110,6 +113,9 @@ pub struct ViewportConfig {
     pub rect: [u32; 4],
     /// The eye it shows (passive stereo), or mono.
     pub eye: Eye,
+    /// Other nodes that render strips of this viewport's view for it (sort-first), in file
+    /// order; empty when its node renders it alone.
+    pub helpers: Vec<String>,
 }
 
 /// A window (or offscreen target) of a node.
@@ -540,11 +546,15 @@ impl Validator<'_> {
                     }
                     let eye = self.eye(vp.eye.as_ref(), stereo.mode);
                     used_screens.push((vp.screen.clone(), vp.name.get_ref().clone()));
+                    let helpers = vp.helpers.as_ref().map_or_else(Vec::new, |h| {
+                        h.get_ref().iter().map(|n| n.get_ref().clone()).collect()
+                    });
                     viewports.push(crate::ViewportConfig {
                         name: vp.name.get_ref().clone(),
                         screen: vp.screen.get_ref().clone(),
                         rect,
                         eye,
+                        helpers,
                     });
                 }
                 windows.push(WindowConfig {
@@ -611,6 +621,7 @@ impl Validator<'_> {
                 }
             }
         }
+        self.helpers(&raw.nodes);
         let launch = self.launch(raw.launch.as_ref());
         let assets = self.assets(raw.assets.as_ref());
         let input = self.input(&raw.input, &nodes);
@@ -638,6 +649,91 @@ impl Validator<'_> {
             input,
             head_tracker,
             transport,
+        }
+    }
+
+    /// Checks every viewport's helpers: other nodes of the file, each at most once per
+    /// viewport and per node it helps, and no two nodes helping each other (each would wait
+    /// for the other's strip while drawing its own).
+    fn helpers(&mut self, raw: &[crate::raw::RawNode]) {
+        let names: Vec<&str> = raw.iter().map(|n| n.name.get_ref().as_str()).collect();
+        // (helper, node helped), for the mutual-help check.
+        let mut helps: Vec<(&str, &str, &S<String>)> = Vec::new();
+        for n in raw {
+            let node = n.name.get_ref().as_str();
+            // The viewport each helper of this node is first listed for.
+            let mut first: HashMap<&str, (&str, usize)> = HashMap::new();
+            for vp in n.windows.iter().flat_map(|w| &w.viewports) {
+                let Some(list) = &vp.helpers else { continue };
+                let viewport = vp.name.get_ref().as_str();
+                if list.get_ref().len() > MAX_HELPERS {
+                    self.err(
+                        list,
+                        format!(
+                            "viewport '{viewport}' of node '{node}' names {} helpers: at most {MAX_HELPERS}",
+                            list.get_ref().len()
+                        ),
+                    );
+                }
+                for h in list.get_ref() {
+                    let helper = h.get_ref().as_str();
+                    if helper == node {
+                        self.err(
+                            h,
+                            format!(
+                                "viewport '{viewport}' of node '{node}' names '{node}' as its own helper: a helper is another node"
+                            ),
+                        );
+                        continue;
+                    }
+                    if !names.contains(&helper) {
+                        let mut known: Vec<&str> =
+                            names.iter().copied().filter(|m| *m != node).collect();
+                        known.sort_unstable();
+                        self.err(
+                            h,
+                            format!(
+                                "viewport '{viewport}' of node '{node}': helper '{helper}' is not a node of this file (nodes: {})",
+                                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                            ),
+                        );
+                        continue;
+                    }
+                    let line = self.line_of(h);
+                    match first.get(helper) {
+                        Some((other, at)) if *other == viewport => self.err(
+                            h,
+                            format!(
+                                "viewport '{viewport}' of node '{node}' names helper '{helper}' twice (first on line {at})"
+                            ),
+                        ),
+                        Some((other, at)) => self.err(
+                            h,
+                            format!(
+                                "helper '{helper}' is listed for viewports '{other}' (line {at}) and '{viewport}' of node '{node}': a helper renders for one viewport of a node"
+                            ),
+                        ),
+                        None => {
+                            first.insert(helper, (viewport, line));
+                            helps.push((helper, node, h));
+                        }
+                    }
+                }
+            }
+        }
+        for (helper, node, at) in &helps {
+            if let Some((_, _, back)) = helps.iter().find(|(h, n, _)| h == node && n == helper) {
+                // Told once, at the pair's later mention.
+                if self.line_of(*at) > self.line_of(*back) {
+                    self.err(
+                        *at,
+                        format!(
+                            "nodes '{node}' and '{helper}' help each other (also on line {}): each would wait for the other's strip",
+                            self.line_of(*back)
+                        ),
+                    );
+                }
+            }
         }
     }
 

@@ -10,6 +10,8 @@ Display geometry: the cluster file and what each render node derives from it.
 - [`ClusterConfig::change_to`] checks a run-time reconfiguration against the running file.
 - [`ClusterConfig::views`] lists, for one node, every (viewport, eye) it renders with its pixel
   rectangle, colour mask and projection.
+- [`split`] cuts a viewport helped by other nodes into strips (sort-first) and balances the
+  cuts from measured times.
 */
 #![deny(missing_docs)]
 
@@ -20,6 +22,7 @@ mod names;
 pub mod projection;
 mod raw;
 mod screen;
+pub mod split;
 mod threading;
 mod tracking;
 mod transport;
@@ -28,7 +31,8 @@ mod views;
 pub use change::ConfigChange;
 pub use config::{
     AssetsConfig, ClusterConfig, DEFAULT_DAEMON_PORT, DEFAULT_MAX_ASSET_MB, Endpoint, HeadPose,
-    HeadTracker, LaunchConfig, NodeConfig, StereoConfig, StereoMode, ViewportConfig, WindowConfig,
+    HeadTracker, LaunchConfig, MAX_HELPERS, NodeConfig, StereoConfig, StereoMode, ViewportConfig,
+    WindowConfig,
 };
 pub use error::{ConfigError, ConfigErrors};
 pub use names::{MAX_NAME, check_name};

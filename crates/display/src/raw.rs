@@ -202,4 +202,5 @@ pub struct RawViewport {
     pub screen: S<String>,
     pub rect: Option<S<[u32; 4]>>,
     pub eye: Option<S<String>>,
+    pub helpers: Option<S<Vec<S<String>>>>,
 }

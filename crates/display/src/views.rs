@@ -43,6 +43,8 @@ pub struct ViewSpec {
     pub view: Mat4,
     /// Off-axis frustum of the screen seen from the eye.
     pub frustum: Frustum,
+    /// The nodes that render strips of it (sort-first), as its viewport names them.
+    pub helpers: Vec<String>,
 }
 
 impl ViewSpec {
@@ -150,6 +152,7 @@ impl ClusterConfig {
                         eye_position: eye_world,
                         view,
                         frustum,
+                        helpers: vp.helpers.clone(),
                     });
                 }
             }

@@ -633,3 +633,109 @@ fn the_transport_is_tcp_unless_multicast_is_asked_for_and_each_value_is_checked(
         ],
     );
 }
+
+/// The 1-based line of the `nth` (from 0) line holding `needle`.
+fn line_with(text: &str, needle: &str, nth: usize) -> usize {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains(needle))
+        .nth(nth)
+        .map(|(i, _)| i + 1)
+        .unwrap_or_else(|| panic!("no line {nth} with {needle}"))
+}
+
+#[test]
+fn a_viewport_names_its_helpers_and_each_view_carries_them() {
+    let text = format!(
+        "{BASE}{}{}{}",
+        node("wall", 7001, "front", "helpers = [\"h1\", \"h2\"]\n"),
+        node("h1", 7002, "front", ""),
+        node("h2", 7003, "front", "")
+    );
+    let c = ClusterConfig::parse(Path::new("t.toml"), &text).unwrap();
+    assert_eq!(c.nodes[0].windows[0].viewports[0].helpers, ["h1", "h2"]);
+    assert!(c.nodes[1].windows[0].viewports[0].helpers.is_empty());
+    let views = c.views("wall").unwrap();
+    assert_eq!(views[0].helpers, ["h1", "h2"]);
+}
+
+#[test]
+fn helpers_that_are_not_other_nodes_or_are_listed_twice_are_refused() {
+    // A second viewport for the wall node, in the same window.
+    let second = "[[nodes.windows.viewports]]\nname = \"v2\"\nscreen = \"front\"\nrect = [0, 0, 10, 10]\nhelpers = [\"h1\"]\n";
+    let text = format!(
+        "{BASE}{}{second}{}",
+        node(
+            "wall",
+            7001,
+            "front",
+            "helpers = [\"wall\", \"ghost\", \"h1\", \"h1\"]\n"
+        ),
+        node("h1", 7002, "front", "")
+    );
+    let at = line_with(&text, "helpers", 0);
+    let again = line_with(&text, "helpers", 1);
+    assert_errors(
+        &text,
+        &[
+            (at, "names 'wall' as its own helper"),
+            (at, "helper 'ghost' is not a node of this file (nodes: h1)"),
+            (at, &format!("names helper 'h1' twice (first on line {at})")),
+            (
+                again,
+                &format!(
+                    "helper 'h1' is listed for viewports 'v' (line {at}) and 'v2' of node 'wall'"
+                ),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn two_nodes_helping_each_other_are_refused() {
+    let text = format!(
+        "{BASE}{}{}",
+        node("a", 7001, "front", "helpers = [\"b\"]\n"),
+        node("b", 7002, "front", "helpers = [\"a\"]\n")
+    );
+    let first = line_with(&text, "helpers", 0);
+    let second = line_with(&text, "helpers", 1);
+    assert_errors(
+        &text,
+        &[(
+            second,
+            &format!("nodes 'b' and 'a' help each other (also on line {first})"),
+        )],
+    );
+}
+
+#[test]
+fn more_helpers_than_the_limit_are_refused() {
+    let names: Vec<String> = (0..=lockstep_display::MAX_HELPERS)
+        .map(|i| format!("h{i}"))
+        .collect();
+    let list: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    let mut text = format!(
+        "{BASE}{}",
+        node(
+            "wall",
+            7001,
+            "front",
+            &format!("helpers = [{}]\n", list.join(", "))
+        )
+    );
+    for (i, n) in names.iter().enumerate() {
+        text += &node(n, 7100 + i as u16, "front", "");
+    }
+    assert_errors(
+        &text,
+        &[(
+            line_with(&text, "helpers", 0),
+            &format!(
+                "names {} helpers: at most {}",
+                names.len(),
+                lockstep_display::MAX_HELPERS
+            ),
+        )],
+    );
+}

@@ -338,6 +338,20 @@ fn show(c: &ClusterConfig, node: &str) -> Result<String> {
             v.mask,
             v.file_stem()
         );
+        if !v.helpers.is_empty() {
+            let split = lockstep::display::split::Split::even(w, h, v.helpers.len() + 1);
+            let axis = match split.axis {
+                lockstep::display::split::Axis::X => "columns",
+                lockstep::display::split::Axis::Y => "rows",
+            };
+            let _ = writeln!(
+                out,
+                "  sort-first: {} strips in {axis}, this node first, then helpers {} (balanced every frame; starts {:?}); added latency: up to 1 frame (the strips' readback and transfer before this node's SwapReady)",
+                split.parts(),
+                v.helpers.join(", "),
+                split.ends()
+            );
+        }
         let _ = writeln!(
             out,
             "  frustum at near {}: left {:.5} right {:.5} bottom {:.5} top {:.5}, far {}",
