@@ -8,6 +8,7 @@ tests and the master's verification compare across processes; the master and nod
 #![deny(missing_docs)]
 
 pub mod assets;
+pub mod compose;
 pub mod control;
 mod digest;
 mod error;

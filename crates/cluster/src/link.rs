@@ -273,6 +273,47 @@ pub(crate) fn wire(peer: &str, source: lockstep_wire::WireError) -> ClusterError
     }
 }
 
+/// Largest answer to a client's proof: the server has proven the key by then, and a
+/// refusal may be long (every way a node's application differs).
+const REFUSAL_MAX_FRAME: usize = 64 * 1024;
+
+/// Authenticates `link` as client `name` of `cluster` by `deadline`, sending `join` (what a
+/// node runs) right after its proof; returns the frame limit the server announced. The
+/// link comes back sealed.
+pub(crate) fn client_handshake(
+    link: &mut Link,
+    key: &lockstep_wire::ClusterKey,
+    cluster: &str,
+    name: &str,
+    deadline: Instant,
+    join: Option<&Message<'_>>,
+) -> Result<usize, ClusterError> {
+    use lockstep_wire::handshake::ClientStep;
+    let peer = link.peer.clone();
+    let nonce = lockstep_wire::random_nonce().map_err(|e| wire(&peer, e))?;
+    let mut hs = lockstep_wire::ClientHandshake::new(key.clone(), cluster, name, nonce);
+    link.send(&hs.hello())?;
+    loop {
+        let msg = link.recv_by(deadline)?;
+        match hs.handle(&msg) {
+            Ok(ClientStep::Prove { proof, keys }) => {
+                link.send(&proof)?;
+                link.authenticate(keys);
+                link.set_max_frame(REFUSAL_MAX_FRAME);
+                if let Some(join) = join {
+                    link.send(join)?;
+                }
+            }
+            Ok(ClientStep::Established { max_frame }) => return Ok(max_frame),
+            Err(e) => {
+                let reason = e.to_string();
+                let _ = link.send(&Message::Refused { reason: &reason });
+                return Err(wire(&peer, e));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -110,6 +110,8 @@ pub enum Measured {
     Took(Duration),
     /// Missed the frame or left: dropped from the split from the next frame on.
     Missed,
+    /// Rendered nothing this frame (it was not asked): its estimate stays as it was.
+    Skipped,
 }
 
 /// The damping of each cut's move: half-way to where the estimate puts it.
@@ -156,6 +158,22 @@ impl LoadBalancer {
         self.active.get(i).copied().unwrap_or(false)
     }
 
+    /// Part `i` is back (its helper connected again): in the split from the next frame, the
+    /// parts still in sharing the viewport evenly again, as nothing is known of its speed.
+    pub fn rejoin(&mut self, i: usize) {
+        if i >= self.active.len() || self.active[i] {
+            return;
+        }
+        self.active[i] = true;
+        let parts = self.active.iter().filter(|a| **a).count() as u64;
+        let len = u64::from(self.split.len());
+        let mut seen = 0;
+        for (a, end) in self.active.iter().zip(&mut self.split.ends) {
+            seen += u64::from(*a);
+            *end = (len * seen / parts) as u32;
+        }
+    }
+
     /// Takes what each part measured for the frame rendered with the current split (one
     /// entry per part; parts already dropped are not looked at) and the display node's
     /// compositing time, and moves the cuts. A part that missed is dropped: its pixels go to
@@ -172,7 +190,7 @@ impl LoadBalancer {
                     dropped = true;
                 }
                 // The display node composites what came: it is never dropped.
-                Measured::Missed => {}
+                Measured::Missed | Measured::Skipped => {}
                 Measured::Took(t) => {
                     let span = self.split.span(i);
                     let n = (span.end - span.start) as f64;
@@ -374,6 +392,26 @@ mod tests {
             step(&mut b, &flat, 0.0);
             assert_eq!(b.split().span(1).len(), 0);
         }
+    }
+
+    #[test]
+    fn a_part_that_rejoins_shares_evenly_with_those_still_in() {
+        let mut b = LoadBalancer::new(900, 300, 3);
+        let t = Duration::from_micros(300);
+        b.update(
+            &[Measured::Took(t), Measured::Missed, Measured::Missed],
+            Duration::ZERO,
+        );
+        assert_eq!(b.split().ends(), [900, 900, 900]);
+        b.rejoin(2);
+        assert_eq!(b.split().ends(), [450, 450, 900]);
+        assert!(b.is_active(2) && !b.is_active(1));
+        // The part out of the split is not looked at; the two in balance.
+        b.update(
+            &[Measured::Took(t * 2), Measured::Skipped, Measured::Took(t)],
+            Duration::ZERO,
+        );
+        assert_eq!(b.split().ends(), [394, 394, 900]);
     }
 
     #[test]

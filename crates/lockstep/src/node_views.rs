@@ -165,6 +165,7 @@ pub fn render_views(
                 clear: k == 0,
                 color_writes: color_writes(spec.mask),
                 viewport: None,
+                scissor: None,
             };
             target.render_with(gpu, renderer, scene, &list, options, k + i + 1 == group_end)?;
         }

@@ -19,6 +19,7 @@ mod error;
 mod gpu;
 pub mod import;
 mod raw;
+pub mod strip;
 mod target;
 
 pub use capture::{Image, write_png};

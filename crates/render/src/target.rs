@@ -24,6 +24,8 @@ pub struct DrawOptions {
     pub color_writes: wgpu::ColorWrites,
     /// Pixel rectangle (x, y, width, height) to draw into; `None` for the whole target.
     pub viewport: Option<[u32; 4]>,
+    /// Of that, the only pixels drawn (a strip of the view); `None` for all of them.
+    pub scissor: Option<[u32; 4]>,
 }
 
 impl Default for DrawOptions {
@@ -32,6 +34,7 @@ impl Default for DrawOptions {
             clear: true,
             color_writes: wgpu::ColorWrites::ALL,
             viewport: None,
+            scissor: None,
         }
     }
 }
@@ -84,7 +87,10 @@ impl OffscreenTarget {
             sample_count: 1,
             dimension: wgpu::TextureDimension::D2,
             format: OFFSCREEN_FORMAT,
-            usage: wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::COPY_SRC,
+            // Copied from for read-back, to for strips other nodes rendered (sort-first).
+            usage: wgpu::TextureUsages::RENDER_ATTACHMENT
+                | wgpu::TextureUsages::COPY_SRC
+                | wgpu::TextureUsages::COPY_DST,
             view_formats: &[],
         });
         let padded_row = (width * 4).div_ceil(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT)
@@ -176,6 +182,7 @@ impl OffscreenTarget {
                 color: &self.color_view,
                 depth: &self.depth_view,
                 viewport: options.viewport,
+                scissor: options.scissor,
                 clear: options.clear,
                 color_writes: options.color_writes,
             },
@@ -206,6 +213,95 @@ impl OffscreenTarget {
     /// Waits for a frame submitted by [`OffscreenTarget::render`] with `read_back` and copies
     /// its pixels (RGBA8 sRGB, rows top to bottom) into `out`, reusing its allocation.
     pub fn read_into(&self, gpu: &GpuContext, out: &mut Vec<u8>) -> Result<(), RenderError> {
+        self.map_rows(gpu, self.padded_row, self.width, self.height, out)
+    }
+
+    /// Reads back the pixels of `rect` (x, y, width, height) of what was drawn, once the
+    /// GPU has drawn it, into `out` (RGBA8 sRGB, rows top to bottom), reusing its
+    /// allocation: a strip to send to the node that shows it.
+    pub fn read_region_into(
+        &self,
+        gpu: &GpuContext,
+        rect: [u32; 4],
+        out: &mut Vec<u8>,
+    ) -> Result<(), RenderError> {
+        self.check_region(rect)?;
+        let [x, y, w, h] = rect;
+        let padded = (w * 4).div_ceil(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT)
+            * wgpu::COPY_BYTES_PER_ROW_ALIGNMENT;
+        let mut encoder = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("strip read-back"),
+            });
+        encoder.copy_texture_to_buffer(
+            wgpu::TexelCopyTextureInfo {
+                texture: &self.color,
+                mip_level: 0,
+                origin: wgpu::Origin3d { x, y, z: 0 },
+                aspect: wgpu::TextureAspect::All,
+            },
+            wgpu::TexelCopyBufferInfo {
+                buffer: &self.readback,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: 0,
+                    bytes_per_row: Some(padded),
+                    rows_per_image: Some(h),
+                },
+            },
+            wgpu::Extent3d {
+                width: w,
+                height: h,
+                depth_or_array_layers: 1,
+            },
+        );
+        gpu.queue.submit([encoder.finish()]);
+        self.map_rows(gpu, padded, w, h, out)
+    }
+
+    /// Writes `rgba8` (RGBA8 sRGB, rows top to bottom, `rect`'s width × height) into `rect`
+    /// of this target: a strip another node rendered, composited where it belongs. It lands
+    /// before the next submission's work; [`GpuContext::wait_idle`] after a submission sees
+    /// it done.
+    pub fn write_region(
+        &self,
+        gpu: &GpuContext,
+        rect: [u32; 4],
+        rgba8: &[u8],
+    ) -> Result<(), RenderError> {
+        self.check_region(rect)?;
+        crate::strip::write_strip(&gpu.queue, &self.color, rect, rgba8)
+    }
+
+    fn check_region(&self, [x, y, w, h]: [u32; 4]) -> Result<(), RenderError> {
+        let fits = w > 0
+            && h > 0
+            && x.checked_add(w).is_some_and(|r| r <= self.width)
+            && y.checked_add(h).is_some_and(|b| b <= self.height);
+        if fits {
+            Ok(())
+        } else {
+            Err(RenderError::TargetSize {
+                width: w,
+                height: h,
+                reason: format!(
+                    "the region at ({x}, {y}) is empty or reaches past the {}x{} target",
+                    self.width, self.height
+                ),
+            })
+        }
+    }
+
+    /// Maps the read-back buffer once the GPU is done and copies `h` rows of `w` pixels,
+    /// `padded` bytes apart, into `out`.
+    fn map_rows(
+        &self,
+        gpu: &GpuContext,
+        padded: u32,
+        w: u32,
+        h: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RenderError> {
         let slice = self.readback.slice(..);
         let (tx, rx) = mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
@@ -220,11 +316,11 @@ impl OffscreenTarget {
             let data = slice
                 .get_mapped_range()
                 .map_err(|e| RenderError::Gpu(format!("cannot read mapped buffer: {e}")))?;
-            let row = (self.width * 4) as usize;
+            let row = (w * 4) as usize;
             out.clear();
-            out.reserve(row * self.height as usize);
-            for y in 0..self.height as usize {
-                let start = y * self.padded_row as usize;
+            out.reserve(row * h as usize);
+            for y in 0..h as usize {
+                let start = y * padded as usize;
                 out.extend_from_slice(&data[start..start + row]);
             }
         }

@@ -324,3 +324,117 @@ fn each_backend_can_be_chosen_and_reports_itself() {
     );
     assert!(!vk.summary.name.is_empty() && !vk.summary.device_type.is_empty());
 }
+
+/// A lit, textured scene with edges everywhere: spheres across the whole view.
+fn busy_scene() -> Scene {
+    let mut s = Scene::new();
+    add_camera(&mut s, None);
+    let ball = s.add_mesh(Mesh::uv_sphere(0.6, 24, 12));
+    let tex = s.add_texture(Texture::checker(
+        "c",
+        64,
+        8,
+        [200, 40, 40, 255],
+        [240, 240, 240, 255],
+    ));
+    let mat = s
+        .add_material(Material::lit(Color::WHITE).with_texture(tex))
+        .unwrap();
+    for i in 0..12 {
+        let x = -3.3 + 0.6 * i as f32;
+        let y = ((i as f32) * 0.9).sin() * 1.2;
+        s.add(
+            Node::mesh(ball, mat).with_transform(Transform::from_translation(Vec3::new(x, y, 0.0))),
+            None,
+        )
+        .unwrap();
+    }
+    s.add(
+        Node::light(Light::point(Color::WHITE, 20.0, 20.0))
+            .with_transform(Transform::from_translation(Vec3::new(2.0, 2.0, 3.0))),
+        None,
+    )
+    .unwrap();
+    s
+}
+
+#[test]
+fn a_view_drawn_in_strips_by_three_renderers_and_composited_is_byte_identical_to_it_whole() {
+    let gpu = gpu();
+    let s = busy_scene();
+    let view = View::from_camera(&s, s.active_camera.unwrap()).unwrap();
+    let list = lockstep_render::cull(&s, &view, 0).unwrap();
+    // The view in a viewport of a larger window, as a display node has it.
+    let (ww, wh) = (W + 40, H + 30);
+    let viewport = [25, 10, W, H];
+    let draw = |target: &OffscreenTarget, r: &mut Renderer, scissor| {
+        let options = lockstep_render::DrawOptions {
+            viewport: Some(viewport),
+            scissor,
+            ..Default::default()
+        };
+        target
+            .render_with(&gpu, r, &s, &list, options, false)
+            .unwrap();
+    };
+    let whole = OffscreenTarget::new(&gpu, ww, wh).unwrap();
+    let mut r = Renderer::new(&gpu, OffscreenTarget::FORMAT);
+    draw(&whole, &mut r, None);
+    let mut want = Vec::new();
+    whole.read_region_into(&gpu, viewport, &mut want).unwrap();
+    // Columns of the viewport: the display node's, then two helpers' (each its own target
+    // and renderer, as on its own machine), in window pixels.
+    let cuts = [0, 61, 97, W];
+    let strip = |i: usize| [viewport[0] + cuts[i], viewport[1], cuts[i + 1] - cuts[i], H];
+    let display = OffscreenTarget::new(&gpu, ww, wh).unwrap();
+    let mut rd = Renderer::new(&gpu, OffscreenTarget::FORMAT);
+    draw(&display, &mut rd, Some(strip(0)));
+    for i in 1..3 {
+        let helper = OffscreenTarget::new(&gpu, ww, wh).unwrap();
+        let mut rh = Renderer::new(&gpu, OffscreenTarget::FORMAT);
+        draw(&helper, &mut rh, Some(strip(i)));
+        let mut pixels = Vec::new();
+        helper
+            .read_region_into(&gpu, strip(i), &mut pixels)
+            .unwrap();
+        assert_eq!(pixels.len(), (strip(i)[2] * H * 4) as usize);
+        display.write_region(&gpu, strip(i), &pixels).unwrap();
+    }
+    let mut got = Vec::new();
+    display.read_region_into(&gpu, viewport, &mut got).unwrap();
+    let differing = want
+        .chunks_exact(4)
+        .zip(got.chunks_exact(4))
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(differing, 0, "pixels differ from the view drawn whole");
+    // The scene reaches into every strip, so the comparison says something.
+    let background = want.chunks_exact(4).filter(|p| p[..3] == [0, 0, 0]).count();
+    assert!(
+        background < want.len() / 4,
+        "the scene covers part of the view"
+    );
+    // Outside the viewport, nothing was drawn by the strips.
+    let mut all = Vec::new();
+    display.read_into(&gpu, &mut all).unwrap();
+    let mut whole_all = Vec::new();
+    whole.read_into(&gpu, &mut whole_all).unwrap();
+    assert!(all == whole_all, "the windows differ outside the viewport");
+}
+
+#[test]
+fn a_strip_of_the_wrong_size_or_place_is_refused_before_it_reaches_the_gpu() {
+    let gpu = gpu();
+    let t = OffscreenTarget::new(&gpu, W, H).unwrap();
+    let e = t.write_region(&gpu, [0, 0, 10, 10], &[0; 399]).unwrap_err();
+    assert!(e.to_string().contains("holds 400 bytes, not 399"), "{e}");
+    let e = t
+        .write_region(&gpu, [W - 5, 0, 10, 10], &[0; 400])
+        .unwrap_err();
+    assert!(e.to_string().contains("reaches past"), "{e}");
+    let mut out = Vec::new();
+    let e = t
+        .read_region_into(&gpu, [0, H, 1, 1], &mut out)
+        .unwrap_err();
+    assert!(e.to_string().contains("reaches past"), "{e}");
+}

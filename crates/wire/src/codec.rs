@@ -440,6 +440,20 @@ mod tests {
             },
             Message::Units { through: 40 },
             Message::Datagram { bytes: b"LKSD" },
+            Message::StripRequest {
+                frame: 5,
+                viewport: 1,
+                rect: [0, 0, 2, 1],
+            },
+            Message::StripReady,
+            Message::Strip {
+                frame: 5,
+                viewport: 1,
+                rect: [0, 0, 2, 1],
+                render_us: 900,
+                codec: crate::STRIP_RGBA8,
+                pixels: &[1, 2, 3, 4, 5, 6, 7, 8],
+            },
         ]
     }
 

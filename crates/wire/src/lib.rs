@@ -38,7 +38,7 @@ pub use handshake::{ClientHandshake, ServerHandshake};
 pub use key::{ClusterKey, MIN_KEY_LEN, random_nonce};
 pub use message::{
     ASSET_CHUNK, AssetSig, Hook, LatchedHead, MAGIC, Message, NodeStats, NodeStatus,
-    PROTOCOL_VERSION, PluginSig,
+    PROTOCOL_VERSION, PluginSig, STRIP_LZ4, STRIP_RGBA8,
 };
 pub use session::{Opener, RECORD_HEADER, Sealer, SessionKeys};
 

@@ -10,8 +10,9 @@ pub const MAGIC: [u8; 4] = *b"LKST";
 /// events (`Event`, `Queued`). 7: the master sends the files its application loaded
 /// (`AssetRequest`, `AssetInfo`, `AssetChunk`). 8: nodes send the input of their own
 /// devices (`Input`). 9: `SwapNow` may carry the newest head pose (late latching). 10: frame
-/// data may come by multicast (`Multicast`, `Nak`, `Units`, `Datagram`).
-pub const PROTOCOL_VERSION: u16 = 10;
+/// data may come by multicast (`Multicast`, `Nak`, `Units`, `Datagram`). 11: strips of a view
+/// split across nodes (`StripRequest`, `StripReady`, `Strip`).
+pub const PROTOCOL_VERSION: u16 = 11;
 
 /// The points of a frame where plugins' blocks are applied on a node; each hook's blocks are
 /// closed by an `EndBlock` naming it.
@@ -346,7 +347,40 @@ pub enum Message<'a> {
         /// The datagram, authenticated like any other.
         bytes: &'a [u8],
     },
+    /// Display node → helper, on the helper's strip connection: render the pixels `rect` of
+    /// viewport `viewport` of the display node's own views for frame `frame`.
+    StripRequest {
+        /// The master's frame number.
+        frame: u64,
+        /// The viewport's place among the display node's views (`ClusterConfig::views`).
+        viewport: u16,
+        /// x, y (in the display node's window, from its top-left), width, height.
+        rect: [u32; 4],
+    },
+    /// Helper → display node, once after the handshake: its Draw side takes requests from
+    /// now on (before it, a request might find nobody waiting for it).
+    StripReady,
+    /// Helper → display node: the strip it was asked for, as rendered.
+    Strip {
+        /// The frame it shows.
+        frame: u64,
+        /// As in the request.
+        viewport: u16,
+        /// As in the request.
+        rect: [u32; 4],
+        /// Microseconds from the request's arrival to the strip read back (for balancing).
+        render_us: u32,
+        /// How `pixels` is encoded: [`STRIP_RGBA8`] or [`STRIP_LZ4`].
+        codec: u8,
+        /// The pixels: RGBA8 sRGB, rows top to bottom, `rect`'s width × height.
+        pixels: &'a [u8],
+    },
 }
+
+/// A `Strip`'s pixels as they are.
+pub const STRIP_RGBA8: u8 = 0;
+/// A `Strip`'s pixels compressed with LZ4 (block format, size prepended).
+pub const STRIP_LZ4: u8 = 1;
 
 /// Largest `AssetChunk` the master sends.
 pub const ASSET_CHUNK: usize = 1 << 20;
@@ -384,6 +418,9 @@ impl Message<'_> {
             Message::Nak { .. } => "Nak",
             Message::Units { .. } => "Units",
             Message::Datagram { .. } => "Datagram",
+            Message::StripRequest { .. } => "StripRequest",
+            Message::StripReady => "StripReady",
+            Message::Strip { .. } => "Strip",
         }
     }
 }

@@ -20,18 +20,14 @@ use std::time::{Duration, Instant};
 use lockstep_display::ClusterConfig;
 use lockstep_scene::Scene;
 use lockstep_wire::admission::ask_until_admitted;
-use lockstep_wire::handshake::ClientStep;
-use lockstep_wire::{
-    ClientHandshake, ClusterKey, HANDSHAKE_MAX_FRAME, LatchedHead, Message, NodeStats, WireError,
-    random_nonce,
-};
+use lockstep_wire::{ClusterKey, HANDSHAKE_MAX_FRAME, LatchedHead, Message, NodeStats, WireError};
 
 mod from_master;
 
 use from_master::FromMaster;
 
 use crate::frame::{Assembler, FrameBlocks, Step};
-use crate::link::{Link, wire};
+use crate::link::{Link, client_handshake};
 use crate::{AppIdentity, ClusterError, ClusterManager, FrameInfo};
 
 /// How a node joins.
@@ -202,9 +198,6 @@ pub(crate) fn dial(config: &NodeConfig) -> Result<Link, ClusterError> {
     ask_until_admitted(deadline, busy, || dial_once(config, deadline))
 }
 
-/// Largest answer to a node's `Join` (after the master proved the key).
-const REFUSAL_MAX_FRAME: usize = 64 * 1024;
-
 fn dial_once(config: &NodeConfig, deadline: Instant) -> Result<Link, ClusterError> {
     let peer = format!("master {}", config.master);
     let stream = loop {
@@ -225,31 +218,16 @@ fn dial_once(config: &NodeConfig, deadline: Instant) -> Result<Link, ClusterErro
     };
     let mut link = Link::new(stream, peer.clone(), HANDSHAKE_MAX_FRAME)?;
     link.set_timeout(Some(config.connect_timeout))?;
-    let nonce = random_nonce().map_err(|e| wire(&peer, e))?;
-    let mut hs = ClientHandshake::new(config.key.clone(), &config.cluster, &config.name, nonce);
-    link.send(&hs.hello())?;
-    let max_frame = loop {
-        let msg = link.recv_by(deadline)?;
-        match hs.handle(&msg) {
-            Ok(ClientStep::Prove { proof, keys }) => {
-                link.send(&proof)?;
-                link.authenticate(keys);
-                // The master has proven the key: its answer may be a long refusal (every
-                // way this node's application differs).
-                link.set_max_frame(REFUSAL_MAX_FRAME);
-                // A node says what it runs; a service connection (a leading `@`) runs nothing.
-                if !config.name.starts_with('@') {
-                    link.send(&config.identity.to_message())?;
-                }
-            }
-            Ok(ClientStep::Established { max_frame }) => break max_frame,
-            Err(e) => {
-                let reason = e.to_string();
-                let _ = link.send(&Message::Refused { reason: &reason });
-                return Err(wire(&peer, e));
-            }
-        }
-    };
+    // A node says what it runs; a service connection (a leading `@`) runs nothing.
+    let join = (!config.name.starts_with('@')).then(|| config.identity.to_message());
+    let max_frame = client_handshake(
+        &mut link,
+        &config.key,
+        &config.cluster,
+        &config.name,
+        deadline,
+        join.as_ref(),
+    )?;
     link.set_max_frame(max_frame);
     link.set_timeout(Some(config.master_timeout))?;
     Ok(link)

@@ -400,6 +400,7 @@ impl DrawStage {
                         clear: i == 0,
                         color_writes: pass.color_writes,
                         viewport: pass.rect,
+                        scissor: None,
                     };
                     let last = i + 1 == lists.len();
                     target.render_with(

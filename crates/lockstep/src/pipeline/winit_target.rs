@@ -142,6 +142,7 @@ impl WindowTarget {
                     color: &view,
                     depth: &self.depth,
                     viewport: pass.rect,
+                    scissor: None,
                     clear: i == 0,
                     color_writes: pass.color_writes,
                 },

@@ -48,6 +48,10 @@ pub struct PassTarget<'a> {
     pub depth: &'a wgpu::TextureView,
     /// Pixel rectangle (x, y, width, height) to draw into; `None` for the whole target.
     pub viewport: Option<[u32; 4]>,
+    /// Of that, the pixels actually drawn (a strip of the view, sort-first); the rest keeps
+    /// what it held. `None` for the whole viewport. The view's pixels inside it come out as
+    /// they would drawing the whole view: the projection is the whole viewport's.
+    pub scissor: Option<[u32; 4]>,
     /// Whether to clear the colour first (the first view of a target does); depth is always
     /// cleared, since it belongs to one view.
     pub clear: bool,
@@ -379,6 +383,9 @@ impl Renderer {
         });
         if let Some([x, y, w, h]) = target.viewport {
             pass.set_viewport(x as f32, y as f32, w as f32, h as f32, 0.0, 1.0);
+            pass.set_scissor_rect(x, y, w, h);
+        }
+        if let Some([x, y, w, h]) = target.scissor {
             pass.set_scissor_rect(x, y, w, h);
         }
         pass.set_bind_group(0, &self.globals_bind_group, &[]);
