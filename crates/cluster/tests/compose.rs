@@ -61,11 +61,7 @@ type Drawn = (Vec<[u32; 4]>, Vec<([u32; 4], bool)>, Vec<[u32; 4]>);
 
 /// One frame: the display node asks, each helper in `helpers` answers its jobs with the
 /// pattern; returns what the display node drew itself and what it took.
-fn frame(
-    x: &mut StripExchange,
-    helpers: &mut [&mut StripClient],
-    f: u64,
-) -> Drawn {
+fn frame(x: &mut StripExchange, helpers: &mut [&mut StripClient], f: u64) -> Drawn {
     let own: Vec<[u32; 4]> = x.begin_frame(f).into_iter().map(|(_, r)| r).collect();
     for h in helpers.iter_mut() {
         let jobs = h.jobs(f, Duration::from_millis(500)).to_vec();

@@ -46,6 +46,7 @@ impl Master {
                 rate: Rates::default(),
                 inbox: Inbox::default(),
             });
+            self.reindex();
         }
         // The old connection of a node that connected again is closed.
         let mut report = std::mem::take(&mut self.carry);
@@ -60,6 +61,7 @@ impl Master {
                 .position(|o| *o == n.name)
                 .unwrap_or(usize::MAX)
         });
+        self.reindex();
         Ok(())
     }
 

@@ -12,7 +12,7 @@ use crate::{ClusterError, FrameInfo};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 
 use super::Master;
-use super::standing::{NodeConn, read_node};
+use super::standing::read_node;
 use super::verify::{Mismatch, check_state};
 use crate::session::NodeId;
 use crate::session::master::Standing;
@@ -163,10 +163,16 @@ impl Master {
     ) -> Result<Vec<(NodeId, NodeStats)>, ClusterError> {
         let mut check: Vec<NodeId> = self.session.awaited().collect();
         let mut last_look = false;
+        // The awaited nodes' places, kept across wakes.
+        let mut awaited: Vec<usize> = Vec::with_capacity(check.len());
         loop {
             for &id in &check {
-                if let Some(n) = self.nodes.iter_mut().find(|n| n.id == id) {
-                    read_node(n, &mut self.session, self.multicast.as_mut());
+                if let Some(i) = self.node_index(id) {
+                    read_node(
+                        &mut self.nodes[i],
+                        &mut self.session,
+                        self.multicast.as_mut(),
+                    );
                 }
             }
             let now = Instant::now();
@@ -179,21 +185,23 @@ impl Master {
                 continue;
             }
             self.session.handle_timeout(now);
-            self.transmit(report)?;
+            if let Err(e) = self.transmit(report) {
+                // The barrier ends with the error: heartbeats and silence go on after it.
+                self.session.end_barrier(Instant::now());
+                return Err(e);
+            }
             let Some(until) = self.session.poll_timeout() else {
                 break;
             };
             let wait = until.saturating_duration_since(Instant::now());
-            let awaited: Vec<&NodeConn> = self
-                .session
-                .awaited()
-                .filter_map(|id| self.nodes.iter().find(|n| n.id == id))
-                .collect();
+            awaited.clear();
+            awaited.extend(self.session.awaited().filter_map(|id| self.node_index(id)));
             // Made per wake: each borrows a node's socket, which the reads above need
             // mutably.
+            let nodes = &self.nodes;
             let mut fds: Vec<PollFd<'_>> = awaited
                 .iter()
-                .map(|n| PollFd::new(&n.link.stream, PollFlags::IN))
+                .map(|i| PollFd::new(&nodes[*i].link.stream, PollFlags::IN))
                 .collect();
             let timeout = Timespec::try_from(wait).unwrap_or(Timespec {
                 tv_sec: 1,
@@ -205,11 +213,11 @@ impl Master {
                     fds.iter()
                         .zip(&awaited)
                         .filter(|(f, _)| !f.revents().is_empty())
-                        .map(|(_, n)| n.id),
+                        .map(|(_, i)| nodes[*i].id),
                 ),
                 Err(rustix::io::Errno::INTR) => {}
                 Err(e) => {
-                    let ids: Vec<NodeId> = awaited.iter().map(|n| n.id).collect();
+                    let ids: Vec<NodeId> = awaited.iter().map(|i| nodes[*i].id).collect();
                     drop(fds);
                     for id in ids {
                         self.session
@@ -228,8 +236,12 @@ impl Master {
             .map(|p| p.id);
         let peek: Vec<NodeId> = peek.into_iter().chain(leaving).collect();
         for id in peek {
-            if let Some(n) = self.nodes.iter_mut().find(|n| n.id == id) {
-                read_node(n, &mut self.session, self.multicast.as_mut());
+            if let Some(i) = self.node_index(id) {
+                read_node(
+                    &mut self.nodes[i],
+                    &mut self.session,
+                    self.multicast.as_mut(),
+                );
             }
         }
         let answered = self.session.end_barrier(Instant::now());

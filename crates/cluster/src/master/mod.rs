@@ -208,6 +208,9 @@ pub struct Master {
     session: MasterSession,
     /// The number the next connection gets in the session.
     next_id: NodeId,
+    /// Where each node's connection is in `nodes` (kept in cluster-file order, so that the
+    /// nodes' input and events are taken in the same order everywhere).
+    index: std::collections::HashMap<NodeId, usize>,
     /// Frames sent whose barrier has not run yet, oldest first.
     in_flight: VecDeque<FrameInfo>,
     /// With `verify`: the master's state hash of each frame in flight.
@@ -314,6 +317,7 @@ impl Master {
             next: 0,
             session,
             next_id: 0,
+            index: Default::default(),
             in_flight: VecDeque::with_capacity(2),
             hashes: VecDeque::with_capacity(4),
             hasher: crate::SceneHasher::default(),

@@ -102,6 +102,7 @@ impl Master {
                 continue;
             };
             let mut n = self.nodes.remove(i);
+            self.reindex();
             let on_group = self.session.remove(n.id).is_some_and(|p| p.on_group);
             // By multicast the switch frame is still to come: the node stops before it.
             if on_group && let Some(units) = self.multicast.as_ref().and_then(|m| m.units_sent()) {

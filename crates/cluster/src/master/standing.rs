@@ -99,24 +99,47 @@ impl Master {
 
     /// Sends what the session asks for, and acts on what it says happened, until it has
     /// nothing more of either. A node that cannot be written to fails.
+    ///
+    /// Everything queued is sent and acted on even after an error (a later call must not
+    /// send a transmit of this frame with the next frame's bytes); the first error is
+    /// returned.
     pub(super) fn transmit(&mut self, report: &mut SwapReport) -> Result<(), ClusterError> {
+        let mut first = None;
         loop {
             if let Some(t) = self.session.poll_transmit() {
                 match t.to {
-                    Dest::Group => self.send_to_group(t.what)?,
+                    Dest::Group => {
+                        if let Err(e) = self.send_to_group(t.what) {
+                            first.get_or_insert(e);
+                        }
+                    }
                     Dest::Node(id) => {
                         if let Err(why) = self.send_to_node(id, t.what) {
-                            self.session.handle_failure(id, why);
+                            self.session.handle_send_failure(id, why);
                         }
                     }
                 }
                 continue;
             }
             let Some(event) = self.session.poll_event() else {
-                return Ok(());
+                return first.map_or(Ok(()), Err);
             };
-            self.act_on(event, report)?;
+            if let Err(e) = self.act_on(event, report) {
+                first.get_or_insert(e);
+            }
         }
+    }
+
+    /// Where node `id`'s connection is in `nodes`.
+    pub(super) fn node_index(&self, id: NodeId) -> Option<usize> {
+        self.index.get(&id).copied()
+    }
+
+    /// `nodes` changed: where each connection is now.
+    pub(super) fn reindex(&mut self) {
+        self.index.clear();
+        self.index
+            .extend(self.nodes.iter().enumerate().map(|(i, n)| (n.id, i)));
     }
 
     fn send_to_group(&mut self, what: Payload) -> Result<(), ClusterError> {
@@ -136,9 +159,10 @@ impl Master {
     }
 
     fn send_to_node(&mut self, id: NodeId, what: Payload) -> Result<(), String> {
-        let Some(n) = self.nodes.iter_mut().find(|n| n.id == id) else {
+        let Some(i) = self.node_index(id) else {
             return Ok(());
         };
+        let n = &mut self.nodes[i];
         let sent = match what {
             Payload::JoinGroup => match &self.multicast {
                 Some(out) => n
@@ -221,8 +245,9 @@ impl Master {
     }
 
     fn close(&mut self, id: NodeId) {
-        if let Some(i) = self.nodes.iter().position(|n| n.id == id) {
+        if let Some(i) = self.node_index(id) {
             let n = self.nodes.remove(i);
+            self.reindex();
             let _ = n.link.stream.shutdown(std::net::Shutdown::Both);
         }
     }

@@ -158,7 +158,6 @@ impl FromMaster {
             )));
         }
         let now = Instant::now();
-        g.stream.handle_timeout(now);
         while let Some(e) = g.stream.poll_event() {
             match e {
                 Event::Unit(bytes) => {
@@ -227,9 +226,13 @@ impl FromMaster {
             }
         }
         if read > 0 {
-            // Stopped at the cap, the connection is looked at next turn without a poll.
+            // Stopped at the cap, the connection is looked at next turn without a poll; a
+            // flood that never lets `poll` find the sockets empty is no sign of life unless
+            // its datagrams are the master's, so silence (and a shutdown's grace) is judged
+            // here too.
             if read >= MAX_DATAGRAMS_PER_TURN {
                 g.tcp_ready = true;
+                g.stream.handle_timeout(now);
             }
             return Ok(None);
         }
@@ -256,6 +259,11 @@ impl FromMaster {
         let ready = |f: &PollFd<'_>| !f.revents().is_empty();
         g.udp_ready = ready(&fds[0]);
         g.tcp_ready = tcp && ready(&fds[1]);
+        // Silence (and the shutdown's grace) is judged only once `poll` found nothing
+        // waiting: a node that was busy (loading, drawing) reads what came meanwhile first.
+        if !g.udp_ready && !g.tcp_ready {
+            g.stream.handle_timeout(Instant::now());
+        }
         Ok(None)
     }
 

@@ -245,6 +245,8 @@ pub struct Cluster {
     pub events: Vec<(Instant, Event)>,
     /// Per frame: the nodes whose answers the barrier took.
     pub answered: BTreeMap<u64, Vec<NodeId>>,
+    /// Every `SwapReady` the master received: (frame, node).
+    heard_ready: std::collections::HashSet<(u64, NodeId)>,
     /// When each frame was begun.
     pub begun: BTreeMap<u64, Instant>,
     pub next_frame: u64,
@@ -280,6 +282,7 @@ impl Cluster {
             state: 0,
             events: Vec::new(),
             answered: BTreeMap::new(),
+            heard_ready: Default::default(),
             begun: BTreeMap::new(),
             next_frame: 0,
             setup,
@@ -362,6 +365,15 @@ impl Cluster {
         }
         self.answered
             .insert(frame, answered.iter().map(|(id, _)| *id).collect());
+        // The swap lock itself: no node that presents this frame with the others is
+        // released before the master has its answer.
+        for p in self.session.presenting(frame) {
+            assert!(
+                self.heard_ready.contains(&(frame, p.id)),
+                "frame {frame} released before '{}' was ready",
+                p.name
+            );
+        }
         self.released.insert(frame, self.now);
         self.session.release(frame);
         self.flush();
@@ -443,7 +455,10 @@ impl Cluster {
             return;
         }
         match up {
-            Up::Ready { frame, stats } => self.session.handle_ready(id, frame, stats),
+            Up::Ready { frame, stats } => {
+                self.heard_ready.insert((frame, id));
+                self.session.handle_ready(id, frame, stats);
+            }
             Up::Alive => self.session.handle_alive(id),
             Up::Closed => self
                 .session

@@ -455,10 +455,20 @@ impl MasterSession {
     /// Node `id` failed: its connection broke, or it broke the protocol. A node leaving to
     /// restart that closes its connection has simply left.
     pub fn handle_failure(&mut self, id: NodeId, why: String) {
+        self.fail(id, why, true);
+    }
+
+    /// What the session asked to send to node `id` could not be written: it is dropped,
+    /// even a node leaving to restart (its switch frame did not reach it).
+    pub fn handle_send_failure(&mut self, id: NodeId, why: String) {
+        self.fail(id, why, false);
+    }
+
+    fn fail(&mut self, id: NodeId, why: String, leaving_left: bool) {
         let Some(p) = self.take(|p| p.id == id) else {
             return;
         };
-        if p.leaving() {
+        if p.leaving() && leaving_left {
             self.events.push_back(Event::Left { node: id });
             return;
         }
@@ -709,5 +719,38 @@ mod tests {
         assert_eq!(in_step_events(&mut s), [(1, 6)]);
         let names: Vec<_> = s.presenting(6).map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["a", "late"]);
+    }
+
+    /// A node restarting for a reconfiguration whose switch frame cannot be written is
+    /// dropped (and reported), not let go quietly as if it had left.
+    #[test]
+    fn a_restarting_node_whose_switch_frame_fails_is_dropped_one_that_closes_has_left() {
+        let t0 = Instant::now();
+        let order = vec!["a".to_string(), "b".to_string()];
+        let mut s = MasterSession::new(limits(), order, false, t0);
+        s.handle_joined(0, "a");
+        s.handle_joined(1, "b");
+        s.begin_frame(0, t0);
+        s.restart_with_next_frame(vec!["a".into(), "b".into()]);
+        s.send_frame(0, t0);
+        while s.poll_transmit().is_some() {}
+        assert!(matches!(
+            s.peer(0).map(|p| p.standing),
+            Some(Standing::Leaving { .. })
+        ));
+        s.handle_send_failure(0, "cannot send frame 0: broken pipe".into());
+        s.handle_failure(1, "closed the connection".into());
+        let events: Vec<Event> = std::iter::from_fn(|| s.poll_event()).collect();
+        assert_eq!(
+            events,
+            [
+                Event::Dropped {
+                    node: 0,
+                    name: "a".into(),
+                    why: "cannot send frame 0: broken pipe".into()
+                },
+                Event::Left { node: 1 },
+            ]
+        );
     }
 }
