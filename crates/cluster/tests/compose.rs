@@ -68,6 +68,7 @@ fn frame(x: &mut StripExchange, helpers: &mut [&mut StripClient], f: u64) -> Dra
         for j in jobs {
             h.send(&j, &pattern(f, j.rect), 100);
         }
+        let _ = h.ready();
     }
     let (arrived, missing) = x.gather();
     let arrived = arrived

@@ -313,6 +313,19 @@ impl ClusterConfig {
     pub fn screen(&self, name: &str) -> Option<&Screen> {
         self.screens.iter().find(|s| s.name == name)
     }
+
+    /// The display nodes node `helper` renders strips for (sort-first), in file order.
+    pub fn helped_by(&self, helper: &str) -> Vec<&NodeConfig> {
+        self.nodes
+            .iter()
+            .filter(|n| {
+                n.windows
+                    .iter()
+                    .flat_map(|w| &w.viewports)
+                    .any(|v| v.helpers.iter().any(|h| h == helper))
+            })
+            .collect()
+    }
 }
 
 pub(crate) struct Validator<'a> {

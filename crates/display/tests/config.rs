@@ -657,6 +657,10 @@ fn a_viewport_names_its_helpers_and_each_view_carries_them() {
     assert!(c.nodes[1].windows[0].viewports[0].helpers.is_empty());
     let views = c.views("wall").unwrap();
     assert_eq!(views[0].helpers, ["h1", "h2"]);
+    let names =
+        |n: &str| -> Vec<String> { c.helped_by(n).iter().map(|d| d.name.clone()).collect() };
+    assert_eq!(names("h1"), ["wall"]);
+    assert!(names("wall").is_empty());
 }
 
 #[test]

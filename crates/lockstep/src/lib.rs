@@ -25,6 +25,7 @@ pub mod node_views;
 pub mod options;
 pub mod pipeline;
 pub mod roles;
+pub mod sort_first;
 pub mod stats;
 pub mod view;
 

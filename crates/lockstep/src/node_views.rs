@@ -16,7 +16,7 @@ use lockstep_render::{
 use lockstep_scene::Scene;
 use lockstep_scene::glam::Mat4;
 
-use crate::pipeline::ViewPass;
+use crate::pipeline::{PassShare, ViewPass};
 
 /// How node `node` of `config` projects a frame: everything but the head pose, so that Draw
 /// can project the frame again from a newer pose. Cloning it copies two pointers.
@@ -35,7 +35,8 @@ impl NodeViews {
     }
 
     /// The passes of the node's first window (one window per node process) for the head
-    /// at `head`, into `out`; false if the file has no such node.
+    /// at `head`, into `out`, then — for a helper (sort-first) — those of the display
+    /// nodes' views it helps with; false if the file has no such node.
     pub fn passes(&self, head: &HeadPose, out: &mut Vec<ViewPass>) -> bool {
         out.clear();
         let Some(views) = self.config.views_for(&self.node, head, self.rig) else {
@@ -45,16 +46,35 @@ impl NodeViews {
         out.extend(
             views
                 .iter()
-                .filter(|v| first.is_some_and(|w| w.name == v.window))
-                .map(|v| ViewPass {
-                    view: View {
-                        view: v.view,
-                        projection: v.frustum.projection(),
-                    },
-                    rect: Some(v.rect),
-                    color_writes: color_writes(v.mask),
+                .enumerate()
+                .filter(|(_, v)| first.is_some_and(|w| w.name == v.window))
+                .map(|(i, v)| {
+                    let share = if v.helpers.is_empty() {
+                        PassShare::Own
+                    } else {
+                        PassShare::Helped { view: i as u16 }
+                    };
+                    pass(v, share)
                 }),
         );
+        for (d, display) in self.config.helped_by(&self.node).into_iter().enumerate() {
+            let Some(window) = display.windows.first() else {
+                continue;
+            };
+            let Some(theirs) = self.config.views_for(&display.name, head, self.rig) else {
+                continue;
+            };
+            for (i, v) in theirs.iter().enumerate() {
+                if v.window == window.name && v.helpers.iter().any(|h| **h == *self.node) {
+                    let share = PassShare::Helper {
+                        display: d as u16,
+                        view: i as u16,
+                        window: [window.width, window.height],
+                    };
+                    out.push(pass(v, share));
+                }
+            }
+        }
         true
     }
 
@@ -88,6 +108,19 @@ impl NodeViews {
             list.cull(scene, &pass.view, frame)?;
         }
         Ok(true)
+    }
+}
+
+/// The pass that draws view `v`.
+fn pass(v: &ViewSpec, share: PassShare) -> ViewPass {
+    ViewPass {
+        view: View {
+            view: v.view,
+            projection: v.frustum.projection(),
+        },
+        rect: Some(v.rect),
+        color_writes: color_writes(v.mask),
+        share,
     }
 }
 

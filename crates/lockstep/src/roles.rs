@@ -323,6 +323,8 @@ pub struct SwapGate {
     link: Option<SwapLink>,
     /// Only Draw's thread touches it during the run (never waited for by another stage).
     pub presented: Arc<Mutex<Presented>>,
+    /// This node's part in sort-first, if the cluster file gives it one.
+    pub sort_first: Option<crate::sort_first::SortFirst>,
 }
 
 impl SwapGate {
@@ -334,6 +336,7 @@ impl SwapGate {
                 keep,
                 ..Presented::default()
             })),
+            sort_first: None,
         }
     }
 }
@@ -341,6 +344,10 @@ impl SwapGate {
 impl FrameGate for SwapGate {
     fn is_barrier(&self) -> bool {
         self.link.is_some()
+    }
+
+    fn sort_first(&mut self) -> Option<&mut crate::sort_first::SortFirst> {
+        self.sort_first.as_mut()
     }
 
     fn latched(&mut self, _local: u64, tag: Option<FrameTag>) -> Result<Option<HeadPose>> {

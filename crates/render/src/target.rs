@@ -216,6 +216,21 @@ impl OffscreenTarget {
         self.map_rows(gpu, self.padded_row, self.width, self.height, out)
     }
 
+    /// Copies what was drawn (and written) so far to the read-back buffer in a submission
+    /// of its own (then call [`OffscreenTarget::read_into`]): for frames composited from
+    /// strips after their last draw.
+    pub fn copy_back(&self, gpu: &GpuContext) -> Result<wgpu::SubmissionIndex, RenderError> {
+        let mut encoder = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("offscreen read-back"),
+            });
+        self.encode_copy(&mut encoder);
+        let index = gpu.queue.submit([encoder.finish()]);
+        gpu.check_errors()?;
+        Ok(index)
+    }
+
     /// Reads back the pixels of `rect` (x, y, width, height) of what was drawn, once the
     /// GPU has drawn it, into `out` (RGBA8 sRGB, rows top to bottom), reusing its
     /// allocation: a strip to send to the node that shows it.

@@ -63,6 +63,10 @@ pub struct StripExchange {
     /// The strips of the frame under way that came and were taken.
     arrived: Vec<Arrived>,
     local: SocketAddr,
+    /// Tells the accept thread to end (it is woken by a connection of our own), so the
+    /// address is free again once this is dropped.
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    accept: Option<std::thread::JoinHandle<()>>,
 }
 
 impl StripExchange {
@@ -89,6 +93,7 @@ impl StripExchange {
         let (tx, arrivals) = channel();
         let (recycle, pool) = channel::<Vec<u8>>();
         let pool = Arc::new(Mutex::new(pool));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let accept = Accept {
             key,
             cluster: cluster.to_string(),
@@ -96,8 +101,9 @@ impl StripExchange {
             max_frame,
             arrivals: tx,
             pool,
+            stop: stop.clone(),
         };
-        std::thread::Builder::new()
+        let accept = std::thread::Builder::new()
             .name("strip-accept".into())
             .spawn(move || accept.run(listener))
             .map_err(|e| ClusterError::Internal(format!("cannot start the strip listener: {e}")))?;
@@ -109,6 +115,8 @@ impl StripExchange {
             requests: Vec::new(),
             arrived: Vec::new(),
             local,
+            stop,
+            accept: Some(accept),
         })
     }
 
@@ -154,7 +162,7 @@ impl StripExchange {
 
     /// Waits for the frame's strips until they all came or the deadline passed; returns the
     /// strips that came (to composite) and those this node must draw itself (missed).
-    pub fn gather(&mut self) -> (&[Arrived], Vec<(u16, [u32; 4])>) {
+    pub fn gather(&mut self) -> (&mut [Arrived], Vec<(u16, [u32; 4])>) {
         while !self.round.is_done() {
             let Some(due) = self.round.poll_timeout() else {
                 break;
@@ -173,7 +181,7 @@ impl StripExchange {
                 }
             }
         }
-        (&self.arrived, self.round.missing().collect())
+        (&mut self.arrived, self.round.missing().collect())
     }
 
     /// Ends the frame: what each part took goes to the load balancer. Returns the helpers
@@ -243,6 +251,21 @@ impl StripExchange {
     }
 }
 
+impl Drop for StripExchange {
+    /// Closes every helper's connection and the listener (its thread is woken and joined,
+    /// so a next session can listen on the same address).
+    fn drop(&mut self) {
+        for (_, l) in &self.writers {
+            let _ = l.stream.shutdown(std::net::Shutdown::Both);
+        }
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = TcpStream::connect_timeout(&self.local, Duration::from_millis(200));
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// The accept thread's state.
 struct Accept {
     key: ClusterKey,
@@ -251,11 +274,15 @@ struct Accept {
     max_frame: usize,
     arrivals: Sender<Arrival>,
     pool: Arc<Mutex<Receiver<Vec<u8>>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Accept {
     fn run(self, listener: TcpListener) {
         for stream in listener.incoming() {
+            if self.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
             let stream = match stream {
                 Ok(s) => s,
                 Err(e) => {

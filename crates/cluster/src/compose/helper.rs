@@ -51,6 +51,8 @@ pub struct StripClient {
     names: Vec<String>,
     events: Receiver<Event>,
     writers: Vec<Option<Link>>,
+    /// Whether each connected display node was told this helper takes requests.
+    announced: Vec<bool>,
     /// Requests for frames not drawn yet.
     pending: Vec<StripJob>,
     /// This frame's, handed out.
@@ -88,6 +90,7 @@ impl StripClient {
         }
         Ok(StripClient {
             writers: (0..names.len()).map(|_| None).collect(),
+            announced: vec![false; names.len()],
             names,
             events,
             pending: Vec::new(),
@@ -101,9 +104,38 @@ impl StripClient {
         &self.names
     }
 
-    /// Whether display node `i` is connected.
+    /// Whether display node `i` is connected, and was told this helper takes requests.
     pub fn is_connected(&self, i: usize) -> bool {
-        self.writers.get(i).is_some_and(Option::is_some)
+        self.writers.get(i).is_some_and(Option::is_some) && self.announced[i]
+    }
+
+    /// This helper's Draw side takes requests from now on: each display node connected
+    /// since the last call is told so (`StripReady`) and may ask from its next frame. Called
+    /// once a frame is drawn, so that the first strips asked for do not wait for a cold
+    /// pipeline.
+    /// Returns the display nodes told now.
+    pub fn ready(&mut self) -> Vec<usize> {
+        let mut told = Vec::new();
+        while let Ok(e) = self.events.try_recv() {
+            self.take(e);
+        }
+        for i in 0..self.names.len() {
+            let Some(link) = self.writers[i].as_mut().filter(|_| !self.announced[i]) else {
+                continue;
+            };
+            match link.send(&Message::StripReady) {
+                Ok(()) => {
+                    self.announced[i] = true;
+                    told.push(i);
+                }
+                Err(e) => {
+                    tracing::warn!("display node '{}': {e}", self.names[i]);
+                    let _ = link.stream.shutdown(std::net::Shutdown::Both);
+                    self.writers[i] = None;
+                }
+            }
+        }
+        told
     }
 
     /// The strips to draw for frame `frame`: each connected display node's request, waited
@@ -168,23 +200,15 @@ impl StripClient {
             tracing::warn!("display node '{}': {e}", self.names[job.display]);
             let _ = link.stream.shutdown(std::net::Shutdown::Both);
             self.writers[job.display] = None;
+            self.announced[job.display] = false;
         }
     }
 
     fn take(&mut self, e: Event) {
         match e {
-            Event::Connected(i, mut link) => {
-                // From now on this side waits for its requests: the display node may ask.
-                match link.send(&Message::StripReady) {
-                    Ok(()) => {
-                        tracing::info!("helping display node '{}'", self.names[i]);
-                        self.writers[i] = Some(*link);
-                    }
-                    Err(e) => {
-                        tracing::warn!("display node '{}': {e}", self.names[i]);
-                        let _ = link.stream.shutdown(std::net::Shutdown::Both);
-                    }
-                }
+            Event::Connected(i, link) => {
+                self.writers[i] = Some(*link);
+                self.announced[i] = false;
             }
             Event::Request(j) => {
                 // One request per display node and frame: a second replaces the first.
@@ -193,6 +217,7 @@ impl StripClient {
                 self.pending.push(j);
             }
             Event::Gone(i, why) => {
+                self.announced[i] = false;
                 if self.writers[i].take().is_some() {
                     tracing::warn!("display node '{}' is gone: {why}", self.names[i]);
                 }

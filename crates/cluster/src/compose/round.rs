@@ -102,8 +102,8 @@ enum Part {
 }
 
 /// Frames a helper that missed its strip but stays connected sits out before it is asked
-/// again (about two seconds at 60 Hz): a hiccup does not cost the wall its helper for good.
-pub const RETRY_AFTER_FRAMES: u64 = 120;
+/// again (half a second at 60 Hz): a hiccup does not cost the wall its helper for good.
+pub const RETRY_AFTER_FRAMES: u64 = 30;
 
 struct Viewport {
     helped: Helped,

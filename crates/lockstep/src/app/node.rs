@@ -20,6 +20,7 @@ use crate::devices::Devices;
 use crate::options::{GpuArgs, ranged, stop_on_ctrl_c};
 use crate::pipeline::{self, Capture, CapturedFrame, PipelineConfig, Target};
 use crate::roles::{FrameSource, NodeApp, NodeExit, SwapGate, default_plugins, load_key};
+use crate::sort_first::SortFirst;
 use crate::stats::Summary;
 use lockstep_display::DeviceHost;
 use lockstep_input::InputEvent;
@@ -441,7 +442,14 @@ fn run_session(
     app.trace_input = args.trace_input;
     let keep = args.hash_out.is_some() || args.views_out.is_some() || args.image_hashes.is_some();
     app.keep_views = keep;
-    let gate = SwapGate::new(gate, keep);
+    let in_cluster = gate.is_some();
+    let mut gate = SwapGate::new(gate, keep);
+    // Sort-first: strips of a helped viewport from its helpers, or for display nodes.
+    if let (true, Some(key)) = (in_cluster, key) {
+        gate.sort_first = SortFirst::new(config, &args.name, key, resolve(&node.endpoint)?, |e| {
+            resolve(e)
+        })?;
+    }
     if let Ok(mut p) = gate.presented.lock() {
         p.keep_times = args.stats_out.is_some();
     }

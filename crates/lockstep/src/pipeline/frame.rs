@@ -21,6 +21,32 @@ pub struct ViewPass {
     pub rect: Option<[u32; 4]>,
     /// Channels written.
     pub color_writes: ColorWrites,
+    /// Whose view it is, when a view is split across nodes (sort-first).
+    pub share: PassShare,
+}
+
+/// Whose view a pass is, for sort-first (a viewport whose `helpers` draw strips of it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PassShare {
+    /// This node's own view, drawn whole.
+    #[default]
+    Own,
+    /// This node's view `view` (its place among the node's views), split with helpers:
+    /// drawn only in the strips this node keeps.
+    Helped {
+        /// Its place among the node's views.
+        view: u16,
+    },
+    /// View `view` of display node `display` (its place among the nodes this one helps),
+    /// drawn only in the strips that node asks for, into a target of its window's size.
+    Helper {
+        /// Which display node.
+        display: u16,
+        /// Its place among that node's views.
+        view: u16,
+        /// That node's window size.
+        window: [u32; 2],
+    },
 }
 
 /// What App says about its frame, carried with it to Draw's gate (a cluster node's frame

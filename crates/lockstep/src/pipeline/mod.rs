@@ -32,7 +32,7 @@ use lockstep_render::{AdapterSummary, BackendChoice, GpuContext, OffscreenTarget
 use lockstep_scene::Scene;
 
 pub use app::{App, FrameContext};
-pub use frame::{FrameTag, StageTime, ViewPass};
+pub use frame::{FrameTag, PassShare, StageTime, ViewPass};
 pub use stages::{Capture, CapturedFrame, FrameGate};
 pub use stats::{FrameStats, RollingTable, StageStats, ThreadTotals, thread_totals};
 pub use window::{WindowProperties, WindowRequest};

@@ -215,6 +215,7 @@ impl CullStage {
                 view,
                 rect: None,
                 color_writes: lockstep_render::wgpu::ColorWrites::ALL,
+                share: super::PassShare::Own,
             }]
         } else {
             std::mem::take(&mut snapshot.views)
@@ -272,6 +273,31 @@ pub trait FrameGate: Send {
     /// made it with, to project it from (late latching), if the gate has one.
     fn latched(&mut self, _frame: u64, _tag: Option<FrameTag>) -> Result<Option<HeadPose>> {
         Ok(None)
+    }
+
+    /// This node's part in sort-first, if it has one: Draw draws and sends the strips
+    /// other nodes ask of it, and composites the strips its helpers send.
+    fn sort_first(&mut self) -> Option<&mut crate::sort_first::SortFirst> {
+        None
+    }
+}
+
+/// The scissors `pass` is drawn with by this node: the whole pass (`None`) without
+/// sort-first, else what [`crate::sort_first::SortFirst::scissors`] says.
+pub(crate) fn own_scissors(
+    sort_first: Option<&crate::sort_first::SortFirst>,
+    pass: &super::ViewPass,
+    out: &mut Vec<Option<[u32; 4]>>,
+) {
+    match sort_first {
+        Some(sf) => sf.scissors(pass, out),
+        None => {
+            out.clear();
+            // A helper's pass without its part in sort-first draws nothing here.
+            if !matches!(pass.share, super::PassShare::Helper { .. }) {
+                out.push(None);
+            }
+        }
     }
 }
 
@@ -395,22 +421,54 @@ impl DrawStage {
                     .capture
                     .as_ref()
                     .is_some_and(|c| frame.is_multiple_of(c.every.max(1)));
-                for (i, (list, pass)) in lists.iter().zip(&passes).enumerate() {
-                    let options = lockstep_render::DrawOptions {
-                        clear: i == 0,
-                        color_writes: pass.color_writes,
-                        viewport: pass.rect,
-                        scissor: None,
-                    };
-                    let last = i + 1 == lists.len();
-                    target.render_with(
-                        &self.gpu,
-                        &mut self.renderer,
-                        &snapshot.scene,
-                        list,
-                        options,
-                        capture && last,
+                let (gpu, renderer, scene) = (&self.gpu, &mut self.renderer, &snapshot.scene);
+                let mut sort_first = self.gate.as_deref_mut().and_then(|g| g.sort_first());
+                if let (Some(sf), Some(tag)) = (sort_first.as_deref_mut(), snapshot.tag) {
+                    sf.begin(
+                        gpu,
+                        renderer,
+                        OffscreenTarget::FORMAT,
+                        scene,
+                        &lists,
+                        &passes,
+                        tag.frame,
                     )?;
+                }
+                let mut scissors = Vec::with_capacity(4);
+                let mut cleared = false;
+                for (list, pass) in lists.iter().zip(&passes) {
+                    own_scissors(sort_first.as_deref(), pass, &mut scissors);
+                    for scissor in &scissors {
+                        let options = lockstep_render::DrawOptions {
+                            clear: !cleared,
+                            color_writes: pass.color_writes,
+                            viewport: pass.rect,
+                            scissor: *scissor,
+                        };
+                        cleared = true;
+                        target.render_with(gpu, renderer, scene, list, options, false)?;
+                    }
+                }
+                if let Some(sf) = sort_first {
+                    let target = &*target;
+                    sf.finish(
+                        &passes,
+                        |i, rect| {
+                            let options = lockstep_render::DrawOptions {
+                                clear: false,
+                                color_writes: passes[i].color_writes,
+                                viewport: passes[i].rect,
+                                scissor: Some(rect),
+                            };
+                            target.render_with(gpu, renderer, scene, &lists[i], options, false)?;
+                            Ok(())
+                        },
+                        |rect, pixels| Ok(target.write_region(gpu, rect, pixels)?),
+                    )?;
+                }
+                if capture {
+                    // After every strip is in: the copy is the submission's last command.
+                    target.copy_back(gpu)?;
                 }
                 let mut shown = true;
                 if let Some(gate) = &mut self.gate {

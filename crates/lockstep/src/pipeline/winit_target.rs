@@ -43,6 +43,10 @@ impl WindowTarget {
         if let Some(f) = caps.formats.iter().find(|f| f.is_srgb()) {
             config.format = *f;
         }
+        // Strips other nodes drew (sort-first) are copied in, where the surface allows it.
+        if caps.usages.contains(wgpu::TextureUsages::COPY_DST) {
+            config.usage |= wgpu::TextureUsages::COPY_DST;
+        }
         config.present_mode = if vsync {
             wgpu::PresentMode::AutoVsync
         } else {
@@ -126,8 +130,20 @@ impl WindowTarget {
             }
         };
         let view = frame.texture.create_view(&Default::default());
+        let mut gate = gate;
+        let mut sort_first = gate.as_deref_mut().and_then(|g| g.sort_first());
+        let format = self.config.format;
+        if let (Some(sf), Some(tag)) = (sort_first.as_deref_mut(), tag) {
+            sf.begin(gpu, renderer, format, scene, lists, passes, tag.frame)?;
+        }
+        let depth = &self.depth;
         // One submission per view: the renderer holds one view's uniforms at a time.
-        for (i, (list, pass)) in lists.iter().zip(passes).enumerate() {
+        let draw = |renderer: &mut Renderer,
+                    list: &DrawList,
+                    pass: &super::ViewPass,
+                    scissor: Option<[u32; 4]>,
+                    clear: bool|
+         -> Result<()> {
             let mut encoder = gpu
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -140,14 +156,43 @@ impl WindowTarget {
                 &mut encoder,
                 PassTarget {
                     color: &view,
-                    depth: &self.depth,
+                    depth,
                     viewport: pass.rect,
-                    scissor: None,
-                    clear: i == 0,
+                    scissor,
+                    clear,
                     color_writes: pass.color_writes,
                 },
             )?;
             gpu.queue.submit([encoder.finish()]);
+            Ok(())
+        };
+        let mut scissors = Vec::with_capacity(4);
+        let mut cleared = false;
+        for (list, pass) in lists.iter().zip(passes) {
+            super::stages::own_scissors(sort_first.as_deref(), pass, &mut scissors);
+            for scissor in &scissors {
+                draw(renderer, list, pass, *scissor, !cleared)?;
+                cleared = true;
+            }
+        }
+        if let Some(sf) = sort_first {
+            if !self.config.usage.contains(wgpu::TextureUsages::COPY_DST) {
+                bail!(
+                    "this window's surface cannot take strips from helpers (no COPY_DST): use --offscreen"
+                );
+            }
+            let texture = &frame.texture;
+            sf.finish(
+                passes,
+                |i, rect| draw(renderer, &lists[i], &passes[i], Some(rect), false),
+                |rect, pixels| {
+                    lockstep_render::strip::to_target_order(format, pixels)?;
+                    lockstep_render::strip::write_strip(&gpu.queue, texture, rect, pixels)?;
+                    Ok(())
+                },
+            )?;
+            // The strips' writes land before this (empty) submission's work.
+            gpu.queue.submit([]);
         }
         if let Some(gate) = gate {
             if gate.is_barrier() {
