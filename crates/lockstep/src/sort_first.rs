@@ -23,8 +23,10 @@ use lockstep_wire::ClusterKey;
 use crate::pipeline::{PassShare, ViewPass};
 
 /// How long a display node waits for a helper's strip after asking, and how long a helper
-/// waits for a display node's request, before drawing the strip itself (or giving up).
-pub const STRIP_DEADLINE: Duration = Duration::from_millis(250);
+/// waits for a display node's request, before drawing the strip itself (or giving up): well
+/// within the master's default swap deadline (1 s), so a late strip never costs the display
+/// node its place in the cluster.
+pub const STRIP_DEADLINE: Duration = Duration::from_millis(500);
 
 /// A node's part in sort-first: display node, helper, or both.
 pub struct SortFirst {
@@ -39,11 +41,22 @@ pub struct SortFirst {
     started: Instant,
     drawn_own: Duration,
     name: String,
+    /// A strip's own draw list: the pass's list culled again for the strip alone.
+    strip_list: DrawList,
     /// Strips composited from helpers, drawn in their stead, and drawn for others.
     composited: u64,
     missed: u64,
     served: u64,
+    /// Per frame (at most [`SAMPLES`]), milliseconds: waiting for the helpers' strips once
+    /// this node's own were drawn, writing them in; per strip served, drawing, reading back
+    /// and sending it.
+    waits: Vec<f32>,
+    composites: Vec<f32>,
+    serves: Vec<f32>,
 }
+
+/// Timing samples kept at most (the summary's medians are of the first ones).
+const SAMPLES: usize = 100_000;
 
 impl SortFirst {
     /// Node `name`'s part in `config`, if it has one: a listener for its helpers on
@@ -99,9 +112,13 @@ impl SortFirst {
             started: Instant::now(),
             drawn_own: Duration::ZERO,
             name: name.to_string(),
+            strip_list: DrawList::default(),
             composited: 0,
             missed: 0,
             served: 0,
+            waits: Vec::with_capacity(1024),
+            composites: Vec::with_capacity(1024),
+            serves: Vec::with_capacity(1024),
         }))
     }
 
@@ -123,7 +140,7 @@ impl SortFirst {
         if let Some(client) = &mut self.client {
             let jobs = client.jobs(frame, STRIP_DEADLINE).to_vec();
             for job in jobs {
-                let Some((list, pass, window)) =
+                let Some((_list, pass, window)) =
                     lists.iter().zip(passes).find_map(|(l, p)| match p.share {
                         PassShare::Helper {
                             display,
@@ -173,11 +190,14 @@ impl SortFirst {
                     viewport: Some(rect),
                     scissor: Some(job.rect),
                 };
-                target.render_with(gpu, r, scene, list, options, false)?;
+                // Only what reaches the strip is drawn (the whole view's projection kept).
+                cull_strip(&mut self.strip_list, scene, pass, job.rect, frame)?;
+                target.render_with(gpu, r, scene, &self.strip_list, options, false)?;
                 target.read_region_into(gpu, job.rect, &mut self.pixels)?;
                 let took = job.since.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
                 client.send(&job, &self.pixels, took);
                 self.served += 1;
+                sample(&mut self.serves, job.since.elapsed());
             }
         }
         self.own.clear();
@@ -186,6 +206,25 @@ impl SortFirst {
         }
         self.started = Instant::now();
         Ok(())
+    }
+
+    /// What to draw `pass` with inside `scissor`: `list` (Cull's, for the whole view), or
+    /// for a strip, that list culled again for the strip alone — objects wholly outside it
+    /// dropped, the whole view's projection kept, so the strip's pixels are the same.
+    pub fn strip_list<'a>(
+        &'a mut self,
+        scene: &Scene,
+        list: &'a DrawList,
+        pass: &ViewPass,
+        scissor: Option<[u32; 4]>,
+    ) -> Result<&'a DrawList> {
+        match (scissor, pass.rect) {
+            (Some(strip), Some(rect)) if strip != rect => {
+                cull_strip(&mut self.strip_list, scene, pass, strip, list.frame)?;
+                Ok(&self.strip_list)
+            }
+            _ => Ok(list),
+        }
     }
 
     /// The scissors to draw `pass` with, into `out`: one `None` (the whole pass) for a view
@@ -207,15 +246,15 @@ impl SortFirst {
     }
 
     /// This node's own passes are drawn: as a helper, display nodes connected since are told
-    /// it takes requests; as a display node, waits for the helpers' strips,
-    /// draws those that did not come with `draw(pass index, scissor)`, and hands the others
-    /// to `write(rect, pixels)`, which puts them into the target.
+    /// it takes requests; as a display node, waits for the helpers' strips, hands those that
+    /// came to `write(rect, pixels)`, which puts them into the target, and returns those
+    /// that did not (pass index and strip), for the caller to draw itself.
     pub fn finish(
         &mut self,
+        gpu: &GpuContext,
         passes: &[ViewPass],
-        mut draw: impl FnMut(usize, [u32; 4]) -> Result<()>,
         mut write: impl FnMut([u32; 4], &mut [u8]) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<Vec<(usize, [u32; 4])>> {
         if let Some(client) = &mut self.client {
             // A frame of this node's own is drawn, so its pipeline is warm: display nodes
             // connected since may ask from their next frame.
@@ -228,27 +267,34 @@ impl SortFirst {
             }
         }
         let Some(x) = &mut self.exchange else {
-            return Ok(());
+            return Ok(Vec::new());
         };
+        // This node's part is measured drawn, not submitted (the GPU works on after
+        // submission): what the load balancer weighs against the helpers' finish times.
+        gpu.wait_idle()?;
         self.drawn_own = self.started.elapsed();
+        let waited = Instant::now();
         let (arrived, missing) = x.gather();
+        let written = Instant::now();
         for a in arrived.iter_mut() {
             write(a.rect, &mut a.pixels)?;
             self.composited += 1;
         }
-        let composite = self.started.elapsed().saturating_sub(self.drawn_own);
-        for (view, rect) in missing {
-            let Some(i) = passes
-                .iter()
-                .position(|p| p.share == PassShare::Helped { view })
-            else {
-                continue;
-            };
-            draw(i, rect)?;
-            self.missed += 1;
-        }
+        let composite = written.elapsed();
+        sample(&mut self.waits, written.duration_since(waited));
+        sample(&mut self.composites, composite);
+        let missing: Vec<(usize, [u32; 4])> = missing
+            .into_iter()
+            .filter_map(|(view, rect)| {
+                let i = passes
+                    .iter()
+                    .position(|p| p.share == PassShare::Helped { view })?;
+                Some((i, rect))
+            })
+            .collect();
+        self.missed += missing.len() as u64;
         x.end_frame(self.drawn_own, composite);
-        Ok(())
+        Ok(missing)
     }
 }
 
@@ -256,10 +302,71 @@ impl Drop for SortFirst {
     /// What it did, for the node's log (and the tests).
     fn drop(&mut self) {
         eprintln!(
-            "node '{}' sort-first: {} strips from helpers, {} drawn in a helper's stead, {} strips drawn for others",
-            self.name, self.composited, self.missed, self.served
+            "node '{}' sort-first: {} strips from helpers, {} drawn in a helper's stead, {} strips drawn for others; waited for strips median {:.3} ms, wrote them in median {:.3} ms; a strip drawn, read back and sent median {:.3} ms",
+            self.name,
+            self.composited,
+            self.missed,
+            self.served,
+            median(&mut self.waits),
+            median(&mut self.composites),
+            median(&mut self.serves)
         );
     }
+}
+
+/// Culls `scene` into `list` for the part `strip` (window pixels) of `pass`'s view, then
+/// gives the list the whole view's projection back: what it draws inside `strip` is what the
+/// whole view draws there, with less to draw.
+pub(crate) fn cull_strip(
+    list: &mut DrawList,
+    scene: &Scene,
+    pass: &ViewPass,
+    strip: [u32; 4],
+    frame: u64,
+) -> Result<()> {
+    use lockstep_scene::glam::{Mat4, Vec4};
+    let Some([vx, vy, vw, vh]) = pass.rect else {
+        list.cull(scene, &pass.view, frame)?;
+        return Ok(());
+    };
+    let [sx, sy, sw, sh] = strip;
+    // The strip's range in normalised device coordinates (y up).
+    let fx = |px: u32| (f64::from(px) - f64::from(vx)) / f64::from(vw.max(1));
+    let fy = |px: u32| (f64::from(px) - f64::from(vy)) / f64::from(vh.max(1));
+    let (x0, x1) = (2.0 * fx(sx) - 1.0, 2.0 * fx(sx + sw) - 1.0);
+    let (y0, y1) = (1.0 - 2.0 * fy(sy + sh), 1.0 - 2.0 * fy(sy));
+    // Clip space scaled so that range fills [-1, 1]: x' = (2x − (x0 + x1) w) / (x1 − x0).
+    let (ax, bx) = (2.0 / (x1 - x0), -(x0 + x1) / (x1 - x0));
+    let (ay, by) = (2.0 / (y1 - y0), -(y0 + y1) / (y1 - y0));
+    let to_strip = Mat4::from_cols(
+        Vec4::new(ax as f32, 0.0, 0.0, 0.0),
+        Vec4::new(0.0, ay as f32, 0.0, 0.0),
+        Vec4::new(0.0, 0.0, 1.0, 0.0),
+        Vec4::new(bx as f32, by as f32, 0.0, 1.0),
+    );
+    let view = lockstep_render::View {
+        view: pass.view.view,
+        projection: to_strip * pass.view.projection,
+    };
+    list.cull(scene, &view, frame)?;
+    list.view_proj = pass.view.projection * pass.view.view;
+    Ok(())
+}
+
+/// Keeps `d` in milliseconds, while there is room.
+fn sample(into: &mut Vec<f32>, d: Duration) {
+    if into.len() < SAMPLES {
+        into.push(d.as_secs_f32() * 1e3);
+    }
+}
+
+/// The median of `v` (NaN if empty).
+fn median(v: &mut [f32]) -> f32 {
+    if v.is_empty() {
+        return f32::NAN;
+    }
+    v.sort_by(f32::total_cmp);
+    v[v.len() / 2]
 }
 
 /// Whether `inner` lies within `outer` (both x, y, width, height).

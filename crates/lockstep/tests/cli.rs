@@ -763,3 +763,46 @@ fn bench_cluster_compares_a_cluster_node_with_the_same_node_alone() {
         &["--alone"],
     );
 }
+
+#[test]
+fn bench_compose_runs_the_view_alone_and_with_a_helper_whose_strips_arrive() {
+    let o = lockstep(&[
+        "bench",
+        "compose",
+        "--helpers",
+        "0,1",
+        "--frames",
+        "30",
+        "--size",
+        "96x64",
+        "--triangles",
+        "2000",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    let helpers: Vec<u64> = rows
+        .iter()
+        .map(|r| r["helpers"].as_u64().unwrap())
+        .collect();
+    assert_eq!(helpers, [0, 1]);
+    assert_eq!(rows[0]["speedup"], 1.0);
+    assert_eq!(rows[0]["strips"], 0);
+    for r in rows {
+        assert!(r["fps"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    // The helper drew most of the 30 frames' strips (it connects after the start).
+    let strips = rows[1]["strips"].as_u64().unwrap();
+    let missed = rows[1]["missed"].as_u64().unwrap();
+    assert!(strips >= 10 && strips + missed <= 30, "{}", rows[1]);
+    assert!(rows[1]["helper_ms"].as_f64().unwrap() > 0.0, "{}", rows[1]);
+    assert_refused(
+        &["bench", "compose", "--size", "10x10"],
+        &["--size 10x10: expected WIDTHxHEIGHT, each 16 to 8192"],
+    );
+    assert_refused(
+        &["bench", "compose", "--helpers", "0,9"],
+        &["--helpers: at most 8 helpers per viewport"],
+    );
+}

@@ -101,17 +101,17 @@ enum Part {
     Missed,
 }
 
-/// Frames a helper that missed its strip but stays connected sits out before it is asked
-/// again (half a second at 60 Hz): a hiccup does not cost the wall its helper for good.
-pub const RETRY_AFTER_FRAMES: u64 = 30;
+/// How long a helper that missed its strip but stays connected sits out before it is asked
+/// again: a hiccup does not cost the wall its helper for good.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 struct Viewport {
     helped: Helped,
     balancer: LoadBalancer,
     /// Whether each helper is connected.
     connected: Vec<bool>,
-    /// The frame each helper last missed its strip in, if it did and is still connected.
-    missed: Vec<Option<u64>>,
+    /// When each helper last missed its strip, if it did and is still connected.
+    missed: Vec<Option<Instant>>,
     /// The split the frame under way uses, and each helper's part of it.
     split: Split,
     parts: Vec<Part>,
@@ -184,7 +184,7 @@ impl StripRound {
         self.frame = Some((frame, now + self.deadline));
         for v in &mut self.viewports {
             for (i, m) in v.missed.iter_mut().enumerate() {
-                if m.is_some_and(|f| frame >= f.saturating_add(RETRY_AFTER_FRAMES)) {
+                if m.is_some_and(|t| now >= t + RETRY_AFTER) {
                     *m = None;
                     v.balancer.rejoin(i + 1);
                 }
@@ -322,7 +322,8 @@ impl StripRound {
     /// display node's own rendering `own` and compositing `composite` times); a helper that
     /// missed leaves the split. Returns the helpers that missed.
     pub fn end_frame(&mut self, own: Duration, composite: Duration) -> Vec<String> {
-        let frame = self.frame.take().map(|(f, _)| f);
+        // A miss dates from the frame's deadline.
+        let due = self.frame.take().map(|(_, t)| t);
         let mut missed = Vec::new();
         let mut measured = Vec::new();
         for v in &mut self.viewports {
@@ -334,7 +335,7 @@ impl StripRound {
                     Part::Missed => {
                         missed.push(v.helped.helpers[i].clone());
                         if v.connected[i] {
-                            v.missed[i] = frame;
+                            v.missed[i] = due;
                         }
                         Measured::Missed
                     }
@@ -506,13 +507,17 @@ mod tests {
             .unwrap();
         r.handle_timeout(t0 + 50 * MS);
         assert_eq!(r.end_frame(MS, MS), ["h2"]);
-        for f in 11..10 + RETRY_AFTER_FRAMES {
-            r.begin_frame(f, t0, &mut out);
+        // It missed at frame 10's deadline, t0 + 50 ms: out until a second after that.
+        let due = t0 + 50 * MS + RETRY_AFTER;
+        for f in 11..20u32 {
+            let at = t0 + 50 * MS + RETRY_AFTER * (f - 11) / 9;
+            assert!(at < due);
+            r.begin_frame(u64::from(f), at, &mut out);
             let drawn: Vec<_> = out.iter().filter(|q| q.rect[2] > 0).collect();
             assert!(drawn.iter().all(|q| q.helper == "h1"), "frame {f}: {out:?}");
             r.end_frame(MS, MS);
         }
-        r.begin_frame(10 + RETRY_AFTER_FRAMES, t0, &mut out);
+        r.begin_frame(20, due, &mut out);
         assert!(
             out.iter().any(|q| q.helper == "h2" && q.rect[2] > 0),
             "{out:?}"

@@ -4,6 +4,7 @@ dispatch to one module per command.
 */
 mod bench;
 mod bench_cluster;
+mod bench_compose;
 mod bench_input;
 mod bench_scale;
 mod bench_sync;
@@ -91,6 +92,8 @@ enum BenchCommand {
     Sync(bench_sync::BenchSyncArgs),
     /// Frame rate of a local CAVE cluster against the same nodes each rendering alone.
     Cluster(bench_cluster::BenchClusterArgs),
+    /// One heavy view drawn by its display node alone and with helpers (sort-first).
+    Compose(bench_compose::BenchComposeArgs),
     /// The VRPN client's cost per report, and the age of a tracker's report when the walls
     /// show it, for pipeline depth 1 and 2.
     Input(bench_input::BenchInputArgs),
@@ -105,6 +108,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Pipeline(args)) => bench::run_pipeline(args),
         Command::Bench(BenchCommand::Sync(args)) => bench_sync::run(args),
         Command::Bench(BenchCommand::Cluster(args)) => bench_cluster::run_bench_cluster(args),
+        Command::Bench(BenchCommand::Compose(args)) => bench_compose::run_bench_compose(args),
         Command::Bench(BenchCommand::Input(args)) => bench_input::run(args),
         Command::BenchPeer(args) => bench_sync::run_peer(args),
         Command::Config(cmd) => config::run(cmd),

@@ -446,25 +446,31 @@ impl DrawStage {
                             scissor: *scissor,
                         };
                         cleared = true;
+                        let list = match sort_first.as_deref_mut() {
+                            Some(sf) => sf.strip_list(scene, list, pass, *scissor)?,
+                            None => list,
+                        };
                         target.render_with(gpu, renderer, scene, list, options, false)?;
                     }
                 }
                 if let Some(sf) = sort_first {
                     let target = &*target;
-                    sf.finish(
-                        &passes,
-                        |i, rect| {
-                            let options = lockstep_render::DrawOptions {
-                                clear: false,
-                                color_writes: passes[i].color_writes,
-                                viewport: passes[i].rect,
-                                scissor: Some(rect),
-                            };
-                            target.render_with(gpu, renderer, scene, &lists[i], options, false)?;
-                            Ok(())
-                        },
-                        |rect, pixels| Ok(target.write_region(gpu, rect, pixels)?),
-                    )?;
+                    // The strips that did not come, drawn here after all (each culled for
+                    // its strip like the rest).
+                    let mut strip = lockstep_render::DrawList::default();
+                    let missing = sf.finish(gpu, &passes, |rect, pixels| {
+                        Ok(target.write_region(gpu, rect, pixels)?)
+                    })?;
+                    for (i, rect) in missing {
+                        crate::sort_first::cull_strip(&mut strip, scene, &passes[i], rect, frame)?;
+                        let options = lockstep_render::DrawOptions {
+                            clear: false,
+                            color_writes: passes[i].color_writes,
+                            viewport: passes[i].rect,
+                            scissor: Some(rect),
+                        };
+                        target.render_with(gpu, renderer, scene, &strip, options, false)?;
+                    }
                 }
                 if capture {
                     // After every strip is in: the copy is the submission's last command.

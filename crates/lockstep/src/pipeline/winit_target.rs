@@ -171,6 +171,10 @@ impl WindowTarget {
         for (list, pass) in lists.iter().zip(passes) {
             super::stages::own_scissors(sort_first.as_deref(), pass, &mut scissors);
             for scissor in &scissors {
+                let list = match sort_first.as_deref_mut() {
+                    Some(sf) => sf.strip_list(scene, list, pass, *scissor)?,
+                    None => list,
+                };
                 draw(renderer, list, pass, *scissor, !cleared)?;
                 cleared = true;
             }
@@ -182,15 +186,16 @@ impl WindowTarget {
                 );
             }
             let texture = &frame.texture;
-            sf.finish(
-                passes,
-                |i, rect| draw(renderer, &lists[i], &passes[i], Some(rect), false),
-                |rect, pixels| {
-                    lockstep_render::strip::to_target_order(format, pixels)?;
-                    lockstep_render::strip::write_strip(&gpu.queue, texture, rect, pixels)?;
-                    Ok(())
-                },
-            )?;
+            let missing = sf.finish(gpu, passes, |rect, pixels| {
+                lockstep_render::strip::to_target_order(format, pixels)?;
+                lockstep_render::strip::write_strip(&gpu.queue, texture, rect, pixels)?;
+                Ok(())
+            })?;
+            let mut strip = DrawList::default();
+            for (i, rect) in missing {
+                crate::sort_first::cull_strip(&mut strip, scene, &passes[i], rect, frame_number)?;
+                draw(renderer, &strip, &passes[i], Some(rect), false)?;
+            }
             // The strips' writes land before this (empty) submission's work.
             gpu.queue.submit([]);
         }
