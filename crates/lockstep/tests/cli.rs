@@ -772,7 +772,7 @@ fn bench_compose_runs_the_view_alone_and_with_a_helper_whose_strips_arrive() {
         "--helpers",
         "0,1",
         "--frames",
-        "30",
+        "300",
         "--size",
         "96x64",
         "--triangles",
@@ -792,10 +792,11 @@ fn bench_compose_runs_the_view_alone_and_with_a_helper_whose_strips_arrive() {
     for r in rows {
         assert!(r["fps"].as_f64().unwrap() > 0.0, "{r}");
     }
-    // The helper drew most of the 30 frames' strips (it connects after the start).
+    // The helper drew strips of the 300 frames (it connects after the start, and a tiny
+    // scene runs at hundreds of frames a second).
     let strips = rows[1]["strips"].as_u64().unwrap();
     let missed = rows[1]["missed"].as_u64().unwrap();
-    assert!(strips >= 10 && strips + missed <= 30, "{}", rows[1]);
+    assert!(strips >= 10 && strips + missed <= 300, "{}", rows[1]);
     assert!(rows[1]["helper_ms"].as_f64().unwrap() > 0.0, "{}", rows[1]);
     assert_refused(
         &["bench", "compose", "--size", "10x10"],

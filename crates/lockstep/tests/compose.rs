@@ -51,6 +51,9 @@ fn run_with(
         &frames,
         "--fixed-dt",
         "0.0333",
+        // Paced, so that helpers that connect after the start still draw most frames.
+        "--fps",
+        "30",
     ]);
     let nodes: Vec<Proc> = NODES
         .iter()
