@@ -40,18 +40,19 @@ fn pattern(frame: u64, rect: [u32; 4]) -> Vec<u8> {
         .collect()
 }
 
-/// Waits until the display node counts `n` helpers connected and a frame took all their
-/// strips (frames nobody draws, numbered far from the tests' own).
-fn wait_connected(x: &mut StripExchange, helpers: &mut [&mut StripClient], n: usize) {
+/// Runs frames 0, 1, … until the display node counts `n` helpers connected and a frame
+/// took all their strips; returns the next frame's number (frames count up by one, as a
+/// cluster's do: a helper waits only for a display node that asked for the frame before).
+fn wait_connected(x: &mut StripExchange, helpers: &mut [&mut StripClient], n: usize) -> u64 {
     let until = Instant::now() + Duration::from_secs(10);
-    let mut f = 1_000_000;
+    let mut f = 0;
     loop {
         assert!(Instant::now() < until, "helpers did not connect");
         let (_, arrived, missing) = frame(x, helpers, f);
-        if x.connected().count() >= n && arrived.len() == n && missing.is_empty() {
-            return;
-        }
         f += 1;
+        if x.connected().count() >= n && arrived.len() == n && missing.is_empty() {
+            return f;
+        }
     }
 }
 
@@ -98,8 +99,8 @@ fn helpers_send_the_strips_asked_for_and_the_view_is_covered_every_frame() {
     let at = x.local_addr();
     let mut h1 = helper("h1", key(), "wall", at);
     let mut h2 = helper("h2", key(), "wall", at);
-    wait_connected(&mut x, &mut [&mut h1, &mut h2], 2);
-    for f in 0..30 {
+    let b = wait_connected(&mut x, &mut [&mut h1, &mut h2], 2);
+    for f in b..b + 30 {
         let (own, arrived, missing) = frame(&mut x, &mut [&mut h1, &mut h2], f);
         assert_eq!(missing, Vec::<[u32; 4]>::new(), "frame {f}");
         assert_eq!(arrived.len(), 2, "frame {f}: {arrived:?}");
@@ -119,16 +120,16 @@ fn a_helper_that_dies_is_missed_once_then_left_out_and_the_view_never_has_a_hole
     let at = x.local_addr();
     let mut h1 = helper("h1", key(), "wall", at);
     let mut h2 = helper("h2", key(), "wall", at);
-    wait_connected(&mut x, &mut [&mut h1, &mut h2], 2);
-    let (_, arrived, _) = frame(&mut x, &mut [&mut h1, &mut h2], 0);
+    let b = wait_connected(&mut x, &mut [&mut h1, &mut h2], 2);
+    let (_, arrived, _) = frame(&mut x, &mut [&mut h1, &mut h2], b);
     assert_eq!(arrived.len(), 2);
-    // h2 takes its request for frame 1 and dies without answering.
-    let own: Vec<[u32; 4]> = x.begin_frame(1).into_iter().map(|(_, r)| r).collect();
-    let j1 = h1.jobs(1, Duration::from_secs(2)).to_vec();
-    let _ = h2.jobs(1, Duration::from_secs(2));
+    // h2 takes its request for the next frame and dies without answering.
+    let own: Vec<[u32; 4]> = x.begin_frame(b + 1).into_iter().map(|(_, r)| r).collect();
+    let j1 = h1.jobs(b + 1, Duration::from_secs(2)).to_vec();
+    let _ = h2.jobs(b + 1, Duration::from_secs(2));
     drop(h2);
     for j in &j1 {
-        h1.send(j, &pattern(1, j.rect), 100);
+        h1.send(j, &pattern(b + 1, j.rect), 100);
     }
     let (arrived, missing) = x.gather();
     let arrived: Vec<[u32; 4]> = arrived.iter().map(|a| a.rect).collect();
@@ -147,7 +148,7 @@ fn a_helper_that_dies_is_missed_once_then_left_out_and_the_view_never_has_a_hole
         ["h2"]
     );
     // From the next frame, two parts: the display node's and h1's.
-    for f in 2..6 {
+    for f in b + 2..b + 6 {
         let (own, arrived, missing) = frame(&mut x, &mut [&mut h1], f);
         assert!(missing.is_empty(), "frame {f}: {missing:?}");
         assert_eq!(arrived.len(), 1, "frame {f}");
@@ -165,10 +166,10 @@ fn a_stranger_another_cluster_or_a_wrong_key_never_gets_a_request() {
     let mut other_cluster = helper("h1", key(), "dome", at);
     let mut wrong_key = helper("h2", ClusterKey::new(vec![8; 32]).unwrap(), "wall", at);
     let mut h1 = helper("h1", key(), "wall", at);
-    wait_connected(&mut x, &mut [&mut h1], 1);
+    let b = wait_connected(&mut x, &mut [&mut h1], 1);
     // Time for the others' handshakes to be refused, several times over.
     let until = Instant::now() + Duration::from_millis(600);
-    let mut f = 0;
+    let mut f = b;
     while Instant::now() < until {
         let (_, arrived, _) = frame(&mut x, &mut [&mut h1], f);
         assert_eq!(arrived.len(), 1);
@@ -187,16 +188,16 @@ fn a_strip_of_the_wrong_size_or_frame_is_refused_and_drawn_by_the_display_node()
     let at = x.local_addr();
     let mut h1 = helper("h1", key(), "wall", at);
     let mut h2 = helper("h2", key(), "wall", at);
-    wait_connected(&mut x, &mut [&mut h1, &mut h2], 2);
-    x.begin_frame(5);
-    let j1 = h1.jobs(5, Duration::from_secs(2))[0];
-    let j2 = h2.jobs(5, Duration::from_secs(2))[0];
+    let b = wait_connected(&mut x, &mut [&mut h1, &mut h2], 2);
+    x.begin_frame(b);
+    let j1 = h1.jobs(b, Duration::from_secs(2))[0];
+    let j2 = h2.jobs(b, Duration::from_secs(2))[0];
     // h1: one pixel short; h2: its strip labelled with another frame.
-    let mut short = pattern(5, j1.rect);
+    let mut short = pattern(b, j1.rect);
     short.truncate(short.len() - 4);
     h1.send(&j1, &short, 100);
-    let stale = lockstep_cluster::compose::StripJob { frame: 4, ..j2 };
-    h2.send(&stale, &pattern(4, j2.rect), 100);
+    let stale = lockstep_cluster::compose::StripJob { frame: b - 1, ..j2 };
+    h2.send(&stale, &pattern(b - 1, j2.rect), 100);
     let (arrived, missing) = x.gather();
     assert!(arrived.is_empty(), "nothing wrong is taken");
     let missing: Vec<[u32; 4]> = missing.into_iter().map(|(_, r)| r).collect();

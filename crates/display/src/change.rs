@@ -117,7 +117,13 @@ impl ClusterConfig {
         for n in &new.nodes {
             match self.node(&n.name) {
                 None => change.added.push(n.name.clone()),
-                Some(old) if old.pipeline_differs(n) => change.restarted.push(n.name.clone()),
+                // Sort-first's connections and strips are set up with the pipeline.
+                Some(old)
+                    if old.pipeline_differs(n)
+                        || self.sort_first_role(&n.name) != new.sort_first_role(&n.name) =>
+                {
+                    change.restarted.push(n.name.clone())
+                }
                 Some(old) if geometry || old.windows != n.windows => {
                     change.redrawn.push(n.name.clone())
                 }
@@ -131,6 +137,29 @@ impl ClusterConfig {
             .map(|n| n.name.clone())
             .collect();
         Ok(change)
+    }
+}
+
+/// What a node does in sort-first: its helped views (place, rectangle, helpers) and the
+/// display nodes it helps, with where they listen.
+type SortFirstRole = (Vec<(usize, [u32; 4], Vec<String>)>, Vec<(String, String)>);
+
+impl ClusterConfig {
+    fn sort_first_role(&self, name: &str) -> SortFirstRole {
+        let helped = self
+            .views(name)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .filter(|(_, v)| !v.helpers.is_empty())
+            .map(|(i, v)| (i, v.rect, v.helpers))
+            .collect();
+        let helps = self
+            .helped_by(name)
+            .into_iter()
+            .map(|d| (d.name.clone(), d.endpoint.to_string()))
+            .collect();
+        (helped, helps)
     }
 }
 

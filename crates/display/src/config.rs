@@ -634,7 +634,7 @@ impl Validator<'_> {
                 }
             }
         }
-        self.helpers(&raw.nodes);
+        self.helpers(&raw.nodes, stereo.mode);
         let launch = self.launch(raw.launch.as_ref());
         let assets = self.assets(raw.assets.as_ref());
         let input = self.input(&raw.input, &nodes);
@@ -668,8 +668,30 @@ impl Validator<'_> {
     /// Checks every viewport's helpers: other nodes of the file, each at most once per
     /// viewport and per node it helps, and no two nodes helping each other (each would wait
     /// for the other's strip while drawing its own).
-    fn helpers(&mut self, raw: &[crate::raw::RawNode]) {
+    fn helpers(&mut self, raw: &[crate::raw::RawNode], stereo: StereoMode) {
         let names: Vec<&str> = raw.iter().map(|n| n.name.get_ref().as_str()).collect();
+        // A viewport drawn as two views (both eyes in it) cannot be split yet: the strips
+        // of one eye would overwrite the other's.
+        if matches!(
+            stereo,
+            StereoMode::SideBySide | StereoMode::TopBottom | StereoMode::Anaglyph
+        ) {
+            for vp in raw
+                .iter()
+                .flat_map(|n| n.windows.iter().flat_map(|w| &w.viewports))
+            {
+                if let Some(list) = &vp.helpers {
+                    self.err(
+                        list,
+                        format!(
+                            "viewport '{}' names helpers, but stereo mode {} draws both eyes into it: helpers work with mono and passive stereo",
+                            vp.name.get_ref(),
+                            stereo.as_str()
+                        ),
+                    );
+                }
+            }
+        }
         // (helper, node helped), for the mutual-help check.
         let mut helps: Vec<(&str, &str, &S<String>)> = Vec::new();
         for n in raw {
@@ -745,6 +767,53 @@ impl Validator<'_> {
                             self.line_of(*back)
                         ),
                     );
+                }
+            }
+        }
+        // Longer rings (a helps b helps c helps a) stall the same way: found by following
+        // who each node helps, told once at the ring's last mention in the file.
+        let helps_of = |n: &str| -> Vec<&str> {
+            helps
+                .iter()
+                .filter(|(h, _, _)| *h == n)
+                .map(|(_, d, _)| *d)
+                .collect()
+        };
+        let mut told: Vec<Vec<&str>> = Vec::new();
+        for (start, _, _) in &helps {
+            let mut path = vec![*start];
+            let mut stack = vec![(*start, 0usize)];
+            while let Some((at, i)) = stack.pop() {
+                let next = helps_of(at);
+                if i >= next.len() {
+                    path.pop();
+                    continue;
+                }
+                stack.push((at, i + 1));
+                let n = next[i];
+                if n == *start && path.len() > 2 {
+                    let mut ring = path.clone();
+                    ring.sort_unstable();
+                    if !told.contains(&ring) {
+                        told.push(ring);
+                        let mention = helps
+                            .iter()
+                            .filter(|(h, d, _)| path.contains(h) && path.contains(d))
+                            .max_by_key(|(_, _, s)| self.line_of(*s))
+                            .map(|(_, _, s)| *s);
+                        if let Some(s) = mention {
+                            self.err(
+                                s,
+                                format!(
+                                    "nodes {} help each other in a ring: each would wait for the next one's strip",
+                                    path.iter().map(|p| format!("'{p}'")).collect::<Vec<_>>().join(" → ")
+                                ),
+                            );
+                        }
+                    }
+                } else if !path.contains(&n) {
+                    path.push(n);
+                    stack.push((n, 0));
                 }
             }
         }

@@ -743,3 +743,49 @@ fn more_helpers_than_the_limit_are_refused() {
         )],
     );
 }
+
+#[test]
+fn a_ring_of_helpers_and_helpers_under_stereo_that_shares_a_viewport_are_refused() {
+    let text = format!(
+        "{BASE}{}{}{}",
+        node("a", 7001, "front", "helpers = [\"c\"]\n"),
+        node("b", 7002, "front", "helpers = [\"a\"]\n"),
+        node("c", 7003, "front", "helpers = [\"b\"]\n")
+    );
+    let last = line_with(&text, "helpers", 2);
+    assert_errors(&text, &[(last, "help each other in a ring")]);
+    for mode in ["anaglyph", "side-by-side", "top-bottom"] {
+        let text = format!(
+            "{BASE}{}{}[stereo]\nmode = \"{mode}\"\n",
+            node("wall", 7001, "front", "helpers = [\"h\"]\n"),
+            node("h", 7002, "front", "")
+        );
+        assert_errors(
+            &text,
+            &[(
+                line_with(&text, "helpers", 0),
+                &format!("stereo mode {mode} draws both eyes into it"),
+            )],
+        );
+    }
+}
+
+#[test]
+fn changing_a_viewports_helpers_restarts_the_display_node_and_its_helpers() {
+    let file = |helpers: &str| {
+        let text = format!(
+            "{BASE}{}{}{}",
+            node("wall", 7001, "front", helpers),
+            node("h1", 7002, "front", ""),
+            node("h2", 7003, "front", "")
+        );
+        ClusterConfig::parse(Path::new("t.toml"), &text).unwrap()
+    };
+    let before = file("helpers = [\"h1\"]\n");
+    let after = file("helpers = [\"h1\", \"h2\"]\n");
+    let change = before.change_to(&after).unwrap();
+    assert_eq!(change.restarted, ["wall", "h2"]);
+    // The same helpers: nothing to restart.
+    let change = before.change_to(&file("helpers = [\"h1\"]\n")).unwrap();
+    assert!(change.restarted.is_empty(), "{change:?}");
+}

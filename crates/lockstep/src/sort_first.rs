@@ -35,7 +35,8 @@ pub struct SortFirst {
     /// The strips this display node keeps this frame, with their views.
     own: Vec<(u16, [u32; 4])>,
     /// Where a helper draws other nodes' views, and (for a window's format) its renderer.
-    strip_target: Option<OffscreenTarget>,
+    /// One per display node helped (their windows may differ in size).
+    strip_targets: Vec<Option<OffscreenTarget>>,
     strip_renderer: Option<Renderer>,
     pixels: Vec<u8>,
     started: Instant,
@@ -106,7 +107,7 @@ impl SortFirst {
             exchange,
             client,
             own: Vec::new(),
-            strip_target: None,
+            strip_targets: Vec::new(),
             strip_renderer: None,
             pixels: Vec::new(),
             started: Instant::now(),
@@ -169,14 +170,15 @@ impl SortFirst {
                     );
                     continue;
                 };
-                let target = match &mut self.strip_target {
+                if self.strip_targets.len() <= job.display {
+                    self.strip_targets.resize_with(job.display + 1, || None);
+                }
+                let target = match &mut self.strip_targets[job.display] {
                     Some(t) => {
                         t.resize(gpu, window[0], window[1])?;
                         t
                     }
-                    None => self
-                        .strip_target
-                        .insert(OffscreenTarget::new(gpu, window[0], window[1])?),
+                    slot @ None => slot.insert(OffscreenTarget::new(gpu, window[0], window[1])?),
                 };
                 let r = if format == OffscreenTarget::FORMAT {
                     &mut *renderer

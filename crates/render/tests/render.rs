@@ -416,9 +416,12 @@ fn a_view_drawn_in_strips_by_three_renderers_and_composited_is_byte_identical_to
     );
     // Outside the viewport, nothing was drawn by the strips.
     let mut all = Vec::new();
+    display.copy_back(&gpu).unwrap();
     display.read_into(&gpu, &mut all).unwrap();
     let mut whole_all = Vec::new();
+    whole.copy_back(&gpu).unwrap();
     whole.read_into(&gpu, &mut whole_all).unwrap();
+    assert_eq!(all.len(), (ww * wh * 4) as usize);
     assert!(all == whole_all, "the windows differ outside the viewport");
 }
 

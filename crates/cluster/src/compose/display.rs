@@ -27,18 +27,25 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// What the display node's threads tell its Draw side.
+/// Each names the connection (numbered as accepted): what an old connection of a helper says
+/// after a new one came is ignored.
 enum Arrival {
-    Connected(String, Box<Link>),
-    Ready(String),
+    Connected(String, u64, Box<Link>),
+    Ready(String, u64),
     Strip {
         helper: String,
+        conn: u64,
         frame: u64,
         view: u16,
         rect: [u32; 4],
         pixels: Vec<u8>,
     },
-    Gone(String, String),
+    Gone(String, u64, String),
 }
+
+/// Handshakes in progress at most (each on a thread of its own, before the peer proved the
+/// key): more connections are closed at once.
+const MAX_HANDSHAKES: usize = 16;
 
 /// A strip that came, to composite.
 #[derive(Debug)]
@@ -58,7 +65,7 @@ pub struct StripExchange {
     /// Buffers of composited strips, back to the reader threads.
     recycle: Sender<Vec<u8>>,
     /// Each connected helper's sending half.
-    writers: Vec<(String, Link)>,
+    writers: Vec<(String, u64, Link)>,
     requests: Vec<Request>,
     /// The strips of the frame under way that came and were taken.
     arrived: Vec<Arrived>,
@@ -127,7 +134,7 @@ impl StripExchange {
 
     /// The helpers connected now.
     pub fn connected(&self) -> impl Iterator<Item = &str> {
-        self.writers.iter().map(|(n, _)| n.as_str())
+        self.writers.iter().map(|(n, _, _)| n.as_str())
     }
 
     /// Begins frame `frame`: helpers that connected or left since are taken into account,
@@ -142,7 +149,8 @@ impl StripExchange {
         self.round.begin_frame(frame, now, &mut self.requests);
         let mut failed = Vec::new();
         for r in &self.requests {
-            let Some((_, link)) = self.writers.iter_mut().find(|(n, _)| *n == r.helper) else {
+            let Some((_, _, link)) = self.writers.iter_mut().find(|(n, _, _)| *n == r.helper)
+            else {
                 continue;
             };
             let msg = Message::StripRequest {
@@ -201,25 +209,37 @@ impl StripExchange {
 
     fn take(&mut self, a: Arrival, now: Option<Instant>) {
         match a {
-            Arrival::Connected(name, link) => {
-                self.writers.retain(|(n, _)| *n != name);
-                self.writers.push((name, *link));
+            Arrival::Connected(name, conn, link) => {
+                // A helper that connects again: its old connection is closed.
+                if self.writers.iter().any(|(n, _, _)| *n == name) {
+                    self.lose(&name, "it connected again");
+                }
+                self.writers.push((name, conn, *link));
             }
-            Arrival::Ready(name) => {
+            Arrival::Ready(name, conn) => {
                 // Asked from the next frame on: its Draw side is there to answer.
-                if self.writers.iter().any(|(n, _)| *n == name) {
+                if self.current(&name, conn) {
                     tracing::info!("helper '{name}' connected for its strips");
                     self.round.handle_connected(&name);
                 }
             }
-            Arrival::Gone(name, why) => self.lose(&name, &why),
+            Arrival::Gone(name, conn, why) => {
+                if self.current(&name, conn) {
+                    self.lose(&name, &why);
+                }
+            }
             Arrival::Strip {
                 helper,
+                conn,
                 frame,
                 view,
                 rect,
                 pixels,
             } => {
+                if !self.current(&helper, conn) {
+                    let _ = self.recycle.send(pixels);
+                    return;
+                }
                 let now = now.unwrap_or_else(Instant::now);
                 match self
                     .round
@@ -235,11 +255,18 @@ impl StripExchange {
         }
     }
 
+    /// Whether `conn` is helper `name`'s connection now.
+    fn current(&self, name: &str, conn: u64) -> bool {
+        self.writers.iter().any(|(n, c, _)| n == name && *c == conn)
+    }
+
+    /// Helper `helper` is out: its connection is closed (its reader ends with it).
     fn lose(&mut self, helper: &str, why: &str) {
-        if self.writers.iter().any(|(n, _)| n == helper) {
+        for (_, _, l) in self.writers.iter().filter(|(n, _, _)| n == helper) {
             tracing::warn!("helper '{helper}' is gone: {why}");
+            let _ = l.stream.shutdown(std::net::Shutdown::Both);
         }
-        self.writers.retain(|(n, _)| n != helper);
+        self.writers.retain(|(n, _, _)| n != helper);
         self.round.handle_disconnected(helper);
     }
 
@@ -255,8 +282,14 @@ impl Drop for StripExchange {
     /// Closes every helper's connection and the listener (its thread is woken and joined,
     /// so a next session can listen on the same address).
     fn drop(&mut self) {
-        for (_, l) in &self.writers {
+        for (_, _, l) in &self.writers {
             let _ = l.stream.shutdown(std::net::Shutdown::Both);
+        }
+        // Connections not yet taken in, too: their readers end with them.
+        while let Ok(a) = self.arrivals.try_recv() {
+            if let Arrival::Connected(_, _, l) = a {
+                let _ = l.stream.shutdown(std::net::Shutdown::Both);
+            }
         }
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = TcpStream::connect_timeout(&self.local, Duration::from_millis(200));
@@ -279,6 +312,8 @@ struct Accept {
 
 impl Accept {
     fn run(self, listener: TcpListener) {
+        let handshakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut next_conn = 0u64;
         for stream in listener.incoming() {
             if self.stop.load(std::sync::atomic::Ordering::Relaxed) {
                 return;
@@ -298,17 +333,27 @@ impl Accept {
                 (self.key.clone(), self.cluster.clone(), self.allowed.clone());
             let (max_frame, arrivals, pool) =
                 (self.max_frame, self.arrivals.clone(), self.pool.clone());
+            use std::sync::atomic::Ordering::Relaxed;
+            if handshakes.fetch_add(1, Relaxed) >= MAX_HANDSHAKES {
+                handshakes.fetch_sub(1, Relaxed);
+                tracing::warn!("{peer}: refused: {MAX_HANDSHAKES} handshakes in progress");
+                continue;
+            }
+            next_conn += 1;
+            let (conn, busy) = (next_conn, handshakes.clone());
             let spawned = std::thread::Builder::new()
                 .name("strip-reader".into())
                 .spawn(move || {
-                    let link = match admit(stream, &peer, &key, &cluster, &allowed, max_frame) {
+                    let admitted = admit(stream, &peer, &key, &cluster, &allowed, max_frame);
+                    busy.fetch_sub(1, Relaxed);
+                    let link = match admitted {
                         Ok(l) => l,
                         Err(e) => {
                             tracing::warn!("{peer}: refused: {e}");
                             return;
                         }
                     };
-                    read_strips(link, &arrivals, &pool);
+                    read_strips(link, conn, &arrivals, &pool);
                 });
             if let Err(e) = spawned {
                 tracing::warn!("cannot start a strip reader: {e}");
@@ -374,12 +419,17 @@ fn admit(
 }
 
 /// Reads one helper's strips until its connection ends; tells the Draw side.
-fn read_strips(mut link: Link, arrivals: &Sender<Arrival>, pool: &Mutex<Receiver<Vec<u8>>>) {
+fn read_strips(
+    mut link: Link,
+    conn: u64,
+    arrivals: &Sender<Arrival>,
+    pool: &Mutex<Receiver<Vec<u8>>>,
+) {
     let name = link.peer.clone();
     let writer = match link.split_writer() {
         Ok(w) => w,
         Err(e) => {
-            let _ = arrivals.send(Arrival::Gone(name, e.to_string()));
+            let _ = arrivals.send(Arrival::Gone(name, conn, e.to_string()));
             return;
         }
     };
@@ -389,7 +439,7 @@ fn read_strips(mut link: Link, arrivals: &Sender<Arrival>, pool: &Mutex<Receiver
         .set_write_timeout(Some(WRITE_TIMEOUT))
         .is_err()
         || arrivals
-            .send(Arrival::Connected(name.clone(), Box::new(writer)))
+            .send(Arrival::Connected(name.clone(), conn, Box::new(writer)))
             .is_err()
     {
         return;
@@ -409,7 +459,7 @@ fn read_strips(mut link: Link, arrivals: &Sender<Arrival>, pool: &Mutex<Receiver
                 ..
             } => (frame, viewport, rect, codec, pixels),
             Message::StripReady => {
-                if arrivals.send(Arrival::Ready(name.clone())).is_err() {
+                if arrivals.send(Arrival::Ready(name.clone(), conn)).is_err() {
                     return;
                 }
                 continue;
@@ -428,6 +478,7 @@ fn read_strips(mut link: Link, arrivals: &Sender<Arrival>, pool: &Mutex<Receiver
         buf.extend_from_slice(pixels);
         let strip = Arrival::Strip {
             helper: name.clone(),
+            conn,
             frame,
             view: viewport,
             rect,
@@ -437,5 +488,5 @@ fn read_strips(mut link: Link, arrivals: &Sender<Arrival>, pool: &Mutex<Receiver
             return;
         }
     };
-    let _ = arrivals.send(Arrival::Gone(name, why));
+    let _ = arrivals.send(Arrival::Gone(name, conn, why));
 }

@@ -53,6 +53,9 @@ pub struct StripClient {
     writers: Vec<Option<Link>>,
     /// Whether each connected display node was told this helper takes requests.
     announced: Vec<bool>,
+    /// The newest frame each display node sent a request for: a display node that asked
+    /// for the frame before is drawing, so its request for this one is waited for.
+    asked: Vec<Option<u64>>,
     /// Requests for frames not drawn yet.
     pending: Vec<StripJob>,
     /// This frame's, handed out.
@@ -91,6 +94,7 @@ impl StripClient {
         Ok(StripClient {
             writers: (0..names.len()).map(|_| None).collect(),
             announced: vec![false; names.len()],
+            asked: vec![None; names.len()],
             names,
             events,
             pending: Vec::new(),
@@ -149,12 +153,10 @@ impl StripClient {
                 self.take(e);
             }
             self.pending.retain(|j| j.frame >= frame);
-            let asked = |i: usize| {
-                self.pending
-                    .iter()
-                    .any(|j| j.display == i && j.frame == frame)
-            };
-            let waiting = (0..self.names.len()).any(|i| self.is_connected(i) && !asked(i));
+            // Waited for: display nodes that asked for the frame before (they are drawing
+            // at the cluster's pace) and not yet for this one.
+            let waiting = (0..self.names.len())
+                .any(|i| self.is_connected(i) && self.asked[i].is_some_and(|a| a + 1 == frame));
             let now = Instant::now();
             if !waiting || now >= until {
                 break;
@@ -207,17 +209,24 @@ impl StripClient {
     fn take(&mut self, e: Event) {
         match e {
             Event::Connected(i, link) => {
-                self.writers[i] = Some(*link);
+                if let Some(old) = self.writers[i].replace(*link) {
+                    let _ = old.stream.shutdown(std::net::Shutdown::Both);
+                }
                 self.announced[i] = false;
+                self.asked[i] = None;
             }
             Event::Request(j) => {
-                // One request per display node and frame: a second replaces the first.
-                self.pending
-                    .retain(|p| !(p.display == j.display && p.frame == j.frame));
+                let newest = self.asked[j.display].map_or(j.frame, |a| a.max(j.frame));
+                self.asked[j.display] = Some(newest);
+                // One request per display node, frame and view: a second replaces the first.
+                self.pending.retain(|p| {
+                    !(p.display == j.display && p.frame == j.frame && p.view == j.view)
+                });
                 self.pending.push(j);
             }
             Event::Gone(i, why) => {
                 self.announced[i] = false;
+                self.asked[i] = None;
                 if self.writers[i].take().is_some() {
                     tracing::warn!("display node '{}' is gone: {why}", self.names[i]);
                 }
@@ -232,6 +241,12 @@ impl Drop for StripClient {
         self.stop.store(true, Ordering::Relaxed);
         for l in self.writers.iter().flatten() {
             let _ = l.stream.shutdown(std::net::Shutdown::Both);
+        }
+        // Connections not yet taken in, too: their readers end with them.
+        while let Ok(e) = self.events.try_recv() {
+            if let Event::Connected(_, l) = e {
+                let _ = l.stream.shutdown(std::net::Shutdown::Both);
+            }
         }
     }
 }

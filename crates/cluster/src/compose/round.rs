@@ -112,6 +112,13 @@ struct Viewport {
     connected: Vec<bool>,
     /// When each helper last missed its strip, if it did and is still connected.
     missed: Vec<Option<Instant>>,
+    /// Whether each connected helper has had a request: its first is empty, so that it
+    /// knows this node is drawing before it is asked to draw (it waits only for display
+    /// nodes that asked for the frame before).
+    warm: Vec<bool>,
+    /// Helpers that connected since the last frame began: back in the split from the next
+    /// (not during a frame, whose times are of the split it began with).
+    rejoin: Vec<bool>,
     /// The split the frame under way uses, and each helper's part of it.
     split: Split,
     parts: Vec<Part>,
@@ -138,6 +145,8 @@ impl StripRound {
                     split: balancer.split().clone(),
                     connected: vec![false; h.helpers.len()],
                     missed: vec![None; h.helpers.len()],
+                    warm: vec![false; h.helpers.len()],
+                    rejoin: vec![false; h.helpers.len()],
                     parts: vec![Part::Idle; h.helpers.len()],
                     balancer,
                     helped: h,
@@ -158,7 +167,8 @@ impl StripRound {
             if let Some(i) = v.helped.helpers.iter().position(|h| h == name) {
                 v.connected[i] = true;
                 v.missed[i] = None;
-                v.balancer.rejoin(i + 1);
+                v.warm[i] = false;
+                v.rejoin[i] = true;
             }
         }
     }
@@ -170,6 +180,7 @@ impl StripRound {
             if let Some(i) = v.helped.helpers.iter().position(|h| h == name) {
                 v.connected[i] = false;
                 v.missed[i] = None;
+                v.rejoin[i] = false;
                 if matches!(v.parts[i], Part::Asked(_)) {
                     v.parts[i] = Part::Missed;
                 }
@@ -184,7 +195,8 @@ impl StripRound {
         self.frame = Some((frame, now + self.deadline));
         for v in &mut self.viewports {
             for (i, m) in v.missed.iter_mut().enumerate() {
-                if m.is_some_and(|t| now >= t + RETRY_AFTER) {
+                let retry = m.is_some_and(|t| now >= t + RETRY_AFTER);
+                if retry || std::mem::take(&mut v.rejoin[i]) {
                     *m = None;
                     v.balancer.rejoin(i + 1);
                 }
@@ -192,10 +204,13 @@ impl StripRound {
             v.split.clone_from(v.balancer.split());
             for (i, helper) in v.helped.helpers.iter().enumerate() {
                 let part = i + 1;
-                let asked =
-                    v.connected[i] && v.balancer.is_active(part) && !v.split.span(part).is_empty();
+                let asked = v.connected[i]
+                    && v.warm[i]
+                    && v.balancer.is_active(part)
+                    && !v.split.span(part).is_empty();
                 v.parts[i] = if asked { Part::Asked(now) } else { Part::Idle };
                 if v.connected[i] {
+                    v.warm[i] = true;
                     out.push(Request {
                         helper: helper.clone(),
                         frame,
@@ -388,6 +403,12 @@ mod tests {
         );
         r.handle_connected("h1");
         r.handle_connected("h2");
+        // A first frame with empty requests: each helper hears this node draws.
+        let mut out = Vec::new();
+        r.begin_frame(0, Instant::now(), &mut out);
+        assert!(out.iter().all(|q| q.rect == [0; 4]), "{out:?}");
+        // Nothing to composite: the split stays even.
+        r.end_frame(MS, Duration::ZERO);
         r
     }
 
@@ -525,8 +546,7 @@ mod tests {
     }
 
     #[test]
-    fn a_helper_that_disconnects_mid_frame_is_missed_at_once_and_one_never_connected_is_not_asked()
-    {
+    fn a_helper_that_disconnects_mid_frame_is_missed_at_once_and_one_never_connected_is_left_out() {
         let t0 = Instant::now();
         let mut r = StripRound::new(
             vec![Helped {
@@ -538,23 +558,31 @@ mod tests {
         );
         r.handle_connected("h1");
         let mut out = Vec::new();
+        r.begin_frame(0, t0, &mut out);
+        assert_eq!(out[0].rect, [0; 4], "the first request is empty");
+        r.end_frame(MS, Duration::ZERO);
         r.begin_frame(1, t0, &mut out);
         assert_eq!(out.len(), 1, "only h1 is connected: {out:?}");
-        // h2's part, never asked, is the display node's own.
+        // h2, never connected, left the split at frame 0: two parts.
+        assert_eq!(out[0].rect, [100, 0, 100, 100]);
         let own: Vec<_> = r.own().collect();
-        assert_eq!(own, [(0, [0, 0, 66, 100]), (0, [133, 0, 67, 100])]);
+        assert_eq!(own, [(0, [0, 0, 100, 100])]);
         r.handle_disconnected("h1");
         assert!(r.is_done());
-        assert_eq!(r.missing().collect::<Vec<_>>(), [(0, [66, 0, 67, 100])]);
+        assert_eq!(r.missing().collect::<Vec<_>>(), [(0, [100, 0, 100, 100])]);
         let missed = r.end_frame(MS, MS);
         assert_eq!(missed, ["h1"]);
         r.begin_frame(2, t0 + MS, &mut out);
         assert!(out.is_empty(), "neither is connected");
         assert_eq!(r.own().collect::<Vec<_>>(), [(0, [0, 0, 200, 100])]);
-        // Back: in the split again from the next frame.
+        // Back: told first, then in the split again.
         r.handle_connected("h1");
         r.begin_frame(3, t0 + 2 * MS, &mut out);
+        assert_eq!((out.len(), out[0].rect), (1, [0; 4]));
+        r.end_frame(MS, MS);
+        r.begin_frame(4, t0 + 3 * MS, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].helper, "h1");
+        assert!(out[0].rect[2] > 0);
     }
 }
