@@ -92,22 +92,25 @@ fn count(out: &str, what: &str) -> u64 {
         .unwrap_or_else(|| panic!("no '{what}' in: {line}"))
 }
 
+/// The front wall drawn by its node alone for `frames` frames, its pictures' hashes in the
+/// first path returned; then where the helped run's go, and the cave helped by the left and
+/// right nodes.
+fn drawn_alone(dir: &Path, frames: u32) -> (PathBuf, PathBuf, PathBuf) {
+    let (alone_dir, helped_dir) = (dir.join("alone"), dir.join("helped"));
+    std::fs::create_dir_all(&alone_dir).unwrap();
+    std::fs::create_dir_all(&helped_dir).unwrap();
+    let alone = alone_dir.join("images.txt");
+    run(&helped_cave(&alone_dir, &[]), frames, &alone);
+    let cfg = helped_cave(&helped_dir, &["left", "right"]);
+    (alone, helped_dir.join("images.txt"), cfg)
+}
+
 #[test]
 fn the_front_wall_drawn_with_two_helpers_is_byte_identical_to_it_drawn_alone() {
     let dir = tempfile::tempdir().unwrap();
     let frames = 60;
-    let alone_dir = dir.path().join("alone");
-    let helped_dir = dir.path().join("helped");
-    std::fs::create_dir_all(&alone_dir).unwrap();
-    std::fs::create_dir_all(&helped_dir).unwrap();
-    let alone = alone_dir.join("images.txt");
-    let helped = helped_dir.join("images.txt");
-    run(&helped_cave(&alone_dir, &[]), frames, &alone);
-    let outs = run(
-        &helped_cave(&helped_dir, &["left", "right"]),
-        frames,
-        &helped,
-    );
+    let (alone, helped, cfg) = drawn_alone(dir.path(), frames);
+    let outs = run(&cfg, frames, &helped);
     let (a, h) = (per_frame(&alone), per_frame(&helped));
     assert_eq!(a.len(), frames as usize);
     // The demo moves every frame: the pictures differ from frame to frame.
@@ -136,14 +139,7 @@ fn the_front_wall_drawn_with_two_helpers_is_byte_identical_to_it_drawn_alone() {
 fn a_helper_killed_mid_run_leaves_no_hole_and_is_out_of_the_split_from_then_on() {
     let dir = tempfile::tempdir().unwrap();
     let frames = 80;
-    let alone_dir = dir.path().join("alone");
-    let helped_dir = dir.path().join("helped");
-    std::fs::create_dir_all(&alone_dir).unwrap();
-    std::fs::create_dir_all(&helped_dir).unwrap();
-    let alone = alone_dir.join("images.txt");
-    let helped = helped_dir.join("images.txt");
-    run(&helped_cave(&alone_dir, &[]), frames, &alone);
-    let cfg = helped_cave(&helped_dir, &["left", "right"]);
+    let (alone, helped, cfg) = drawn_alone(dir.path(), frames);
     // Paced, so that the run goes on well after the kill.
     let master = Proc::start(&[
         "master",

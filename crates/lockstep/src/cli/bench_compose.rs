@@ -10,12 +10,11 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use super::cluster::tempfile_dir;
+use super::cluster::{LocalRun, run_local, tempfile_dir};
 use super::ranged;
 
 /// Arguments of `lockstep bench compose`.
@@ -141,7 +140,16 @@ pub fn run_bench_compose(args: BenchComposeArgs) -> Result<()> {
         for i in 1..=n as usize {
             runs.push((format!("node 'h{i}'"), i % cores, node(&format!("h{i}"))));
         }
-        let errs = run_pinned(&exe, &key, runs)?;
+        let runs = runs
+            .into_iter()
+            .map(|(who, core, args)| LocalRun {
+                who,
+                args,
+                core: Some(core),
+            })
+            .collect();
+        // One lavapipe thread per process: one core each, as one PC each.
+        let (_, errs) = run_local(&exe, &key, runs, &[("LP_NUM_THREADS", "1")])?;
         let text = std::fs::read_to_string(&stats)
             .with_context(|| format!("no figures from the display node ({n} helpers)"))?;
         let v: serde_json::Value = serde_json::from_str(&text)?;
@@ -208,51 +216,6 @@ pub fn run_bench_compose(args: BenchComposeArgs) -> Result<()> {
     }
     print!("{out}");
     Ok(())
-}
-
-/// Runs `lockstep` processes side by side, each pinned to its core with lavapipe on one
-/// thread; all must exit 0. Returns their standard error lines.
-fn run_pinned(
-    exe: &Path,
-    key: &str,
-    runs: Vec<(String, usize, Vec<String>)>,
-) -> Result<Vec<String>> {
-    let mut children = Vec::new();
-    for (who, core, a) in runs {
-        let child = Command::new("taskset")
-            .arg("-c")
-            .arg(core.to_string())
-            .arg(exe)
-            .args(&a)
-            .env("LOCKSTEP_KEY", key)
-            .env("LP_NUM_THREADS", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start {who} under taskset (util-linux)"))?;
-        children.push((who, child));
-    }
-    let mut failed = Vec::new();
-    let mut lines = Vec::new();
-    for (who, child) in children {
-        let out = child.wait_with_output()?;
-        let err = String::from_utf8_lossy(&out.stderr);
-        lines.extend(err.lines().map(str::to_string));
-        if !out.status.success() {
-            let mut tail: Vec<&str> = err.lines().rev().take(5).collect();
-            tail.reverse();
-            failed.push(format!(
-                "{who} exited with {}: {}",
-                out.status,
-                tail.join(" | ")
-            ));
-        }
-    }
-    if !failed.is_empty() {
-        bail!("\n  {}", failed.join("\n  "));
-    }
-    Ok(lines)
 }
 
 /// The number written right before `unit` after `label` in `line`.

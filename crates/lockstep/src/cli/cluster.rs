@@ -158,34 +158,85 @@ pub(super) fn run_all(
     key: &str,
     runs: Vec<(String, Vec<String>)>,
 ) -> Result<Vec<String>> {
+    let runs = runs
+        .into_iter()
+        .map(|(who, args)| LocalRun {
+            who,
+            args,
+            core: None,
+        })
+        .collect();
+    run_local(exe, key, runs, &[]).map(|(out, _)| out)
+}
+
+/// One `lockstep` process of a local run.
+pub(super) struct LocalRun {
+    /// Who it is, for errors.
+    pub who: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// The core it is pinned to (`taskset`), if any.
+    pub core: Option<usize>,
+}
+
+/// Runs `runs` side by side to the end with `env` set too; all must exit 0. Returns their
+/// standard output and standard error lines, process by process.
+pub(super) fn run_local(
+    exe: &Path,
+    key: &str,
+    runs: Vec<LocalRun>,
+    env: &[(&str, &str)],
+) -> Result<(Vec<String>, Vec<String>)> {
     let mut children = Vec::new();
-    for (who, a) in runs {
-        let child = Command::new(exe)
-            .args(&a)
+    for r in runs {
+        let mut cmd = match r.core {
+            Some(core) => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(core.to_string()).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        let child = cmd
+            .args(&r.args)
             .env("LOCKSTEP_KEY", key)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("cannot start {who}: {} {}", exe.display(), a.join(" ")))?;
-        children.push((who, child));
+            .with_context(|| {
+                let pin = if r.core.is_some() {
+                    "taskset (util-linux) "
+                } else {
+                    ""
+                };
+                format!(
+                    "cannot start {}: {pin}{} {}",
+                    r.who,
+                    exe.display(),
+                    r.args.join(" ")
+                )
+            })?;
+        children.push((r.who, child));
     }
     let mut failed = Vec::new();
-    let mut lines = Vec::new();
+    let (mut out, mut errs) = (Vec::new(), Vec::new());
     for (who, child) in children {
-        let out = child.wait_with_output()?;
-        lines.extend(
-            String::from_utf8_lossy(&out.stdout)
+        let o = child.wait_with_output()?;
+        out.extend(
+            String::from_utf8_lossy(&o.stdout)
                 .lines()
                 .map(str::to_string),
         );
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
+        let err = String::from_utf8_lossy(&o.stderr);
+        errs.extend(err.lines().map(str::to_string));
+        if !o.status.success() {
             let mut tail: Vec<&str> = err.lines().rev().take(5).collect();
             tail.reverse();
             failed.push(format!(
                 "{who} exited with {}: {}",
-                out.status,
+                o.status,
                 tail.join(" | ")
             ));
         }
@@ -193,5 +244,5 @@ pub(super) fn run_all(
     if !failed.is_empty() {
         bail!("\n  {}", failed.join("\n  "));
     }
-    Ok(lines)
+    Ok((out, errs))
 }
