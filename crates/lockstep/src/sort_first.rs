@@ -34,6 +34,8 @@ pub struct SortFirst {
     client: Option<StripClient>,
     /// The strips this display node keeps this frame, with their views.
     own: Vec<(u16, [u32; 4])>,
+    /// This frame's requests to this helper (kept for reuse).
+    jobs: Vec<lockstep_cluster::compose::StripJob>,
     /// Where a helper draws other nodes' views, and (for a window's format) its renderer.
     /// One per display node helped (their windows may differ in size).
     strip_targets: Vec<Option<OffscreenTarget>>,
@@ -107,6 +109,7 @@ impl SortFirst {
             exchange,
             client,
             own: Vec::new(),
+            jobs: Vec::new(),
             strip_targets: Vec::new(),
             strip_renderer: None,
             pixels: Vec::new(),
@@ -139,8 +142,10 @@ impl SortFirst {
     ) -> Result<()> {
         self.started = Instant::now();
         if let Some(client) = &mut self.client {
-            let jobs = client.jobs(frame, STRIP_DEADLINE).to_vec();
-            for job in jobs {
+            self.jobs.clear();
+            self.jobs
+                .extend_from_slice(client.jobs(frame, STRIP_DEADLINE));
+            for &job in &self.jobs {
                 let Some((_list, pass, window)) =
                     lists.iter().zip(passes).find_map(|(l, p)| match p.share {
                         PassShare::Helper {
@@ -204,7 +209,7 @@ impl SortFirst {
         }
         self.own.clear();
         if let Some(x) = &mut self.exchange {
-            self.own = x.begin_frame(frame);
+            x.begin_frame_into(frame, &mut self.own);
         }
         self.started = Instant::now();
         Ok(())

@@ -141,12 +141,20 @@ impl StripExchange {
     /// and each connected helper is asked for its strip. Returns the strips this node draws
     /// itself, with their views.
     pub fn begin_frame(&mut self, frame: u64) -> Vec<(u16, [u32; 4])> {
+        let mut own = Vec::new();
+        self.begin_frame_into(frame, &mut own);
+        own
+    }
+
+    /// [`StripExchange::begin_frame`] into `own`, reusing its allocation (Draw's every frame).
+    pub fn begin_frame_into(&mut self, frame: u64, own: &mut Vec<(u16, [u32; 4])>) {
         while let Ok(a) = self.arrivals.try_recv() {
             self.take(a, None);
         }
         self.give_back();
         let now = Instant::now();
         self.round.begin_frame(frame, now, &mut self.requests);
+        // Written to without waiting; a helper that cannot take its request is dropped.
         let mut failed = Vec::new();
         for r in &self.requests {
             let Some((_, _, link)) = self.writers.iter_mut().find(|(n, _, _)| *n == r.helper)
@@ -165,7 +173,8 @@ impl StripExchange {
         for (helper, why) in failed {
             self.lose(&helper, &why);
         }
-        self.round.own().collect()
+        own.clear();
+        own.extend(self.round.own());
     }
 
     /// Waits for the frame's strips until they all came or the deadline passed; returns the

@@ -127,6 +127,8 @@ struct Viewport {
 /// The strips of every helped viewport of one display node, frame by frame.
 pub struct StripRound {
     viewports: Vec<Viewport>,
+    /// What each part of a viewport took, gathered at each frame's end (kept for reuse).
+    measured: Vec<Measured>,
     deadline: Duration,
     /// The frame under way and when its strips are due.
     frame: Option<(u64, Instant)>,
@@ -155,6 +157,7 @@ impl StripRound {
             .collect();
         StripRound {
             viewports,
+            measured: Vec::new(),
             deadline,
             frame: None,
         }
@@ -340,7 +343,7 @@ impl StripRound {
         // A miss dates from the frame's deadline.
         let due = self.frame.take().map(|(_, t)| t);
         let mut missed = Vec::new();
-        let mut measured = Vec::new();
+        let measured = &mut self.measured;
         for v in &mut self.viewports {
             measured.clear();
             measured.push(Measured::Took(own));
@@ -361,7 +364,7 @@ impl StripRound {
                 });
                 *p = Part::Idle;
             }
-            v.balancer.update(&measured, composite);
+            v.balancer.update(measured, composite);
         }
         missed
     }
