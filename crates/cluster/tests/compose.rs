@@ -14,6 +14,11 @@ fn key() -> ClusterKey {
 
 /// The display node's one helped view: 300 × 100 at (10, 20) of its window, two helpers.
 fn exchange(deadline: Duration) -> StripExchange {
+    exchange_with(deadline, lockstep_wire::STRIP_RGBA8)
+}
+
+/// The same, its strips sent in `codec`.
+fn exchange_with(deadline: Duration, codec: u8) -> StripExchange {
     StripExchange::listen(
         "127.0.0.1:0".parse().unwrap(),
         key(),
@@ -22,6 +27,7 @@ fn exchange(deadline: Duration) -> StripExchange {
             view: 0,
             rect: [10, 20, 300, 100],
             helpers: vec!["h1".into(), "h2".into()],
+            codec,
         }],
         deadline,
     )
@@ -202,4 +208,45 @@ fn a_strip_of_the_wrong_size_or_frame_is_refused_and_drawn_by_the_display_node()
     assert!(arrived.is_empty(), "nothing wrong is taken");
     let missing: Vec<[u32; 4]> = missing.into_iter().map(|(_, r)| r).collect();
     assert_eq!(missing, [j1.rect, j2.rect]);
+}
+
+#[test]
+fn lz4_strips_arrive_as_drawn_and_one_that_inflates_to_the_wrong_size_is_refused() {
+    let mut x = exchange_with(Duration::from_millis(300), lockstep_wire::STRIP_LZ4);
+    let at = x.local_addr();
+    let mut h1 = helper("h1", key(), "wall", at);
+    let mut h2 = helper("h2", key(), "wall", at);
+    let b = wait_connected(&mut x, &mut [&mut h1, &mut h2], 2);
+    for f in b..b + 10 {
+        let (own, arrived, missing) = frame(&mut x, &mut [&mut h1, &mut h2], f);
+        assert!(missing.is_empty(), "frame {f}: {missing:?}");
+        assert_eq!(arrived.len(), 2, "frame {f}");
+        assert!(
+            arrived.iter().all(|(_, ok)| *ok),
+            "frame {f}: inflated as drawn"
+        );
+        let mut all = own;
+        all.extend(arrived.iter().map(|(r, _)| *r));
+        covers_once(&all);
+    }
+    // h2 compresses a strip one row short: the display node inflates it to the wrong size,
+    // refuses it, drops h2 and draws that strip itself.
+    let f = b + 10;
+    x.begin_frame(f);
+    let j1 = h1.jobs(f, Duration::from_secs(2))[0];
+    let j2 = h2.jobs(f, Duration::from_secs(2))[0];
+    assert_eq!(j2.codec, lockstep_wire::STRIP_LZ4);
+    h1.send(&j1, &pattern(f, j1.rect), 100);
+    let mut short = pattern(f, j2.rect);
+    short.truncate(short.len() - (j2.rect[2] * 4) as usize);
+    h2.send(&j2, &short, 100);
+    let (arrived, missing) = x.gather();
+    assert_eq!(arrived.len(), 1);
+    let missing: Vec<[u32; 4]> = missing.into_iter().map(|(_, r)| r).collect();
+    assert_eq!(missing, [j2.rect]);
+    assert_eq!(
+        x.end_frame(Duration::from_millis(1), Duration::ZERO),
+        ["h2"]
+    );
+    assert_eq!(x.connected().collect::<Vec<_>>(), ["h1"]);
 }

@@ -116,6 +116,9 @@ pub struct ViewportConfig {
     /// Other nodes that render strips of this viewport's view for it (sort-first), in file
     /// order; empty when its node renders it alone.
     pub helpers: Vec<String>,
+    /// Whether its helpers send their strips LZ4-compressed (`strips = "lz4"`; "raw" by
+    /// default): less to send on a slow link, more work at both ends.
+    pub lz4_strips: bool,
 }
 
 /// A window (or offscreen target) of a node.
@@ -562,12 +565,29 @@ impl Validator<'_> {
                     let helpers = vp.helpers.as_ref().map_or_else(Vec::new, |h| {
                         h.get_ref().iter().map(|n| n.get_ref().clone()).collect()
                     });
+                    let lz4_strips = match vp.strips.as_ref().map(|s| s.get_ref().as_str()) {
+                        None | Some("raw") => false,
+                        Some("lz4") => true,
+                        Some(other) => {
+                            if let Some(at) = &vp.strips {
+                                self.err(
+                                    at,
+                                    format!(
+                                        "viewport '{}': strips = \"{other}\": expected \"raw\" or \"lz4\"",
+                                        vp.name.get_ref()
+                                    ),
+                                );
+                            }
+                            false
+                        }
+                    };
                     viewports.push(crate::ViewportConfig {
                         name: vp.name.get_ref().clone(),
                         screen: vp.screen.get_ref().clone(),
                         rect,
                         eye,
                         helpers,
+                        lz4_strips,
                     });
                 }
                 windows.push(WindowConfig {

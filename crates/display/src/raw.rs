@@ -203,4 +203,5 @@ pub struct RawViewport {
     pub rect: Option<S<[u32; 4]>>,
     pub eye: Option<S<String>>,
     pub helpers: Option<S<Vec<S<String>>>>,
+    pub strips: Option<S<String>>,
 }

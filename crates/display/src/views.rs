@@ -45,6 +45,8 @@ pub struct ViewSpec {
     pub frustum: Frustum,
     /// The nodes that render strips of it (sort-first), as its viewport names them.
     pub helpers: Vec<String>,
+    /// Whether they send their strips LZ4-compressed.
+    pub lz4_strips: bool,
 }
 
 impl ViewSpec {
@@ -153,6 +155,7 @@ impl ClusterConfig {
                         view,
                         frustum,
                         helpers: vp.helpers.clone(),
+                        lz4_strips: vp.lz4_strips,
                     });
                 }
             }

@@ -789,3 +789,35 @@ fn changing_a_viewports_helpers_restarts_the_display_node_and_its_helpers() {
     let change = before.change_to(&file("helpers = [\"h1\"]\n")).unwrap();
     assert!(change.restarted.is_empty(), "{change:?}");
 }
+
+#[test]
+fn strips_are_sent_raw_or_lz4_and_anything_else_is_refused() {
+    let file = |extra: &str| {
+        format!(
+            "{BASE}{}{}",
+            node(
+                "wall",
+                7001,
+                "front",
+                &format!("helpers = [\"h\"]\n{extra}")
+            ),
+            node("h", 7002, "front", "")
+        )
+    };
+    let c = ClusterConfig::parse(Path::new("t.toml"), &file("strips = \"lz4\"\n")).unwrap();
+    assert!(c.nodes[0].windows[0].viewports[0].lz4_strips);
+    assert!(c.views("wall").unwrap()[0].lz4_strips);
+    let c = ClusterConfig::parse(Path::new("t.toml"), &file("")).unwrap();
+    assert!(
+        !c.nodes[0].windows[0].viewports[0].lz4_strips,
+        "raw by default"
+    );
+    let text = file("strips = \"zip\"\n");
+    assert_errors(
+        &text,
+        &[(
+            line_with(&text, "strips", 0),
+            "viewport 'v': strips = \"zip\": expected \"raw\" or \"lz4\"",
+        )],
+    );
+}

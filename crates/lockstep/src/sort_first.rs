@@ -81,6 +81,11 @@ impl SortFirst {
                 view: i as u16,
                 rect: v.rect,
                 helpers: v.helpers,
+                codec: if v.lz4_strips {
+                    lockstep_wire::STRIP_LZ4
+                } else {
+                    lockstep_wire::STRIP_RGBA8
+                },
             })
             .collect();
         let displays: Vec<(String, SocketAddr)> = config

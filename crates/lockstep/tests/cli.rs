@@ -798,6 +798,24 @@ fn bench_compose_runs_the_view_alone_and_with_a_helper_whose_strips_arrive() {
     let missed = rows[1]["missed"].as_u64().unwrap();
     assert!(strips >= 10 && strips + missed <= 300, "{}", rows[1]);
     assert!(rows[1]["helper_ms"].as_f64().unwrap() > 0.0, "{}", rows[1]);
+    // The same with LZ4 strips.
+    let o = lockstep(&[
+        "bench",
+        "compose",
+        "--helpers",
+        "1",
+        "--frames",
+        "300",
+        "--size",
+        "96x64",
+        "--triangles",
+        "2000",
+        "--lz4",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(rows[0]["strips"].as_u64().unwrap() >= 10, "{rows}");
     assert_refused(
         &["bench", "compose", "--size", "10x10"],
         &["--size 10x10: expected WIDTHxHEIGHT, each 16 to 8192"],

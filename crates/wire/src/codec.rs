@@ -444,6 +444,7 @@ mod tests {
                 frame: 5,
                 viewport: 1,
                 rect: [0, 0, 2, 1],
+                codec: crate::STRIP_LZ4,
             },
             Message::StripReady,
             Message::Strip {

@@ -356,6 +356,8 @@ pub enum Message<'a> {
         viewport: u16,
         /// x, y (in the display node's window, from its top-left), width, height.
         rect: [u32; 4],
+        /// How to send the pixels back: [`STRIP_RGBA8`] or [`STRIP_LZ4`].
+        codec: u8,
     },
     /// Helper → display node, once after the handshake: its Draw side takes requests from
     /// now on (before it, a request might find nobody waiting for it).

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use lockstep_wire::handshake::ServerStep;
 use lockstep_wire::{
-    ClusterKey, HANDSHAKE_MAX_FRAME, Message, STRIP_RGBA8, ServerHandshake, printable, random_nonce,
+    ClusterKey, HANDSHAKE_MAX_FRAME, Message, STRIP_LZ4, STRIP_RGBA8, ServerHandshake, printable,
+    random_nonce,
 };
 
 use super::round::{Helped, Request, StripRound, rgba_len};
@@ -95,8 +96,10 @@ impl StripExchange {
         let mut allowed: Vec<String> = helped.iter().flat_map(|h| h.helpers.clone()).collect();
         allowed.sort();
         allowed.dedup();
-        // The largest strip: a whole helped viewport, plus the message's own fields.
-        let max_frame = helped.iter().map(|h| rgba_len(h.rect)).max().unwrap_or(0) + 1024;
+        // The largest strip: a whole helped viewport, plus the message's own fields (LZ4's
+        // worst case is a little larger than its input).
+        let max_pixels = helped.iter().map(|h| rgba_len(h.rect)).max().unwrap_or(0);
+        let max_frame = max_pixels + max_pixels / 128 + 1024;
         let (tx, arrivals) = channel();
         let (recycle, pool) = channel::<Vec<u8>>();
         let pool = Arc::new(Mutex::new(pool));
@@ -109,6 +112,7 @@ impl StripExchange {
             arrivals: tx,
             pool,
             stop: stop.clone(),
+            max_pixels,
         };
         let accept = std::thread::Builder::new()
             .name("strip-accept".into())
@@ -165,6 +169,7 @@ impl StripExchange {
                 frame: r.frame,
                 viewport: r.view,
                 rect: r.rect,
+                codec: r.codec,
             };
             if let Err(e) = link.send(&msg) {
                 failed.push((r.helper.clone(), e.to_string()));
@@ -317,6 +322,8 @@ struct Accept {
     arrivals: Sender<Arrival>,
     pool: Arc<Mutex<Receiver<Vec<u8>>>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    /// The largest helped viewport's pixels, in bytes.
+    max_pixels: usize,
 }
 
 impl Accept {
@@ -342,6 +349,7 @@ impl Accept {
                 (self.key.clone(), self.cluster.clone(), self.allowed.clone());
             let (max_frame, arrivals, pool) =
                 (self.max_frame, self.arrivals.clone(), self.pool.clone());
+            let max_pixels = self.max_pixels;
             use std::sync::atomic::Ordering::Relaxed;
             if handshakes.fetch_add(1, Relaxed) >= MAX_HANDSHAKES {
                 handshakes.fetch_sub(1, Relaxed);
@@ -362,7 +370,7 @@ impl Accept {
                             return;
                         }
                     };
-                    read_strips(link, conn, &arrivals, &pool);
+                    read_strips(link, conn, max_pixels, &arrivals, &pool);
                 });
             if let Err(e) = spawned {
                 tracing::warn!("cannot start a strip reader: {e}");
@@ -431,6 +439,7 @@ fn admit(
 fn read_strips(
     mut link: Link,
     conn: u64,
+    max_pixels: usize,
     arrivals: &Sender<Arrival>,
     pool: &Mutex<Receiver<Vec<u8>>>,
 ) {
@@ -475,16 +484,38 @@ fn read_strips(
             }
             other => break format!("it sent {} on its strip connection", other.kind()),
         };
-        if codec != STRIP_RGBA8 {
-            break format!("it sent a strip in codec {codec}, which this node does not read");
-        }
         let mut buf = pool
             .lock()
             .ok()
             .and_then(|p| p.try_recv().ok())
             .unwrap_or_default();
         buf.clear();
-        buf.extend_from_slice(pixels);
+        match codec {
+            STRIP_RGBA8 => buf.extend_from_slice(pixels),
+            STRIP_LZ4 => {
+                // Never more than the strip it names, and never more than a whole helped
+                // viewport: the size is known before a byte is inflated.
+                let want = rgba_len(rect);
+                if want > max_pixels {
+                    break format!(
+                        "it sent a compressed strip of {rect:?}, larger than any view it helps with"
+                    );
+                }
+                buf.resize(want, 0);
+                match lz4_flex::block::decompress_into(pixels, &mut buf) {
+                    Ok(n) if n == want => {}
+                    Ok(n) => {
+                        break format!(
+                            "its compressed strip of {rect:?} holds {n} bytes, not {want}"
+                        );
+                    }
+                    Err(e) => break format!("its compressed strip of {rect:?} is corrupt: {e}"),
+                }
+            }
+            other => {
+                break format!("it sent a strip in codec {other}, which this node does not read");
+            }
+        }
         let strip = Arrival::Strip {
             helper: name.clone(),
             conn,

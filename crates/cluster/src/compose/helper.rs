@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::{Duration, Instant};
 
-use lockstep_wire::{ClusterKey, HANDSHAKE_MAX_FRAME, Message, STRIP_RGBA8};
+use lockstep_wire::{ClusterKey, HANDSHAKE_MAX_FRAME, Message, STRIP_LZ4, STRIP_RGBA8};
 
 use crate::ClusterError;
 use crate::link::{Link, client_handshake};
@@ -36,6 +36,8 @@ pub struct StripJob {
     pub view: u16,
     /// The strip in the display node's window pixels.
     pub rect: [u32; 4],
+    /// How to send it: `STRIP_RGBA8` or `STRIP_LZ4`.
+    pub codec: u8,
     /// When the request came.
     pub since: Instant,
 }
@@ -60,6 +62,8 @@ pub struct StripClient {
     pending: Vec<StripJob>,
     /// This frame's, handed out.
     jobs: Vec<StripJob>,
+    /// A compressed strip (kept for reuse).
+    packed: Vec<u8>,
     stop: Arc<AtomicBool>,
 }
 
@@ -99,6 +103,7 @@ impl StripClient {
             events,
             pending: Vec::new(),
             jobs: Vec::new(),
+            packed: Vec::new(),
             stop,
         })
     }
@@ -190,12 +195,25 @@ impl StripClient {
         let Some(Some(link)) = self.writers.get_mut(job.display) else {
             return;
         };
+        let (codec, pixels) = if job.codec == STRIP_LZ4 {
+            self.packed
+                .resize(lz4_flex::block::get_maximum_output_size(pixels.len()), 0);
+            match lz4_flex::block::compress_into(pixels, &mut self.packed) {
+                Ok(n) => (STRIP_LZ4, &self.packed[..n]),
+                Err(e) => {
+                    tracing::warn!("cannot compress a strip ({e}): sent as it is");
+                    (STRIP_RGBA8, pixels)
+                }
+            }
+        } else {
+            (STRIP_RGBA8, pixels)
+        };
         let msg = Message::Strip {
             frame: job.frame,
             viewport: job.view,
             rect: job.rect,
             render_us,
-            codec: STRIP_RGBA8,
+            codec,
             pixels,
         };
         if let Err(e) = link.send(&msg) {
@@ -324,6 +342,7 @@ impl Dialer {
                 frame,
                 viewport,
                 rect,
+                codec,
             } = m
             else {
                 return format!("it sent {} on the strip connection", m.kind());
@@ -333,6 +352,7 @@ impl Dialer {
                 frame,
                 view: viewport,
                 rect,
+                codec,
                 since: Instant::now(),
             };
             if self.events.send(Event::Request(job)).is_err() {

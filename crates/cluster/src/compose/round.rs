@@ -20,6 +20,8 @@ pub struct Helped {
     pub rect: [u32; 4],
     /// Its helpers, in file order (part `i + 1` of its split).
     pub helpers: Vec<String>,
+    /// How they send their strips: `lockstep_wire::STRIP_RGBA8` or `STRIP_LZ4`.
+    pub codec: u8,
 }
 
 /// A strip to ask a helper for. Every connected helper gets one per frame it helps in, with
@@ -35,6 +37,8 @@ pub struct Request {
     pub view: u16,
     /// The strip, in window pixels.
     pub rect: [u32; 4],
+    /// How to send it back.
+    pub codec: u8,
 }
 
 /// Why a strip was not taken.
@@ -223,6 +227,7 @@ impl StripRound {
                         } else {
                             [0; 4]
                         },
+                        codec: v.helped.codec,
                     });
                 }
             }
@@ -401,6 +406,7 @@ mod tests {
                 view: 1,
                 rect: [10, 20, 300, 100],
                 helpers: vec!["h1".into(), "h2".into()],
+                codec: lockstep_wire::STRIP_RGBA8,
             }],
             50 * MS,
         );
@@ -428,13 +434,15 @@ mod tests {
                     helper: "h1".into(),
                     frame: 7,
                     view: 1,
-                    rect: [110, 20, 100, 100]
+                    rect: [110, 20, 100, 100],
+                    codec: lockstep_wire::STRIP_RGBA8,
                 },
                 Request {
                     helper: "h2".into(),
                     frame: 7,
                     view: 1,
-                    rect: [210, 20, 100, 100]
+                    rect: [210, 20, 100, 100],
+                    codec: lockstep_wire::STRIP_RGBA8,
                 },
             ]
         );
@@ -556,6 +564,7 @@ mod tests {
                 view: 0,
                 rect: [0, 0, 200, 100],
                 helpers: vec!["h1".into(), "h2".into()],
+                codec: lockstep_wire::STRIP_RGBA8,
             }],
             50 * MS,
         );

@@ -35,6 +35,9 @@ pub struct BenchComposeArgs {
     /// Show this glTF model instead of the generated scene.
     #[arg(long)]
     scene: Option<PathBuf>,
+    /// Helpers send their strips LZ4-compressed (`strips = "lz4"`).
+    #[arg(long)]
+    lz4: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -87,8 +90,13 @@ pub fn run_bench_compose(args: BenchComposeArgs) -> Result<()> {
     let most = args.helpers.iter().copied().max().unwrap_or(0) as usize;
     if !args.json {
         println!(
-            "lockstep bench compose: {w}x{h}, {} frames per run; each node process on a core of its own (taskset), lavapipe on one thread (LP_NUM_THREADS=1){}",
+            "lockstep bench compose: {w}x{h}, {} frames per run, strips {}; each node process on a core of its own (taskset), lavapipe on one thread (LP_NUM_THREADS=1){}",
             args.frames,
+            if args.lz4 {
+                "LZ4-compressed"
+            } else {
+                "raw RGBA8"
+            },
             if most + 1 > cores {
                 format!(
                     "; {} processes share {cores} cores, so runs with more than {} helper(s) share cores",
@@ -102,7 +110,7 @@ pub fn run_bench_compose(args: BenchComposeArgs) -> Result<()> {
     }
     let mut rows: Vec<Row> = Vec::new();
     for &n in &args.helpers {
-        let cfg = cluster_file(&dir, w, h, n)?;
+        let cfg = cluster_file(&dir, w, h, n, args.lz4)?;
         let stats = dir.join(format!("wall-{n}.json"));
         let frames = args.frames.to_string();
         let scene_arg = scene.to_string_lossy().to_string();
@@ -236,7 +244,7 @@ fn count_before(line: &str, what: &str) -> u64 {
 /// `helpers` helpers `h1`, … (each with a small window of its own, on a screen behind the
 /// viewer where the scene is not: a helper's own wall costs it nothing here), on free
 /// loopback ports.
-fn cluster_file(dir: &Path, w: u32, h: u32, helpers: u32) -> Result<PathBuf> {
+fn cluster_file(dir: &Path, w: u32, h: u32, helpers: u32, lz4: bool) -> Result<PathBuf> {
     let held: Vec<TcpListener> = (0..helpers + 2)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<std::io::Result<_>>()?;
@@ -255,7 +263,8 @@ fn cluster_file(dir: &Path, w: u32, h: u32, helpers: u32) -> Result<PathBuf> {
         "[[nodes]]\nname = \"wall\"\nhost = \"127.0.0.1\"\nport = {}\n[[nodes.windows]]\nname = \"main\"\nsize = [{w}, {h}]\n[[nodes.windows.viewports]]\nname = \"view\"\nscreen = \"wall\"\n{}",
         port(1)?,
         if helpers > 0 {
-            format!("helpers = [{}]\n", list.join(", "))
+            let strips = if lz4 { "strips = \"lz4\"\n" } else { "" };
+            format!("helpers = [{}]\n{strips}", list.join(", "))
         } else {
             String::new()
         }
