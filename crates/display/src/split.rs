@@ -84,18 +84,6 @@ impl Split {
         }
     }
 
-    /// Part `i`'s share of the viewport as fractions, x from the left and y from the top:
-    /// what the strip's frustum is cut to (see `Frustum::region`).
-    pub fn fractions(&self, i: usize) -> ([f32; 2], [f32; 2]) {
-        let s = self.span(i);
-        let len = self.len().max(1) as f32;
-        let along = [s.start as f32 / len, s.end as f32 / len];
-        match self.axis {
-            Axis::X => (along, [0.0, 1.0]),
-            Axis::Y => ([0.0, 1.0], along),
-        }
-    }
-
     /// Where every strip ends along the axis.
     pub fn ends(&self) -> &[u32] {
         &self.ends
@@ -286,7 +274,6 @@ mod tests {
         let tall = Split::even(300, 900, 2);
         assert_eq!(tall.axis, Axis::Y);
         assert_eq!(tall.rect(1), [0, 450, 300, 450]);
-        assert_eq!(tall.fractions(1), ([0.0, 1.0], [0.5, 1.0]));
     }
 
     /// Times from a cost that sits mostly in the left fifth (a heavy model there), each part

@@ -42,7 +42,6 @@ pub struct SortFirst {
     strip_renderer: Option<Renderer>,
     pixels: Vec<u8>,
     started: Instant,
-    drawn_own: Duration,
     name: String,
     /// A strip's own draw list: the pass's list culled again for the strip alone.
     strip_list: DrawList,
@@ -50,12 +49,12 @@ pub struct SortFirst {
     composited: u64,
     missed: u64,
     served: u64,
-    /// Per frame (at most [`SAMPLES`]), milliseconds: waiting for the helpers' strips once
+    /// Per frame (at most [`SAMPLES`]): waiting for the helpers' strips once
     /// this node's own were drawn, writing them in; per strip served, drawing, reading back
     /// and sending it.
-    waits: Vec<f32>,
-    composites: Vec<f32>,
-    serves: Vec<f32>,
+    waits: Vec<Duration>,
+    composites: Vec<Duration>,
+    serves: Vec<Duration>,
 }
 
 /// Timing samples kept at most (the summary's medians are of the first ones).
@@ -119,7 +118,6 @@ impl SortFirst {
             strip_renderer: None,
             pixels: Vec::new(),
             started: Instant::now(),
-            drawn_own: Duration::ZERO,
             name: name.to_string(),
             strip_list: DrawList::default(),
             composited: 0,
@@ -145,7 +143,6 @@ impl SortFirst {
         passes: &[ViewPass],
         frame: u64,
     ) -> Result<()> {
-        self.started = Instant::now();
         if let Some(client) = &mut self.client {
             self.jobs.clear();
             self.jobs
@@ -284,7 +281,7 @@ impl SortFirst {
         // This node's part is measured drawn, not submitted (the GPU works on after
         // submission): what the load balancer weighs against the helpers' finish times.
         gpu.wait_idle()?;
-        self.drawn_own = self.started.elapsed();
+        let drawn_own = self.started.elapsed();
         let waited = Instant::now();
         let (arrived, missing) = x.gather();
         let written = Instant::now();
@@ -305,7 +302,7 @@ impl SortFirst {
             })
             .collect();
         self.missed += missing.len() as u64;
-        x.end_frame(self.drawn_own, composite);
+        x.end_frame(drawn_own, composite);
         Ok(missing)
     }
 }
@@ -319,9 +316,9 @@ impl Drop for SortFirst {
             self.composited,
             self.missed,
             self.served,
-            median(&mut self.waits),
-            median(&mut self.composites),
-            median(&mut self.serves)
+            median(&self.waits),
+            median(&self.composites),
+            median(&self.serves)
         );
     }
 }
@@ -365,20 +362,16 @@ pub(crate) fn cull_strip(
     Ok(())
 }
 
-/// Keeps `d` in milliseconds, while there is room.
-fn sample(into: &mut Vec<f32>, d: Duration) {
+/// Keeps `d`, while there is room.
+fn sample(into: &mut Vec<Duration>, d: Duration) {
     if into.len() < SAMPLES {
-        into.push(d.as_secs_f32() * 1e3);
+        into.push(d);
     }
 }
 
-/// The median of `v` (NaN if empty).
-fn median(v: &mut [f32]) -> f32 {
-    if v.is_empty() {
-        return f32::NAN;
-    }
-    v.sort_by(f32::total_cmp);
-    v[v.len() / 2]
+/// The median of `v` in milliseconds (NaN if empty).
+fn median(v: &[Duration]) -> f64 {
+    crate::stats::Summary::of(v).map_or(f64::NAN, |s| s.median_ms)
 }
 
 /// Whether `inner` lies within `outer` (both x, y, width, height).

@@ -66,22 +66,6 @@ impl Frustum {
         ])
     }
 
-    /// The part of this frustum that shows a sub-rectangle of its image, given as fractions
-    /// of the image: `x` from the left edge, `y` from the top (as pixel rows run). What a
-    /// strip of a view split across several renderers (sort-first) is drawn with: its pixels
-    /// are exactly those of the same rectangle of the whole view.
-    pub fn region(&self, x: [f32; 2], y: [f32; 2]) -> Self {
-        // Weighted so the whole image's edges come out exactly.
-        let lerp = |a: f32, b: f32, t: f32| a * (1.0 - t) + b * t;
-        Frustum {
-            left: lerp(self.left, self.right, x[0]),
-            right: lerp(self.left, self.right, x[1]),
-            top: lerp(self.top, self.bottom, y[0]),
-            bottom: lerp(self.top, self.bottom, y[1]),
-            ..*self
-        }
-    }
-
     /// The same frustum with its near-plane window shifted by `dx`, `dy` (off-axis).
     pub fn shifted(mut self, dx: f32, dy: f32) -> Self {
         self.left += dx;
@@ -143,46 +127,5 @@ mod tests {
         // A point on the far plane, on the ray through the window's upper-right corner.
         let far = ndc(Vec3::new(0.1, 0.2, -0.5) * 100.0);
         assert!(far.abs_diff_eq(Vec3::new(1.0, 1.0, 1.0), 1e-4), "{far}");
-    }
-
-    #[test]
-    fn a_region_maps_its_points_where_the_whole_view_puts_them_in_that_rectangle() {
-        let whole = Frustum {
-            left: -0.4,
-            right: 0.2,
-            bottom: -0.1,
-            top: 0.3,
-            near: 0.5,
-            far: 20.0,
-        };
-        // The right third, lower half of the image.
-        let (x, y) = ([2.0 / 3.0, 1.0], [0.5, 1.0]);
-        let part = whole.region(x, y);
-        let to_ndc = |p: Mat4, v: Vec3| {
-            let c = p * Vec4::new(v.x, v.y, v.z, 1.0);
-            c.truncate() / c.w
-        };
-        for v in [
-            Vec3::new(0.15, -0.05, -0.7),
-            Vec3::new(0.1, 0.0, -3.0),
-            Vec3::new(0.3, -0.3, -9.0),
-        ] {
-            let a = to_ndc(whole.projection(), v);
-            let b = to_ndc(part.projection(), v);
-            // Image coordinates in [0, 1], y from the top, of the whole and of the part.
-            let img = |n: Vec3| ((n.x + 1.0) / 2.0, (1.0 - n.y) / 2.0);
-            let (ax, ay) = img(a);
-            let (bx, by) = img(b);
-            assert!(
-                (x[0] + bx * (x[1] - x[0]) - ax).abs() < 1e-5,
-                "{v}: x {ax} vs {bx}"
-            );
-            assert!(
-                (y[0] + by * (y[1] - y[0]) - ay).abs() < 1e-5,
-                "{v}: y {ay} vs {by}"
-            );
-            assert!((a.z - b.z).abs() < 1e-6, "same depth");
-        }
-        assert_eq!(whole.region([0.0, 1.0], [0.0, 1.0]), whole);
     }
 }

@@ -216,11 +216,6 @@ impl StripExchange {
         missed
     }
 
-    /// The split view `view` uses in the frame under way.
-    pub fn split(&self, view: u16) -> Option<&lockstep_display::split::Split> {
-        self.round.split(view)
-    }
-
     fn take(&mut self, a: Arrival, now: Option<Instant>) {
         match a {
             Arrival::Connected(name, conn, link) => {

@@ -373,14 +373,6 @@ impl StripRound {
         }
         missed
     }
-
-    /// The split the frame under way uses for view `view`.
-    pub fn split(&self, view: u16) -> Option<&Split> {
-        self.viewports
-            .iter()
-            .find(|v| v.helped.view == view)
-            .map(|v| &v.split)
-    }
 }
 
 /// Part `part` of `split` in window pixels.
